@@ -1,0 +1,235 @@
+/**
+ * Configuration: one file (JSON or YAML), validated with zod. Members, their channels, where Redis
+ * and PostgreSQL are, API keys, pipeline sizing. Configuration is data that can be versioned and
+ * audited, never code. A bad file is refused with the path of the first bad field.
+ */
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import YAML from 'yaml';
+import { Charset, charsetFromName, supportedCharsetNames } from '../pipeline/hl7/charset';
+import { HubError } from '../pipeline/outcome';
+
+const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, _ . - (at most 64)');
+
+const charset = z
+  .string()
+  .refine((name) => charsetFromName(name) !== undefined, { message: `unknown charset; use one of ${supportedCharsetNames.join(', ')}` })
+  .transform((name) => charsetFromName(name) as Charset);
+
+/** UTC offset of the member's clocks, for HL7 times sent without one. */
+const utcOffset = z.string().regex(/^[+-]\d{2}:\d{2}$/, 'like +08:00').default('+08:00');
+
+const charsetOptions = {
+  /** Charset when MSH-18 is empty. Chinese HIS exports without MSH-18 are usually GB18030: set it per channel. */
+  charset: charset.default('UTF-8'),
+  /** Ignore MSH-18 and always decode with this: for senders that declare the wrong charset. */
+  forceCharset: charset.optional(),
+};
+
+export const mllpChannelSchema = z.object({
+  id,
+  kind: z.literal('mllp'),
+  host: z.string().default('0.0.0.0'),
+  port: z.number().int().min(0).max(65535),
+  ...charsetOptions,
+  /** original: AA/AE/AR always. enhanced: commit ACKs per MSH-15. auto: enhanced when MSH-15/16 are valued. */
+  ackMode: z.enum(['original', 'enhanced', 'auto']).default('original'),
+  /** Larger frames are answered AR (HL7 error 104) and their first bytes quarantined. */
+  maxMessageBytes: z.number().int().positive().default(16 * 1024 * 1024),
+  /** Close a connection silent for this long. */
+  idleTimeoutMs: z.number().int().positive().default(300_000),
+});
+
+export const fileChannelSchema = z.object({
+  id,
+  kind: z.literal('file'),
+  dir: z.string().min(1),
+  /** Glob on the file name: `*` and `?` only. */
+  pattern: z.string().default('*.hl7'),
+  /** Where processed files go; default `<dir>/archive`. */
+  archiveDir: z.string().optional(),
+  /** Where failed files go with a `.reason.txt`; default `<dir>/error`. */
+  errorDir: z.string().optional(),
+  pollIntervalMs: z.number().int().positive().default(1000),
+  /** A file is read only once its size and mtime stayed the same this long (half-written files are never read). */
+  stableMs: z.number().int().nonnegative().default(1000),
+  ...charsetOptions,
+});
+
+/** FHIR channels (issue: FHIR adapters) are declared here so configuration is complete and validated. */
+export const fhirChannelSchema = z.object({
+  id,
+  kind: z.enum(['fhir-rest', 'fhir-bulk', 'fhir-subscription']),
+  baseUrl: z.url().optional(),
+  resourceTypes: z.array(z.string()).default([]),
+  schedule: z.string().optional(),
+});
+
+export const channelSchema = z.discriminatedUnion('kind', [mllpChannelSchema, fileChannelSchema, fhirChannelSchema]);
+
+export const memberSchema = z.object({
+  id,
+  name: z.string().min(1),
+  tier: z.enum(['tertiary', 'secondary', 'primary', 'unknown']),
+  utcOffset,
+  channels: z.array(channelSchema).default([]),
+});
+
+export const scopeSchema = z.enum(['admin', 'integration', 'patient.read', 'feed.read', 'metrics']);
+
+export const apiKeySchema = z
+  .object({
+    name: z.string().min(1),
+    /** The key itself, or its sha256 in hex (prefer the hash in files kept in git). */
+    key: z.string().min(16).optional(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+    scopes: z.array(scopeSchema).min(1),
+  })
+  .refine((k) => !!k.key !== !!k.sha256, { message: 'give exactly one of key or sha256' });
+
+export const configSchema = z
+  .object({
+    members: z.array(memberSchema).default([]),
+    /** Overridden by REDIS_URL. Unset: the embedded redis-server the CLI starts (demo only). */
+    redisUrl: z.string().optional(),
+    /** Overridden by DATABASE_URL. Unset: embedded PGlite in dataDir (demo only: no fsync). */
+    databaseUrl: z.string().optional(),
+    /** Embedded PGlite data and the embedded Redis socket live here. */
+    dataDir: z.string().default('.yilian'),
+    api: z
+      .object({
+        host: z.string().default('0.0.0.0'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        keys: z.array(apiKeySchema).default([]),
+      })
+      .prefault({}),
+    pipeline: z
+      .object({
+        /** Per-patient order: messages are hashed by member+MRN onto this many ordered queues. Changing it re-routes patients: drain first. */
+        partitions: z.number().int().min(1).max(1024).default(16),
+        /** BullMQ key prefix; use a hash tag such as `{yilian}` on Redis Cluster. */
+        queuePrefix: z.string().default('yilian'),
+        /** Attempts for transient failures before a message is dead-lettered. */
+        attempts: z.number().int().min(1).default(5),
+        /** First retry delay; doubles each attempt. */
+        backoffMs: z.number().int().positive().default(1000),
+      })
+      .prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    const memberIds = new Set<string>();
+    const ports = new Map<number, string>();
+    config.members.forEach((member, m) => {
+      if (memberIds.has(member.id)) ctx.addIssue({ code: 'custom', path: ['members', m, 'id'], message: `duplicate member id ${member.id}` });
+      memberIds.add(member.id);
+      const channelIds = new Set<string>();
+      member.channels.forEach((channel, c) => {
+        if (channelIds.has(channel.id)) ctx.addIssue({ code: 'custom', path: ['members', m, 'channels', c, 'id'], message: `duplicate channel id ${channel.id}` });
+        channelIds.add(channel.id);
+        if (channel.kind === 'mllp' && channel.port !== 0) {
+          const owner = ports.get(channel.port);
+          if (owner) ctx.addIssue({ code: 'custom', path: ['members', m, 'channels', c, 'port'], message: `port ${channel.port} already used by ${owner}` });
+          ports.set(channel.port, `${member.id}/${channel.id}`);
+        }
+      });
+    });
+  });
+
+export type HubConfig = z.infer<typeof configSchema>;
+export type MemberConfig = z.infer<typeof memberSchema>;
+export type ChannelConfig = z.infer<typeof channelSchema>;
+export type MllpChannelConfig = z.infer<typeof mllpChannelSchema>;
+export type FileChannelConfig = z.infer<typeof fileChannelSchema>;
+export type Scope = z.infer<typeof scopeSchema>;
+
+/** Validate a parsed config object; throws HubError('invalid') naming the first bad field's path. */
+export function parseConfig(input: unknown): HubConfig {
+  const result = configSchema.safeParse(input);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const path = issue.path.map(String).join('.') || '(root)';
+    throw new HubError('invalid', `${path}: ${issue.message}`, path);
+  }
+  return result.data;
+}
+
+export interface LoadOptions {
+  /** --config; else YILIAN_CONFIG; else no file (embedded defaults). */
+  path?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export function loadConfig(options: LoadOptions = {}): HubConfig {
+  const env = options.env ?? process.env;
+  const path = options.path ?? env.YILIAN_CONFIG;
+  let raw: unknown = {};
+  if (path) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      throw new HubError('invalid', `cannot read configuration ${path}: ${(error as Error).message}`, path);
+    }
+    try {
+      raw = /\.ya?ml$/i.test(path) ? YAML.parse(text) : JSON.parse(text);
+    } catch (error) {
+      throw new HubError('invalid', `configuration ${path} is not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(error as Error).message}`, path);
+    }
+  }
+  const config = parseConfig(raw ?? {});
+  if (env.DATABASE_URL) config.databaseUrl = env.DATABASE_URL;
+  if (env.REDIS_URL) config.redisUrl = env.REDIS_URL;
+  if (env.YILIAN_API_KEYS) config.api.keys.push(...parseKeyList(env.YILIAN_API_KEYS));
+  return config;
+}
+
+/** `name:key:scope+scope,…` — for containers, where keys come from the environment. */
+function parseKeyList(list: string): HubConfig['api']['keys'] {
+  return list
+    .split(',')
+    .filter(Boolean)
+    .map((entry, i) => {
+      const [name, key, scopes] = entry.split(':');
+      const parsed = apiKeySchema.safeParse({ name, key, scopes: (scopes ?? '').split('+').filter(Boolean) });
+      if (!parsed.success) throw new HubError('invalid', `YILIAN_API_KEYS entry ${i + 1}: ${parsed.error.issues[0]!.message}`, 'YILIAN_API_KEYS');
+      return parsed.data;
+    });
+}
+
+export function hashApiKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+/**
+ * The member named on the command line. An unknown one is added as a plain member (tier unknown)
+ * with a warning, so a file can be tried without writing configuration first.
+ */
+export function ensureMember(config: HubConfig, memberId: string, warn: (text: string) => void = (t) => process.stderr.write(`${t}\n`)): MemberConfig {
+  const found = config.members.find((m) => m.id === memberId);
+  if (found) return found;
+  const parsed = memberSchema.safeParse({ id: memberId, name: memberId, tier: 'unknown' });
+  if (!parsed.success) throw new HubError('invalid', `member id "${memberId}": ${parsed.error.issues[0]!.message}`, 'member');
+  warn(`warning: member ${memberId} is not configured; using it as a plain member (tier unknown)`);
+  config.members.push(parsed.data);
+  return parsed.data;
+}
+
+/** Minutes east of UTC from "+08:00". */
+export function offsetMinutes(member: MemberConfig): number {
+  const sign = member.utcOffset.startsWith('-') ? -1 : 1;
+  const [h, m] = member.utcOffset.slice(1).split(':').map(Number);
+  return sign * (h! * 60 + m!);
+}
+
+/** Charset policy of a member's channel; channels not in config (CLI ingest) decode as UTF-8 unless MSH-18 says otherwise. */
+export function charsetPolicyOf(config: HubConfig, memberId: string, channelId: string): { defaultCharset: Charset; forceCharset?: Charset } {
+  const channel = config.members.find((m) => m.id === memberId)?.channels.find((c) => c.id === channelId);
+  if (channel && (channel.kind === 'mllp' || channel.kind === 'file')) return { defaultCharset: channel.charset, forceCharset: channel.forceCharset };
+  return { defaultCharset: 'UTF-8' };
+}
+
+export function utcOffsetOf(config: HubConfig, memberId: string): number {
+  const member = config.members.find((m) => m.id === memberId);
+  return member ? offsetMinutes(member) : 8 * 60;
+}

@@ -1,0 +1,164 @@
+/**
+ * The intake every adapter hands inbound bytes to. Owns the rule "nothing is acknowledged before it
+ * is stored": inspects a message (charset, MSH), stores its original bytes — group-committed, so
+ * many messages share one transaction and one fsync — and only then returns the ACK to send. Then
+ * enqueues the stored messages for the pipeline, in commit order; if that enqueue fails, the
+ * message is still safe in the raw store and the reconciler enqueues it later.
+ */
+import type { MemberConfig } from './config';
+import { ackCodeFor, buildAck } from '../pipeline/hl7/ack';
+import { encode, type Charset } from '../pipeline/hl7/charset';
+import { type CharsetPolicy, inspectMessage, type MessageHeader, senderOf, sniffHeader } from '../pipeline/hl7/header';
+import { metrics } from '../pipeline/metrics';
+import { asHubError, HubError } from '../pipeline/outcome';
+import type { EnqueueItem } from '../pipeline/queues';
+import type { HubDb } from '../hub/db';
+import { addQuarantine, type NewRawMessage, storeRawBatch } from '../hub/rawStore';
+
+export interface IntakeChannel {
+  id: string;
+  policy: CharsetPolicy;
+  ackMode: 'original' | 'enhanced' | 'auto';
+}
+
+export interface Inbound {
+  member: MemberConfig;
+  channel: IntakeChannel;
+  bytes: Buffer;
+  /** A problem the adapter already found (frame too large, cut off, bytes outside a frame): stored and quarantined as is. */
+  problem?: HubError;
+}
+
+export interface IntakeResult {
+  rawId: number;
+  outcome: 'stored' | 'duplicate' | 'quarantined';
+  /** Bytes to send back, undefined when the ack mode says none. */
+  ack?: Buffer;
+  ackCode?: string;
+  revision: number;
+  error?: HubError;
+}
+
+export interface Enqueuer {
+  enqueue(items: EnqueueItem[]): Promise<void>;
+}
+
+interface Pending {
+  row: NewRawMessage;
+  error?: HubError;
+  resolve: (result: IntakeResult) => void;
+  reject: (error: unknown) => void;
+}
+
+export class RawIntake {
+  private pending: Pending[] = [];
+  private flushing = false;
+  private enqueueChain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly db: HubDb,
+    private readonly pipeline: Enqueuer,
+    private readonly options: { maxBatch?: number; log?: (text: string) => void } = {},
+  ) {}
+
+  /** Resolves once the message is durably stored (or counted as a duplicate). Rejects only when the store itself failed: then nothing may be ACKed. */
+  receive(inbound: Inbound): Promise<IntakeResult> {
+    metrics.received.inc({ member: inbound.member.id, channel: inbound.channel.id });
+    const { row, error } = prepare(inbound);
+    return new Promise((resolve, reject) => {
+      this.pending.push({ row, error, resolve, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        // Let the current I/O tick add its messages to the same transaction.
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, this.options.maxBatch ?? 500);
+      try {
+        const stored = await this.db.transaction(async (tx) => {
+          const out = await storeRawBatch(tx, batch.map((item) => item.row));
+          for (let i = 0; i < batch.length; i++) {
+            const error = batch[i]!.error;
+            if (error && !out[i]!.duplicate) await addQuarantine(tx, out[i]!.id, 'intake', error);
+          }
+          return out;
+        });
+        const toEnqueue: EnqueueItem[] = [];
+        batch.forEach((item, i) => {
+          const s = stored[i]!;
+          const outcome = s.duplicate ? 'duplicate' : item.error ? 'quarantined' : 'stored';
+          metrics.stored.inc({ member: item.row.memberId, channel: item.row.channelId, outcome });
+          if (outcome === 'quarantined') metrics.quarantined.inc({ stage: 'intake', code: item.error!.code });
+          if (outcome === 'stored') toEnqueue.push({ rawId: s.id, patientKey: item.row.patientKey });
+          item.resolve({ rawId: s.id, outcome, ack: s.ack ?? undefined, ackCode: ackCodeOf(s.ack), revision: s.revision, error: item.error });
+        });
+        if (toEnqueue.length) this.enqueue(toEnqueue);
+      } catch (error) {
+        for (const item of batch) item.reject(error);
+      }
+    }
+    this.flushing = false;
+  }
+
+  private enqueue(items: EnqueueItem[]): void {
+    this.enqueueChain = this.enqueueChain
+      .then(() => this.pipeline.enqueue(items))
+      .catch((error) => this.options.log?.(`enqueue failed (the reconciler will retry from the raw store): ${(error as Error).message}`));
+  }
+
+  /** Wait until everything received so far is stored and handed to the queues. */
+  async drain(): Promise<void> {
+    while (this.flushing || this.pending.length > 0) await new Promise((r) => setTimeout(r, 2));
+    await this.enqueueChain;
+  }
+}
+
+function ackCodeOf(ack: Buffer | null): string | undefined {
+  return ack ? /\rMSA\|([A-Z]{2})/.exec(ack.toString('latin1'))?.[1] : undefined;
+}
+
+/** Inspect and build the row to store, with the ACK that will be sent once it is committed. */
+function prepare(inbound: Inbound): { row: NewRawMessage; error?: HubError } {
+  const { member, channel, bytes } = inbound;
+  let header: MessageHeader | undefined;
+  let charset: Charset = channel.policy.forceCharset ?? channel.policy.defaultCharset;
+  let error = inbound.problem;
+  let patientKey: string | null = null;
+  let eventTime: Date | null = null;
+  if (!error) {
+    try {
+      const inspected = inspectMessage(bytes, channel.policy);
+      header = inspected.header;
+      charset = inspected.charset;
+      patientKey = inspected.patient ? `${member.id}|${inspected.patient.mrn}` : null;
+      eventTime = inspected.eventTime ?? null;
+    } catch (thrown) {
+      error = asHubError(thrown);
+    }
+  }
+  header ??= sniffHeader(bytes);
+  const code = ackCodeFor(channel.ackMode, header, error);
+  const ack = code ? encode(buildAck({ header, code, error }), error?.code === 'charset' ? 'ASCII' : charset) : null;
+  return {
+    error,
+    row: {
+      memberId: member.id,
+      channelId: channel.id,
+      sender: header ? senderOf(header) : '',
+      controlId: header?.controlId ?? '',
+      messageType: header ? [header.messageCode, header.triggerEvent].filter(Boolean).join('^') : '',
+      versionId: header?.versionId ?? '',
+      charset,
+      bytes,
+      status: error ? 'quarantined' : 'queued',
+      flags: error?.code === 'too-large' ? ['truncated'] : [],
+      ack,
+      patientKey,
+      eventTime,
+    },
+  };
+}

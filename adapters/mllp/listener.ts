@@ -1,0 +1,129 @@
+/**
+ * MLLP listener on node:net (our own: the hl7v2-net server fell into an endless ACK↔ACK loop by
+ * the third message when tried). Per connection: frames are handed to the intake as they complete
+ * — a sender that pipelines gets its messages group-committed together — and ACKs are written in
+ * the order the messages arrived. An ACK is written only after the intake says the bytes are stored.
+ * Why throughput over one connection in original mode is about 1 / (store latency + round trip):
+ * the sender waits for each ACK; many connections or pipelining are how volume scales.
+ */
+import net from 'node:net';
+import type { MemberConfig, MllpChannelConfig } from '../config';
+import { frame, MllpFramer } from './framer';
+import type { RawIntake } from '../intake';
+import { buildAck } from '../../pipeline/hl7/ack';
+import { sniffHeader } from '../../pipeline/hl7/header';
+import { metrics } from '../../pipeline/metrics';
+import { HubError } from '../../pipeline/outcome';
+
+/** Typed events of a listener, for logs and tests. */
+export interface MllpEvents {
+  messageReceived: { member: string; channel: string; bytes: number };
+  ackSent: { member: string; channel: string; code: string; rawId: number; latencyMs: number };
+  connectionError: { member: string; channel: string; error: string };
+}
+
+export class MllpListener {
+  private server?: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+  /** Paused while a connection has this many messages awaiting their ACK. */
+  private readonly maxInFlight = 2000;
+
+  constructor(
+    private readonly member: MemberConfig,
+    private readonly channel: MllpChannelConfig,
+    private readonly intake: RawIntake,
+    private readonly on: <K extends keyof MllpEvents>(event: K, payload: MllpEvents[K]) => void = () => undefined,
+  ) {}
+
+  async start(): Promise<number> {
+    // Half-open: a sender may close its side right after its last message and still get the ACKs.
+    this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(this.channel.port, this.channel.host, () => resolve());
+    });
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  get port(): number {
+    return (this.server?.address() as net.AddressInfo | null)?.port ?? 0;
+  }
+
+  private accept(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.setNoDelay(true);
+    socket.setTimeout(this.channel.idleTimeoutMs, () => socket.destroy());
+    const framer = new MllpFramer(this.channel.maxMessageBytes);
+    let ackChain: Promise<void> = Promise.resolve();
+    let inFlight = 0;
+    const ids = { member: this.member.id, channel: this.channel.id };
+    const intakeChannel = { id: this.channel.id, policy: { defaultCharset: this.channel.charset, forceCharset: this.channel.forceCharset }, ackMode: this.channel.ackMode };
+
+    const submit = (bytes: Buffer, problem: HubError | undefined, answer: boolean) => {
+      const started = process.hrtime.bigint();
+      this.on('messageReceived', { ...ids, bytes: bytes.length });
+      const stored = this.intake.receive({ member: this.member, channel: intakeChannel, bytes, problem });
+      if (!answer) {
+        stored.catch((error) => this.on('connectionError', { ...ids, error: `could not store bytes outside a frame: ${(error as Error).message}` }));
+        return;
+      }
+      inFlight++;
+      if (inFlight >= this.maxInFlight) socket.pause();
+      // ACKs leave in arrival order, each only once its own message is stored.
+      ackChain = ackChain.then(async () => {
+        let ack: Buffer | undefined;
+        let code = '';
+        let rawId = 0;
+        try {
+          const result = await stored;
+          ack = result.ack;
+          code = result.ackCode ?? '';
+          rawId = result.rawId;
+        } catch (error) {
+          // Not stored: never AA. AR with 207 tells the sender to try again later.
+          const failure = new HubError('internal', `message not stored, resend later: ${(error as Error).message}`, undefined, true);
+          ack = Buffer.from(buildAck({ header: sniffHeader(bytes), code: 'AR', error: failure }), 'latin1');
+          code = 'AR';
+        }
+        inFlight--;
+        if (inFlight < this.maxInFlight && socket.isPaused()) socket.resume();
+        if (!ack || socket.destroyed) return;
+        socket.write(frame(ack));
+        const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
+        metrics.ackSeconds.observe({ channel: this.channel.id }, latencyMs / 1000);
+        (code === 'AA' || code === 'CA' ? metrics.acked : metrics.nacked).inc({ ...ids, code });
+        this.on('ackSent', { ...ids, code, rawId, latencyMs });
+      });
+    };
+
+    socket.on('data', (chunk: Buffer) => {
+      for (const event of framer.push(chunk)) {
+        if (event.kind === 'message') submit(event.bytes, undefined, true);
+        else if (event.kind === 'oversize')
+          submit(event.head, new HubError('too-large', `frame of ${event.totalBytes} bytes exceeds the channel limit of ${this.channel.maxMessageBytes}; first bytes kept`), true);
+        else submit(event.bytes, new HubError('framing', `${event.bytes.length} bytes outside an MLLP frame`), false);
+      }
+    });
+    const close = () => {
+      for (const event of framer.finish()) {
+        if (event.kind === 'incomplete') submit(event.bytes, new HubError('incomplete', `connection closed inside an MLLP frame after ${event.bytes.length} bytes`), false);
+        else if (event.kind === 'junk') submit(event.bytes, new HubError('framing', `${event.bytes.length} bytes outside an MLLP frame`), false);
+      }
+      this.sockets.delete(socket);
+    };
+    socket.on('end', () => void ackChain.then(() => socket.end()));
+    socket.on('close', close);
+    socket.on('error', (error) => this.on('connectionError', { ...ids, error: error.message }));
+  }
+
+  /** Stop accepting; let connections finish their in-flight ACKs, then close them. */
+  async close(): Promise<void> {
+    if (!this.server) return;
+    const closed = new Promise<void>((resolve) => this.server!.close(() => resolve()));
+    for (const socket of this.sockets) socket.end();
+    setTimeout(() => {
+      for (const socket of this.sockets) socket.destroy();
+    }, 2000).unref();
+    await closed;
+  }
+}

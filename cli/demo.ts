@@ -1,0 +1,154 @@
+/**
+ * `yilian demo`: three simulated members of an alliance send real HL7 v2 traffic through the whole
+ * spine on embedded defaults (PGlite, a private redis-server): the lead hospital over MLLP in UTF-8
+ * (the FHIR-Converter sample messages and Chinese ADT/ORU), the county hospital over MLLP in GB18030
+ * on several connections, the community centre as a GB18030 batch file in a drop folder. Then
+ * resends, a corrected result, out-of-order updates, a bad charset and garbage. It ends with what
+ * an information department looks at: per-channel counters, ACK latency, the quarantine, and the
+ * unified source-patient records with their Chinese names intact.
+ */
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseConfig } from '../adapters/config';
+import { openRuntime } from '../hub/runtime';
+import { hubStatus } from '../hub/status';
+import { PipelineWorker } from '../pipeline/worker';
+import { ackCode, bloodCount, encodeAs, MllpClient, simAdt, simOru, simPatient } from './simulate';
+import { startListeners } from './yilian';
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+export async function runDemo(options: { log: (t: string) => void }): Promise<number> {
+  const out = (t = '') => process.stdout.write(`${t}\n`);
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'yilian-demo-'));
+  const dropDir = path.join(dataDir, 'drop-community');
+  const config = parseConfig({
+    dataDir,
+    members: [
+      { id: 'lead', name: '省人民医院 Provincial People’s Hospital', tier: 'tertiary', channels: [{ id: 'his', kind: 'mllp', port: 0, charset: 'UTF-8' }] },
+      { id: 'county', name: '青山县人民医院 Qingshan County Hospital', tier: 'secondary', channels: [{ id: 'lis', kind: 'mllp', port: 0, charset: 'GB18030' }] },
+      { id: 'community', name: '东湖社区卫生服务中心 Donghu Community Health Centre', tier: 'primary', channels: [{ id: 'drop', kind: 'file', dir: dropDir, charset: 'GB18030', pollIntervalMs: 200, stableMs: 300 }] },
+    ],
+  });
+  out('Yilian Hub demo — embedded PGlite and a private redis-server; three members connect.');
+  const started = Date.now();
+  const runtime = await openRuntime(config, { log: options.log });
+  const ports: Record<string, number> = {};
+  const stops = await startListeners(runtime, (line) => {
+    out(`  ${line}`);
+    const m = /^MLLP (\w+)\/\w+ on port (\d+)/.exec(line);
+    if (m) ports[m[1]!] = Number(m[2]);
+  });
+  const worker = new PipelineWorker({ db: runtime.db, config }, runtime.queues, { log: options.log });
+  await worker.start();
+  const latencies: number[] = [];
+  const ackCodes = new Map<string, number>();
+  const timedSend = async (client: MllpClient, bytes: Buffer) => {
+    const t0 = process.hrtime.bigint();
+    const ack = await client.send(bytes);
+    latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    ackCodes.set(ackCode(ack), (ackCodes.get(ackCode(ack)) ?? 0) + 1);
+    return ack;
+  };
+
+  try {
+    // 1. Lead hospital: the public sample messages, then Chinese ADT and lab results, UTF-8.
+    out('\n[lead] sending the FHIR-Converter sample messages and 200 Chinese ADT/ORU messages over MLLP (UTF-8)…');
+    const lead = await MllpClient.connect(ports.lead!);
+    // Sources sit beside this file; the compiled CLI runs from dist/cli and reads them from the source tree.
+    const samplesDir = [path.join(__dirname, 'demo-data'), path.join(__dirname, '..', '..', 'cli', 'demo-data')].find((d) => existsSync(d))!;
+    const sampleFiles = readdirSync(samplesDir).filter((f) => f.endsWith('.hl7'));
+    for (const f of sampleFiles) await timedSend(lead, Buffer.from(readFileSync(path.join(samplesDir, f), 'utf8').replace(/^\uFEFF/, '').replace(/\r?\n/g, '\r')));
+    for (let i = 0; i < 100; i++) {
+      const patient = simPatient(i, 'L');
+      await timedSend(lead, encodeAs(simAdt({ controlId: `L-ADT-${i}`, patient, charset: 'UNICODE UTF-8', sendingFacility: 'LEAD' }, 'A04'), 'UTF-8'));
+      await timedSend(lead, encodeAs(simOru({ controlId: `L-ORU-${i}`, patient, charset: 'UNICODE UTF-8', sendingFacility: 'LEAD' }, bloodCount), 'UTF-8'));
+    }
+    out('[lead] resending 5 messages (network retry) and a corrected result under a reused control id…');
+    for (let i = 0; i < 5; i++) await timedSend(lead, encodeAs(simAdt({ controlId: `L-ADT-${i}`, patient: simPatient(i, 'L'), charset: 'UNICODE UTF-8', sendingFacility: 'LEAD' }, 'A04'), 'UTF-8'));
+    const corrected = bloodCount.map((r) => (r.code === 'HGB' ? { ...r, value: '128' } : r));
+    await timedSend(lead, encodeAs(simOru({ controlId: 'L-ORU-0', patient: simPatient(0, 'L'), charset: 'UNICODE UTF-8', sendingFacility: 'LEAD' }, corrected, 'C'), 'UTF-8'));
+    await lead.close();
+
+    // 2. County hospital: GB18030 over four connections at once, updates sent out of order.
+    out('[county] sending 300 GB18030 messages over 4 connections, some updates out of order…');
+    await Promise.all(
+      [0, 1, 2, 3].map(async (c) => {
+        const client = await MllpClient.connect(ports.county!);
+        for (let i = c; i < 75 * 4; i += 4) {
+          const patient = simPatient(i % 50, 'C');
+          // Every patient gets updates whose event times run backwards on some connections.
+          const time = `2026112${3 - (i % 3)}1000${String(i % 60).padStart(2, '0')}`;
+          await timedSend(client, encodeAs(simAdt({ controlId: `C-${i}`, patient, charset: 'GB18030', sendingFacility: 'COUNTY', time, address: `解放路${i}号` }), 'GB18030'));
+        }
+        await client.close();
+      }),
+    );
+    out('[county] a message whose bytes are not valid GB18030, and a frame of garbage…');
+    const county = await MllpClient.connect(ports.county!);
+    const bad = Buffer.concat([encodeAs(simAdt({ controlId: 'C-BAD', patient: simPatient(7, 'C'), charset: 'GB18030' }), 'GB18030').subarray(0, 120), Buffer.from([0x81, 0x20]), Buffer.from('\r')]);
+    await timedSend(county, bad);
+    await timedSend(county, Buffer.from('this is not HL7 at all'));
+    await county.close();
+
+    // 3. Community centre: a GB18030 batch file with CRLF line ends, dropped with the rename protocol.
+    out('[community] dropping a GB18030 batch file (FHS/BHS … BTS/FTS, CRLF) into its folder…');
+    const batch = ['FHS|^~\\&|CHC|DONGHU|YILIAN|HUB|20261123080000', 'BHS|^~\\&|CHC|DONGHU|YILIAN|HUB|20261123080000'];
+    for (let i = 0; i < 40; i++) batch.push(simAdt({ controlId: `D-${i}`, patient: simPatient(i, 'D'), charset: 'GB18030', sendingFacility: 'DONGHU', segmentEnd: '\r\n' }, 'A28').trimEnd());
+    batch.push('BTS|40', 'FTS|1');
+    mkdirSync(dropDir, { recursive: true });
+    writeFileSync(path.join(dropDir, '.incoming.tmp'), encodeAs(batch.join('\r\n') + '\r\n', 'GB18030'));
+    renameSync(path.join(dropDir, '.incoming.tmp'), path.join(dropDir, 'donghu-20261123.hl7'));
+
+    // Wait for the file to be picked up and every stored message to be through every stage.
+    for (let i = 0; i < 600; i++) {
+      const left = await runtime.db.query<{ queued: number; drop: number }>(
+        `SELECT count(*) FILTER (WHERE status = 'queued')::int AS queued, count(*) FILTER (WHERE channel_id = 'drop')::int AS drop FROM raw_message`,
+      );
+      if (left.rows[0]!.queued === 0 && left.rows[0]!.drop >= 40) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const seconds = (Date.now() - started) / 1000;
+
+    const status = await hubStatus(runtime.db, runtime.queues);
+    out('\n== Channels ==');
+    out(`${'member/channel'.padEnd(20)}${'received'.padStart(9)}${'processed'.padStart(10)}${'quarantined'.padStart(12)}${'duplicates'.padStart(11)}`);
+    for (const c of status.channels) out(`${`${c.member}/${c.channel}`.padEnd(20)}${String(c.received).padStart(9)}${String(c.processed).padStart(10)}${String(c.quarantined).padStart(12)}${String(c.duplicates).padStart(11)}`);
+    const sorted = [...latencies].sort((a, b) => a - b);
+    out(`\nACKs: ${[...ackCodes].map(([k, v]) => `${k} ${v}`).join(', ')}; ACK latency (sent → ACK, stored first) p50 ${percentile(sorted, 50).toFixed(2)} ms, p99 ${percentile(sorted, 99).toFixed(2)} ms`);
+
+    const quarantine = await runtime.db.query<{ raw_id: number; member_id: string; stage: string; code: string; reason: string }>(
+      `SELECT q.raw_id, r.member_id, q.stage, q.code, q.reason FROM quarantine q JOIN raw_message r ON r.id = q.raw_id WHERE q.state = 'open' ORDER BY q.id`,
+    );
+    out('\n== Quarantine (kept with their bytes; fix and `yilian replay --raw-id N`) ==');
+    for (const q of quarantine.rows) out(`raw ${q.raw_id} ${q.member_id} ${q.stage}/${q.code}: ${q.reason}`);
+
+    const revised = await runtime.db.query<{ id: number; control_id: string; revision: number; flags: string[] }>(`SELECT id, control_id, revision, flags FROM raw_message WHERE revision > 1`);
+    out('\n== Corrected results (same MSH-10, different content: stored as a new revision, not a duplicate) ==');
+    for (const r of revised.rows) out(`raw ${r.id} control id ${r.control_id} revision ${r.revision} flags ${r.flags.join(',')}`);
+
+    const patients = await runtime.db.query<{ member_id: string; mrn: string; demographics: Record<string, string>; event_time: Date; updates: number; stale: number }>(
+      `SELECT p.member_id, p.mrn, p.demographics, p.event_time,
+              (SELECT count(*)::int FROM patient_event e WHERE e.member_id = p.member_id AND e.mrn = p.mrn) AS updates,
+              (SELECT count(*)::int FROM patient_event e WHERE e.member_id = p.member_id AND e.mrn = p.mrn AND NOT e.applied) AS stale
+         FROM source_patient p WHERE p.mrn IN ('L100000', 'C100001', 'D100002', 'C100007') ORDER BY 1, 2`,
+    );
+    out('\n== Source patient records (latest event time wins, whatever the arrival order) ==');
+    for (const p of patients.rows) {
+      const d = p.demographics;
+      out(`${p.member_id}/${p.mrn}: ${d.family ?? ''}${d.given ?? ''} ${d.sex ?? ''} born ${d.birthDate ?? '?'}, ${d.address ?? ''} — ${p.updates} updates, ${p.stale} arrived late and were not applied; state as of ${new Date(p.event_time).toISOString()}`);
+    }
+    const totals = await runtime.db.query<{ n: number; patients: number }>(`SELECT (SELECT count(*)::int FROM raw_message) AS n, (SELECT count(*)::int FROM source_patient) AS patients`);
+    out(`\n${totals.rows[0]!.n} messages stored, ${totals.rows[0]!.patients} source patients, in ${seconds.toFixed(1)} s. Queues: ${JSON.stringify(status.queues)}`);
+    out('Next: `yilian serve` with a configuration file (see README), `yilian worker` on as many machines as needed.');
+    return 0;
+  } finally {
+    await worker.close();
+    for (const stop of stops.reverse()) await stop();
+    await runtime.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,214 @@
+#!/usr/bin/env node
+/**
+ * `yilian` — the one command line of Yilian Hub: demo, serve, worker, ingest, replay, status.
+ * Configuration from --config or YILIAN_CONFIG; DATABASE_URL and REDIS_URL override it; with
+ * neither, the embedded defaults (PGlite, a redis-server started here) are used.
+ */
+import { parseArgs } from 'node:util';
+import http from 'node:http';
+import { ensureMember, loadConfig, type HubConfig } from '../adapters/config';
+import { DropFolder } from '../adapters/file/dropFolder';
+import { MllpListener } from '../adapters/mllp/listener';
+import { createApi } from '../hub/api/server';
+import { openRuntime, type Runtime } from '../hub/runtime';
+import { hubStatus } from '../hub/status';
+import { registry } from '../pipeline/metrics';
+import { HubError } from '../pipeline/outcome';
+import { replay } from '../pipeline/replay';
+import { Reconciler } from '../pipeline/reconciler';
+import { PipelineWorker } from '../pipeline/worker';
+import { ingestFiles } from './ingest';
+import { runDemo } from './demo';
+
+const usage = `usage: yilian <command> [options]
+  demo                          simulated members send HL7 v2 through the whole pipeline (embedded defaults)
+  serve [--api-only|--listeners-only] [--with-worker]
+                                HTTP API and the configured MLLP/file listeners
+  worker [--metrics-port N]     pipeline worker (run as many as wanted)
+  ingest --member M [--json] <files…>
+                                store HL7 v2 files and wait until every message went through every stage
+  replay [--raw-id N]… [--member M] [--channel C] [--from ISO] [--to ISO] [--status s,…]
+  status [--json]               queue depths, dead letters, per-channel counters
+common: --config <file> (or YILIAN_CONFIG); DATABASE_URL, REDIS_URL`;
+
+const log = (text: string) => process.stderr.write(`${new Date().toISOString()} ${text}\n`);
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' },
+      member: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      'api-only': { type: 'boolean', default: false },
+      'listeners-only': { type: 'boolean', default: false },
+      'with-worker': { type: 'boolean', default: false },
+      'metrics-port': { type: 'string' },
+      'raw-id': { type: 'string', multiple: true },
+      channel: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      status: { type: 'string' },
+      timeout: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (!command || values.help || command === 'help') {
+    process.stdout.write(`${usage}\n`);
+    return command ? 0 : 2;
+  }
+  if (command === 'demo') return runDemo({ log });
+  const config = loadConfig({ path: values.config });
+
+  switch (command) {
+    case 'ingest': {
+      if (!values.member) throw new HubError('invalid', 'ingest needs --member <id>', '--member');
+      if (positionals.length === 0) throw new HubError('invalid', 'ingest needs at least one file', 'files');
+      const member = ensureMember(config, values.member);
+      return withRuntime(config, async (runtime) => {
+        const summary = await ingestFiles(runtime, member, positionals, { timeoutMs: values.timeout ? Number(values.timeout) * 1000 : undefined, log });
+        if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+        else process.stdout.write(`received ${summary.received}, stored ${summary.stored}, duplicates ${summary.duplicates}, quarantined ${summary.quarantined}, failed ${summary.failed}\n`);
+        return summary.failed > 0 ? 1 : 0;
+      });
+    }
+    case 'replay':
+      return withRuntime(config, async (runtime) => {
+        const result = await replay(runtime.db, runtime.queues, {
+          rawIds: values['raw-id']?.map(Number),
+          member: values.member,
+          channel: values.channel,
+          from: values.from ? new Date(values.from) : undefined,
+          to: values.to ? new Date(values.to) : undefined,
+          status: values.status?.split(',') as never,
+        });
+        process.stdout.write(`${JSON.stringify({ replayed: result.replayed })}\n`);
+        return 0;
+      });
+    case 'status':
+      return withRuntime(config, async (runtime) => {
+        const status = await hubStatus(runtime.db, runtime.queues);
+        process.stdout.write(values.json ? `${JSON.stringify(status)}\n` : formatStatus(status));
+        return 0;
+      });
+    case 'worker':
+      return serveUntilSignal(config, async (runtime) => {
+        const worker = new PipelineWorker({ db: runtime.db, config }, runtime.queues, { log });
+        await worker.start();
+        const metricsServer = values['metrics-port'] ? await serveMetrics(Number(values['metrics-port'])) : undefined;
+        log(`worker up: ${config.pipeline.partitions} partitions`);
+        return async () => {
+          metricsServer?.close();
+          await worker.close();
+        };
+      });
+    case 'serve':
+      return serveUntilSignal(config, async (runtime) => {
+        const stops: Array<() => Promise<void> | void> = [];
+        if (!values['listeners-only']) {
+          const server = createApi(runtime).listen(config.api.port, config.api.host);
+          await new Promise((r) => server.once('listening', r));
+          log(`API on ${config.api.host}:${config.api.port}`);
+          stops.push(() => new Promise<void>((r) => server.close(() => r())));
+        }
+        if (!values['api-only']) stops.push(...(await startListeners(runtime)));
+        // PGlite lives in this one process, so with embedded defaults the stages run here too.
+        if (values['with-worker'] || runtime.db.kind === 'pglite') {
+          const worker = new PipelineWorker({ db: runtime.db, config }, runtime.queues, { log });
+          await worker.start();
+          stops.push(() => worker.close());
+        } else {
+          const reconciler = new Reconciler(runtime.db, runtime.queues, { staleAfterMs: 5 * 60_000, epochCheckMs: 2000, log });
+          reconciler.start();
+          stops.push(() => reconciler.stop());
+        }
+        return async () => {
+          for (const stop of stops.reverse()) await stop();
+        };
+      });
+    default:
+      process.stderr.write(`unknown command ${command}\n${usage}\n`);
+      return 2;
+  }
+}
+
+export async function startListeners(runtime: Runtime, onEvent?: (text: string) => void): Promise<Array<() => Promise<void> | void>> {
+  const stops: Array<() => Promise<void> | void> = [];
+  for (const member of runtime.config.members) {
+    for (const channel of member.channels) {
+      if (channel.kind === 'mllp') {
+        const listener = new MllpListener(member, channel, runtime.intake);
+        const port = await listener.start();
+        (onEvent ?? log)(`MLLP ${member.id}/${channel.id} on port ${port} (${channel.charset}, ${channel.ackMode} ACKs)`);
+        stops.push(() => listener.close());
+      } else if (channel.kind === 'file') {
+        const folder = new DropFolder(member, channel, runtime.intake);
+        await folder.start();
+        (onEvent ?? log)(`file ${member.id}/${channel.id} watching ${channel.dir}`);
+        stops.push(() => folder.stop());
+      }
+    }
+  }
+  return stops;
+}
+
+async function withRuntime(config: HubConfig, work: (runtime: Runtime) => Promise<number>): Promise<number> {
+  const runtime = await openRuntime(config, { log });
+  try {
+    return await work(runtime);
+  } finally {
+    await runtime.close();
+  }
+}
+
+async function serveUntilSignal(config: HubConfig, start: (runtime: Runtime) => Promise<() => Promise<void>>): Promise<number> {
+  const runtime = await openRuntime(config, { log });
+  const stop = await start(runtime);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  log('shutting down: finishing in-flight work');
+  await stop();
+  await runtime.close();
+  return 0;
+}
+
+async function serveMetrics(port: number): Promise<http.Server> {
+  const server = http.createServer(async (_req, res) => {
+    res.setHeader('content-type', registry.contentType);
+    res.end(await registry.metrics());
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+  return server;
+}
+
+function formatStatus(status: Awaited<ReturnType<typeof hubStatus>>): string {
+  const lines = [`queues: ${Object.entries(status.queues).map(([k, v]) => `${k} ${v}`).join(', ')}; workers connected: ${status.workers}`];
+  lines.push(status.deadLetters.length ? 'dead letters (open):' : 'dead letters: none');
+  for (const d of status.deadLetters) lines.push(`  ${d.stage.padEnd(8)} ${d.code.padEnd(12)} ${d.open}`);
+  lines.push('channels:');
+  lines.push(`  ${'member/channel'.padEnd(24)} ${'received'.padStart(8)} ${'processed'.padStart(9)} ${'queued'.padStart(6)} ${'quarant.'.padStart(8)} ${'failed'.padStart(6)} ${'dupes'.padStart(5)}  last`);
+  for (const c of status.channels) {
+    lines.push(
+      `  ${`${c.member}/${c.channel}`.padEnd(24)} ${String(c.received).padStart(8)} ${String(c.processed).padStart(9)} ${String(c.queued).padStart(6)} ${String(c.quarantined).padStart(8)} ${String(c.failed).padStart(6)} ${String(c.duplicates).padStart(5)}  ${c.lastReceivedAt ?? '-'}`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (error) => {
+      if (error instanceof HubError) {
+        process.stderr.write(`yilian: ${error.code}: ${error.message}\n`);
+        process.exit(error.code === 'invalid' ? 2 : 1);
+      }
+      process.stderr.write(`yilian: ${(error as Error).stack ?? error}\n`);
+      process.exit(1);
+    },
+  );
+}

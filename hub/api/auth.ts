@@ -1,0 +1,40 @@
+/**
+ * API-key authentication with scopes. Keys are compared by their sha256 in constant time; the
+ * configuration may hold only hashes. `admin` implies every scope.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { NextFunction, Request, Response } from 'express';
+import { hashApiKey, type HubConfig, type Scope } from '../../adapters/config';
+
+export interface Principal {
+  name: string;
+  scopes: Scope[];
+}
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    principal?: Principal;
+  }
+}
+
+export function authenticator(config: HubConfig) {
+  const keys = config.api.keys.map((k) => ({ name: k.name, scopes: k.scopes, hash: Buffer.from(k.sha256 ?? hashApiKey(k.key!), 'hex') }));
+  return (req: Request, res: Response, next: NextFunction) => {
+    const header = req.header('authorization');
+    const presented = header?.startsWith('Bearer ') ? header.slice(7) : req.header('x-api-key');
+    if (!presented) return res.status(401).set('WWW-Authenticate', 'Bearer').json({ code: 'unauthenticated', message: 'an API key is required (Authorization: Bearer <key>)' });
+    const hash = Buffer.from(hashApiKey(presented), 'hex');
+    const match = keys.find((k) => timingSafeEqual(k.hash, hash));
+    if (!match) return res.status(401).json({ code: 'unauthenticated', message: 'unknown API key' });
+    req.principal = { name: match.name, scopes: match.scopes };
+    next();
+  };
+}
+
+export function requireScope(scope: Scope) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const scopes = req.principal?.scopes ?? [];
+    if (scopes.includes('admin') || scopes.includes(scope)) return next();
+    res.status(403).json({ code: 'forbidden', message: `scope ${scope} required` });
+  };
+}

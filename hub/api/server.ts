@@ -1,0 +1,143 @@
+/**
+ * The hub's HTTP API (express 5). Open: /health and /ready. Everything else needs an API key with
+ * the right scope; bodies and queries are validated with zod; errors are JSON `{code, message}`.
+ * Reading raw messages is reading patient data: each read writes an audit event.
+ */
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { z } from 'zod';
+import type { Runtime } from '../runtime';
+import { authenticator, requireScope } from './auth';
+import { recordAudit } from '../audit';
+import { hubStatus } from '../status';
+import { replay } from '../../pipeline/replay';
+import { registry, metrics } from '../../pipeline/metrics';
+import { HubError } from '../../pipeline/outcome';
+
+const statusEnum = z.enum(['queued', 'processed', 'quarantined', 'failed']);
+
+const replayBody = z
+  .object({
+    rawIds: z.array(z.number().int().positive()).max(100_000).optional(),
+    member: z.string().optional(),
+    channel: z.string().optional(),
+    from: z.iso.datetime({ offset: true }).optional(),
+    to: z.iso.datetime({ offset: true }).optional(),
+    status: z.array(statusEnum).optional(),
+  })
+  .strict()
+  .refine((b) => b.rawIds?.length || b.member || b.channel || b.from || b.to || b.status, { message: 'give at least one selector' });
+
+const rawSearch = z.object({
+  member: z.string().optional(),
+  channel: z.string().optional(),
+  status: statusEnum.optional(),
+  controlId: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  before: z.coerce.number().int().positive().optional(),
+});
+
+const idParam = z.object({ id: z.coerce.number().int().positive() });
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new HubError('invalid', `${where}${issue.path.length ? '.' + issue.path.join('.') : ''}: ${issue.message}`, where);
+  }
+  return result.data;
+}
+
+export function createApi(runtime: Runtime): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(express.json({ limit: '2mb' }));
+
+  app.get('/health', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/ready', async (_req, res) => {
+    try {
+      await runtime.db.query('SELECT 1');
+      await runtime.queues.redis.ping();
+      res.json({ status: 'ready' });
+    } catch (error) {
+      res.status(503).json({ code: 'not-ready', message: (error as Error).message });
+    }
+  });
+
+  app.use(authenticator(runtime.config));
+
+  app.get('/metrics', requireScope('metrics'), async (_req, res) => {
+    const depths = await runtime.queues.depths();
+    for (const [state, n] of Object.entries(depths)) metrics.queueDepth.set({ state }, n);
+    res.type(registry.contentType).send(await registry.metrics());
+  });
+
+  app.get('/api/status', requireScope('integration'), async (_req, res) => {
+    res.json(await hubStatus(runtime.db, runtime.queues));
+  });
+
+  app.get('/api/raw-messages', requireScope('integration'), async (req, res) => {
+    const q = parse(rawSearch, req.query, 'query');
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: string, v: unknown) => {
+      params.push(v);
+      where.push(sql.replace('?', `$${params.length}`));
+    };
+    if (q.member) add('member_id = ?', q.member);
+    if (q.channel) add('channel_id = ?', q.channel);
+    if (q.status) add('status = ?', q.status);
+    if (q.controlId) add('control_id = ?', q.controlId);
+    if (q.before) add('id < ?', q.before);
+    params.push(q.limit);
+    const rows = await runtime.db.query(
+      `SELECT id, member_id, channel_id, sender, control_id, message_type, charset, size_bytes, received_at, status, revision, flags, duplicate_count
+         FROM raw_message ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT $${params.length}`,
+      params,
+    );
+    res.json({ items: rows.rows });
+  });
+
+  app.get('/api/raw-messages/:id', requireScope('integration'), async (req, res) => {
+    const { id } = parse(idParam, req.params, 'path');
+    const found = await runtime.db.query<{ content: Buffer; charset: string; patient_key: string | null; [k: string]: unknown }>(
+      `SELECT id, member_id, channel_id, sender, control_id, message_type, charset, content, received_at, status, revision, flags, patient_key FROM raw_message WHERE id = $1`,
+      [id],
+    );
+    const raw = found.rows[0];
+    if (!raw) throw new HubError('not-found', `raw message ${id} not found`);
+    await recordAudit(runtime.db, { actor: req.principal!.name, action: 'read', entityType: 'raw_message', entityId: String(id), patientKey: raw.patient_key });
+    const quarantine = await runtime.db.query(`SELECT id, stage, code, reason, location, state, created_at FROM quarantine WHERE raw_id = $1 ORDER BY id`, [id]);
+    const { content, ...rest } = raw;
+    res.json({ ...rest, contentBase64: content.toString('base64'), quarantine: quarantine.rows });
+  });
+
+  app.get('/api/quarantine', requireScope('integration'), async (_req, res) => {
+    const rows = await runtime.db.query(
+      `SELECT q.id, q.raw_id, q.stage, q.code, q.reason, q.location, q.created_at, r.member_id, r.channel_id, r.control_id
+         FROM quarantine q JOIN raw_message r ON r.id = q.raw_id WHERE q.state = 'open' ORDER BY q.id DESC LIMIT 500`,
+    );
+    res.json({ items: rows.rows });
+  });
+
+  app.post('/api/replay', requireScope('integration'), async (req, res) => {
+    const body = parse(replayBody, req.body, 'body');
+    const result = await replay(runtime.db, runtime.queues, { ...body, from: body.from ? new Date(body.from) : undefined, to: body.to ? new Date(body.to) : undefined });
+    await recordAudit(runtime.db, { actor: req.principal!.name, action: 'replay', entityType: 'raw_message', entityId: `${result.replayed} messages`, detail: { filter: body } });
+    res.json({ replayed: result.replayed });
+  });
+
+  app.use((_req: Request, res: Response) => {
+    res.status(404).json({ code: 'not-found', message: 'no such route' });
+  });
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    if (error instanceof HubError) {
+      const status = error.code === 'invalid' ? 400 : error.code === 'not-found' ? 404 : 500;
+      return res.status(status).json({ code: error.code, message: error.message, outcome: error.toOperationOutcome() });
+    }
+    if ((error as { type?: string }).type === 'entity.parse.failed') return res.status(400).json({ code: 'invalid', message: 'request body is not valid JSON' });
+    res.status(500).json({ code: 'internal', message: (error as Error).message });
+  });
+  return app;
+}

@@ -1,0 +1,146 @@
+/**
+ * Forward-only, numbered schema migrations. A migration is never edited once released: add a new
+ * one. Each table and index carries a COMMENT saying why it exists. Applied under an advisory lock
+ * so many workers starting at once migrate once.
+ */
+import type { HubDb } from './db';
+
+interface Migration {
+  id: number;
+  name: string;
+  sql: string;
+}
+
+export const migrations: Migration[] = [
+  {
+    id: 1,
+    name: 'raw store, quarantine, source patients',
+    sql: `
+CREATE TABLE member (
+  id text PRIMARY KEY,
+  name text NOT NULL,
+  tier text NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE member IS 'Alliance members as configured (tier matters for recognition and referral direction).';
+
+CREATE TABLE raw_message (
+  id bigserial PRIMARY KEY,
+  member_id text NOT NULL,
+  channel_id text NOT NULL,
+  sender text NOT NULL DEFAULT '',
+  control_id text NOT NULL DEFAULT '',
+  message_type text NOT NULL DEFAULT '',
+  version_id text NOT NULL DEFAULT '',
+  charset text NOT NULL DEFAULT '',
+  sha256 bytea NOT NULL,
+  content bytea NOT NULL,
+  size_bytes integer NOT NULL,
+  received_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  status text NOT NULL CHECK (status IN ('queued', 'processed', 'quarantined', 'failed')),
+  revision integer NOT NULL DEFAULT 1,
+  flags text[] NOT NULL DEFAULT '{}',
+  ack bytea,
+  duplicate_count integer NOT NULL DEFAULT 0,
+  last_duplicate_at timestamptz,
+  patient_key text,
+  event_time timestamptz,
+  last_stage text,
+  processed_at timestamptz,
+  attempts integer NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE raw_message IS 'Original bytes of every inbound message, stored before any ACK: the source of truth for replay, dedupe and audit of what arrived. Kept long; everything else can be re-derived from it.';
+COMMENT ON COLUMN raw_message.sender IS 'MSH-3|MSH-4 as received: dedupe scope together with member and control id.';
+COMMENT ON COLUMN raw_message.revision IS '1 for the first content seen under (member, sender, control id); a different content under the same control id (a corrected result) is revision 2, 3… and flagged, never treated as a duplicate.';
+COMMENT ON COLUMN raw_message.ack IS 'The exact ACK bytes sent; a resent duplicate gets the same ACK again.';
+COMMENT ON COLUMN raw_message.patient_key IS 'member|MRN routing key: messages of one patient are applied in order.';
+CREATE UNIQUE INDEX raw_message_dedupe ON raw_message (member_id, sender, control_id, sha256);
+COMMENT ON INDEX raw_message_dedupe IS 'Identical resends (same member, sender, MSH-10 and bytes) are stored once.';
+CREATE INDEX raw_message_status ON raw_message (status, id) WHERE status <> 'processed';
+COMMENT ON INDEX raw_message_status IS 'Finds unfinished and failed messages for the reconciler, replay and status without scanning processed ones.';
+CREATE INDEX raw_message_channel_time ON raw_message (member_id, channel_id, received_at);
+COMMENT ON INDEX raw_message_channel_time IS 'Per-channel counters and replay by member, channel and time range.';
+
+CREATE TABLE quarantine (
+  id bigserial PRIMARY KEY,
+  raw_id bigint NOT NULL REFERENCES raw_message(id),
+  stage text NOT NULL,
+  code text NOT NULL,
+  reason text NOT NULL,
+  location text,
+  outcome jsonb NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  state text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'replayed', 'resolved')),
+  closed_at timestamptz
+);
+COMMENT ON TABLE quarantine IS 'Bad input is data: why a message stopped (stage, machine-readable code, human text, OperationOutcome), and whether it was replayed.';
+CREATE INDEX quarantine_open ON quarantine (state, created_at) WHERE state = 'open';
+COMMENT ON INDEX quarantine_open IS 'The dead-letter worklist: open entries by age.';
+CREATE INDEX quarantine_raw ON quarantine (raw_id);
+COMMENT ON INDEX quarantine_raw IS 'A message''s quarantine history.';
+
+CREATE TABLE source_patient (
+  member_id text NOT NULL,
+  mrn text NOT NULL,
+  authority text NOT NULL DEFAULT '',
+  demographics jsonb NOT NULL,
+  event_time timestamptz,
+  last_raw_id bigint NOT NULL,
+  merged_into text,
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (member_id, mrn)
+);
+COMMENT ON TABLE source_patient IS 'Each member''s patient as that member last described it (latest event time wins, whatever the arrival order); input to the patient index.';
+
+CREATE TABLE patient_event (
+  raw_id bigint PRIMARY KEY REFERENCES raw_message(id),
+  member_id text NOT NULL,
+  mrn text NOT NULL,
+  event_type text NOT NULL,
+  event_time timestamptz,
+  applied boolean NOT NULL,
+  applied_seq bigserial NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE patient_event IS 'Every message applied to a source patient, once (the raw id is the key, so redelivery is a no-op), with whether it changed the record (false: an older event arriving late) and the order it was applied in.';
+CREATE INDEX patient_event_patient ON patient_event (member_id, mrn, applied_seq);
+COMMENT ON INDEX patient_event_patient IS 'A patient''s update history in applied order.';
+
+CREATE TABLE audit_event (
+  id bigserial PRIMARY KEY,
+  at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  actor text NOT NULL,
+  action text NOT NULL,
+  entity_type text NOT NULL,
+  entity_id text NOT NULL,
+  patient_key text,
+  detail jsonb NOT NULL DEFAULT '{}'
+);
+COMMENT ON TABLE audit_event IS 'Accountability: who read which patient''s data, when, through what. Written by hub/audit.ts only; never updated.';
+CREATE INDEX audit_event_patient ON audit_event (patient_key, at);
+COMMENT ON INDEX audit_event_patient IS 'Who read this patient''s data.';
+`,
+  },
+];
+
+export async function migrate(db: HubDb): Promise<void> {
+  await db.transaction(async (tx) => {
+    // Transaction-scoped advisory lock: concurrent starters wait here, then see the work done.
+    await tx.query(`SELECT pg_advisory_xact_lock(7317001)`);
+    await tx.query(`CREATE TABLE IF NOT EXISTS schema_migration (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    const done = new Set((await tx.query<{ id: number }>(`SELECT id FROM schema_migration`)).rows.map((r) => r.id));
+    for (const migration of migrations) {
+      if (done.has(migration.id)) continue;
+      for (const statement of splitStatements(migration.sql)) await tx.query(statement);
+      await tx.query(`INSERT INTO schema_migration (id, name) VALUES ($1, $2)`, [migration.id, migration.name]);
+    }
+  });
+}
+
+/** Statements end with ';' at a line end; our migrations hold no functions with inner semicolons. */
+function splitStatements(sql: string): string[] {
+  return sql
+    .split(/;\s*\n/)
+    .map((s) => s.trim())
+    .filter(Boolean);
+}

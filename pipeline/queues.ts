@@ -1,0 +1,139 @@
+/**
+ * The pipeline's queues on Redis (BullMQ). Why partitions: messages of one patient must be applied
+ * in the order they arrived, while different patients run in parallel. BullMQ's group feature is
+ * paid, so we hash member+MRN onto N ordinary queues and give each queue a *global* concurrency of 1
+ * (BullMQ's open-source Queue.setGlobalConcurrency): whatever the number of worker processes, one
+ * job per partition runs at a time, in FIFO order. N bounds the parallelism (default 16; 2 cores
+ * need far fewer). Messages without a patient are spread by their raw id.
+ */
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { randomUUID } from 'node:crypto';
+
+export interface PipelineJob {
+  rawId: number;
+}
+
+export interface QueueOptions {
+  redisUrl: string;
+  prefix: string;
+  partitions: number;
+  attempts: number;
+  backoffMs: number;
+}
+
+export interface EnqueueItem {
+  rawId: number;
+  patientKey: string | null;
+}
+
+/** FNV-1a: stable across processes and releases (a partition must not move when code changes). */
+export function partitionOf(key: string, partitions: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    hash ^= key.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0) % partitions;
+}
+
+export function partitionQueueName(partition: number): string {
+  return `pipeline-p${partition}`;
+}
+
+export class PipelineQueues {
+  readonly queues: Queue<PipelineJob>[];
+  /** Shared by the producers of every partition (non-blocking commands only). */
+  readonly redis: Redis;
+
+  constructor(readonly options: QueueOptions) {
+    this.redis = redisClient(options.redisUrl);
+    this.queues = Array.from(
+      { length: options.partitions },
+      (_, p) =>
+        new Queue<PipelineJob>(partitionQueueName(p), {
+          connection: this.redis,
+          prefix: options.prefix,
+          defaultJobOptions: {
+            attempts: options.attempts,
+            backoff: { type: 'exponential', delay: options.backoffMs },
+            // The raw store keeps the history; Redis keeps only work in progress.
+            removeOnComplete: true,
+            // Dead letters live in the quarantine table. A failed job left in Redis would keep its id
+            // `raw-<id>` and make the reconciler's re-add a no-op if the dead-letter write itself failed.
+            removeOnFail: true,
+          },
+        }),
+    );
+  }
+
+  partitionFor(item: EnqueueItem): number {
+    return partitionOf(item.patientKey ?? `raw:${item.rawId}`, this.options.partitions);
+  }
+
+  /**
+   * Add jobs in the given order. `jobId` is `raw-<id>`: adding a message that is already waiting is a
+   * no-op (the reconciler relies on that). Replays pass a suffix so a finished job id cannot block them.
+   */
+  async enqueue(items: EnqueueItem[], jobIdSuffix = ''): Promise<void> {
+    const byPartition = new Map<number, EnqueueItem[]>();
+    for (const item of items) {
+      const p = this.partitionFor(item);
+      const list = byPartition.get(p) ?? [];
+      list.push(item);
+      byPartition.set(p, list);
+    }
+    await Promise.all(
+      [...byPartition].map(([p, list]) =>
+        this.queues[p]!.addBulk(list.map((item) => ({ name: 'message', data: { rawId: item.rawId }, opts: { jobId: `raw-${item.rawId}${jobIdSuffix}` } }))),
+      ),
+    );
+  }
+
+  /** One active job per partition across all workers: the per-patient order guarantee. Idempotent; re-applied after Redis loses its data. */
+  async enforceOrdering(): Promise<void> {
+    await Promise.all(this.queues.map((q) => q.setGlobalConcurrency(1)));
+  }
+
+  /**
+   * Detects a Redis that lost its data (restart without persistence, failover to an empty
+   * replica): our epoch key is gone.
+   */
+  async redisLostState(): Promise<boolean> {
+    return (await this.redis.exists(`${this.options.prefix}:epoch`)) === 0;
+  }
+
+  /** Set once everything Redis lost has been put back: a sweep cut short is redone at the next check. */
+  async markRedisRestored(): Promise<void> {
+    await this.redis.set(`${this.options.prefix}:epoch`, randomUUID());
+  }
+
+  async depths(): Promise<Record<'waiting' | 'active' | 'delayed' | 'failed' | 'prioritized', number>> {
+    const totals = { waiting: 0, active: 0, delayed: 0, failed: 0, prioritized: 0 };
+    const counts = await Promise.all(this.queues.map((q) => q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized')));
+    for (const c of counts) for (const k of Object.keys(totals) as Array<keyof typeof totals>) totals[k] += c[k] ?? 0;
+    return totals;
+  }
+
+  /** Worker processes connected to any partition queue (BullMQ reads CLIENT LIST). */
+  async workerCount(): Promise<number> {
+    const workers = await this.queues[0]!.getWorkers();
+    return workers.length;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.queues.map((q) => q.close()));
+    this.redis.disconnect();
+  }
+}
+
+/**
+ * ioredis as BullMQ wants it: commands wait for a reconnect instead of failing after 20 retries,
+ * so a Redis restart delays work rather than losing it (what Redis itself lost, the reconciler
+ * restores from the raw store).
+ */
+export function redisClient(url: string): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, retryStrategy: (times) => Math.min(times * 100, 2000) });
+  client.on('error', () => undefined); // reconnects on its own; errors surface on the commands
+  return client;
+}

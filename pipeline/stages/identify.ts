@@ -1,0 +1,64 @@
+/**
+ * Stage "identify": whose record does this message change? Reads the member's patient number
+ * (PID-3, MR-typed repetition first), the surviving patient of a merge (PID-3 when MRG-1 names the
+ * retired one), the event time and the demographics the member states. The patient index issue adds
+ * cross-member matching on top of this source identity. Pure.
+ */
+import { parseHl7Time } from '../hl7/time';
+import type { Hl7Segment } from '../hl7/message';
+import type { PatientRef } from '../hl7/header';
+import type { MappedMessage } from './map';
+
+export interface SourceDemographics {
+  family?: string;
+  given?: string;
+  birthDate?: string;
+  sex?: string;
+  address?: string;
+  phone?: string;
+}
+
+export interface IdentifiedMessage extends MappedMessage {
+  eventType: string;
+  eventTime?: Date;
+  patient?: PatientRef & { demographics: SourceDemographics };
+  /** Set for merges: the retired record (MRG-1) is folded into `survivor` (PID-3). */
+  merge?: { retired: PatientRef; survivor: PatientRef & { demographics: SourceDemographics } };
+}
+
+export function identifyStage(mapped: MappedMessage, utcOffsetMinutes: number): IdentifiedMessage {
+  const { message, header } = mapped.parsed;
+  const eventType = `${header.messageCode}^${header.triggerEvent}`;
+  const evn = message.segment('EVN');
+  const eventTime = parseHl7Time(evn?.value(2) || header.dateTime, utcOffsetMinutes)?.instant;
+  const pid = message.segment('PID');
+  const ref = mapped.parsed.patient;
+  if (!ref) return { ...mapped, eventType, eventTime };
+  const demographics = pid ? demographicsOf(pid, utcOffsetMinutes) : {};
+  const mrg = message.segment('MRG');
+  const survivorMrn = pid?.value(3, mrTypedRepetition(pid), 1);
+  if (mrg && pid && survivorMrn && survivorMrn !== ref.mrn) {
+    const survivor = { mrn: survivorMrn, authority: pid.value(3, mrTypedRepetition(pid), 4), demographics };
+    return { ...mapped, eventType, eventTime, patient: { ...ref, demographics: {} }, merge: { retired: ref, survivor } };
+  }
+  return { ...mapped, eventType, eventTime, patient: { ...ref, demographics } };
+}
+
+function mrTypedRepetition(pid: Hl7Segment): number {
+  const i = pid.repetitions(3).findIndex((_, r) => pid.value(3, r, 5).toUpperCase() === 'MR');
+  return i < 0 ? 0 : i;
+}
+
+function demographicsOf(pid: Hl7Segment, utcOffsetMinutes: number): SourceDemographics {
+  const birth = parseHl7Time(pid.value(7), utcOffsetMinutes);
+  const address = pid.components(11).filter(Boolean).join(' ');
+  const out: SourceDemographics = {
+    family: pid.value(5, 0, 1) || undefined,
+    given: pid.value(5, 0, 2) || undefined,
+    birthDate: birth ? pid.value(7).slice(0, 8) : undefined,
+    sex: pid.value(8) || undefined,
+    address: address || undefined,
+    phone: pid.value(13) || undefined,
+  };
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as SourceDemographics;
+}

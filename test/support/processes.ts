@@ -1,0 +1,158 @@
+/**
+ * Real processes for integration tests: `yilian worker` children (the compiled CLI, so run
+ * `npx tsc -p .` first) and private redis-server instances that a test may kill and restart.
+ * Every process started here is tracked so afterAll can stop exactly those, by pid.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import type { MemberConfig } from '../../adapters/config';
+
+const root = path.join(__dirname, '..', '..');
+export const CLI = path.join(root, 'dist', 'cli', 'yilian.js');
+
+/**
+ * The spawned workers run dist/, not the sources jest compiles: refuse to test a stale build
+ * (a fix in pipeline/*.ts would otherwise not be what the worker processes run).
+ */
+export function assertBuildIsFresh(): void {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npx tsc -p .\` before these tests`);
+  for (const dir of ['pipeline', 'hub', 'adapters', 'cli']) {
+    for (const file of walk(path.join(root, dir))) {
+      if (!file.endsWith('.ts') || file.endsWith('.test.ts') || file.endsWith('.d.ts')) continue;
+      const built = path.join(root, 'dist', path.relative(root, file)).replace(/\.ts$/, '.js');
+      if (!existsSync(built) || statSync(built).mtimeMs < statSync(file).mtimeMs) {
+        throw new Error(`${path.relative(root, built)} is older than its source: run \`npx tsc -p .\` before these tests`);
+      }
+    }
+  }
+}
+
+function* walk(dir: string): Generator<string> {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) yield* walk(full);
+    else yield full;
+  }
+}
+
+export interface Proc {
+  child: ChildProcess;
+  /** stdout and stderr so far (for failure messages). */
+  output(): string;
+  exited: Promise<number | null>;
+}
+
+function track(child: ChildProcess): Proc {
+  let out = '';
+  child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode);
+    else child.once('exit', (code) => resolve(code));
+  });
+  return { child, output: () => out, exited };
+}
+
+/** Wait until `pattern` appears in the process output, failing early if the process exits. */
+export async function waitForOutput(proc: Proc, pattern: RegExp, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(proc.output())) {
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error(`process exited before ${pattern}: ${proc.output()}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}: ${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Stop one process: SIGTERM (graceful), SIGKILL if it is still there after `graceMs`. */
+export async function stopProcess(proc: Proc, graceMs = 10_000): Promise<void> {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  proc.child.kill('SIGTERM');
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), graceMs);
+  await proc.exited;
+  clearTimeout(timer);
+}
+
+export async function killHard(proc: Proc): Promise<void> {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  proc.child.kill('SIGKILL');
+  await proc.exited;
+}
+
+export interface WorkerEnv {
+  databaseUrl: string;
+  redisUrl: string;
+  prefix: string;
+  partitions: number;
+  members?: MemberConfig[];
+}
+
+/** Config file for spawned workers: the test's queue prefix and partitions, and its members (charset policies). */
+export function writeWorkerConfig(env: WorkerEnv): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'yilian-int-'));
+  const file = path.join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify({ members: env.members ?? [], pipeline: { queuePrefix: env.prefix, partitions: env.partitions } }));
+  return file;
+}
+
+export function removeWorkerConfig(file: string): void {
+  rmSync(path.dirname(file), { recursive: true, force: true });
+}
+
+/** `node dist/cli/yilian.js worker`; resolves once the worker says it is up. */
+export async function spawnWorker(env: WorkerEnv, configFile: string): Promise<Proc> {
+  const child = spawn(process.execPath, [CLI, 'worker'], {
+    env: { ...process.env, DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, YILIAN_CONFIG: configFile },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const proc = track(child);
+  await waitForOutput(proc, /worker up/);
+  return proc;
+}
+
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** A private, empty, non-persistent redis-server on `port`; resolves once it answers PING. */
+export async function startRedisServer(port: number): Promise<Proc> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'yilian-redis-'));
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const proc = track(child);
+  void proc.exited.then(() => rmSync(dir, { recursive: true, force: true }));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`redis-server on ${port} exited: ${proc.output()}`);
+    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => undefined);
+    try {
+      await probe.connect();
+      if ((await probe.ping()) === 'PONG') return proc;
+    } catch {
+      // not listening yet
+    } finally {
+      probe.disconnect();
+    }
+    if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not answer: ${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Remove a test's BullMQ keys (queues, events streams, epoch) from a shared Redis. */
+export async function deleteQueueKeys(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    if (keys.length) await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+}
