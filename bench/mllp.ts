@@ -1,10 +1,13 @@
 /**
  * MLLP ACKed-and-stored throughput and ACK latency, on PostgreSQL and Redis of this machine.
  *   node dist/bench/mllp.js [messages]
+ * The senders run in a separate process (as member systems would), so the listener process is
+ * measured alone; both share this machine's 2 cores with PostgreSQL and Redis.
  * Prints: msg/s over 1 connection (strict request/response, and pipelined with a window of 64),
  * over 10 connections (request/response), and ACK p50/p99 at a paced 500 msg/s.
  * An ACK here means the original bytes are committed in PostgreSQL (group commit).
  */
+import { fork } from 'node:child_process';
 import type { MllpChannelConfig } from '../adapters/config';
 import { MllpListener } from '../adapters/mllp/listener';
 import { ackCode, bloodCount, encodeAs, MllpClient, simOru, simPatient } from '../cli/simulate';
@@ -67,6 +70,28 @@ async function paced(port: number, ratePerSecond: number, seconds: number): Prom
   return latencies;
 }
 
+type Scenario = { kind: 'run'; connections: number; perConnection: number; window: number } | { kind: 'paced'; rate: number; seconds: number };
+
+/** Run one scenario in a child process; it reports its rate and latencies. */
+let nextControlId = 0;
+function inSender(port: number, scenario: Scenario): Promise<{ rate: number; latencies: number[] }> {
+  // Every message is new (distinct MSH-10): resends would take the duplicate path instead.
+  const firstControlId = nextControlId;
+  nextControlId += 1_000_000;
+  return new Promise((resolve, reject) => {
+    const child = fork(__filename, ['--sender', String(port), JSON.stringify(scenario), String(firstControlId)]);
+    child.once('message', (result) => resolve(result as { rate: number; latencies: number[] }));
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`sender exited (${code}) without a report`)));
+  });
+}
+
+async function sender(port: number, scenario: Scenario): Promise<void> {
+  const result = scenario.kind === 'run' ? await run(port, scenario.connections, scenario.perConnection, scenario.window) : { rate: scenario.rate, latencies: await paced(port, scenario.rate, scenario.seconds) };
+  // Exit only once the report has left: process.exit would drop a message still being sent.
+  await new Promise<void>((resolve, reject) => process.send!(result, undefined, {}, (error) => (error ? reject(error) : resolve())));
+}
+
 async function main() {
   const member = { id: 'bench', name: 'bench', tier: 'secondary', channels: [{ id: 'mllp', kind: 'mllp', port: 0, host: '127.0.0.1' }] };
   const hub = await benchHub('mllp', [member]);
@@ -74,24 +99,29 @@ async function main() {
   const listener = new MllpListener(m, m.channels[0] as MllpChannelConfig, hub.runtime.intake);
   const port = await listener.start();
   try {
-    await run(port, 1, 500, 1); // warm-up
-    const one = await run(port, 1, Math.min(total, 5000), 1);
-    const onePipelined = await run(port, 1, total, 64);
-    const ten = await run(port, 10, total / 10, 1);
-    const lat = await paced(port, 500, 10);
+    await inSender(port, { kind: 'run', connections: 1, perConnection: 500, window: 1 }); // warm-up
+    const one = await inSender(port, { kind: 'run', connections: 1, perConnection: Math.min(total, 5000), window: 1 });
+    const onePipelined = await inSender(port, { kind: 'run', connections: 1, perConnection: total, window: 64 });
+    const ten = await inSender(port, { kind: 'run', connections: 10, perConnection: total / 10, window: 1 });
+    const tenPipelined = await inSender(port, { kind: 'run', connections: 10, perConnection: total / 10, window: 8 });
+    const lat = (await inSender(port, { kind: 'paced', rate: 500, seconds: 10 })).latencies;
     const f = (n: number) => n.toFixed(2);
-    console.log(`MLLP ACKed-and-stored (PostgreSQL ${hub.runtime.db.kind}, ${total} messages of ~${message().length} bytes)`);
-    console.log(`  1 connection, request/response : ${one.rate.toFixed(0)} msg/s (ACK p50 ${f(percentile(one.latencies, 50))} ms, p99 ${f(percentile(one.latencies, 99))} ms)`);
-    console.log(`  1 connection, window 64        : ${onePipelined.rate.toFixed(0)} msg/s`);
-    console.log(`  10 connections, request/resp.  : ${ten.rate.toFixed(0)} msg/s (ACK p50 ${f(percentile(ten.latencies, 50))} ms, p99 ${f(percentile(ten.latencies, 99))} ms)`);
-    console.log(`  paced 500 msg/s over 10 conns  : ACK p50 ${f(percentile(lat, 50))} ms, p99 ${f(percentile(lat, 99))} ms (${lat.length} messages)`);
+    const stored = await hub.runtime.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM raw_message`);
+    console.log(`MLLP ACKed-and-stored (PostgreSQL ${hub.runtime.db.kind}, messages of ~${message().length} bytes, ${stored.rows[0]!.n} stored in all)`);
+    console.log(`  1 connection, request/response  : ${one.rate.toFixed(0)} msg/s (ACK p50 ${f(percentile(one.latencies, 50))} ms, p99 ${f(percentile(one.latencies, 99))} ms)`);
+    console.log(`  1 connection, window 64         : ${onePipelined.rate.toFixed(0)} msg/s`);
+    console.log(`  10 connections, request/response: ${ten.rate.toFixed(0)} msg/s (ACK p50 ${f(percentile(ten.latencies, 50))} ms, p99 ${f(percentile(ten.latencies, 99))} ms)`);
+    console.log(`  10 connections, window 8 each   : ${tenPipelined.rate.toFixed(0)} msg/s`);
+    console.log(`  paced 500 msg/s over 10 conns   : ACK p50 ${f(percentile(lat, 50))} ms, p99 ${f(percentile(lat, 99))} ms (${lat.length} messages)`);
   } finally {
     await listener.close();
     await hub.close();
   }
 }
 
-main().then(
+const senderAt = process.argv.indexOf('--sender');
+if (senderAt >= 0) seq = Number(process.argv[senderAt + 3] ?? 0);
+(senderAt >= 0 ? sender(Number(process.argv[senderAt + 1]), JSON.parse(process.argv[senderAt + 2]!) as Scenario) : main()).then(
   () => process.exit(0),
   (e) => {
     console.error(e);

@@ -34,7 +34,8 @@ async function endToEnd(workers: number): Promise<number> {
   const t0 = performance.now();
   for (let w = 0; w < workers; w++) {
     children.push(
-      spawn(process.execPath, [path.join(__dirname, '..', 'cli', 'yilian.js'), 'worker'], {
+      // BENCH_WORKER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the workers.
+      spawn(process.execPath, [...(process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []), path.join(__dirname, '..', 'cli', 'yilian.js'), 'worker'], {
         env: { ...process.env, DATABASE_URL: hub.databaseUrl, REDIS_URL, YILIAN_CONFIG: configFile },
         stdio: 'ignore',
       }),

@@ -13,11 +13,21 @@ export interface QueryResult<T> {
 }
 
 export interface Sql {
-  query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<T>>;
+  /**
+   * `prepared`: a statement name for hot queries — PostgreSQL parses and plans it once per
+   * connection instead of on every call (the name must always go with the same text).
+   */
+  query<T = Record<string, unknown>>(text: string, params?: unknown[], prepared?: string): Promise<QueryResult<T>>;
 }
 
 export interface HubDb extends Sql {
   readonly kind: 'postgres' | 'pglite';
+  /**
+   * For writes that can be re-derived from the raw store (pipeline results): its commits do not
+   * wait for the WAL flush (synchronous_commit off). A crash loses at most the last few hundred
+   * milliseconds of them — the messages stay `queued` and are run again — never a raw message.
+   */
+  readonly derived: Sql;
   transaction<T>(work: (tx: Sql) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
@@ -27,23 +37,29 @@ pg.types.setTypeParser(20, (v) => Number(v));
 
 class PostgresDb implements HubDb {
   readonly kind = 'postgres' as const;
-  constructor(private readonly pool: pg.Pool) {}
+  readonly derived: Sql;
 
-  async query<T>(text: string, params?: unknown[]): Promise<QueryResult<T>> {
-    const result = await this.pool.query(text, params as unknown[]);
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly derivedPool: pg.Pool,
+  ) {
+    this.derived = { query: (text, params, prepared) => PostgresDb.run(this.derivedPool, text, params, prepared) };
+  }
+
+  private static async run<T>(on: pg.Pool | pg.PoolClient, text: string, params?: unknown[], prepared?: string): Promise<QueryResult<T>> {
+    const result = await on.query(prepared ? { name: prepared, text, values: params as unknown[] } : { text, values: params as unknown[] });
     return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
+  }
+
+  query<T>(text: string, params?: unknown[], prepared?: string): Promise<QueryResult<T>> {
+    return PostgresDb.run<T>(this.pool, text, params, prepared);
   }
 
   async transaction<T>(work: (tx: Sql) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      const tx: Sql = {
-        query: async <R>(text: string, params?: unknown[]) => {
-          const result = await client.query(text, params as unknown[]);
-          return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
-        },
-      };
+      const tx: Sql = { query: (text, params, prepared) => PostgresDb.run(client, text, params, prepared) };
       const value = await work(tx);
       await client.query('COMMIT');
       return value;
@@ -56,7 +72,7 @@ class PostgresDb implements HubDb {
   }
 
   async close(): Promise<void> {
-    await this.pool.end();
+    await Promise.all([this.pool.end(), this.derivedPool.end()]);
   }
 }
 
@@ -78,6 +94,8 @@ type PGliteLike = {
 
 class PgliteDb implements HubDb {
   readonly kind = 'pglite' as const;
+  /** PGlite has no fsync to skip: derived writes go through the same handle. */
+  readonly derived: Sql = this;
   constructor(private readonly lite: PGliteLike) {}
 
   private static wrap<T>(result: { rows: T[]; affectedRows?: number }): QueryResult<T> {
@@ -111,9 +129,11 @@ export async function openHubDb(options: OpenDbOptions): Promise<HubDb> {
   let db: HubDb;
   if (options.databaseUrl) {
     const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
+    const derivedPool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10, options: '-c synchronous_commit=off' });
     // An idle client losing its server must not crash the process; the next query reconnects.
     pool.on('error', () => undefined);
-    db = new PostgresDb(pool);
+    derivedPool.on('error', () => undefined);
+    db = new PostgresDb(pool, derivedPool);
   } else {
     const { PGlite } = await import('@electric-sql/pglite');
     const dir = options.dataDir ?? '.yilian';

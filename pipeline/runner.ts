@@ -54,7 +54,10 @@ export async function runPipeline(ctx: RunnerContext, rawId: number, finalAttemp
     const identified = timed('identify', () => identifyStage(mapped, utcOffsetOf(ctx.config, raw.member_id)));
     stage = 'merge';
     const end = metrics.stageSeconds.startTimer({ stage: 'merge' });
-    await ctx.db.transaction((tx) => mergeStage(tx, identified, { rawId, memberId: raw.member_id, charset: parsed.charset }));
+    // What the merge writes is derived from the raw store, committed durably before the ACK: if
+    // PostgreSQL crashes before this commit reaches disk, the message is still `queued` and the
+    // reconciler runs it again — so the merge does not wait for its own WAL flush.
+    await mergeStage(ctx.db.derived, identified, { rawId, memberId: raw.member_id, charset: parsed.charset });
     end();
     metrics.processed.inc({ stage: 'merge' });
     return 'processed';

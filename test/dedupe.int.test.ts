@@ -97,12 +97,13 @@ describe('dedupe and revisions over MLLP', () => {
   it('within one group commit: two new revisions get 3 and 4, and an in-batch resend is a duplicate with the same ACK', async () => {
     const v3 = encodeAs(simOru({ controlId, patient }, bloodCount.map((r) => (r.code === 'WBC' ? { ...r, value: '6.3' } : r)), 'C'), 'UTF-8');
     const v4 = encodeAs(simOru({ controlId, patient }, bloodCount.map((r) => (r.code === 'WBC' ? { ...r, value: '6.4' } : r)), 'C'), 'UTF-8');
-    const transaction = jest.spyOn(env.hub.runtime.db, 'transaction');
+    const query = jest.spyOn(env.hub.runtime.db, 'query');
     const acks = [client.nextAck(), client.nextAck(), client.nextAck()];
     client.write(Buffer.concat([frame(v3), frame(v3), frame(v4)]));
     const [a3, a3again, a4] = await Promise.all(acks);
-    const transactions = transaction.mock.calls.length;
-    transaction.mockRestore();
+    // Each group commit is one multi-row INSERT into raw_message.
+    const transactions = query.mock.calls.filter(([text]) => text.includes('INSERT INTO raw_message')).length;
+    query.mockRestore();
     expect(transactions).toBe(1); // one write, one batch: this is the case being tested
     expect(msaOf(a3!)).toEqual({ code: 'AA', controlId });
     expect(a3again!.equals(a3!)).toBe(true);

@@ -31,7 +31,7 @@ describe('buildAck', () => {
     const lines = ack.split('\r');
     expect(lines).toHaveLength(3);
     expect(lines[2]).toBe('');
-    expect(lines[0]).toMatch(/^MSH\|\^~\\&\|HUB\|YL\|HIS\|RMYY\|20240102103000\+0800\|\|ACK\^A01\^ACK\|ACK[0-9A-F]{12}\|P\|2\.4$/);
+    expect(lines[0]).toMatch(/^MSH\|\^~\\&\|HUB\|YL\|HIS\|RMYY\|20240102103000\+0800\|\|ACK\^A01\^ACK\|ACK[0-9A-Z]+-\d+\|P\|2\.4$/);
     expect(lines[1]).toBe('MSA|AA|C001');
     expect(ack).not.toContain('\n');
   });

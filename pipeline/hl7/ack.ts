@@ -3,7 +3,6 @@
  * (CA/CE/CR). ERR is written the v2.5+ way (ERR-2 location, ERR-3 condition code from table 0357,
  * ERR-4 severity, ERR-8 user message) and MSA-3 repeats the text for v2.3 receivers that only read it.
  */
-import { randomBytes } from 'node:crypto';
 import { HubError } from '../outcome';
 import { escape, standardDelimiters } from './message';
 import type { MessageHeader } from './header';
@@ -21,6 +20,14 @@ export interface AckInput {
   now?: Date;
 }
 
+/** Unique per process and time: ACK control ids need not be random, only distinct. */
+let ackCounter = 0;
+const ackPrefix = `ACK${process.pid.toString(36).toUpperCase()}${Date.now().toString(36).toUpperCase()}`;
+function nextAckControlId(): string {
+  ackCounter = (ackCounter + 1) % 1e9;
+  return `${ackPrefix}-${ackCounter}`;
+}
+
 export function buildAck(input: AckInput): string {
   const d = standardDelimiters;
   const h = input.header;
@@ -36,7 +43,7 @@ export function buildAck(input: AckInput): string {
     formatHl7Time(input.now ?? new Date()),
     '',
     `ACK${d.component}${e(h?.triggerEvent || '')}${d.component}ACK`,
-    `ACK${randomBytes(6).toString('hex').toUpperCase()}`,
+    nextAckControlId(),
     e(h?.processingId || 'P'),
     e(version),
   ];

@@ -14,46 +14,50 @@ export interface MergeContext {
   charset: string;
 }
 
-export async function mergeStage(tx: Sql, message: IdentifiedMessage, ctx: MergeContext): Promise<void> {
+export async function mergeStage(sql: Sql, message: IdentifiedMessage, ctx: MergeContext): Promise<void> {
   const patient = message.patient;
-  if (patient) {
-    const logged = await tx.query(
-      `INSERT INTO patient_event (raw_id, member_id, mrn, event_type, event_time, applied) VALUES ($1, $2, $3, $4, $5, false)
-       ON CONFLICT (raw_id) DO NOTHING RETURNING raw_id`,
-      [ctx.rawId, ctx.memberId, patient.mrn, message.eventType, message.eventTime ?? null],
-    );
-    if (logged.rowCount > 0) {
-      const target = message.merge ? message.merge.survivor : patient;
-      const applied = await upsertSourcePatient(tx, ctx, target, message.eventTime);
-      if (message.merge) {
-        await tx.query(
-          `INSERT INTO source_patient (member_id, mrn, authority, demographics, event_time, last_raw_id, merged_into)
-           VALUES ($1, $2, $3, '{}', $4, $5, $6)
-           ON CONFLICT (member_id, mrn) DO UPDATE SET merged_into = excluded.merged_into, last_raw_id = excluded.last_raw_id, updated_at = clock_timestamp()`,
-          [ctx.memberId, message.merge.retired.mrn, message.merge.retired.authority, message.eventTime ?? null, ctx.rawId, message.merge.survivor.mrn],
-        );
-      }
-      if (applied) await tx.query(`UPDATE patient_event SET applied = true WHERE raw_id = $1`, [ctx.rawId]);
-    }
-  }
-  await tx.query(`UPDATE raw_message SET status = 'processed', processed_at = clock_timestamp(), last_stage = 'merge', charset = $2 WHERE id = $1`, [ctx.rawId, ctx.charset]);
-}
-
-async function upsertSourcePatient(
-  tx: Sql,
-  ctx: MergeContext,
-  patient: { mrn: string; authority: string; demographics: object },
-  eventTime: Date | undefined,
-): Promise<boolean> {
-  const result = await tx.query(
-    `INSERT INTO source_patient (member_id, mrn, authority, demographics, event_time, last_raw_id) VALUES ($1, $2, $3, $4, $5, $6)
-     ON CONFLICT (member_id, mrn) DO UPDATE
-        SET authority = excluded.authority, demographics = source_patient.demographics || excluded.demographics, event_time = excluded.event_time,
-            last_raw_id = excluded.last_raw_id, updated_at = clock_timestamp()
-      WHERE source_patient.event_time IS NULL OR excluded.event_time IS NULL
-         OR (excluded.event_time, excluded.last_raw_id) >= (source_patient.event_time, source_patient.last_raw_id)
-     RETURNING 1`,
-    [ctx.memberId, patient.mrn, patient.authority, JSON.stringify(patient.demographics), eventTime ?? null, ctx.rawId],
+  const target = message.merge ? message.merge.survivor : patient;
+  // One statement, so one round trip and atomic without a transaction: log the event once per raw
+  // id (idempotent), apply it to the source patient if it is not older than what is there, point a
+  // merge's retired number at the survivor, and mark the raw message processed.
+  await sql.query(
+    `WITH fresh AS (
+       SELECT $2::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM patient_event WHERE raw_id = $1) AS yes
+     ), applied AS (
+       INSERT INTO source_patient (member_id, mrn, authority, demographics, event_time, last_raw_id)
+       SELECT $3, $4, $5, $6::jsonb, $7, $1 FROM fresh WHERE fresh.yes
+       ON CONFLICT (member_id, mrn) DO UPDATE
+          SET authority = excluded.authority, demographics = source_patient.demographics || excluded.demographics,
+              event_time = excluded.event_time, last_raw_id = excluded.last_raw_id, updated_at = clock_timestamp()
+        WHERE source_patient.event_time IS NULL OR excluded.event_time IS NULL
+           OR (excluded.event_time, excluded.last_raw_id) >= (source_patient.event_time, source_patient.last_raw_id)
+       RETURNING 1
+     ), logged AS ( -- data-modifying CTEs always run to completion, referenced or not
+       INSERT INTO patient_event (raw_id, member_id, mrn, event_type, event_time, applied)
+       SELECT $1, $3, $2, $8, $7, EXISTS (SELECT 1 FROM applied) FROM fresh WHERE fresh.yes
+       ON CONFLICT (raw_id) DO NOTHING
+       RETURNING 1
+     ), retired AS ( -- the patient index follows merged_into
+       INSERT INTO source_patient (member_id, mrn, authority, demographics, event_time, last_raw_id, merged_into)
+       SELECT $3, $10, $11, '{}', $7, $1, $4 FROM fresh WHERE fresh.yes AND $10::text IS NOT NULL
+       ON CONFLICT (member_id, mrn) DO UPDATE SET merged_into = excluded.merged_into, last_raw_id = excluded.last_raw_id, updated_at = clock_timestamp()
+       RETURNING 1
+     )
+     UPDATE raw_message SET status = 'processed', processed_at = clock_timestamp(), last_stage = 'merge', charset = $9
+      WHERE id = $1`,
+    [
+      ctx.rawId,
+      patient?.mrn ?? null,
+      ctx.memberId,
+      target?.mrn ?? '',
+      target?.authority ?? '',
+      JSON.stringify(target?.demographics ?? {}),
+      message.eventTime ?? null,
+      message.eventType,
+      ctx.charset,
+      message.merge?.retired.mrn ?? null,
+      message.merge?.retired.authority ?? '',
+    ],
+    'merge_source_patient',
   );
-  return result.rowCount > 0;
 }
