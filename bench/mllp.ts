@@ -7,7 +7,10 @@
  * over 10 connections (request/response), and ACK p50/p99 at a paced 500 msg/s.
  * An ACK here means the original bytes are committed in PostgreSQL (group commit).
  */
-import { fork } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
 import type { MllpChannelConfig } from '../adapters/config';
 import { MllpListener } from '../adapters/mllp/listener';
 import { ackCode, bloodCount, encodeAs, MllpClient, simOru, simPatient } from '../cli/simulate';
@@ -113,9 +116,33 @@ async function main() {
     console.log(`  10 connections, request/response: ${ten.rate.toFixed(0)} msg/s (ACK p50 ${f(percentile(ten.latencies, 50))} ms, p99 ${f(percentile(ten.latencies, 99))} ms)`);
     console.log(`  10 connections, window 8 each   : ${tenPipelined.rate.toFixed(0)} msg/s`);
     console.log(`  paced 500 msg/s over 10 conns   : ACK p50 ${f(percentile(lat, 50))} ms, p99 ${f(percentile(lat, 99))} ms (${lat.length} messages)`);
+    await peer(f);
   } finally {
     await listener.close();
     await hub.close();
+  }
+}
+
+/** The same senders against python-hl7's asyncio MLLP server, which ACKs without storing anything. */
+async function peer(f: (n: number) => string): Promise<void> {
+  const script = path.join(__dirname, '..', '..', 'bench', 'peer_mllp_server.py');
+  if (!existsSync('/usr/bin/python3') || !existsSync(script)) return console.log('  peer: python3-hl7 not installed, skipped');
+  const port = await new Promise<number>((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (probe.address() as net.AddressInfo).port;
+      probe.close(() => resolve(p));
+    });
+  });
+  const server = spawn('/usr/bin/python3', [script, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve) => server.stdout!.once('data', resolve));
+  try {
+    const ten = await inSender(port, { kind: 'run', connections: 10, perConnection: total / 10, window: 1 });
+    const tenPipelined = await inSender(port, { kind: 'run', connections: 10, perConnection: total / 10, window: 8 });
+    console.log(`  peer, python-hl7 asyncio server (ACK only, stores nothing):`);
+    console.log(`    10 connections, request/response: ${ten.rate.toFixed(0)} msg/s (ACK p50 ${f(percentile(ten.latencies, 50))} ms, p99 ${f(percentile(ten.latencies, 99))} ms)`);
+    console.log(`    10 connections, window 8 each   : ${tenPipelined.rate.toFixed(0)} msg/s`);
+  } finally {
+    server.kill();
   }
 }
 

@@ -22,6 +22,8 @@ export async function benchHub(label: string, members: unknown[] = []): Promise<
     databaseUrl,
     prefix,
     async close() {
+      // The benchmark's queues (jobs no worker took, e.g. in the MLLP benchmark) go with it.
+      await runtime.queues.removeAllKeys();
       await runtime.close();
       const a = new pg.Client({ connectionString: PG_ADMIN_URL });
       await a.connect();

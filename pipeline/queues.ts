@@ -121,6 +121,16 @@ export class PipelineQueues {
     return workers.length;
   }
 
+  /** Delete every key under this prefix (queues, events, epoch): for retiring a prefix, and for tests and benchmarks that share a Redis. */
+  async removeAllKeys(): Promise<void> {
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.options.prefix}:*`, 'COUNT', 1000);
+      if (keys.length) await this.redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.queues.map((q) => q.close()));
     this.redis.disconnect();

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { encodeAs, simAdt, simPatient } from '../cli/simulate';
+import { PipelineQueues } from '../pipeline/queues';
 import { createTestDatabase, dropTestDatabase, REDIS_URL, SHARED_DATA } from './support/hub';
 
 const run = promisify(execFile);
@@ -26,7 +27,8 @@ test('ingest on PostgreSQL and Redis: samples, a resend and garbage, summary as 
   const databaseUrl = await createTestDatabase('cli');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'yilian-cli-'));
   const config = path.join(dir, 'config.json');
-  writeFileSync(config, JSON.stringify({ pipeline: { queuePrefix: `yt-cli-${process.pid}`, partitions: 4 } }));
+  const prefix = `yt-cli-${process.pid}`;
+  writeFileSync(config, JSON.stringify({ pipeline: { queuePrefix: prefix, partitions: 4 } }));
   const samples = path.join(SHARED_DATA, 'hl7v2', 'fhir-converter', 'messages');
   const files = ['ADT-A01-01.hl7', 'ORU-R01-01.hl7', 'LRI_2.0-NG_CBC_Typ_Message.hl7', 'ADT04-23.hl7'].map((f) => path.join(samples, f));
   writeFileSync(path.join(dir, 'garbage.hl7'), 'not hl7 at all\n');
@@ -43,6 +45,9 @@ test('ingest on PostgreSQL and Redis: samples, a resend and garbage, summary as 
     expect(parsed.channels).toContainEqual(expect.objectContaining({ member: 'newmember', channel: 'ingest', received: 5, processed: 4, quarantined: 1, duplicates: 1 }));
   } finally {
     await dropTestDatabase(databaseUrl);
+    const queues = new PipelineQueues({ redisUrl: REDIS_URL, prefix, partitions: 4, attempts: 1, backoffMs: 1 });
+    await queues.removeAllKeys();
+    await queues.close();
   }
 });
 

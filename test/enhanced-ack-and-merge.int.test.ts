@@ -1,8 +1,9 @@
 /**
- * Enhanced acknowledgment mode (MSH-15/16, commit ACKs) over MLLP, and ADT^A40 merges through the
- * pipeline: routed with the retired number so the merge follows everything sent under it.
+ * Enhanced acknowledgment mode (MSH-15/16, commit ACKs) and the idle timeout over MLLP, and ADT^A40
+ * merges through the pipeline: routed with the retired number so the merge follows everything sent under it.
  */
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { ackCode, encodeAs, MllpClient, simAdt, simPatient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
@@ -15,6 +16,7 @@ beforeAll(async () => {
   listening = await startMllpHub('enhanced', [
     { id: 'auto', ackMode: 'auto' },
     { id: 'enh', ackMode: 'enhanced' },
+    { id: 'idle', idleTimeoutMs: 300 },
   ]);
 });
 
@@ -78,4 +80,20 @@ test('ADT^A40 from the FHIR-Converter samples: routed by the retired number, the
   }
   const patients = await hub.runtime.db.query<{ mrn: string; merged_into: string | null }>(`SELECT mrn, merged_into FROM source_patient WHERE mrn = ANY($1::text[]) ORDER BY mrn`, [[retired, survivor]]);
   expect(Object.fromEntries(patients.rows.map((p) => [p.mrn, p.merged_into]))).toEqual({ [retired]: survivor, [survivor]: null });
+});
+
+test('a connection silent for longer than idleTimeoutMs is closed by the hub; a busy one is not', async () => {
+  const socket = net.connect(listening.ports.idle!, '127.0.0.1');
+  const opened = Date.now();
+  await new Promise((r) => socket.once('connect', r));
+  await new Promise((r) => socket.once('close', r));
+  const lived = Date.now() - opened;
+  expect(lived).toBeGreaterThanOrEqual(250);
+  expect(lived).toBeLessThan(5000);
+  const busy = await MllpClient.connect(listening.ports.idle!);
+  for (let i = 0; i < 4; i++) {
+    await new Promise((r) => setTimeout(r, 150)); // each gap is shorter than the timeout
+    expect(ackCode(await busy.send(encodeAs(simAdt({ controlId: `IDLE-${i}`, patient: simPatient(9, 'X') }), 'UTF-8')))).toBe('AA');
+  }
+  await busy.close();
 });

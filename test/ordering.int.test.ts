@@ -9,7 +9,7 @@ import type { MemberConfig } from '../adapters/config';
 import { encodeAs, simAdt, simPatient } from '../cli/simulate';
 import { partitionOf } from '../pipeline/queues';
 import { startTestHub, REDIS_URL, waitFor, type TestHub } from './support/hub';
-import { assertBuildIsFresh, deleteQueueKeys, removeWorkerConfig, spawnWorker, stopProcess, writeWorkerConfig, type Proc, type WorkerEnv } from './support/processes';
+import { assertBuildIsFresh, removeWorkerConfig, spawnWorker, stopProcess, writeWorkerConfig, type Proc, type WorkerEnv } from './support/processes';
 
 const PARTITIONS = 4;
 const memberConfig = { id: 'm1', name: 'Member 1', tier: 'secondary', channels: [{ id: 'his', kind: 'mllp', port: 0 }] };
@@ -31,7 +31,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(workers.map((w) => stopProcess(w)));
   if (configFile) removeWorkerConfig(configFile);
-  if (hub) await deleteQueueKeys(hub.runtime.queues.redis, hub.prefix);
   await hub?.close();
 });
 

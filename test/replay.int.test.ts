@@ -11,7 +11,6 @@ import { encodeAs, simAdt, simPatient } from '../cli/simulate';
 import { replay } from '../pipeline/replay';
 import { PipelineWorker } from '../pipeline/worker';
 import { startTestHub, waitFor, type TestHub } from './support/hub';
-import { deleteQueueKeys } from './support/processes';
 
 const members = [
   { id: 'm1', name: 'Member 1', tier: 'tertiary', channels: [{ id: 'his', kind: 'mllp', port: 0 }] },
@@ -31,7 +30,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await worker?.close();
-  if (hub) await deleteQueueKeys(hub.runtime.queues.redis, hub.prefix);
   await hub?.close();
 });
 

@@ -9,7 +9,7 @@ import type { MemberConfig } from '../adapters/config';
 import { partitionQueueName } from '../pipeline/queues';
 import { encodeAs, simAdt, simPatient } from '../cli/simulate';
 import { startTestHub, REDIS_URL, waitFor, type TestHub } from './support/hub';
-import { assertBuildIsFresh, deleteQueueKeys, killHard, removeWorkerConfig, spawnWorker, stopProcess, writeWorkerConfig, type Proc, type WorkerEnv } from './support/processes';
+import { assertBuildIsFresh, killHard, removeWorkerConfig, spawnWorker, stopProcess, writeWorkerConfig, type Proc, type WorkerEnv } from './support/processes';
 
 const PATIENTS = 500;
 const UPDATES = 10;
@@ -44,7 +44,6 @@ afterAll(async () => {
   await Promise.all(workers.map((w) => stopProcess(w)));
   await Promise.all(queueEvents.map((e) => e.close()));
   if (configFile) removeWorkerConfig(configFile);
-  if (hub) await deleteQueueKeys(hub.runtime.queues.redis, hub.prefix);
   await hub?.close();
 });
 

@@ -54,6 +54,8 @@ export async function startTestHub(label: string, configInput: Record<string, un
     databaseUrl,
     prefix,
     async close() {
+      await runtime.intake.drain();
+      await runtime.queues.removeAllKeys();
       await runtime.close();
       await dropTestDatabase(databaseUrl);
     },

@@ -146,13 +146,3 @@ export async function startRedisServer(port: number): Promise<Proc> {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
-
-/** Remove a test's BullMQ keys (queues, events streams, epoch) from a shared Redis. */
-export async function deleteQueueKeys(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    if (keys.length) await redis.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
