@@ -69,7 +69,7 @@ export class RawIntake {
       this.pending.push({ row, error, resolve, reject });
       if (!this.flushing) {
         this.flushing = true;
-        // Let the current I/O tick add its messages to the same transaction.
+        // Let the current I/O tick add its messages to the same batch.
         setImmediate(() => void this.flush());
       }
     });

@@ -9,6 +9,8 @@ import http from 'node:http';
 import { ensureMember, loadConfig, type HubConfig } from '../adapters/config';
 import { DropFolder } from '../adapters/file/dropFolder';
 import { MllpListener } from '../adapters/mllp/listener';
+import express from 'express';
+import { authenticator, requireScope } from '../hub/api/auth';
 import { createApi } from '../hub/api/server';
 import { openRuntime, type Runtime } from '../hub/runtime';
 import { hubStatus } from '../hub/status';
@@ -97,7 +99,7 @@ async function main(argv: string[]): Promise<number> {
       return serveUntilSignal(config, async (runtime) => {
         const worker = new PipelineWorker({ db: runtime.db, config }, runtime.queues, { log });
         await worker.start();
-        const metricsServer = values['metrics-port'] ? await serveMetrics(Number(values['metrics-port'])) : undefined;
+        const metricsServer = values['metrics-port'] ? await serveMetrics(config, Number(values['metrics-port'])) : undefined;
         log(`worker up: ${config.pipeline.partitions} partitions`);
         return async () => {
           metricsServer?.close();
@@ -176,12 +178,17 @@ async function serveUntilSignal(config: HubConfig, start: (runtime: Runtime) => 
   return 0;
 }
 
-async function serveMetrics(port: number): Promise<http.Server> {
-  const server = http.createServer(async (_req, res) => {
-    res.setHeader('content-type', registry.contentType);
-    res.end(await registry.metrics());
+/** A worker's own metrics, behind the same API keys as the hub's API (scope `metrics`). */
+async function serveMetrics(config: HubConfig, port: number): Promise<http.Server> {
+  const app = express();
+  app.get('/health', (_req, res) => {
+    res.json({ status: 'ok' });
   });
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+  app.get('/metrics', authenticator(config), requireScope('metrics'), async (_req, res) => {
+    res.type(registry.contentType).send(await registry.metrics());
+  });
+  const server = app.listen(port, '0.0.0.0');
+  await new Promise((r) => server.once('listening', r));
   return server;
 }
 
