@@ -24,7 +24,8 @@ export interface MllpEvents {
 
 export class MllpListener {
   private server?: net.Server;
-  private readonly sockets = new Set<net.Socket>();
+  /** Open connections and the promise of their last pending ACK. */
+  private readonly sockets = new Map<net.Socket, () => Promise<void>>();
   /** Paused while a connection has this many messages awaiting their ACK. */
   private readonly maxInFlight = 2000;
 
@@ -50,13 +51,13 @@ export class MllpListener {
   }
 
   private accept(socket: net.Socket): void {
-    this.sockets.add(socket);
     socket.setNoDelay(true);
     socket.setTimeout(this.channel.idleTimeoutMs, () => socket.destroy());
     const framer = new MllpFramer(this.channel.maxMessageBytes);
     let ackChain: Promise<void> = Promise.resolve();
     let inFlight = 0;
     const ids = { member: this.member.id, channel: this.channel.id };
+    this.sockets.set(socket, () => ackChain);
     const intakeChannel = { id: this.channel.id, policy: { defaultCharset: this.channel.charset, forceCharset: this.channel.forceCharset }, ackMode: this.channel.ackMode };
 
     const submit = (bytes: Buffer, problem: HubError | undefined, answer: boolean) => {
@@ -116,14 +117,14 @@ export class MllpListener {
     socket.on('error', (error) => this.on('connectionError', { ...ids, error: error.message }));
   }
 
-  /** Stop accepting; let connections finish their in-flight ACKs, then close them. */
+  /** Stop accepting; let connections write the ACKs of what they already received, then close them. */
   async close(): Promise<void> {
     if (!this.server) return;
     const closed = new Promise<void>((resolve) => this.server!.close(() => resolve()));
-    for (const socket of this.sockets) socket.end();
+    for (const [socket, pendingAcks] of this.sockets) void pendingAcks().then(() => socket.end());
     setTimeout(() => {
-      for (const socket of this.sockets) socket.destroy();
-    }, 2000).unref();
+      for (const socket of this.sockets.keys()) socket.destroy();
+    }, 5000).unref();
     await closed;
   }
 }
