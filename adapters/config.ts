@@ -9,6 +9,7 @@ import { z } from 'zod';
 import YAML from 'yaml';
 import { Charset, charsetFromName, supportedCharsetNames } from '../pipeline/hl7/charset';
 import { HubError } from '../pipeline/outcome';
+import { fieldDataTypes, segmentMaps } from '../mappings/hl7v2/segments';
 
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, _ . - (at most 64)');
 
@@ -68,12 +69,45 @@ export const fhirChannelSchema = z.object({
 
 export const channelSchema = z.discriminatedUnion('kind', [mllpChannelSchema, fileChannelSchema, fhirChannelSchema]);
 
+/**
+ * Per-member HL7 v2 → FHIR conversion overrides, applied on top of the shared segment maps
+ * (mappings/hl7v2/segments.ts `withOverrides`).
+ * - residentIdField: the PID field holding the 居民身份证号 (e.g. 19) → Patient.identifier with the
+ *   resident-ID system; replaces the default mapping of that field.
+ * - overrides: `{ segment, field, type, to }` replaces every rule for segment-field with "read it as
+ *   `type`, put it at path `to`" (`to: null` stops converting that field). `system` and
+ *   `identifierType` go with type ST-Identifier. Example: `{ "segment": "PID", "field": 20,
+ *   "type": "ST-Identifier", "to": "identifier[]", "system": "urn:oid:…" }`.
+ */
+const conversionSchema = z.object({
+  residentIdField: z.number().int().min(1).max(40).optional(),
+  overrides: z
+    .array(
+      z
+        .object({
+          segment: z.string().refine((s) => s in segmentMaps, { message: `a mapped segment: ${Object.keys(segmentMaps).join(', ')}` }),
+          field: z.number().int().min(1).max(999),
+          type: z.enum(fieldDataTypes).optional(),
+          to: z
+            .string()
+            .regex(/^[a-zA-Z]+(\[\])?(\.[a-zA-Z]+(\[\])?)*$/, 'a path like identifier[] or name[].text')
+            .nullable(),
+          repeat: z.boolean().optional(),
+          system: z.string().min(1).optional(),
+          identifierType: z.string().min(1).optional(),
+        })
+        .refine((o) => o.to === null || o.type !== undefined, { message: 'type is required unless to is null' }),
+    )
+    .default([]),
+});
+
 export const memberSchema = z.object({
   id,
   name: z.string().min(1),
   tier: z.enum(['tertiary', 'secondary', 'primary', 'unknown']),
   utcOffset,
   channels: z.array(channelSchema).default([]),
+  conversion: conversionSchema.optional(),
 });
 
 export const scopeSchema = z.enum(['admin', 'integration', 'patient.read', 'feed.read', 'metrics']);

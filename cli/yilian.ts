@@ -20,6 +20,7 @@ import { replay } from '../pipeline/replay';
 import { Reconciler } from '../pipeline/reconciler';
 import { PipelineWorker } from '../pipeline/worker';
 import { ingestFiles } from './ingest';
+import { convertFiles, memberFor } from './convert';
 import { runDemo } from './demo';
 
 const usage = `usage: yilian <command> [options]
@@ -29,6 +30,8 @@ const usage = `usage: yilian <command> [options]
   worker [--metrics-port N]     pipeline worker (run as many as wanted)
   ingest --member M [--json] <files…>
                                 store HL7 v2 files and wait until every message went through every stage
+  convert [--member M] <files…>  HL7 v2 files → one FHIR R4 Bundle per message as NDJSON on stdout (stores nothing;
+                                an OperationOutcome line for what cannot be converted, and exit code 1)
   replay [--raw-id N]… [--member M] [--channel C] [--from ISO] [--to ISO] [--status s,…]
   status [--json]               queue depths, dead letters, per-channel counters
 common: --config <file> (or YILIAN_CONFIG); DATABASE_URL, REDIS_URL`;
@@ -65,6 +68,15 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig({ path: values.config });
 
   switch (command) {
+    case 'convert': {
+      // Pure conversion: no runtime (database, Redis) is opened.
+      if (positionals.length === 0) throw new HubError('invalid', 'convert needs at least one file', 'files');
+      const member = memberFor(config, values.member ?? 'local');
+      const write = (line: string) => new Promise<void>((resolve, reject) => process.stdout.write(`${line}\n`, (error) => (error ? reject(error) : resolve())));
+      const summary = await convertFiles(config, member, positionals, write);
+      if (summary.failed > 0) process.stderr.write(`yilian convert: ${summary.failed} of ${summary.converted + summary.failed} could not be converted\n`);
+      return summary.failed > 0 ? 1 : 0;
+    }
     case 'ingest': {
       if (!values.member) throw new HubError('invalid', 'ingest needs --member <id>', '--member');
       if (positionals.length === 0) throw new HubError('invalid', 'ingest needs at least one file', 'files');

@@ -20,7 +20,7 @@ export const CLI = path.join(root, 'dist', 'cli', 'yilian.js');
  */
 export function assertBuildIsFresh(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npx tsc -p .\` before these tests`);
-  for (const dir of ['pipeline', 'hub', 'adapters', 'cli']) {
+  for (const dir of ['pipeline', 'hub', 'adapters', 'cli', 'mappings']) {
     for (const file of walk(path.join(root, dir))) {
       if (!file.endsWith('.ts') || file.endsWith('.test.ts') || file.endsWith('.d.ts')) continue;
       const built = path.join(root, 'dist', path.relative(root, file)).replace(/\.ts$/, '.js');

@@ -1,0 +1,361 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { memberSchema } from '../../adapters/config';
+import { bloodCount, simAdt, simOru, simPatient } from '../../cli/simulate';
+import { inspectMessage } from '../../pipeline/hl7/header';
+import { Hl7Message } from '../../pipeline/hl7/message';
+import { HubError } from '../../pipeline/outcome';
+import { validateBundle, validateResource } from '../fhir/validate';
+import { EXPLICIT_NULL_URL, SEGMENT_PATH_URL, convertMessage, convertWithKeys, resourceId, type Bundle, type ConvertContext, type Resource } from './convert';
+import { RESIDENT_ID_SYSTEM, profileFor, segmentMaps, withOverrides } from './segments';
+
+const samplesDir = path.join(__dirname, '..', '..', '..', 'shared', 'data', 'hl7v2', 'fhir-converter', 'messages');
+const samples = readdirSync(samplesDir).filter((f) => f.endsWith('.hl7')).sort();
+const ctx: ConvertContext = { memberId: 'm1', channelId: 'files', utcOffsetMinutes: 8 * 60 };
+
+function load(file: string): Hl7Message {
+  return inspectMessage(readFileSync(path.join(samplesDir, file)), { defaultCharset: 'UTF-8' }).message;
+}
+
+/** Every reference `Type/id` found anywhere in a resource. */
+function referencesIn(value: unknown, out: string[] = []): string[] {
+  if (Array.isArray(value)) for (const v of value) referencesIn(v, out);
+  else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (k === 'reference' && typeof v === 'string') out.push(v);
+      else referencesIn(v, out);
+    }
+  }
+  return out;
+}
+
+/** The test-side guard (not in the hot path): convert, then validate the bundle and every resource, and resolve every reference. */
+function convertValidated(message: Hl7Message, context: ConvertContext = ctx): Bundle {
+  const bundle = convertMessage(message, context);
+  const issues = validateBundle(bundle).map((i) => `${i.path}: ${i.message}`);
+  const urls = new Set<string>();
+  for (const [i, entry] of bundle.entry.entries()) {
+    const r = entry.resource;
+    issues.push(...validateResource(r).map((x) => `${r.resourceType}/${r.id} ${x.path}: ${x.message}`));
+    if (entry.request.url !== `${r.resourceType}/${r.id}`) issues.push(`entry ${i}: request.url ${entry.request.url} is not ${r.resourceType}/${r.id}`);
+    if (!/^[A-Za-z0-9\-.]{1,64}$/.test(r.id)) issues.push(`entry ${i}: id ${r.id} is not a FHIR id`);
+    if (urls.has(entry.request.url)) issues.push(`entry ${i}: ${entry.request.url} twice`);
+    urls.add(entry.request.url);
+  }
+  for (const entry of bundle.entry) for (const ref of referencesIn(entry.resource)) if (!urls.has(ref)) issues.push(`${entry.request.url} refers to ${ref}, not in the bundle`);
+  if (issues.length) throw new Error(`invalid conversion:\n${issues.join('\n')}`);
+  return bundle;
+}
+
+const ofType = (bundle: Bundle, type: string): Resource[] => bundle.entry.map((e) => e.resource).filter((r) => r.resourceType === type);
+const one = (bundle: Bundle, type: string): any => {
+  const found = ofType(bundle, type);
+  expect(found).toHaveLength(1);
+  return found[0];
+};
+const ref = (r: Resource) => ({ reference: `${r.resourceType}/${r.id}` });
+const segmentPaths = (r: Resource) => (r.meta?.extension ?? []).filter((x) => x.url === SEGMENT_PATH_URL).map((x) => x.valueString);
+
+describe('the sample set (83 FHIR-Converter messages)', () => {
+  test('there are 83 samples', () => {
+    expect(samples).toHaveLength(83);
+  });
+
+  test.each(samples)('%s converts, every resource is valid FHIR R4 and every reference resolves', (file) => {
+    const message = load(file);
+    const bundle = convertValidated(message);
+    expect(bundle.type).toBe('batch');
+    expect(bundle.identifier.value).toBe(message.msh.value(10));
+    expect(bundle.entry.every((e) => e.request.method === 'PUT')).toBe(true);
+    // one Provenance naming every other produced resource (not the member Organization, the agent)
+    const provenance = one(bundle, 'Provenance');
+    const others = bundle.entry.map((e) => e.resource).filter((r) => r.resourceType !== 'Provenance' && !(r.resourceType === 'Organization' && segmentPaths(r).length === 0));
+    expect(provenance.target).toEqual(others.map(ref));
+    for (const r of others) expect(segmentPaths(r).length).toBeGreaterThan(0);
+    // message types outside this pass's scope carry only what PID/PV1 give
+    const profile = profileFor(message.msh.value(9, 0, 1), message.msh.value(9, 0, 2));
+    if (!profile.includes('OBX')) {
+      const allowed = new Set(['Patient', 'Encounter', 'Practitioner', 'Location', 'Organization', 'Provenance']);
+      expect(bundle.entry.filter((e) => !allowed.has(e.resource.resourceType))).toEqual([]);
+    }
+  });
+
+  test('identity: the same business key always gets the same id, different keys never share one', () => {
+    const keyOf = new Map<string, string>(); // Type/id → member|key
+    const idOf = new Map<string, string>(); // member|Type|key → Type/id
+    for (const context of [ctx, { ...ctx, memberId: 'm2' }]) {
+      for (const file of samples) {
+        const message = load(file);
+        const first = convertWithKeys(message, context);
+        const again = convertWithKeys(load(file), context);
+        expect(again.bundle).toEqual(first.bundle); // re-processing is byte-for-byte the same
+        for (const [url, key] of first.keys) {
+          const type = url.split('/')[0]!;
+          const scoped = `${context.memberId}|${type}|${key}`;
+          const seenKey = keyOf.get(url);
+          if (seenKey !== undefined) expect(seenKey).toBe(scoped);
+          keyOf.set(url, scoped);
+          const seenId = idOf.get(scoped);
+          if (seenId !== undefined) expect(seenId).toBe(url);
+          idOf.set(scoped, url);
+          expect(url).toBe(`${type}/${resourceId(context.memberId, type, key)}`);
+        }
+      }
+    }
+    expect(keyOf.size).toBe(idOf.size);
+    expect(keyOf.size).toBeGreaterThan(350); // distinct resources over both members
+  });
+});
+
+describe('ADT-A01-01 field by field', () => {
+  const bundle = convertValidated(load('ADT-A01-01.hl7'));
+  const patient = one(bundle, 'Patient');
+  const encounter = one(bundle, 'Encounter');
+
+  test('bundle header from MSH', () => {
+    expect(bundle.identifier).toEqual({ system: 'urn:yilian:m1:message-control-id', value: 'MSG00001' });
+    expect(bundle.timestamp).toBe('1989-08-18T09:11:00.000Z'); // 198908181126+0215
+  });
+
+  test('Patient identifiers, name, birth date, gender, address, telecom', () => {
+    expect(patient.identifier).toContainEqual(expect.objectContaining({ value: 'PATID1234', system: 'urn:yilian:m1:id:test1', type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'MR' }] } }));
+    expect(patient.identifier).toContainEqual(expect.objectContaining({ value: '123456789', system: 'urn:yilian:m1:id:USSSA' }));
+    expect(patient.identifier).toContainEqual(expect.objectContaining({ value: '1234567' })); // PID-2
+    expect(patient.name[0]).toEqual(expect.objectContaining({ family: 'EVERYMAN', given: ['ADAM', 'A'], prefix: ['Dr.'], use: 'usual' }));
+    expect(patient.name[1]).toEqual(expect.objectContaining({ family: 'Josh', use: 'official' }));
+    expect(patient.birthDate).toBe('1988-08-18');
+    expect(patient.gender).toBe('male');
+    expect(patient.address).toEqual([expect.objectContaining({ line: ['1000', 'Ste. 123'], city: 'Ann Arbor', state: 'MI', postalCode: '99999', country: 'USA', type: 'postal' })]);
+    expect(patient.telecom).toContainEqual(expect.objectContaining({ system: 'phone', value: '2222', use: 'mobile', rank: 18 }));
+    expect(patient.telecom).toContainEqual(expect.objectContaining({ system: 'phone', value: '7777' })); // PID-14
+    expect(patient.deceasedDateTime).toBe('2008-08-25T11:16:30+01:15');
+    expect(patient.deceasedBoolean).toBeUndefined(); // PID-30 Y, but the date says more and R4 allows one
+    expect(segmentPaths(patient)).toEqual(['PID']);
+  });
+
+  test('Encounter class, status, period, identifier, locations, participants', () => {
+    expect(encounter.class).toEqual({ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'PRENC', display: 'pre-admission' });
+    expect(encounter.status).toBe('in-progress'); // A01
+    expect(encounter.period).toEqual({ start: '2015-02-08T11:34:19+01:10' });
+    expect(encounter.identifier).toEqual([expect.objectContaining({ value: '40007716' })]);
+    expect(encounter.subject).toEqual(ref(patient));
+    const locations = ofType(bundle, 'Location') as any[];
+    expect(encounter.location).toEqual([
+      { location: ref(locations[0]), status: 'active' },
+      { location: ref(locations[1]), status: 'completed' },
+    ]);
+    expect(locations[0]).toEqual(expect.objectContaining({ name: 'HUH AE OMU / OMU B / Bed 03', mode: 'instance' }));
+    expect(locations[0].physicalType.coding[0].code).toBe('bd');
+    expect(segmentPaths(locations[0])).toEqual(['PV1-3']);
+    const codes = encounter.participant.map((p: any) => p.type[0].coding[0].code);
+    expect(codes).toEqual(['ATND', 'REF', 'CON', 'ADM']);
+    const attending = bundle.entry.find((e) => e.request.url === encounter.participant[0].individual.reference)!.resource as any;
+    expect(attending.identifier[0].value).toBe('1122334');
+    expect(attending.name[0]).toEqual(expect.objectContaining({ family: 'Alaz', given: ['Mohammed', 'Mahi'] }));
+    expect(encounter.reasonCode[0].coding[0]).toEqual({ system: 'http://snomed.info/sct', code: '140004', display: 'Chronic pharyngitis' }); // PV2-3
+  });
+
+  test('Condition (DG1), AllergyIntolerance (AL1), Coverage (IN1), Observation (OBX)', () => {
+    const condition = one(bundle, 'Condition');
+    expect(condition.code.coding[0]).toEqual({ system: 'http://snomed.info/sct', code: '422504002', display: 'Ischemic stroke(disorder)' });
+    expect(condition.subject).toEqual(ref(patient));
+    expect(condition.encounter).toEqual(ref(encounter));
+    expect(condition.onsetDateTime).toBe('2004-01-25T11:40:25+04:20');
+    const allergy = one(bundle, 'AllergyIntolerance');
+    expect(allergy).toEqual(expect.objectContaining({ patient: ref(patient), category: ['environment'], criticality: 'low', onsetDateTime: '2021-08-24' }));
+    expect(allergy.code.text).toBe('PENICILLIN');
+    const coverage = one(bundle, 'Coverage');
+    expect(coverage).toEqual(expect.objectContaining({ status: 'active', beneficiary: ref(patient), subscriberId: 'PN-145', period: { start: '1989-10-01', end: '2050-10-01' } }));
+    const payor = bundle.entry.find((e) => e.request.url === coverage.payor[0].reference)!.resource as any;
+    expect(payor).toEqual(expect.objectContaining({ resourceType: 'Organization', name: 'Blue Cross Blue Shield of Texas' }));
+    // OBX-5 "60~120" (NM, repeated): one component per repetition, units from OBX-6
+    const observation = one(bundle, 'Observation');
+    expect(observation.valueQuantity).toBeUndefined();
+    expect(observation.component.map((c: any) => c.valueQuantity)).toEqual([
+      { value: 60, unit: 'beats/min' },
+      { value: 120, unit: 'beats/min' },
+    ]);
+    expect(observation.status).toBe('preliminary'); // OBX-11 S
+    expect(observation.referenceRange).toEqual([{ low: { value: 70, unit: 'beats/min' }, high: { value: 80, unit: 'beats/min' }, text: '70-80' }]);
+  });
+});
+
+describe('LRI CBC (ORU^R01) field by field', () => {
+  const bundle = convertValidated(load('LRI_2.0-NG_CBC_Typ_Message.hl7'));
+  const report = one(bundle, 'DiagnosticReport');
+  const observations = ofType(bundle, 'Observation') as any[];
+  const patient = one(bundle, 'Patient');
+  const specimen = one(bundle, 'Specimen');
+
+  test('DiagnosticReport status, code, identifiers, result, specimen', () => {
+    expect(report.status).toBe('final'); // OBR-25 F
+    expect(report.code.coding[0]).toEqual({ system: 'http://loinc.org', code: '57021-8', display: 'CBC W Auto Differential panel in Blood' });
+    expect(report.identifier.map((i: any) => i.value)).toEqual(['ORD666555', 'R-991133']);
+    expect(report.effectiveDateTime).toBe('2011-01-03T14:34:28-08:00');
+    expect(report.issued).toBe('2011-01-04T17:00:28-08:00');
+    expect(report.subject).toEqual(ref(patient));
+    expect(observations).toHaveLength(28);
+    expect(report.result).toEqual(observations.map(ref));
+    expect(report.specimen).toEqual([ref(specimen)]);
+    expect(specimen.type.coding[0]).toEqual({ system: 'http://snomed.info/sct', code: '119297000', display: 'BLD' });
+  });
+
+  test('numeric Observation: code, value, UCUM unit, reference range, interpretation, status, effective', () => {
+    const hgb = observations[1];
+    expect(hgb.code.coding[0]).toEqual({ system: 'http://loinc.org', code: '718-7', display: 'Hemoglobin [Mass/volume] in Blood' });
+    const gml = { unit: 'grams per milliliter', system: 'http://unitsofmeasure.org', code: 'g/mL' };
+    expect(hgb.valueQuantity).toEqual({ value: 12.5, ...gml });
+    expect(hgb.referenceRange).toEqual([{ low: { value: 13, ...gml }, high: { value: 18, ...gml }, text: '13 to 18' }]);
+    expect(hgb.interpretation).toEqual([{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation', code: 'L' }] }]);
+    expect(hgb.status).toBe('final');
+    expect(hgb.effectiveDateTime).toBe('2011-01-03T14:34:28-08:00');
+    expect(hgb.subject).toEqual(ref(patient));
+    expect(hgb.specimen).toEqual(ref(specimen));
+    expect(segmentPaths(hgb)).toEqual(['OBX[2]']);
+    expect(observations[3].interpretation[0].coding[0].code).toBe('HH');
+  });
+
+  test('coded (CWE) and text (TX) values', () => {
+    expect(observations[19].valueCodeableConcept).toEqual({ coding: [{ system: 'http://snomed.info/sct', code: '260348001', display: 'Present ++ out of ++++' }], text: 'Moderate Anisocytosis' });
+    expect(observations[25].valueString).toBe('Many spherocytes present.');
+  });
+});
+
+describe('members, overrides and HL7 semantics', () => {
+  const patient = simPatient(3, 'ZJ');
+  const withResidentId = (text: string, id: string) => text.replace(/^(PID\|[^\r]*)/m, `$1||||||${id}`);
+
+  test('Chinese ADT: PID-19 resident ID through the member override; names and address in Chinese', () => {
+    const text = withResidentId(simAdt({ controlId: 'CN-1', patient, sendingFacility: 'XIANYY' }, 'A01'), '330102199001011234');
+    const message = Hl7Message.parse(text);
+    expect(message.segment('PID')!.value(19)).toBe('330102199001011234');
+    const member = memberSchema.parse({ id: 'm2', name: '县人民医院', tier: 'secondary', conversion: { residentIdField: 19 } });
+    const bundle = convertValidated(message, { memberId: 'm2', channelId: 'mllp', utcOffsetMinutes: 480, member });
+    const p = one(bundle, 'Patient');
+    expect(p.identifier).toContainEqual({ type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'NNCHN' }] }, system: RESIDENT_ID_SYSTEM, value: '330102199001011234' });
+    expect(p.identifier.filter((i: any) => i.type?.coding?.[0]?.code === 'SS')).toEqual([]);
+    expect(p.name[0]).toEqual({ text: `${patient.family}${patient.given}`, family: patient.family, given: [patient.given] });
+    expect(p.address[0]).toEqual(expect.objectContaining({ line: ['人民路1号'], city: '杭州市', state: '浙江省', postalCode: '310000', country: 'CHN' }));
+    expect(p.gender).toBe(patient.sex === 'M' ? 'male' : 'female');
+    const organization = bundle.entry.map((e) => e.resource as any).find((r) => r.resourceType === 'Organization' && r.identifier[0].system === 'urn:yilian:member');
+    expect(organization.name).toBe('县人民医院');
+    expect(one(bundle, 'Provenance').agent[0].who.reference).toBe(`Organization/${organization.id}`);
+    // times without an offset are the member's local time
+    expect(bundle.timestamp).toBe('2026-11-23T01:30:00.000Z');
+    // without the override PID-19 is the default SSN mapping (no system)
+    const plain = one(convertValidated(message), 'Patient');
+    expect(plain.identifier).toContainEqual({ type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'SS' }] }, value: '330102199001011234' });
+    // an override can also switch a field off
+    const off = memberSchema.parse({ id: 'm3', name: 'm3', tier: 'primary', conversion: { overrides: [{ segment: 'PID', field: 19, to: null }] } });
+    expect(one(convertValidated(message, { ...ctx, member: off }), 'Patient').identifier).toHaveLength(1);
+  });
+
+  test('member conversion config is validated', () => {
+    expect(memberSchema.safeParse({ id: 'x', name: 'x', tier: 'primary', conversion: { overrides: [{ segment: 'ZZZ', field: 1, type: 'ST', to: 'note' }] } }).success).toBe(false);
+    expect(memberSchema.safeParse({ id: 'x', name: 'x', tier: 'primary', conversion: { overrides: [{ segment: 'PID', field: 20, to: 'identifier[]' }] } }).success).toBe(false); // no type
+    expect(memberSchema.safeParse({ id: 'x', name: 'x', tier: 'primary', conversion: { overrides: [{ segment: 'PID', field: 20, type: 'XYZ', to: 'identifier[]' }] } }).success).toBe(false);
+    expect(memberSchema.safeParse({ id: 'x', name: 'x', tier: 'primary', conversion: { overrides: [{ segment: 'PID', field: 20, type: 'ST-Identifier', to: 'identifier[]', system: 'urn:oid:1.2.3' }] } }).success).toBe(true);
+  });
+
+  test('an update of the same patient keeps its ids; a different patient gets different ones', () => {
+    const a01 = convertValidated(Hl7Message.parse(simAdt({ controlId: 'U-1', patient }, 'A01')));
+    const a08 = convertValidated(Hl7Message.parse(simAdt({ controlId: 'U-2', patient, address: '解放路2号', time: '20261124080000' }, 'A08')));
+    const other = convertValidated(Hl7Message.parse(simAdt({ controlId: 'U-3', patient: simPatient(4, 'ZJ') }, 'A08')));
+    expect(one(a08, 'Patient').id).toBe(one(a01, 'Patient').id);
+    expect(one(a08, 'Patient').address[0].line).toEqual(['解放路2号']);
+    expect(one(other, 'Patient').id).not.toBe(one(a01, 'Patient').id);
+    expect(one(a08, 'Practitioner').id).toBe(one(a01, 'Practitioner').id); // PV1-7 0101
+    expect(one(a08, 'Location').id).toBe(one(a01, 'Location').id);
+    // no PV1-19 visit number: the encounter is message-scoped, so two messages are two encounters
+    expect(one(a08, 'Encounter').id).not.toBe(one(a01, 'Encounter').id);
+    expect(one(a01, 'Encounter').status).toBe('in-progress');
+  });
+
+  test('PV1-19 visit number makes A01 → A03 → A11 one encounter whose status follows the event', () => {
+    const withVisit = (trigger: string, id: string) => Hl7Message.parse(simAdt({ controlId: id, patient }, trigger).replace(/^(PV1\|[^\r]*)/m, '$1||||||||||||V2026-001^^^XIANYY^VN'));
+    const [a01, a03, a11] = [withVisit('A01', 'V-1'), withVisit('A03', 'V-2'), withVisit('A11', 'V-3')].map((m) => one(convertValidated(m), 'Encounter'));
+    expect(a03.id).toBe(a01.id);
+    expect(a11.id).toBe(a01.id);
+    expect([a01.status, a03.status, a11.status]).toEqual(['in-progress', 'finished', 'cancelled']);
+    expect(a01.identifier[0].value).toBe('V2026-001');
+  });
+
+  test('"" in PID-8 produces no gender and records the explicit null; an empty PID-8 records nothing', () => {
+    const text = simAdt({ controlId: 'N-1', patient });
+    const nulled = one(convertValidated(Hl7Message.parse(text.replace(`||${patient.birth}|${patient.sex}|`, `||${patient.birth}|""|`))), 'Patient');
+    expect(nulled.gender).toBeUndefined();
+    expect(nulled.meta.extension).toContainEqual({ url: EXPLICIT_NULL_URL, valueString: 'PID-8' });
+    const empty = one(convertValidated(Hl7Message.parse(text.replace(`||${patient.birth}|${patient.sex}|`, `||${patient.birth}||`))), 'Patient');
+    expect(empty.gender).toBeUndefined();
+    expect(empty.meta.extension.some((x: any) => x.url === EXPLICIT_NULL_URL)).toBe(false);
+  });
+
+  test('ORU: corrected result (OBX-11 C), units, ranges, and ids stable across re-conversion', () => {
+    const final = convertValidated(Hl7Message.parse(simOru({ controlId: 'L-1', patient }, bloodCount, 'F')));
+    const corrected = convertValidated(Hl7Message.parse(simOru({ controlId: 'L-1', patient }, bloodCount.map((r) => (r.code === 'HGB' ? { ...r, value: '128' } : r)), 'C')));
+    const hgb = (b: Bundle) => ofType(b, 'Observation').find((o: any) => o.code.coding[0].code === 'HGB') as any;
+    expect(hgb(final).status).toBe('final');
+    expect(hgb(corrected).status).toBe('corrected');
+    expect(hgb(corrected).id).toBe(hgb(final).id); // the correction replaces the same Observation
+    expect(hgb(corrected).valueQuantity).toEqual({ value: 128, unit: 'g/L' });
+    expect(hgb(final).referenceRange).toEqual([{ low: { value: 115, unit: 'g/L' }, high: { value: 150, unit: 'g/L' }, text: '115-150' }]);
+    expect(hgb(final).code.coding[0]).toEqual({ system: 'urn:yilian:m1:L', code: 'HGB', display: '血红蛋白' });
+    expect(one(final, 'DiagnosticReport').status).toBe('unknown'); // no OBR-25
+    expect(one(corrected, 'DiagnosticReport').id).toBe(one(final, 'DiagnosticReport').id);
+    expect(convertMessage(Hl7Message.parse(simOru({ controlId: 'L-1', patient }, bloodCount, 'F')), ctx)).toEqual(final);
+  });
+
+  test('the same test twice in one report without OBX-4: two Observations, not a silent collision', () => {
+    const bundle = convertValidated(Hl7Message.parse(simOru({ controlId: 'D-1', patient }, [bloodCount[0]!, { ...bloodCount[0]!, value: '140' }])));
+    const observations = ofType(bundle, 'Observation') as any[];
+    expect(observations).toHaveLength(2);
+    expect(new Set(observations.map((o) => o.id)).size).toBe(2);
+    expect(observations.map((o) => o.valueQuantity.value)).toEqual([135, 140]);
+  });
+
+  test('Provenance entity is the raw message when the raw id is known', () => {
+    const bundle = convertValidated(Hl7Message.parse(simOru({ controlId: 'R-1', patient }, bloodCount)), { ...ctx, rawId: 42 });
+    const provenance = one(bundle, 'Provenance');
+    expect(provenance.entity).toEqual([{ role: 'source', what: { identifier: { system: 'urn:ietf:rfc:3986', value: 'urn:yilian:raw:42' }, display: 'HL7 v2 ORU^R01 R-1' } }]);
+    expect(provenance.agent[1].who.identifier).toEqual({ system: 'urn:yilian:m1:channel', value: 'files' });
+    expect(provenance.recorded).toBe('2026-11-23T01:30:00.000Z');
+  });
+
+  test('overrides never change the shared segment maps', () => {
+    const before = JSON.stringify(segmentMaps);
+    const maps = withOverrides({ residentIdField: 19, overrides: [{ segment: 'PID', field: 5, to: null }] });
+    expect(maps.PID!.fields.some((r) => r.field === 5)).toBe(false);
+    expect(maps.PID!.fields.filter((r) => r.field === 19)).toEqual([expect.objectContaining({ datatype: 'ST-Identifier', system: RESIDENT_ID_SYSTEM })]);
+    expect(JSON.stringify(segmentMaps)).toBe(before);
+    expect(withOverrides(undefined)).toBe(segmentMaps);
+  });
+
+  test('NTE after an OBX is the Observation note', () => {
+    const text = simOru({ controlId: 'T-1', patient }, bloodCount.slice(0, 1)) + 'NTE|1|L|溶血标本\r';
+    const observation = one(convertValidated(Hl7Message.parse(text)), 'Observation');
+    expect(observation.note).toEqual([{ text: '溶血标本' }]);
+  });
+
+  test('a message with nothing to convert is an empty batch (no Provenance)', () => {
+    const bundle = convertValidated(Hl7Message.parse('MSH|^~\\&|A|B|C|D|20260101120000||QRY^A19|Q1|P|2.5\rQRD|20260101|R|I|Q1\r'));
+    expect(bundle.entry).toEqual([]);
+    expect(bundle.identifier.value).toBe('Q1');
+  });
+
+  test('conversion errors are HubErrors with a code and an HL7 location', () => {
+    const oru = simOru({ controlId: 'E-1', patient }, bloodCount);
+    const expectError = (text: string, code: string, location: string) => {
+      let error: unknown;
+      try {
+        convertMessage(Hl7Message.parse(text), ctx);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(HubError);
+      expect(error).toMatchObject({ code, location });
+    };
+    expectError(oru.replace('|NM|WBC^白细胞计数^L||6.2|', '|NM|WBC^白细胞计数^L||six|'), 'invalid', 'OBX[2]-5');
+    expectError(oru.replace('OBX|1|NM|', 'OBX|1|ZZ|'), 'invalid', 'OBX[1]-2');
+    expectError('MSH|^~\\&|A|B|C|D|20260101||ADT^A01|X1|P|2.5\rPV1|1|I\rDG1|1||I10^x^I10\r', 'structure', 'DG1');
+  });
+});

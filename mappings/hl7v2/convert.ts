@@ -1,0 +1,884 @@
+/**
+ * HL7 v2 message → FHIR R4 Bundle. Pure: no I/O, no terminology, no clock except when MSH-7 is
+ * unreadable (Provenance.recorded must be an instant).
+ *
+ * The engine walks the segments in order and applies the segment maps of segments.ts (data), with
+ * the member's overrides on top; what is not "field → path" is code here (ids, references, OBX-5
+ * value[x], OBX-7 ranges, Encounter status, locations, practitioners).
+ *
+ * Output (the contract other stages rely on):
+ * - Bundle.type `batch`, every entry `request: PUT <Type>/<id>` (as the FHIR-Converter does), so a
+ *   FHIR server or the hub upserts idempotently; references between resources are `<Type>/<id>`.
+ *   PUT replaces the whole resource: a conversion is a snapshot of what the message says.
+ * - Bundle.identifier: system `urn:yilian:<member>:message-control-id`, value MSH-10; timestamp MSH-7.
+ * - Deterministic ids: `resourceId(member, type, business key)` = first 40 hex digits of
+ *   sha256(member NUL type NUL key) — a valid FHIR id, the same for the same key on every run,
+ *   160 bits so different keys do not collide in practice. Keys (see each builder): Patient the MR
+ *   identifier (system|value); Encounter PV1-19; DiagnosticReport OBR-3 (else OBR-2); Observation
+ *   report + OBX-3 code + OBX-4 sub-id; Condition DG1-20 else encounter + DG1-3 + DG1-6; … Where
+ *   the message has no business identifier the key is message-scoped (`raw:<rawId>`, else
+ *   sender + MSH-7 + MSH-10, plus the segment path): re-processing the same message gives the same
+ *   id, a different message a different one. Two different things in one message that would get
+ *   the same key (e.g. the same OBX-3 twice without OBX-4) get `#2`, `#3` … in input order; the same
+ *   thing named twice (a practitioner, a location, a payor) is one resource.
+ * - Provenance: one per message, `target` → every produced resource, `entity` (role source) → the
+ *   raw message (`urn:yilian:raw:<rawId>`, else the MSH-10), `agent` → the member as an Organization
+ *   (in the bundle) and the channel. The segment a resource comes from is on the resource itself:
+ *   `meta.extension` `SEGMENT_PATH_URL` valueString `PID`, `OBX[3]`, `PV1-7` (a resource named by
+ *   several segments carries several). `NAME` when the message has one such segment, `NAME[n]`
+ *   (1-based) otherwise.
+ * - Explicit null (`""`): the field produces no element (so the PUT removes what was there) and
+ *   the resource's meta.extension `EXPLICIT_NULL_URL` names the field (`PID-8`), so a merge that
+ *   does not replace whole resources can still tell "delete" from "not sent".
+ *
+ * Errors: HubError `structure` (a segment the mapping needs is missing) or `invalid` (a value
+ * that cannot be what its type says, e.g. OBX-2 NM with OBX-5 "abc"), located like `OBX[2]-5`.
+ */
+import { createHash } from 'node:crypto';
+import type { MemberConfig } from '../../adapters/config';
+import type { Hl7Message, Hl7Segment } from '../../pipeline/hl7/message';
+import { parseHl7Time } from '../../pipeline/hl7/time';
+import { HubError } from '../../pipeline/outcome';
+import {
+  abnormalFlagToInterpretation,
+  administrativeGender,
+  cqToQuantity,
+  cweToCodeableConcept,
+  diagnosticReportStatus,
+  hdToSystem,
+  nmToQuantity,
+  observationStatus,
+  patientClass,
+  snToValue,
+  toDate,
+  toDateTime,
+  toNumber,
+  unitsOf,
+  cxToIdentifier,
+  xadToAddress,
+  xcnToPractitioner,
+  xpnToHumanName,
+  xtnToContactPoint,
+  type CodeableConcept,
+  type Identifier,
+  type Quantity,
+} from './datatypes';
+import { profileFor, withOverrides, type FieldRule, type SegmentMap, type TableName } from './segments';
+
+export const SEGMENT_PATH_URL = 'https://yilian.example/fhir/StructureDefinition/segment-path';
+export const EXPLICIT_NULL_URL = 'https://yilian.example/fhir/StructureDefinition/explicit-null';
+/** Members as Organizations: Organization.identifier system. */
+export const MEMBER_SYSTEM = 'urn:yilian:member';
+
+export interface ConvertContext {
+  memberId: string;
+  channelId: string;
+  /** raw_message id in the raw store; absent for `yilian convert`. */
+  rawId?: number;
+  /** Offset of the member's clocks, for times sent without one. */
+  utcOffsetMinutes: number;
+  /** For per-member overrides (`conversion`) and the member's name. */
+  member?: Pick<MemberConfig, 'id' | 'name'> & { conversion?: MemberConfig['conversion'] };
+}
+
+export type Resource = { resourceType: string; id: string; meta?: { extension?: Array<{ url: string; valueString: string }> }; [k: string]: unknown };
+type Json = Record<string, unknown>;
+
+export interface BundleEntry {
+  resource: Resource;
+  request: { method: 'PUT'; url: string };
+}
+export interface Bundle {
+  resourceType: 'Bundle';
+  type: 'batch';
+  identifier: { system: string; value: string };
+  timestamp?: string;
+  entry: BundleEntry[];
+}
+
+/** Deterministic FHIR id for a business key (see the header). */
+export function resourceId(memberId: string, type: string, key: string): string {
+  return createHash('sha256').update(`${memberId}\u0000${type}\u0000${key}`).digest('hex').slice(0, 40);
+}
+
+export function convertMessage(message: Hl7Message, ctx: ConvertContext): Bundle {
+  return convertWithKeys(message, ctx).bundle;
+}
+
+/** The bundle and, per `Type/id`, the business key it was made from (for identity checks). */
+export function convertWithKeys(message: Hl7Message, ctx: ConvertContext): { bundle: Bundle; keys: Map<string, string> } {
+  return new Conversion(message, ctx).run();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+type Ref = { reference: string };
+
+/** Code tables named by field rules. */
+const tables: Readonly<Record<TableName, Readonly<Record<string, unknown>>>> = {
+  administrativeGender,
+  yesNo: { Y: true, N: false },
+  /** Table 0127 allergen type → AllergyIntolerance.category (MA, MC: no category). */
+  allergyCategory: { DA: 'medication', FA: 'food', EA: 'environment', AA: 'environment', PA: 'environment', LA: 'environment' },
+  /** Table 0128 allergy severity → criticality. */
+  allergyCriticality: { SV: 'high', MO: 'low', MI: 'low', U: 'unable-to-assess' },
+};
+
+/** Trigger events → Encounter.status; other events derive it from PV1-44/45. */
+const encounterStatusByEvent: Readonly<Record<string, string>> = {
+  A01: 'in-progress',
+  A02: 'in-progress',
+  A03: 'finished',
+  A05: 'planned',
+  A06: 'in-progress',
+  A07: 'in-progress',
+  A11: 'cancelled',
+  A12: 'in-progress',
+  A13: 'in-progress',
+  A14: 'planned',
+  A27: 'cancelled',
+  A38: 'cancelled',
+};
+
+const participantType: ReadonlyArray<[number, string]> = [
+  [7, 'ATND'],
+  [8, 'REF'],
+  [9, 'CON'],
+  [17, 'ADM'],
+];
+
+const mimeBySubtype: Readonly<Record<string, string>> = {
+  PDF: 'application/pdf',
+  RTF: 'application/rtf',
+  HTML: 'text/html',
+  XML: 'text/xml',
+  JPEG: 'image/jpeg',
+  JPG: 'image/jpeg',
+  PNG: 'image/png',
+  GIF: 'image/gif',
+  TIFF: 'image/tiff',
+  PLAIN: 'text/plain',
+  TEXT: 'text/plain',
+  'OCTET-STREAM': 'application/octet-stream',
+};
+
+interface Entry {
+  resource: Resource;
+  key: string;
+}
+
+class Conversion {
+  private readonly entries = new Map<string, Entry>();
+  private readonly maps: Readonly<Record<string, SegmentMap>>;
+  private readonly active: ReadonlySet<string>;
+  private readonly paths = new Map<Hl7Segment, string>();
+  private readonly sub: string;
+  private readonly compSep: string;
+  private readonly msgScope: string;
+  private readonly member: string;
+  private readonly offset: number;
+  // walking state
+  private patient?: { ref: Ref; key: string };
+  private encounter?: { ref: Ref; key: string; resource: Resource };
+  private report?: { resource: Resource; key: string; observations: Resource[]; specimens: Ref[]; effective?: string };
+  private last?: Resource;
+
+  constructor(
+    private readonly message: Hl7Message,
+    private readonly ctx: ConvertContext,
+  ) {
+    this.member = ctx.memberId;
+    this.offset = ctx.utcOffsetMinutes;
+    this.sub = message.delimiters.subcomponent;
+    this.compSep = message.delimiters.component;
+    this.maps = withOverrides(ctx.member?.conversion);
+    const msh = message.msh;
+    this.active = new Set(profileFor(msh.value(9, 0, 1), msh.value(9, 0, 2)));
+    this.msgScope = ctx.rawId !== undefined ? `raw:${ctx.rawId}` : `msg:${msh.value(3)}|${msh.value(4)}|${msh.value(7)}|${msh.value(10)}`;
+    const counts = new Map<string, number>();
+    for (const s of message.segments) counts.set(s.name, (counts.get(s.name) ?? 0) + 1);
+    const seen = new Map<string, number>();
+    for (const s of message.segments) {
+      const n = (seen.get(s.name) ?? 0) + 1;
+      seen.set(s.name, n);
+      this.paths.set(s, counts.get(s.name) === 1 ? s.name : `${s.name}[${n}]`);
+    }
+  }
+
+  run(): { bundle: Bundle; keys: Map<string, string> } {
+    const msh = this.message.msh;
+    const controlId = msh.value(10);
+    if (!controlId) throw new HubError('structure', 'MSH-10 (message control id) is empty', 'MSH-10');
+    for (const segment of this.message.segments) {
+      if (segment.name === 'NTE') this.note(segment);
+      if (!this.active.has(segment.name)) continue;
+      switch (segment.name) {
+        case 'PID':
+          this.pid(segment);
+          break;
+        case 'PV1':
+          this.pv1(segment);
+          break;
+        case 'PV2':
+          if (this.encounter) this.applyRules(this.encounter.resource, segment, this.maps.PV2!);
+          break;
+        case 'DG1':
+          this.dg1(segment);
+          break;
+        case 'AL1':
+          this.al1(segment);
+          break;
+        case 'IN1':
+          this.in1(segment);
+          break;
+        case 'OBR':
+          this.obr(segment);
+          break;
+        case 'OBX':
+          this.obx(segment);
+          break;
+        case 'SPM':
+          this.spm(segment);
+          break;
+      }
+    }
+    this.closeReport();
+
+    const recordedTime = parseHl7Time(msh.value(7), this.offset);
+    const timestamp = recordedTime?.instant.toISOString();
+    const targets = [...this.entries.values()].map((e) => ({ reference: `${e.resource.resourceType}/${e.resource.id}` }));
+    // Nothing converted (no segment of the message type's profile): an empty batch, no Provenance.
+    if (targets.length > 0) this.provenance(targets, controlId, timestamp);
+    const keys = new Map<string, string>();
+    const entry: BundleEntry[] = [];
+    for (const [url, e] of this.entries) {
+      keys.set(url, e.key);
+      entry.push({ resource: e.resource, request: { method: 'PUT', url } });
+    }
+    const bundle: Bundle = {
+      resourceType: 'Bundle',
+      type: 'batch',
+      identifier: { system: `urn:yilian:${this.member}:message-control-id`, value: controlId },
+      ...(timestamp ? { timestamp } : {}),
+      entry,
+    };
+    return { bundle, keys };
+  }
+
+  /** One Provenance per message: target every produced resource; entity the raw message; agents the member (an Organization in the bundle) and the channel. */
+  private provenance(targets: Ref[], controlId: string, timestamp: string | undefined): void {
+    const msh = this.message.msh;
+    const memberOrg = this.add('Organization', `member:${this.member}`, { identifier: [{ system: MEMBER_SYSTEM, value: this.member }], name: this.ctx.member?.name ?? this.member, active: true }, undefined, true);
+    const raw =
+      this.ctx.rawId !== undefined
+        ? { system: 'urn:ietf:rfc:3986', value: `urn:yilian:raw:${this.ctx.rawId}` }
+        : { system: `urn:yilian:${this.member}:message-control-id`, value: controlId };
+    this.add(
+      'Provenance',
+      `provenance:${this.msgScope}`,
+      {
+        target: targets,
+        recorded: timestamp ?? new Date().toISOString(),
+        activity: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-DataOperation', code: 'UPDATE' }] },
+        agent: [
+          {
+            type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/provenance-participant-type', code: 'author' }] },
+            who: { ...memberOrg, display: this.ctx.member?.name ?? this.member },
+          },
+          {
+            type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/provenance-participant-type', code: 'assembler' }] },
+            who: { identifier: { system: `urn:yilian:${this.member}:channel`, value: this.ctx.channelId }, display: `channel ${this.member}/${this.ctx.channelId}` },
+          },
+        ],
+        entity: [{ role: 'source', what: { identifier: raw, display: `HL7 v2 ${msh.value(9, 0, 1)}^${msh.value(9, 0, 2)} ${controlId}` } }],
+      },
+      'MSH',
+      false,
+    );
+  }
+
+  // ---- resources ------------------------------------------------------------------------------
+
+  /**
+   * Register a resource under its business key. `same`: the same key twice means the same thing
+   * (one resource, one more segment path); otherwise the second one is a different thing and gets
+   * `key#2`. Returns its reference.
+   */
+  private add(type: string, key: string, body: Json, path: string | undefined, same: boolean): Ref {
+    let k = key;
+    for (let n = 2; ; n++) {
+      const id = resourceId(this.member, type, k);
+      const url = `${type}/${id}`;
+      const existing = this.entries.get(url);
+      if (!existing) {
+        const resource = { resourceType: type, id, ...body } as Resource;
+        if (path) addMeta(resource, SEGMENT_PATH_URL, path);
+        this.entries.set(url, { resource, key: k });
+        this.last = resource;
+        return { reference: url };
+      }
+      if (same) {
+        if (path && !existing.resource.meta?.extension?.some((x) => x.url === SEGMENT_PATH_URL && x.valueString === path)) addMeta(existing.resource, SEGMENT_PATH_URL, path);
+        return { reference: url };
+      }
+      k = `${key}#${n}`;
+    }
+  }
+
+  private resourceOf(ref: Ref): Resource {
+    return this.entries.get(ref.reference)!.resource;
+  }
+
+  private path(segment: Hl7Segment, field?: number): string {
+    const p = this.paths.get(segment)!;
+    return field === undefined ? p : `${p}-${field}`;
+  }
+
+  private pid(segment: Hl7Segment): void {
+    const body: Json = {};
+    const nulls = this.applyRules(body, segment, this.maps.PID!);
+    if (body.deceasedDateTime !== undefined) delete body.deceasedBoolean;
+    const key = this.patientKey(segment);
+    const ref = this.add('Patient', key, body, this.path(segment), true);
+    for (const n of nulls) addMeta(this.resourceOf(ref), EXPLICIT_NULL_URL, n);
+    this.patient = { ref, key };
+  }
+
+  /** PID-3: the repetition typed MR, else the first; else PID-2; else message-scoped. */
+  private patientKey(pid: Hl7Segment): string {
+    for (const field of [3, 2]) {
+      const reps = pid.repetitions(field).map((_, i) => pid.components(field, i));
+      const pick = reps.find((c) => (c[4] ?? '').trim().toUpperCase() === 'MR' && (c[0] ?? '').trim()) ?? reps.find((c) => (c[0] ?? '').trim());
+      if (pick) return `mrn:${hdToSystem(pick[3] ?? '', this.member, this.sub) ?? ''}|${pick[0]!.trim()}`;
+    }
+    return `${this.msgScope}|${this.path(pid)}`;
+  }
+
+  private pv1(segment: Hl7Segment): void {
+    const body: Json = {};
+    const nulls = this.applyRules(body, segment, this.maps.PV1!);
+    const classCode = segment.value(2).trim().toUpperCase();
+    const trigger = this.message.msh.value(9, 0, 2).toUpperCase();
+    const period = body.period as { start?: string; end?: string } | undefined;
+    const status = encounterStatusByEvent[trigger] ?? (period?.end ? 'finished' : period?.start ? 'in-progress' : 'unknown');
+    const visit = segment.components(19);
+    const key = visit[0]?.trim() ? `visit:${hdToSystem(visit[3] ?? '', this.member, this.sub) ?? ''}|${visit[0].trim()}` : `${this.msgScope}|${this.path(segment)}`;
+    const participant: Json[] = [];
+    for (const [field, code] of participantType) {
+      segment.repetitions(field).forEach((_, rep) => {
+        const who = this.practitioner(segment, field, rep);
+        if (who) participant.push({ type: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code }] }], individual: who });
+      });
+    }
+    const location: Json[] = [];
+    const current = this.location(segment, 3);
+    if (current) location.push({ location: current, status: status === 'finished' ? 'completed' : status === 'planned' ? 'planned' : 'active' });
+    const prior = this.location(segment, 6);
+    if (prior && prior.reference !== current?.reference) location.push({ location: prior, status: 'completed' });
+    const resourceBody: Json = {
+      status,
+      class: patientClass[classCode] ?? { system: 'http://terminology.hl7.org/CodeSystem/v3-NullFlavor', code: 'UNK', display: 'unknown' },
+      ...body,
+      ...(this.patient ? { subject: this.patient.ref } : {}),
+      ...(participant.length ? { participant } : {}),
+      ...(location.length ? { location } : {}),
+    };
+    const ref = this.add('Encounter', key, resourceBody, this.path(segment), true);
+    const resource = this.resourceOf(ref);
+    for (const n of nulls) addMeta(resource, EXPLICIT_NULL_URL, n);
+    this.encounter = { ref: ref, key, resource };
+  }
+
+  /** XCN → Practitioner; the same identifier (or, without one, the same name in this message) is one resource. */
+  private practitioner(segment: Hl7Segment, field: number, rep: number): Ref | undefined {
+    if (segment.isExplicitNull(field)) return undefined;
+    const p = xcnToPractitioner(segment.components(field, rep), this.member, this.sub, this.offset);
+    if (!p || (!p.identifier && !p.name)) return undefined;
+    const key = p.identifier ? `xcn:${p.identifier.system ?? ''}|${p.identifier.value}` : `${this.msgScope}|name:${p.name?.text ?? JSON.stringify(p.name)}`;
+    return this.add('Practitioner', key, { ...(p.identifier ? { identifier: [p.identifier] } : {}), ...(p.name ? { name: [p.name] } : {}) }, this.path(segment, field), true);
+  }
+
+  /** PL → Location (point of care / room / bed at a facility); physicalType from the most specific part. */
+  private location(segment: Hl7Segment, field: number): Ref | undefined {
+    if (segment.isExplicitNull(field)) return undefined;
+    const c = segment.components(field);
+    const first = (i: number) => (c[i - 1] ?? '').split(this.sub)[0]!.trim();
+    const [pointOfCare, room, bed, facility, building, floor] = [first(1), first(2), first(3), first(4), first(7), first(8)];
+    const description = (c[8] ?? '').trim();
+    const parts = [pointOfCare, room, bed].filter((x) => x !== '');
+    if (parts.length === 0 && !description) return undefined;
+    const physical = bed ? ['bd', 'Bed'] : room ? ['ro', 'Room'] : pointOfCare ? ['wa', 'Ward'] : undefined;
+    const key = `pl:${[facility, building, floor, pointOfCare, room, bed].join('|')}|${parts.length ? '' : description}`;
+    return this.add(
+      'Location',
+      key,
+      {
+        status: 'active',
+        name: parts.length ? parts.join(' / ') : description,
+        ...(description && parts.length ? { description } : {}),
+        mode: 'instance',
+        ...(physical ? { physicalType: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/location-physical-type', code: physical[0], display: physical[1] }] } } : {}),
+      },
+      this.path(segment, field),
+      true,
+    );
+  }
+
+  private requirePatient(segment: Hl7Segment): { ref: Ref; key: string } {
+    if (!this.patient) throw new HubError('structure', `${segment.name} needs a patient: no PID before it`, this.path(segment));
+    return this.patient;
+  }
+
+  private dg1(segment: Hl7Segment): void {
+    const patient = this.requirePatient(segment);
+    const body: Json = {};
+    const nulls = this.applyRules(body, segment, this.maps.DG1!);
+    const id = segment.components(20);
+    const code = body.code as CodeableConcept | undefined;
+    const codeKey = codeKeyOf(code);
+    const scope = this.encounter?.key ?? patient.key;
+    const key = id[0]?.trim()
+      ? `dg1:${eiSystem(id, this.member, this.sub) ?? ''}|${id[0].trim()}`
+      : codeKey
+        ? `${scope}|dx:${codeKey}|type:${segment.value(6).trim()}`
+        : `${this.msgScope}|${this.path(segment)}`;
+    if (!code) body.code = absentCode();
+    const ref = this.add(
+      'Condition',
+      key,
+      {
+        category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-category', code: 'encounter-diagnosis', display: 'Encounter Diagnosis' }] }],
+        ...body,
+        subject: patient.ref,
+        ...(this.encounter ? { encounter: this.encounter.ref } : {}),
+      },
+      this.path(segment),
+      false,
+    );
+    for (const n of nulls) addMeta(this.resourceOf(ref), EXPLICIT_NULL_URL, n);
+  }
+
+  private al1(segment: Hl7Segment): void {
+    const patient = this.requirePatient(segment);
+    const body: Json = {};
+    const nulls = this.applyRules(body, segment, this.maps.AL1!);
+    const codeKey = codeKeyOf(body.code as CodeableConcept | undefined);
+    const key = codeKey ? `${patient.key}|allergen:${codeKey}` : `${this.msgScope}|${this.path(segment)}`;
+    const ref = this.add('AllergyIntolerance', key, { ...body, patient: patient.ref }, this.path(segment), false);
+    for (const n of nulls) addMeta(this.resourceOf(ref), EXPLICIT_NULL_URL, n);
+  }
+
+  private in1(segment: Hl7Segment): void {
+    const patient = this.requirePatient(segment);
+    const body: Json = {};
+    const nulls = this.applyRules(body, segment, this.maps.IN1!);
+    const company = segment.isExplicitNull(3) ? undefined : cxToIdentifier(segment.components(3), this.member, this.sub, this.offset);
+    const companyName = segment.isExplicitNull(4) ? '' : segment.value(4).trim();
+    let payor: Json;
+    if (company || companyName) {
+      const key = company ? `org:${company.system ?? ''}|${company.value}` : `${this.msgScope}|payor:${companyName}`;
+      payor = this.add('Organization', key, { ...(company ? { identifier: [company] } : {}), ...(companyName ? { name: companyName } : {}) }, this.path(segment, 3), true);
+    } else {
+      payor = { display: 'unknown payor (IN1-3 and IN1-4 empty)' };
+    }
+    const key = `${patient.key}|coverage:${segment.value(2).trim()}|${company?.system ?? ''}|${company?.value ?? companyName}|${segment.value(36).trim()}`;
+    const ref = this.add('Coverage', key, { status: 'active', ...body, beneficiary: patient.ref, payor: [payor] }, this.path(segment), false);
+    for (const n of nulls) addMeta(this.resourceOf(ref), EXPLICIT_NULL_URL, n);
+  }
+
+  private obr(segment: Hl7Segment): void {
+    this.closeReport();
+    const body: Json = {};
+    const nulls = this.applyRules(body, segment, this.maps.OBR!);
+    if (!body.code) body.code = absentCode();
+    const filler = segment.components(3);
+    const placer = segment.components(2);
+    const key = filler[0]?.trim()
+      ? `filler:${eiSystem(filler, this.member, this.sub) ?? ''}|${filler[0].trim()}`
+      : placer[0]?.trim()
+        ? `placer:${eiSystem(placer, this.member, this.sub) ?? ''}|${placer[0].trim()}`
+        : `${this.msgScope}|${this.path(segment)}`;
+    const status = diagnosticReportStatus[segment.value(25).trim().toUpperCase()] ?? 'unknown';
+    const issued = toDateTime(segment.value(22), this.offset);
+    const ref = this.add(
+      'DiagnosticReport',
+      key,
+      {
+        status,
+        ...body,
+        ...(this.patient ? { subject: this.patient.ref } : {}),
+        ...(this.encounter ? { encounter: this.encounter.ref } : {}),
+        ...(issued?.includes('T') ? { issued } : {}),
+      },
+      this.path(segment),
+      false,
+    );
+    const resource = this.resourceOf(ref);
+    for (const n of nulls) addMeta(resource, EXPLICIT_NULL_URL, n);
+    this.report = { resource, key: this.entries.get(ref.reference)!.key, observations: [], specimens: [], effective: body.effectiveDateTime as string | undefined };
+  }
+
+  /** End of an OBR group: results and specimens onto the report, a lone specimen onto its observations. */
+  private closeReport(): void {
+    const report = this.report;
+    if (!report) return;
+    if (report.observations.length) report.resource.result = report.observations.map((o) => ({ reference: `Observation/${o.id}` }));
+    if (report.specimens.length) {
+      report.resource.specimen = report.specimens;
+      if (report.specimens.length === 1) for (const o of report.observations) o.specimen = report.specimens[0];
+    }
+    this.report = undefined;
+  }
+
+  private obx(segment: Hl7Segment): void {
+    const at = (f: number) => this.path(segment, f);
+    const body: Json = {};
+    const nulls = this.applyRules(body, segment, this.maps.OBX!);
+    const code = (body.code as CodeableConcept | undefined) ?? absentCode();
+    body.code = code;
+    const status = observationStatus[segment.value(11).trim().toUpperCase()] ?? 'unknown';
+    const values = this.obxValues(segment);
+    const value: Json = {};
+    if (values.length === 1) Object.assign(value, r4Value(values[0]!, R5_OBSERVATION_VALUE));
+    else if (values.length > 1) value.component = values.map((v) => ({ code, ...r4Value(v, R5_COMPONENT_VALUE) }));
+    const referenceRange = this.referenceRange(segment);
+    const performer: Ref[] = [];
+    segment.repetitions(16).forEach((_, rep) => {
+      const who = this.practitioner(segment, 16, rep);
+      if (who) performer.push(who);
+    });
+    if (!body.effectiveDateTime && this.report?.effective) body.effectiveDateTime = this.report.effective;
+    const scope = this.report?.key ?? this.encounter?.key ?? this.patient?.key ?? this.msgScope;
+    const codeKey = codeKeyOf(code);
+    const key = codeKey ? `${scope}|obx:${codeKey}|sub:${segment.value(4).trim()}` : `${this.msgScope}|${this.path(segment)}`;
+    const ref = this.add(
+      'Observation',
+      key,
+      {
+        status,
+        ...body,
+        ...(this.patient ? { subject: this.patient.ref } : {}),
+        ...(this.encounter ? { encounter: this.encounter.ref } : {}),
+        ...(performer.length ? { performer } : {}),
+        ...value,
+        ...(referenceRange ? { referenceRange: [referenceRange] } : {}),
+      },
+      this.path(segment),
+      false,
+    );
+    const resource = this.resourceOf(ref);
+    for (const n of nulls) addMeta(resource, EXPLICIT_NULL_URL, n);
+    this.report?.observations.push(resource);
+  }
+
+  /** OBX-5 by OBX-2 → one `{ value[x] }` per repetition (text types: one, repetitions joined by line breaks). */
+  private obxValues(segment: Hl7Segment): Json[] {
+    const at = this.path(segment, 5);
+    if (segment.isExplicitNull(5)) return [];
+    const type = segment.value(2).trim().toUpperCase();
+    const reps = segment.repetitions(5).map((_, i) => segment.components(5, i));
+    const nonEmpty = reps.filter((c) => c.some((x) => x.trim() !== ''));
+    if (nonEmpty.length === 0) return [];
+    const units = segment.isExplicitNull(6) || !segment.raw(6) ? undefined : segment.components(6);
+    const text = (c: readonly string[]) => c.join(this.compSep);
+    switch (type) {
+      case 'ST':
+      case 'TX':
+      case 'FT':
+        return [{ valueString: reps.map(text).join('\n').trim() }];
+      case '':
+        throw new HubError('invalid', 'OBX-2 (value type) is empty but OBX-5 is valued', this.path(segment, 2));
+    }
+    return nonEmpty.map((c): Json => {
+      switch (type) {
+        case 'NM': {
+          const q = nmToQuantity(c[0] ?? '', units, this.sub);
+          if (!q) throw new HubError('invalid', `OBX-5 "${c[0]}" is not a number (OBX-2 NM)`, at);
+          return { valueQuantity: q };
+        }
+        case 'SN': {
+          const sn = snToValue(c, units, this.sub);
+          if (!sn) return {};
+          if (sn.kind === 'quantity') return { valueQuantity: sn.quantity };
+          if (sn.kind === 'range') return { valueRange: sn.range };
+          if (sn.kind === 'ratio') return { valueRatio: sn.ratio };
+          return { valueString: sn.value };
+        }
+        case 'CQ': {
+          const q = cqToQuantity(c, this.sub);
+          if (!q) throw new HubError('invalid', `OBX-5 "${text(c)}" is not a quantity (OBX-2 CQ)`, at);
+          return { valueQuantity: q };
+        }
+        case 'MO':
+        case 'CP': {
+          const n = toNumber((c[0] ?? '').split(this.sub)[0] ?? '');
+          if (n === undefined) throw new HubError('invalid', `OBX-5 "${text(c)}" is not an amount (OBX-2 ${type})`, at);
+          const currency = type === 'MO' ? (c[1] ?? '').trim() : ((c[0] ?? '').split(this.sub)[1] ?? '').trim();
+          return { valueQuantity: { value: n, ...(currency ? { unit: currency, system: 'urn:iso:std:iso:4217', code: currency } : {}) } };
+        }
+        case 'CE':
+        case 'CWE':
+        case 'CNE':
+        case 'CF':
+        case 'ID':
+        case 'IS': {
+          const cc = cweToCodeableConcept(c, this.member);
+          if (!cc) throw new HubError('invalid', `OBX-5 "${text(c)}" holds no code (OBX-2 ${type})`, at);
+          return { valueCodeableConcept: cc };
+        }
+        case 'DT':
+        case 'TS':
+        case 'DTM': {
+          const v = toDateTime(c[0] ?? '', this.offset);
+          if (!v) throw new HubError('invalid', `OBX-5 "${c[0]}" is not a date/time (OBX-2 ${type})`, at);
+          return { valueDateTime: v };
+        }
+        case 'TM': {
+          const m = /^(\d{2})(\d{2})?(\d{2})?/.exec((c[0] ?? '').trim());
+          if (!m || Number(m[1]) > 23 || Number(m[2] ?? 0) > 59 || Number(m[3] ?? 0) > 59) throw new HubError('invalid', `OBX-5 "${c[0]}" is not a time (OBX-2 TM)`, at);
+          return { valueTime: `${m[1]}:${m[2] ?? '00'}:${m[3] ?? '00'}` };
+        }
+        case 'DR': {
+          const start = toDateTime((c[0] ?? '').split(this.sub)[0] ?? '', this.offset);
+          const end = toDateTime((c[1] ?? '').split(this.sub)[0] ?? '', this.offset);
+          if (!start && !end) throw new HubError('invalid', `OBX-5 "${text(c)}" is not a date range (OBX-2 DR)`, at);
+          return { valuePeriod: { ...(start ? { start } : {}), ...(end ? { end } : {}) } };
+        }
+        case 'ED':
+          return { valueAttachment: this.edAttachment(c, at) };
+        case 'RP': {
+          const pointer = (c[0] ?? '').trim();
+          const contentType = mimeOf((c[3] ?? '').trim(), (c[2] ?? '').trim());
+          return { valueAttachment: { ...(contentType ? { contentType } : {}), url: pointer.replace(/\s/g, '%20') } };
+        }
+        case 'HD':
+        case 'EI':
+        case 'CX':
+        case 'XPN':
+        case 'XAD':
+        case 'XCN':
+        case 'XON':
+        case 'XTN':
+        case 'PN':
+        case 'AD':
+        case 'NA':
+          return { valueString: c.flatMap((x) => x.split(this.sub)).map((x) => x.trim()).filter((x) => x !== '').join(' ') };
+        default:
+          throw new HubError('invalid', `OBX-2 value type "${type}" is not supported`, this.path(segment, 2));
+      }
+    });
+  }
+
+  /** ED (source^type^subtype^encoding^data) → Attachment; the data is carried as base64. */
+  private edAttachment(c: readonly string[], at: string): Json {
+    const contentType = mimeOf((c[2] ?? '').trim(), (c[1] ?? '').trim());
+    const encoding = (c[3] ?? '').trim().toUpperCase();
+    const data = (c[4] ?? '').replace(/\s/g, '');
+    let base64: string | undefined;
+    if (data === '') base64 = undefined;
+    else if (encoding === 'BASE64') {
+      if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(data)) throw new HubError('invalid', 'OBX-5 ED data is not valid Base64', at);
+      base64 = data;
+    } else if (encoding === 'HEX') {
+      if (!/^(?:[0-9A-Fa-f]{2})*$/.test(data)) throw new HubError('invalid', 'OBX-5 ED data is not valid hex', at);
+      base64 = Buffer.from(data, 'hex').toString('base64');
+    } else base64 = Buffer.from(c[4] ?? '', 'utf8').toString('base64');
+    return { ...(contentType ? { contentType } : {}), ...(base64 ? { data: base64 } : {}) };
+  }
+
+  /** OBX-7 → referenceRange: "a-b", "a to b", "<b", "<=b", ">a", ">=a" with OBX-6 units; always the text as sent. */
+  private referenceRange(segment: Hl7Segment): Json | undefined {
+    if (segment.isExplicitNull(7)) return undefined;
+    const text = segment.components(7).join(this.compSep).trim();
+    if (!text) return undefined;
+    const units = segment.raw(6) && !segment.isExplicitNull(6) ? unitsOf(segment.components(6), this.sub) : {};
+    const q = (v: string): Quantity | undefined => {
+      const n = toNumber(v);
+      return n === undefined ? undefined : { value: n, ...units };
+    };
+    const num = '([+-]?(?:\\d+\\.?\\d*|\\.\\d+))';
+    const between = new RegExp(`^${num}\\s*(?:-|–|~|to)\\s*${num}$`, 'i').exec(text);
+    const bound = /^(<=?|>=?|≤|≥)\s*([+-]?(?:\d+\.?\d*|\.\d+))$/.exec(text);
+    let range: Json = {};
+    if (between) range = { low: q(between[1]!), high: q(between[2]!) };
+    else if (bound) range = bound[1]!.startsWith('<') || bound[1] === '≤' ? { high: q(bound[2]!) } : { low: q(bound[2]!) };
+    return { ...range, text };
+  }
+
+  private spm(segment: Hl7Segment): void {
+    const body: Json = {};
+    const nulls = this.applyRules(body, segment, this.maps.SPM!);
+    const c = segment.components(2);
+    const placer = (c[0] ?? '').split(this.sub)[0]!.trim();
+    const filler = (c[1] ?? '').split(this.sub)[0]!.trim();
+    const identifier = [filler, placer].filter((x) => x !== '').map((value) => ({ value }));
+    const key = filler || placer ? `spm:${filler}|${placer}` : `${this.report?.key ?? this.msgScope}|${this.path(segment)}`;
+    const ref = this.add('Specimen', key, { ...(identifier.length ? { identifier } : {}), ...body, ...(this.patient ? { subject: this.patient.ref } : {}) }, this.path(segment), false);
+    for (const n of nulls) addMeta(this.resourceOf(ref), EXPLICIT_NULL_URL, n);
+    this.report?.specimens.push(ref);
+  }
+
+  /** NTE after an OBX → Observation.note (only inside the profiles that convert OBX). */
+  private note(segment: Hl7Segment): void {
+    if (!this.active.has('OBX') || this.last?.resourceType !== 'Observation') return;
+    const text = segment
+      .repetitions(3)
+      .map((_, i) => segment.components(3, i).join(this.compSep))
+      .join('\n')
+      .trim();
+    if (!text) return;
+    const notes = (this.last.note as Json[] | undefined) ?? [];
+    notes.push({ text });
+    this.last.note = notes;
+  }
+
+  // ---- the data-driven part -------------------------------------------------------------------
+
+  /** Apply a segment map's field rules to `target`; returns the fields sent as `""`. */
+  private applyRules(target: Json, segment: Hl7Segment, map: SegmentMap): string[] {
+    const nulls: string[] = [];
+    for (const rule of map.fields) {
+      if (segment.isExplicitNull(rule.field)) {
+        const where = `${segment.name}-${rule.field}`;
+        if (!nulls.includes(where)) nulls.push(where);
+        continue;
+      }
+      const reps = segment.repetitions(rule.field);
+      const count = rule.repeat ? reps.length : Math.min(1, reps.length);
+      for (let rep = 0; rep < count; rep++) {
+        const value = this.read(segment, rule, rep);
+        if (value === undefined) continue;
+        if (rule.fallback && getPath(target, rule.to) !== undefined) continue;
+        setPath(target, rule.to, value);
+      }
+    }
+    return nulls;
+  }
+
+  private read(segment: Hl7Segment, rule: FieldRule, rep: number): unknown {
+    const c = segment.components(rule.field, rep);
+    const first = (c[0] ?? '').split(this.sub)[0]!.trim();
+    switch (rule.datatype) {
+      case 'ST': {
+        const v = c.join(this.compSep).trim();
+        return v === '' ? undefined : v;
+      }
+      case 'ID': {
+        if (!first) return undefined;
+        return rule.table ? tables[rule.table][first.toUpperCase()] : first;
+      }
+      case 'XPN':
+        return xpnToHumanName(c, this.sub, this.offset);
+      case 'CX':
+        return cxToIdentifier(c, this.member, this.sub, this.offset);
+      case 'EI': {
+        const value = (c[0] ?? '').trim();
+        if (!value) return undefined;
+        const system = eiSystem(c, this.member, this.sub);
+        return { ...(system ? { system } : {}), value } satisfies Identifier;
+      }
+      case 'XAD':
+        return xadToAddress(c, this.sub, this.offset);
+      case 'XTN':
+        return xtnToContactPoint(c, this.offset);
+      case 'CWE':
+        return cweToCodeableConcept(c, this.member);
+      case 'CWE-interpretation':
+        return abnormalFlagToInterpretation(c, this.member);
+      case 'DTM':
+        return toDateTime(first, this.offset);
+      case 'DT':
+        return toDate(first);
+      case 'NM': {
+        const n = toNumber(first);
+        return n !== undefined && (!rule.to.endsWith('Integer') || Number.isInteger(n)) ? n : undefined;
+      }
+      case 'ST-Identifier': {
+        const value = c.join(this.compSep).trim();
+        if (!value) return undefined;
+        return {
+          ...(rule.identifierType ? { type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: rule.identifierType }] } } : {}),
+          ...(rule.system ? { system: rule.system } : {}),
+          value,
+        } satisfies Identifier;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * R4 Observation.value[x] has no Attachment (R5 added it): ED and RP values travel in the R5
+ * cross-version extension for Observation.value (and .component.value), as FHIR prescribes for
+ * elements of a later version.
+ */
+const R5_OBSERVATION_VALUE = 'http://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.value';
+const R5_COMPONENT_VALUE = 'http://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.component.value';
+
+function r4Value(v: Json, url: string): Json {
+  if (!('valueAttachment' in v)) return v;
+  return { extension: [{ url, valueAttachment: v.valueAttachment }] };
+}
+
+/**
+ * A required code the message leaves empty (OBX-3, OBR-4, DG1-3): FHIR's data-absent-reason
+ * extension instead of an invented code; the key of such a resource is message-scoped.
+ */
+function absentCode(): CodeableConcept {
+  return { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'unknown' }] } as CodeableConcept;
+}
+
+/** EI (entity id^namespace^universal id^type) → system. */
+function eiSystem(c: readonly string[], memberId: string, sub: string): string | undefined {
+  return hdToSystem([c[1] ?? '', c[2] ?? '', c[3] ?? ''].join(sub), memberId, sub);
+}
+
+/** A CodeableConcept's identity for keys: its first coding's system|code, else its text. */
+function codeKeyOf(cc: CodeableConcept | undefined): string | undefined {
+  const coding = cc?.coding?.find((c) => c.code);
+  if (coding) return `${coding.system ?? ''}|${coding.code}`;
+  return cc?.text ? `text:${cc.text}` : undefined;
+}
+
+function mimeOf(subtype: string, type: string): string | undefined {
+  if (subtype.includes('/')) return subtype;
+  return mimeBySubtype[subtype.toUpperCase()] ?? (type.toUpperCase() === 'TEXT' ? 'text/plain' : undefined);
+}
+
+function addMeta(resource: Resource, url: string, valueString: string): void {
+  resource.meta ??= {};
+  (resource.meta.extension ??= []).push({ url, valueString });
+}
+
+/** `a.b` sets, `a[]` appends, `a[].b` appends an object and sets b on it. */
+export function setPath(target: Json, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let obj = target;
+  parts.forEach((part, i) => {
+    const last = i === parts.length - 1;
+    const isArray = part.endsWith('[]');
+    const key = isArray ? part.slice(0, -2) : part;
+    if (isArray) {
+      const arr = (obj[key] ??= []) as unknown[];
+      if (last) arr.push(value);
+      else {
+        const next: Json = {};
+        arr.push(next);
+        obj = next;
+      }
+    } else if (last) obj[key] = value;
+    else obj = (obj[key] ??= {}) as Json;
+  });
+}
+
+function getPath(target: Json, path: string): unknown {
+  let cur: unknown = target;
+  for (const part of path.split('.')) {
+    if (cur === undefined || cur === null) return undefined;
+    const key = part.endsWith('[]') ? part.slice(0, -2) : part;
+    cur = (cur as Json)[key];
+    if (Array.isArray(cur)) cur = cur[cur.length - 1];
+  }
+  return cur;
+}

@@ -1,0 +1,265 @@
+/**
+ * HL7 v2 segment → FHIR R4 resource maps, as data. One map per segment, reused by every message
+ * type that carries the segment (the way the FHIR-Converter reuses its segment and data-type
+ * templates): PID is read the same way in an ADT^A01, an ORU^R01 or an SIU^S12.
+ *
+ * A map says which resource a segment feeds and, per field, which data-type map reads it
+ * (mappings/hl7v2/datatypes.ts) and where the result goes. What cannot be said as "field → path"
+ * (resource ids, references between resources, OBX-5 whose type is in OBX-2, OBX-7 reference
+ * ranges, Encounter.status from the trigger event, PL → Location, XCN → Practitioner) is code in
+ * convert.ts; the maps below name the fields that code reads so the whole picture is here.
+ *
+ * Per-member overrides (`MemberConfig.conversion`, adapters/config.ts) are applied on top with
+ * `withOverrides`: an override for segment S field N replaces every rule for S-N (or removes it,
+ * with `to: null`). `residentIdField: N` is shorthand for "PID-N holds the 居民身份证号 (resident ID)".
+ *
+ * Mapping choices follow HL7's v2-to-FHIR IG (segment maps PID[Patient], PV1[Encounter],
+ * DG1[Condition], AL1[AllergyIntolerance], IN1[Coverage], OBR[DiagnosticReport], OBX[Observation],
+ * SPM[Specimen]), restricted to what the hub uses.
+ */
+
+/** Data-type readers a field rule can name. Each reads one repetition of the field. */
+export const fieldDataTypes = [
+  'ST', // string, whole field (components re-joined), trimmed
+  'ID', // coded value (component 1), through `table`
+  'XPN', // → HumanName
+  'CX', // → Identifier
+  'EI', // → Identifier (EI-1 value, system from EI-2..4)
+  'XAD', // → Address
+  'XTN', // → ContactPoint
+  'CWE', // CWE/CE/CNE → CodeableConcept
+  'CWE-interpretation', // OBX-8 abnormal flag → CodeableConcept in v3-ObservationInterpretation
+  'DTM', // TS/DTM (component 1) → dateTime, with the member's UTC offset when none is stated
+  'DT', // → date
+  'NM', // → number
+  'ST-Identifier', // string → Identifier { system (rule.system), type (rule.identifierType), value }
+] as const;
+export type FieldDataType = (typeof fieldDataTypes)[number];
+
+export type TableName = 'administrativeGender' | 'yesNo' | 'allergyCategory' | 'allergyCriticality';
+
+export interface FieldRule {
+  field: number;
+  datatype: FieldDataType;
+  /**
+   * Path in the resource: `a.b` sets a value (objects created on the way); `a[]` appends one array
+   * element; `a[].b` appends an object and sets `b` on it.
+   */
+  to: string;
+  /** Every repetition (default: the first one only). */
+  repeat?: boolean;
+  /** For ID: the code table (convert.ts `tables`) the code goes through; unmapped codes are dropped. */
+  table?: TableName;
+  /** Only set when the target is still empty (a fallback behind an earlier rule). */
+  fallback?: boolean;
+  /** For ST-Identifier: Identifier.system. */
+  system?: string;
+  /** For ST-Identifier: Identifier.type, a v2-0203 code. */
+  identifierType?: string;
+}
+
+export type ResourceType = 'Patient' | 'Encounter' | 'Condition' | 'AllergyIntolerance' | 'Coverage' | 'DiagnosticReport' | 'Observation' | 'Specimen';
+
+export interface SegmentMap {
+  segment: string;
+  /** The resource this segment creates (or, for PV2, adds to: `extends`). */
+  resource: ResourceType;
+  /** PV2 adds to the Encounter of the preceding PV1 instead of creating a resource. */
+  extends?: boolean;
+  fields: FieldRule[];
+  /** Fields read by code in convert.ts (documentation only: ids, references, value[x]). */
+  byCode?: string;
+}
+
+/**
+ * 居民身份证号 (PRC resident identity card number) system: the OID that China's health information
+ * sharing document standards (WS/T 483 series, CDA headers `<id root="2.16.156.10011.1.3">`) use
+ * for it. Identifier.type is v2-0203 `NNCHN` (national person identifier, China).
+ */
+export const RESIDENT_ID_SYSTEM = 'urn:oid:2.16.156.10011.1.3';
+export const RESIDENT_ID_TYPE = 'NNCHN';
+
+export const segmentMaps: Readonly<Record<string, SegmentMap>> = {
+  PID: {
+    segment: 'PID',
+    resource: 'Patient',
+    byCode: 'id from PID-3 (the MR repetition, else the first), else PID-2; deceasedBoolean only without deceasedDateTime',
+    fields: [
+      { field: 3, datatype: 'CX', to: 'identifier[]', repeat: true },
+      { field: 2, datatype: 'CX', to: 'identifier[]' },
+      { field: 19, datatype: 'ST-Identifier', to: 'identifier[]', identifierType: 'SS' },
+      { field: 5, datatype: 'XPN', to: 'name[]', repeat: true },
+      { field: 7, datatype: 'DT', to: 'birthDate' },
+      { field: 8, datatype: 'ID', to: 'gender', table: 'administrativeGender' },
+      { field: 11, datatype: 'XAD', to: 'address[]', repeat: true },
+      { field: 13, datatype: 'XTN', to: 'telecom[]', repeat: true },
+      { field: 14, datatype: 'XTN', to: 'telecom[]', repeat: true },
+      { field: 15, datatype: 'CWE', to: 'communication[].language' },
+      { field: 16, datatype: 'CWE', to: 'maritalStatus' },
+      { field: 25, datatype: 'NM', to: 'multipleBirthInteger' },
+      { field: 29, datatype: 'DTM', to: 'deceasedDateTime' },
+      { field: 30, datatype: 'ID', to: 'deceasedBoolean', table: 'yesNo' },
+    ],
+  },
+  PV1: {
+    segment: 'PV1',
+    resource: 'Encounter',
+    byCode:
+      'id from PV1-19 (visit number), else message-scoped; status from PV1-45 / trigger event; class from PV1-2 (table 0004); PV1-3 (and PV1-6 prior) → Location; PV1-7/8/9/17 → Practitioner participants',
+    fields: [
+      { field: 19, datatype: 'CX', to: 'identifier[]' },
+      { field: 10, datatype: 'CWE', to: 'serviceType' },
+      { field: 4, datatype: 'CWE', to: 'type[]' },
+      { field: 14, datatype: 'CWE', to: 'hospitalization.admitSource' },
+      { field: 36, datatype: 'CWE', to: 'hospitalization.dischargeDisposition' },
+      { field: 44, datatype: 'DTM', to: 'period.start' },
+      { field: 45, datatype: 'DTM', to: 'period.end' },
+    ],
+  },
+  PV2: {
+    segment: 'PV2',
+    resource: 'Encounter',
+    extends: true,
+    fields: [{ field: 3, datatype: 'CWE', to: 'reasonCode[]' }],
+  },
+  DG1: {
+    segment: 'DG1',
+    resource: 'Condition',
+    byCode: 'id from DG1-20 (diagnosis identifier), else encounter/patient + DG1-3 code; subject, encounter',
+    fields: [
+      { field: 20, datatype: 'EI', to: 'identifier[]' },
+      { field: 3, datatype: 'CWE', to: 'code' },
+      { field: 4, datatype: 'ST', to: 'code.text', fallback: true },
+      { field: 5, datatype: 'DTM', to: 'onsetDateTime' },
+      { field: 19, datatype: 'DTM', to: 'recordedDate' },
+    ],
+  },
+  AL1: {
+    segment: 'AL1',
+    resource: 'AllergyIntolerance',
+    byCode: 'id from patient + AL1-3 allergen; patient reference',
+    fields: [
+      { field: 3, datatype: 'CWE', to: 'code' },
+      { field: 2, datatype: 'ID', to: 'category[]', table: 'allergyCategory' },
+      { field: 4, datatype: 'ID', to: 'criticality', table: 'allergyCriticality' },
+      { field: 5, datatype: 'ST', to: 'reaction[].manifestation[].text', repeat: true },
+      { field: 6, datatype: 'DT', to: 'onsetDateTime' },
+    ],
+  },
+  IN1: {
+    segment: 'IN1',
+    resource: 'Coverage',
+    byCode: 'id from patient + IN1-2 plan + IN1-3 company + IN1-36 policy; payor → Organization from IN1-3/IN1-4; beneficiary',
+    fields: [
+      { field: 2, datatype: 'CWE', to: 'type' },
+      { field: 12, datatype: 'DTM', to: 'period.start' },
+      { field: 13, datatype: 'DTM', to: 'period.end' },
+      { field: 36, datatype: 'ST', to: 'subscriberId' },
+      { field: 17, datatype: 'CWE', to: 'relationship' },
+    ],
+  },
+  OBR: {
+    segment: 'OBR',
+    resource: 'DiagnosticReport',
+    byCode: 'id from OBR-3 filler order number, else OBR-2 placer, else message-scoped; status OBR-25 (table 0123); result → the OBX of its group; specimen → the SPM of its group; issued OBR-22 when it is an instant',
+    fields: [
+      { field: 2, datatype: 'EI', to: 'identifier[]' },
+      { field: 3, datatype: 'EI', to: 'identifier[]' },
+      { field: 4, datatype: 'CWE', to: 'code' },
+      { field: 7, datatype: 'DTM', to: 'effectiveDateTime' },
+    ],
+  },
+  OBX: {
+    segment: 'OBX',
+    resource: 'Observation',
+    byCode:
+      'id from the report (or patient) + OBX-3 code + OBX-4 sub-id; value[x] from OBX-5 by OBX-2; units OBX-6; referenceRange OBX-7; status OBX-11 (table 0085); effective OBX-14 else OBR-7; performer OBX-16',
+    fields: [
+      { field: 3, datatype: 'CWE', to: 'code' },
+      { field: 8, datatype: 'CWE-interpretation', to: 'interpretation[]', repeat: true },
+      { field: 14, datatype: 'DTM', to: 'effectiveDateTime' },
+      { field: 17, datatype: 'CWE', to: 'method' },
+      { field: 20, datatype: 'CWE', to: 'bodySite' },
+    ],
+  },
+  SPM: {
+    segment: 'SPM',
+    resource: 'Specimen',
+    byCode: 'id from SPM-2 (specimen id), else the report + SPM-1; subject',
+    fields: [
+      { field: 4, datatype: 'CWE', to: 'type' },
+      { field: 8, datatype: 'CWE', to: 'collection.bodySite' },
+      { field: 17, datatype: 'DTM', to: 'collection.collectedDateTime' },
+      { field: 18, datatype: 'DTM', to: 'receivedTime' },
+    ],
+  },
+};
+
+/** A per-member override, as configured (adapters/config.ts `conversion.overrides`). */
+export interface FieldOverride {
+  segment: string;
+  field: number;
+  /** The data type reading the field; ignored when `to` is null. */
+  type?: FieldDataType;
+  /** Target path; null: the field is not converted for this member. */
+  to: string | null;
+  repeat?: boolean;
+  system?: string;
+  identifierType?: string;
+}
+
+export interface ConversionOverrides {
+  /** PID field holding the 居民身份证号 (often PID-19, sometimes PID-20 or PID-3): → Patient.identifier, system RESIDENT_ID_SYSTEM. */
+  residentIdField?: number;
+  overrides?: FieldOverride[];
+}
+
+/** The segment maps with a member's overrides applied; the shared maps are never modified. */
+export function withOverrides(conversion: ConversionOverrides | undefined): Readonly<Record<string, SegmentMap>> {
+  const overrides: FieldOverride[] = [];
+  if (conversion?.residentIdField !== undefined) {
+    overrides.push({ segment: 'PID', field: conversion.residentIdField, type: 'ST-Identifier', to: 'identifier[]', system: RESIDENT_ID_SYSTEM, identifierType: RESIDENT_ID_TYPE });
+  }
+  overrides.push(...(conversion?.overrides ?? []));
+  if (overrides.length === 0) return segmentMaps;
+  const maps: Record<string, SegmentMap> = {};
+  for (const [name, map] of Object.entries(segmentMaps)) maps[name] = { ...map, fields: [...map.fields] };
+  for (const o of overrides) {
+    const map = maps[o.segment];
+    if (!map) continue; // a segment this conversion does not map: validated away in config, ignored here
+    map.fields = map.fields.filter((r) => r.field !== o.field);
+    if (o.to !== null) {
+      map.fields.push({
+        field: o.field,
+        datatype: o.type ?? 'ST',
+        to: o.to,
+        repeat: o.repeat,
+        system: o.system,
+        identifierType: o.identifierType,
+      });
+    }
+  }
+  return maps;
+}
+
+/**
+ * Which segment maps a message type uses. ADT events of the full ADT profile and ORU^R01 are
+ * converted in full; every other message gets the common profile (the Patient and Encounter that
+ * PID/PV1/PV2 carry) until its own profile is written (ORM/OML, SIU, DFT, MDM, VXU …).
+ */
+export const messageProfiles: Readonly<Record<string, readonly string[]>> = {
+  common: ['PID', 'PV1', 'PV2'],
+  adt: ['PID', 'PV1', 'PV2', 'DG1', 'AL1', 'IN1', 'OBX'],
+  oru: ['PID', 'PV1', 'PV2', 'OBR', 'OBX', 'SPM'],
+};
+
+/** ADT trigger events converted with the full ADT profile. */
+export const adtEvents: ReadonlySet<string> = new Set(['A01', 'A02', 'A03', 'A04', 'A05', 'A06', 'A07', 'A08', 'A11', 'A12', 'A13', 'A28', 'A31']);
+
+export function profileFor(messageCode: string, triggerEvent: string): readonly string[] {
+  const code = messageCode.trim().toUpperCase();
+  const event = triggerEvent.trim().toUpperCase();
+  if (code === 'ADT' && adtEvents.has(event)) return messageProfiles.adt!;
+  if (code === 'ORU' && event === 'R01') return messageProfiles.oru!;
+  return messageProfiles.common!;
+}
