@@ -4,8 +4,8 @@
  * (the FHIR-Converter sample messages and Chinese ADT/ORU), the county hospital over MLLP in GB18030
  * on several connections, the community centre as a GB18030 batch file in a drop folder. Then
  * resends, a corrected result, out-of-order updates, a bad charset and garbage. It ends with what
- * an information department looks at: per-channel counters, ACK latency, the quarantine, and the
- * unified source-patient records with their Chinese names intact.
+ * an information department looks at: per-channel counters, ACK latency, the quarantine, the
+ * unified source-patient records with their Chinese names intact, and the FHIR R4 resources stored.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
@@ -141,6 +141,14 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
       const d = p.demographics;
       out(`${p.member_id}/${p.mrn}: ${d.family ?? ''}${d.given ?? ''} ${d.sex ?? ''} born ${d.birthDate ?? '?'}, ${d.address ?? ''} — ${p.updates} updates, ${p.stale} arrived late and were not applied; state as of ${new Date(p.event_time).toISOString()}`);
     }
+    const resources = await runtime.db.query<{ resource_type: string; n: number }>(`SELECT resource_type, count(*)::int AS n FROM resource GROUP BY 1 ORDER BY 2 DESC`);
+    out('\n== FHIR R4 resources converted and stored (deterministic ids: a resend or update changes the same record) ==');
+    out(resources.rows.map((r) => `${r.resource_type} ${r.n}`).join(', '));
+    const example = await runtime.db.query<{ content: { name?: Array<{ text?: string }>; identifier?: Array<{ value?: string }>; birthDate?: string; gender?: string }; version: number }>(
+      `SELECT content, version FROM resource WHERE resource_type = 'Patient' AND member_id = 'county' AND content->'identifier'->0->>'value' = 'C100001'`,
+    );
+    const p = example.rows[0];
+    if (p) out(`e.g. Patient ${p.content.name?.[0]?.text ?? ''} (MRN ${p.content.identifier?.[0]?.value}, ${p.content.gender}, born ${p.content.birthDate}), version ${p.version} after its updates`);
     const totals = await runtime.db.query<{ n: number; patients: number }>(`SELECT (SELECT count(*)::int FROM raw_message) AS n, (SELECT count(*)::int FROM source_patient) AS patients`);
     out(`\n${totals.rows[0]!.n} messages stored, ${totals.rows[0]!.patients} source patients, in ${seconds.toFixed(1)} s. Queues: ${JSON.stringify(status.queues)}`);
     out('Next: `yilian serve` with a configuration file (see README), `yilian worker` on as many machines as needed.');

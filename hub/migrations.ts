@@ -121,6 +121,27 @@ CREATE INDEX audit_event_patient ON audit_event (patient_key, at);
 COMMENT ON INDEX audit_event_patient IS 'Who read this patient''s data.';
 `,
   },
+  {
+    id: 2,
+    name: 'converted resources',
+    sql: `
+CREATE TABLE resource (
+  resource_type text NOT NULL,
+  id text NOT NULL,
+  member_id text NOT NULL,
+  version integer NOT NULL DEFAULT 1,
+  content jsonb NOT NULL,
+  event_time timestamptz,
+  raw_id bigint NOT NULL REFERENCES raw_message(id),
+  mapping_versions text[] NOT NULL DEFAULT '{}',
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (resource_type, id)
+);
+COMMENT ON TABLE resource IS 'FHIR R4 resources converted from members'' messages, one row per deterministic id: the state of the latest event time (ties: the later raw id), whatever the arrival order; version counts the changes applied. raw_id and mapping_versions are the provenance of the current state.';
+CREATE INDEX resource_raw ON resource (raw_id);
+COMMENT ON INDEX resource_raw IS 'Which resources a raw message produced (replay, message browser, impact of a mapping change).';
+`,
+  },
 ];
 
 export async function migrate(db: HubDb): Promise<void> {

@@ -47,11 +47,13 @@ export async function runPipeline(ctx: RunnerContext, rawId: number, finalAttemp
   try {
     const parsed = timed('parse', () => parseStage({ bytes: raw.content, policy: charsetPolicyOf(ctx.config, raw.member_id, raw.channel_id) }));
     stage = 'convert';
-    const converted = timed('convert', () => convertStage(parsed));
+    const member = ctx.config.members.find((m) => m.id === raw.member_id);
+    const utcOffsetMinutes = utcOffsetOf(ctx.config, raw.member_id);
+    const converted = timed('convert', () => convertStage(parsed, { memberId: raw.member_id, channelId: raw.channel_id, rawId, utcOffsetMinutes, member }));
     stage = 'map';
     const mapped = timed('map', () => mapStage(converted));
     stage = 'identify';
-    const identified = timed('identify', () => identifyStage(mapped, utcOffsetOf(ctx.config, raw.member_id)));
+    const identified = timed('identify', () => identifyStage(mapped, utcOffsetMinutes));
     stage = 'merge';
     const end = metrics.stageSeconds.startTimer({ stage: 'merge' });
     // What the merge writes is derived from the raw store, committed durably before the ACK: if

@@ -72,10 +72,13 @@ describe('the sample set (83 FHIR-Converter messages)', () => {
     const others = bundle.entry.map((e) => e.resource).filter((r) => r.resourceType !== 'Provenance' && !(r.resourceType === 'Organization' && segmentPaths(r).length === 0));
     expect(provenance.target).toEqual(others.map(ref));
     for (const r of others) expect(segmentPaths(r).length).toBeGreaterThan(0);
-    // message types outside this pass's scope carry only what PID/PV1 give
+    // each profile produces only its own resource types (message types outside the converted
+    // profiles carry only what PID/PV1 give)
     const profile = profileFor(message.msh.value(9, 0, 1), message.msh.value(9, 0, 2));
     if (!profile.includes('OBX')) {
       const allowed = new Set(['Patient', 'Encounter', 'Practitioner', 'Location', 'Organization', 'Provenance']);
+      if (profile.includes('ORC')) for (const t of ['ServiceRequest', 'Specimen']) allowed.add(t);
+      if (profile.includes('SCH')) for (const t of ['Appointment', 'Device']) allowed.add(t);
       expect(bundle.entry.filter((e) => !allowed.has(e.resource.resourceType))).toEqual([]);
     }
   });
@@ -218,6 +221,153 @@ describe('LRI CBC (ORU^R01) field by field', () => {
   test('coded (CWE) and text (TX) values', () => {
     expect(observations[19].valueCodeableConcept).toEqual({ coding: [{ system: 'http://snomed.info/sct', code: '260348001', display: 'Present ++ out of ++++' }], text: 'Moderate Anisocytosis' });
     expect(observations[25].valueString).toBe('Many spherocytes present.');
+  });
+});
+
+describe('orders (ORM^O01, OML^O21): ServiceRequest, Specimen', () => {
+  const typed = (code: string) => ({ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code }] });
+
+  test('ORM-O01-01: identifiers, status, intent, code, subject, encounter, requester, authoredOn, occurrence', () => {
+    const bundle = convertValidated(load('ORM-O01-01.hl7'));
+    expect(profileFor('ORM', 'O01')).toContain('ORC');
+    expect(ofType(bundle, 'DiagnosticReport')).toEqual([]); // an order's OBR is not a report
+    const sr = one(bundle, 'ServiceRequest');
+    expect(sr.identifier).toEqual([
+      { type: typed('PLAC'), system: 'urn:yilian:m1:id:GHHPlacer', value: '1101' },
+      { type: typed('FILL'), system: 'urn:yilian:m1:id:GHHFiller', value: '1201' },
+    ]);
+    expect(sr.status).toBe('active'); // ORC-5 SC (peer: active)
+    expect(sr.intent).toBe('order');
+    expect(sr.code.coding[0]).toEqual({ system: 'http://loinc.org', code: '24725-4', display: 'CT Head' });
+    expect(sr.subject).toEqual(ref(one(bundle, 'Patient')));
+    expect(sr.encounter).toEqual(ref(one(bundle, 'Encounter')));
+    expect(sr.authoredOn).toBe('2021-10-20T11:26:00+02:15'); // ORC-9 (peer: 2021-10-20T14:41:00+05:30, the same instant)
+    expect(sr.occurrenceDateTime).toBe('2021-10-20T12:00:00+02:15'); // OBR-7
+    const requester = bundle.entry.find((e) => e.request.url === sr.requester.reference)!.resource as any;
+    expect(requester.resourceType).toBe('Practitioner');
+    expect(requester.identifier[0].value).toBe('3850'); // ORC-12
+    expect(requester.name[0]).toEqual(expect.objectContaining({ family: 'ORDPROVIDER', given: ['JONES', 'A'] }));
+    expect(segmentPaths(sr)).toEqual(['ORC', 'OBR']);
+    expect(sr.id).toBe(resourceId('m1', 'ServiceRequest', 'order-filler:urn:yilian:m1:id:GHHFiller|1201'));
+  });
+
+  test('ORM-O01-05: ORC-5 CA wins over ORC-1 NW → revoked; LAB-ORM-1 (v2.3): ORC-1 NW → active, no OBR-15 no Specimen', () => {
+    expect(one(convertValidated(load('ORM-O01-05.hl7')), 'ServiceRequest').status).toBe('revoked');
+    const lab = convertValidated(load('LAB-ORM-1.hl7'));
+    const sr = one(lab, 'ServiceRequest');
+    expect(sr.status).toBe('active');
+    expect(sr.identifier.map((i: any) => i.value)).toEqual(['88502218', '82503246']);
+    expect(ofType(lab, 'Specimen')).toEqual([]);
+  });
+
+  test('OML-O21-01: TQ1 priority, SPM Specimen linked both ways', () => {
+    const bundle = convertValidated(load('OML-O21-01.hl7'));
+    const sr = one(bundle, 'ServiceRequest');
+    const specimen = one(bundle, 'Specimen');
+    expect(sr.priority).toBe('routine'); // TQ1-9 R
+    expect(sr.code.coding[0].code).toBe('57698-3');
+    expect(sr.specimen).toEqual([ref(specimen)]);
+    expect(specimen.request).toEqual([ref(sr)]);
+    expect(specimen.identifier.map((i: any) => i.value)).toEqual(['2012999999', '2012545']);
+    expect(specimen.subject).toEqual(ref(one(bundle, 'Patient')));
+  });
+
+  test('TQ1-7/8 → occurrencePeriod; OBR-15 (v2.3 specimen source) → Specimen; one ORC with two OBRs → two ServiceRequests', () => {
+    const text = [
+      'MSH|^~\\&|LIS|H1|HUB|Y|20260101120000||ORM^O01|O-1|P|2.3',
+      'PID|1||P100^^^H1^MR||王^五||19800101|M',
+      'ORC|NW|PL-1|FL-1||IP||||20260101113000|||0101^李^医生',
+      'TQ1|1||||||20260102080000|20260102090000|S',
+      'OBR|1|PL-1|FL-1|CBC^血常规^L|||20260101110000||||||||BLD&Blood&HL70070^^^LA&Left arm&HL70163',
+      'OBR|2|PL-1|FL-1|CRP^C反应蛋白^L',
+    ].join('\r');
+    const bundle = convertValidated(Hl7Message.parse(text));
+    const [first, second] = ofType(bundle, 'ServiceRequest') as any[];
+    expect(first.status).toBe('active'); // ORC-5 IP
+    expect(first.priority).toBe('stat');
+    expect(first.occurrencePeriod).toEqual({ start: '2026-01-02T08:00:00+08:00', end: '2026-01-02T09:00:00+08:00' });
+    expect(first.authoredOn).toBe('2026-01-01T11:30:00+08:00');
+    expect(first.requester).toEqual(second.requester); // the ORC-12 of both
+    expect(second.code.coding[0].code).toBe('CRP');
+    expect(second.id).not.toBe(first.id); // the same order numbers twice: #2, not a collision
+    const specimen = one(bundle, 'Specimen');
+    expect(specimen.type.coding[0]).toEqual(expect.objectContaining({ code: 'BLD', display: 'Blood' }));
+    expect(specimen.collection.bodySite.coding[0].code).toBe('LA');
+    expect(first.specimen).toEqual([ref(specimen)]);
+    expect(second.specimen).toBeUndefined();
+    expect(segmentPaths(specimen)).toEqual(['OBR[1]-15']);
+  });
+
+  test('an ORC without an OBR is still a ServiceRequest (code data-absent); an order needs a patient', () => {
+    const sr = one(convertValidated(Hl7Message.parse('MSH|^~\\&|A|B|C|D|20260101120000||ORM^O01|O-2|P|2.5\rPID|1||P1^^^H1^MR\rORC|CA|PL-9\r')), 'ServiceRequest');
+    expect(sr.status).toBe('revoked');
+    expect(sr.code.extension[0].valueCode).toBe('unknown');
+    expect(() => convertMessage(Hl7Message.parse('MSH|^~\\&|A|B|C|D|20260101120000||ORM^O01|O-3|P|2.5\rORC|NW|PL-9\r'), ctx)).toThrow(HubError);
+  });
+});
+
+describe('scheduling (SIU^S12–S26): Appointment, Device', () => {
+  const s12 = convertValidated(load('SIU-S12-01.hl7'));
+  const appointment = one(s12, 'Appointment');
+  const actor = (type: string) => appointment.participant.find((p: any) => p.actor.reference.startsWith(`${type}/`));
+
+  test('SIU-S12-01: identifiers, status, start/end, appointmentType, serviceType', () => {
+    expect(appointment.identifier.map((i: any) => [i.type.coding[0].code, i.value])).toEqual([
+      ['PLAC', '12345'],
+      ['FILL', '36996'],
+    ]);
+    expect(appointment.status).toBe('booked');
+    // TQ1-7/8 (peer: 2021-09-24T12:45:00+05:30 → 13:35+05:30, the same instants)
+    expect(appointment.start).toBe('2021-09-24T09:30:00+02:15');
+    expect(appointment.end).toBe('2021-09-24T10:20:00+02:15');
+    expect(appointment.appointmentType.coding[0]).toEqual({ system: 'http://terminology.hl7.org/CodeSystem/v2-0276', code: 'EMERGENCY' }); // SCH-7, as the peer
+    expect(appointment.serviceType[0].coding[0]).toEqual({ system: 'http://snomed.info/sct', code: '76164006', display: 'Biopsy of colon (procedure)' }); // AIS-3
+    expect(appointment.id).toBe(resourceId('m1', 'Appointment', 'appt-filler:|36996'));
+  });
+
+  test('participants: Patient, Device (AIG-3), Location (AIL-3), Practitioner (AIP-3)', () => {
+    expect(appointment.participant.map((p: any) => p.actor.reference.split('/')[0])).toEqual(['Patient', 'Device', 'Location', 'Practitioner']);
+    expect(appointment.participant.every((p: any) => p.status === 'accepted')).toBe(true);
+    expect(actor('Patient').actor).toEqual(ref(one(s12, 'Patient')));
+    const device = one(s12, 'Device');
+    expect(actor('Device').actor).toEqual(ref(device));
+    expect(device.identifier[0]).toEqual({ system: 'urn:yilian:m1:L', value: '5001' });
+    expect(device.deviceName).toEqual([{ name: 'EVIS X12 Video Colonoscope', type: 'user-friendly-name' }]);
+    expect(device.id).toBe(resourceId('m1', 'Device', 'device:urn:yilian:m1:L|5001'));
+    expect(actor('Device').type[0].coding[0]).toEqual({ system: 'urn:yilian:m1:L', code: '101', display: 'Equipment' }); // AIG-4, as the peer
+    const location = s12.entry.find((e) => e.request.url === actor('Location').actor.reference)!.resource as any;
+    expect(location.name).toBe('055 / Room01');
+    expect(segmentPaths(location)).toEqual(['PV1-3', 'AIL-3']); // the visit's room is the appointment's
+    const practitioner = s12.entry.find((e) => e.request.url === actor('Practitioner').actor.reference)!.resource as any;
+    expect(practitioner.identifier[0].value).toBe('1210');
+    expect(practitioner.name[0]).toEqual(expect.objectContaining({ family: 'GE', given: ['Robert', 'C'] }));
+    expect(actor('Practitioner').type[0].coding[0].code).toBe('010'); // AIP-4
+    expect(segmentPaths(device)).toEqual(['AIG-3']);
+  });
+
+  test('status per trigger / SCH-25, the same Appointment and Device across the events', () => {
+    const status = (file: string) => one(convertValidated(load(file)), 'Appointment');
+    const events = ['SIU-S13-01', 'SIU-S14-01', 'SIU-S15-01', 'SIU-S16-01', 'SIU-S17-01', 'SIU-S26-01'].map((f) => status(`${f}.hl7`));
+    expect(events.map((a) => a.status)).toEqual(['booked', 'booked', 'cancelled', 'cancelled', 'entered-in-error', 'noshow']);
+    for (const a of events) expect(a.id).toBe(appointment.id);
+    expect(one(convertValidated(load('SIU-S15-01.hl7')), 'Device').id).toBe(one(s12, 'Device').id);
+    // without SCH-25 the trigger decides
+    const bare = (trigger: string) =>
+      one(convertValidated(Hl7Message.parse(`MSH|^~\\&|A|B|C|D|20260101120000||SIU^${trigger}|S-${trigger}|P|2.5\rSCH|A1|F1\rPID|1||P1^^^H1^MR\r`)), 'Appointment').status;
+    expect(['S12', 'S15', 'S17', 'S26'].map(bare)).toEqual(['booked', 'cancelled', 'entered-in-error', 'noshow']);
+  });
+
+  test('start from AIS-4 + AIS-7/8 duration when neither TQ1 nor SCH-11 says; a shared CT is one Device per member', () => {
+    const siu = (id: string, appt: string) =>
+      Hl7Message.parse(
+        [`MSH|^~\\&|RIS|H1|HUB|Y|20260101120000||SIU^S12|${id}|P|2.5`, `SCH|${appt}|${appt}F`, 'PID|1||P1^^^H1^MR', 'RGS|1', 'AIS|1|A|CT-HEAD^头颅CT^L|20260105100000|||30|min', 'AIG|1|A|CT01^CT 1号机^L|E^Equipment'].join('\r'),
+      );
+    const a = convertValidated(siu('S-1', 'A1'));
+    const b = convertValidated(siu('S-2', 'A2'));
+    expect(one(a, 'Appointment')).toEqual(expect.objectContaining({ start: '2026-01-05T10:00:00+08:00', end: '2026-01-05T10:30:00+08:00' }));
+    expect(one(a, 'Appointment').id).not.toBe(one(b, 'Appointment').id);
+    expect(one(a, 'Device').id).toBe(one(b, 'Device').id);
+    expect(one(convertValidated(siu('S-1', 'A1'), { ...ctx, memberId: 'm2' }), 'Device').id).not.toBe(one(a, 'Device').id);
   });
 });
 

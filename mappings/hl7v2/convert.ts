@@ -16,6 +16,10 @@
  *   160 bits so different keys do not collide in practice. Keys (see each builder): Patient the MR
  *   identifier (system|value); Encounter PV1-19; DiagnosticReport OBR-3 (else OBR-2); Observation
  *   report + OBX-3 code + OBX-4 sub-id; Condition DG1-20 else encounter + DG1-3 + DG1-6; … Where
+ *   ServiceRequest (ORM/OML) `order-filler:` ORC-3 (else OBR-3), else `order-placer:` ORC-2 (else
+ *   OBR-2); Specimen SPM-2, or (v2.3) the order + OBR-15; Appointment (SIU) `appt-filler:` SCH-2,
+ *   else `appt-placer:` SCH-1; Device (AIG-3) `device:` + the AIG-3 code (system|code) — member +
+ *   code, so the member's shared CT/MRI is one Device across all its appointments. Where
  *   the message has no business identifier the key is message-scoped (`raw:<rawId>`, else
  *   sender + MSH-7 + MSH-10, plus the segment path): re-processing the same message gives the same
  *   id, a different message a different one. Two different things in one message that would get
@@ -63,7 +67,7 @@ import {
   type Identifier,
   type Quantity,
 } from './datatypes';
-import { profileFor, withOverrides, type FieldRule, type SegmentMap, type TableName } from './segments';
+import { orderSegmentMaps, profileFor, scheduleSegmentMaps, withOverrides, type FieldRule, type SegmentMap, type TableName } from './segments';
 
 export const SEGMENT_PATH_URL = 'https://yilian.example/fhir/StructureDefinition/segment-path';
 export const EXPLICIT_NULL_URL = 'https://yilian.example/fhir/StructureDefinition/explicit-null';
@@ -140,6 +144,70 @@ const encounterStatusByEvent: Readonly<Record<string, string>> = {
   A38: 'cancelled',
 };
 
+/** Table 0038 order status → ServiceRequest.status (v2-to-FHIR ConceptMap OrderStatus). */
+const serviceRequestStatusByOrderStatus: Readonly<Record<string, string>> = {
+  A: 'active',
+  CA: 'revoked',
+  CM: 'completed',
+  DC: 'revoked',
+  ER: 'entered-in-error',
+  HD: 'on-hold',
+  IP: 'active',
+  RP: 'revoked',
+  SC: 'active',
+};
+
+/** Table 0119 order control → ServiceRequest.status, when ORC-5 is empty. */
+const serviceRequestStatusByOrderControl: Readonly<Record<string, string>> = {
+  NW: 'active',
+  OK: 'active',
+  SC: 'active',
+  SN: 'active',
+  XO: 'active',
+  XX: 'active',
+  RO: 'active',
+  RL: 'active',
+  CA: 'revoked',
+  OC: 'revoked',
+  CR: 'revoked',
+  DC: 'revoked',
+  OD: 'revoked',
+  DR: 'revoked',
+  HD: 'on-hold',
+  OH: 'on-hold',
+};
+
+/** TQ1-9 priority (table 0485) → ServiceRequest.priority. */
+const priorityByCode: Readonly<Record<string, string>> = { S: 'stat', A: 'asap', R: 'routine' };
+
+/** Table 0278 filler status (SCH-25) → Appointment.status. */
+const appointmentStatusByFiller: Readonly<Record<string, string>> = {
+  PENDING: 'pending',
+  WAITLIST: 'waitlist',
+  BOOKED: 'booked',
+  OVERBOOK: 'booked',
+  STARTED: 'arrived',
+  COMPLETE: 'fulfilled',
+  CANCELLED: 'cancelled',
+  DC: 'cancelled',
+  DELETED: 'entered-in-error',
+  NOSHOW: 'noshow',
+};
+
+/** Table 0276 appointment reason codes (SCH-7). */
+const APPOINTMENT_REASONS: ReadonlySet<string> = new Set(['ROUTINE', 'WALKIN', 'CHECKUP', 'FOLLOWUP', 'EMERGENCY']);
+
+/** SIU trigger event → Appointment.status when SCH-25 says nothing usable. */
+const appointmentStatusByEvent: Readonly<Record<string, string>> = {
+  S12: 'booked',
+  S13: 'booked',
+  S14: 'booked',
+  S15: 'cancelled',
+  S16: 'cancelled',
+  S17: 'entered-in-error',
+  S26: 'noshow',
+};
+
 const participantType: ReadonlyArray<[number, string]> = [
   [7, 'ATND'],
   [8, 'REF'],
@@ -182,6 +250,8 @@ class Conversion {
   private encounter?: { ref: Ref; key: string; resource: Resource };
   private report?: { resource: Resource; key: string; observations: Resource[]; specimens: Ref[]; effective?: string };
   private last?: Resource;
+  private order?: { orc?: Hl7Segment; tq1?: Hl7Segment; resource?: Resource; key?: string; specimens: Ref[] };
+  private appointment?: { sch: Hl7Segment; tq1?: Hl7Segment; ais: Hl7Segment[]; participants: Json[] };
 
   constructor(
     private readonly message: Hl7Message,
@@ -232,7 +302,25 @@ class Conversion {
           this.in1(segment);
           break;
         case 'OBR':
-          this.obr(segment);
+          if (this.active.has('ORC')) this.orderObr(segment);
+          else this.obr(segment);
+          break;
+        case 'ORC':
+          this.orc(segment);
+          break;
+        case 'TQ1':
+          if (this.appointment && !this.appointment.tq1) this.appointment.tq1 = segment;
+          else if (this.order && !this.order.resource && !this.order.tq1) this.order.tq1 = segment;
+          break;
+        case 'SCH':
+          this.closeAppointment();
+          this.appointment = { sch: segment, ais: [], participants: [] };
+          break;
+        case 'AIS':
+        case 'AIG':
+        case 'AIL':
+        case 'AIP':
+          this.appointmentResource(segment);
           break;
         case 'OBX':
           this.obx(segment);
@@ -243,6 +331,8 @@ class Conversion {
       }
     }
     this.closeReport();
+    this.closeOrder();
+    this.closeAppointment();
 
     const recordedTime = parseHl7Time(msh.value(7), this.offset);
     const timestamp = recordedTime?.instant.toISOString();
@@ -716,6 +806,258 @@ class Conversion {
     const ref = this.add('Specimen', key, { ...(identifier.length ? { identifier } : {}), ...body, ...(this.patient ? { subject: this.patient.ref } : {}) }, this.path(segment), false);
     for (const n of nulls) addMeta(this.resourceOf(ref), EXPLICIT_NULL_URL, n);
     this.report?.specimens.push(ref);
+    if (this.order?.resource) {
+      this.order.specimens.push(ref);
+      const specimen = this.resourceOf(ref);
+      specimen.request = [...((specimen.request as Ref[] | undefined) ?? []), { reference: `ServiceRequest/${this.order.resource.id}` }];
+    }
+  }
+
+  // ---- orders (ORM^O01, OML^O21): ORC + OBR → ServiceRequest ----------------------------------
+
+  private orc(segment: Hl7Segment): void {
+    this.closeOrder();
+    this.order = { orc: segment, specimens: [] };
+  }
+
+  /** An OBR after its ORC (or after an earlier OBR of the same ORC, or with no ORC at all). */
+  private orderObr(segment: Hl7Segment): void {
+    if (this.order?.resource) {
+      const orc = this.order.orc;
+      this.closeOrder();
+      this.order = { orc, specimens: [] };
+    }
+    this.order ??= { specimens: [] };
+    this.serviceRequest(this.order, segment);
+  }
+
+  /** End of an order group: an ORC without OBR still is a ServiceRequest; specimens onto it. */
+  private closeOrder(): void {
+    const order = this.order;
+    if (!order) return;
+    if (!order.resource && order.orc) this.serviceRequest(order, undefined);
+    if (order.resource && order.specimens.length) order.resource.specimen = [...(order.resource.specimen as Ref[] | undefined ?? []), ...order.specimens];
+    this.order = undefined;
+  }
+
+  /** Builds the order's ServiceRequest (and an OBR-15 Specimen) onto `order`. */
+  private serviceRequest(order: NonNullable<Conversion['order']>, obr: Hl7Segment | undefined): void {
+    const { orc, tq1 } = order;
+    const anchor = (orc ?? obr)!;
+    const patient = this.requirePatient(anchor);
+    const body: Json = {};
+    const nulls = orc ? this.applyRules(body, orc, orderSegmentMaps.ORC!) : [];
+    const ei = (field: number): { c: string[]; seg: Hl7Segment } | undefined => {
+      for (const seg of [orc, obr]) if (seg && !seg.isExplicitNull(field) && (seg.components(field)[0] ?? '').trim()) return { c: seg.components(field), seg };
+      return undefined;
+    };
+    const placer = ei(2);
+    const filler = ei(3);
+    const identifier = (
+      [
+        [placer, 'PLAC'],
+        [filler, 'FILL'],
+      ] as const
+    )
+      .filter(([x]) => x !== undefined)
+      .map(([x, type]) => {
+        const system = eiSystem(x!.c, this.member, this.sub);
+        return { type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: type }] }, ...(system ? { system } : {}), value: x!.c[0]!.trim() };
+      });
+    const key = filler
+      ? `order-filler:${eiSystem(filler.c, this.member, this.sub) ?? ''}|${filler.c[0]!.trim()}`
+      : placer
+        ? `order-placer:${eiSystem(placer.c, this.member, this.sub) ?? ''}|${placer.c[0]!.trim()}`
+        : `${this.msgScope}|${this.path(anchor)}`;
+    const orderStatusCode = orc?.value(5).trim().toUpperCase() ?? '';
+    const controlCode = orc?.value(1).trim().toUpperCase() ?? '';
+    const status = serviceRequestStatusByOrderStatus[orderStatusCode] ?? serviceRequestStatusByOrderControl[controlCode] ?? 'unknown';
+    const code = (obr && !obr.isExplicitNull(4) ? cweToCodeableConcept(obr.components(4), this.member) : undefined) ?? absentCode();
+    let requester: Ref | undefined;
+    for (const [seg, field] of [
+      [orc, 12],
+      [obr, 16],
+    ] as const) {
+      if (requester || !seg) continue;
+      for (let rep = 0; rep < seg.repetitions(field).length && !requester; rep++) requester = this.practitioner(seg, field, rep);
+    }
+    const occurrence: Json = {};
+    const tqStart = tq1 ? toDateTime(tq1.value(7), this.offset) : undefined;
+    const tqEnd = tq1 ? toDateTime(tq1.value(8), this.offset) : undefined;
+    if (tqStart || tqEnd) occurrence.occurrencePeriod = { ...(tqStart ? { start: tqStart } : {}), ...(tqEnd ? { end: tqEnd } : {}) };
+    else if (obr) {
+      const at = toDateTime(obr.value(7), this.offset);
+      if (at) occurrence.occurrenceDateTime = at;
+    }
+    const priority = tq1 ? priorityByCode[tq1.value(9).trim().toUpperCase()] : undefined;
+    const paths = [orc, obr].filter((x): x is Hl7Segment => x !== undefined).map((x) => this.path(x));
+    const ref = this.add(
+      'ServiceRequest',
+      key,
+      {
+        ...(identifier.length ? { identifier } : {}),
+        status,
+        intent: 'order',
+        ...(priority ? { priority } : {}),
+        code,
+        subject: patient.ref,
+        ...(this.encounter ? { encounter: this.encounter.ref } : {}),
+        ...occurrence,
+        ...body,
+        ...(requester ? { requester } : {}),
+      },
+      paths[0],
+      false,
+    );
+    const resource = this.resourceOf(ref);
+    for (const p of paths.slice(1)) addMeta(resource, SEGMENT_PATH_URL, p);
+    for (const n of nulls) addMeta(resource, EXPLICIT_NULL_URL, n);
+    const srKey = this.entries.get(ref.reference)!.key;
+    order.resource = resource;
+    order.key = srKey;
+    // v2.3 OBR-15 specimen source (SPS: CWE specimen source name or code ^ additives ^ … ^ body site)
+    if (obr && !obr.isExplicitNull(15)) {
+      const c = obr.components(15);
+      const type = cweToCodeableConcept((c[0] ?? '').split(this.sub), this.member);
+      const site = cweToCodeableConcept((c[3] ?? '').split(this.sub), this.member);
+      if (type || site) {
+        const spec = this.add(
+          'Specimen',
+          `${srKey}|obr15`,
+          { ...(type ? { type } : {}), subject: patient.ref, request: [ref], ...(site ? { collection: { bodySite: site } } : {}) },
+          this.path(obr, 15),
+          true,
+        );
+        order.specimens.push(spec);
+      }
+    }
+  }
+
+  // ---- scheduling (SIU): SCH + AIS/AIG/AIL/AIP → Appointment ---------------------------------
+
+  private appointmentResource(segment: Hl7Segment): void {
+    const appt = this.appointment;
+    if (!appt) return;
+    const at = (field: number) => this.path(segment, field);
+    let actor: Ref | undefined;
+    let type: CodeableConcept | undefined;
+    switch (segment.name) {
+      case 'AIS':
+        appt.ais.push(segment);
+        return;
+      case 'AIP':
+        for (let rep = 0; rep < segment.repetitions(3).length && !actor; rep++) actor = this.practitioner(segment, 3, rep);
+        type = segment.isExplicitNull(4) ? undefined : cweToCodeableConcept(segment.components(4), this.member);
+        break;
+      case 'AIL':
+        actor = this.location(segment, 3);
+        type = segment.isExplicitNull(4) ? undefined : cweToCodeableConcept(segment.components(4), this.member);
+        break;
+      case 'AIG': {
+        if (segment.isExplicitNull(3)) break;
+        const cc = cweToCodeableConcept(segment.components(3), this.member);
+        const codeKey = codeKeyOf(cc);
+        if (!cc || !codeKey) break;
+        const identifier = (cc.coding ?? []).filter((c) => c.code).map((c) => ({ ...(c.system ? { system: c.system } : {}), value: c.code! }));
+        const name = cc.coding?.find((c) => c.display)?.display ?? cc.text;
+        actor = this.add(
+          'Device',
+          `device:${codeKey}`,
+          { ...(identifier.length ? { identifier } : {}), status: 'active', ...(name ? { deviceName: [{ name, type: 'user-friendly-name' }] } : {}) },
+          at(3),
+          true,
+        );
+        type = segment.isExplicitNull(4) ? undefined : cweToCodeableConcept(segment.components(4), this.member);
+        break;
+      }
+    }
+    if (actor && !appt.participants.some((p) => (p.actor as Ref).reference === actor!.reference)) appt.participants.push({ ...(type ? { type: [type] } : {}), actor });
+  }
+
+  private closeAppointment(): void {
+    const appt = this.appointment;
+    if (!appt) return;
+    this.appointment = undefined;
+    const sch = appt.sch;
+    const body: Json = {};
+    const nulls = this.applyRules(body, sch, scheduleSegmentMaps.SCH!);
+    // a bare table-0276 code (no coding system sent) is v2-0276
+    const type = body.appointmentType as CodeableConcept | undefined;
+    const first = type?.coding?.[0];
+    if (first?.code && APPOINTMENT_REASONS.has(first.code.toUpperCase()) && (sch.value(7, 0, 3).trim() === '' || /^HL70276$/i.test(sch.value(7, 0, 3).trim()))) {
+      first.system = 'http://terminology.hl7.org/CodeSystem/v2-0276';
+      first.code = first.code.toUpperCase();
+    }
+    const ei = (field: number) => (sch.isExplicitNull(field) ? undefined : sch.components(field));
+    const placer = ei(1);
+    const filler = ei(2);
+    const identifier = (
+      [
+        [placer, 'PLAC'],
+        [filler, 'FILL'],
+      ] as const
+    )
+      .filter(([c]) => (c?.[0] ?? '').trim() !== '')
+      .map(([c, type]) => {
+        const system = eiSystem(c!, this.member, this.sub);
+        return { type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: type }] }, ...(system ? { system } : {}), value: c![0]!.trim() };
+      });
+    const key = (filler?.[0] ?? '').trim()
+      ? `appt-filler:${eiSystem(filler!, this.member, this.sub) ?? ''}|${filler![0]!.trim()}`
+      : (placer?.[0] ?? '').trim()
+        ? `appt-placer:${eiSystem(placer!, this.member, this.sub) ?? ''}|${placer![0]!.trim()}`
+        : `${this.msgScope}|${this.path(sch)}`;
+    const trigger = this.message.msh.value(9, 0, 2).trim().toUpperCase();
+    const status = appointmentStatusByFiller[sch.value(25).trim().toUpperCase()] ?? appointmentStatusByEvent[trigger] ?? 'booked';
+    // start/end: TQ1-7/8 (v2.5+), else SCH-11 TQ start/end (components 4/5), else the first AIS start + duration
+    let start: string | undefined;
+    let end: string | undefined;
+    if (appt.tq1) {
+      start = toDateTime(appt.tq1.value(7), this.offset);
+      end = toDateTime(appt.tq1.value(8), this.offset);
+    }
+    if (!start && !sch.isExplicitNull(11)) {
+      start = toDateTime(sch.value(11, 0, 4), this.offset);
+      end = toDateTime(sch.value(11, 0, 5), this.offset);
+    }
+    const ais = appt.ais[0];
+    if (!start && ais) {
+      start = toDateTime(ais.value(4), this.offset);
+      end = undefined;
+    }
+    if (start && !end) {
+      for (const seg of appt.ais) {
+        const minutes = durationMinutes(seg.value(7), seg.value(8));
+        const from = toDateTime(seg.value(4), this.offset);
+        if (minutes !== undefined && from === start) end = addMinutes(start, minutes);
+      }
+    }
+    const serviceType = appt.ais
+      .filter((s) => !s.isExplicitNull(3))
+      .map((s) => cweToCodeableConcept(s.components(3), this.member))
+      .filter((x): x is CodeableConcept => x !== undefined);
+    const participantStatus = status === 'proposed' || status === 'pending' || status === 'waitlist' ? 'needs-action' : 'accepted';
+    const participant = [...(this.patient ? [{ actor: this.patient.ref }] : []), ...appt.participants].map((p) => ({ ...p, status: participantStatus }));
+    if (participant.length === 0) throw new HubError('structure', 'SIU: the appointment has no participant (no PID, AIP, AIL or AIG)', this.path(sch));
+    const paths = [sch, ...(appt.tq1 ? [appt.tq1] : []), ...appt.ais].map((x) => this.path(x));
+    const ref = this.add(
+      'Appointment',
+      key,
+      {
+        ...(identifier.length ? { identifier } : {}),
+        status,
+        ...(serviceType.length ? { serviceType } : {}),
+        ...body,
+        // R4 app-2: start and end together or neither; a lone start is the requested period
+        ...(start && end ? { start, end } : start ? { requestedPeriod: [{ start }] } : {}),
+        participant,
+      },
+      paths[0],
+      false,
+    );
+    const resource = this.resourceOf(ref);
+    for (const p of paths.slice(1)) addMeta(resource, SEGMENT_PATH_URL, p);
+    for (const n of nulls) addMeta(resource, EXPLICIT_NULL_URL, n);
   }
 
   /** NTE after an OBX → Observation.note (only inside the profiles that convert OBX). */
@@ -839,6 +1181,23 @@ function codeKeyOf(cc: CodeableConcept | undefined): string | undefined {
   const coding = cc?.coding?.find((c) => c.code);
   if (coding) return `${coding.system ?? ''}|${coding.code}`;
   return cc?.text ? `text:${cc.text}` : undefined;
+}
+
+/** AIx-7 duration with AIx-8 units (CNE; minutes when absent) → minutes. */
+function durationMinutes(value: string, unit: string): number | undefined {
+  const n = toNumber(value);
+  if (n === undefined || n < 0) return undefined;
+  const u = unit.trim().toLowerCase();
+  const factor = u === '' || u === 'min' || u === 'm' ? 1 : u === 's' ? 1 / 60 : u === 'h' || u === 'hr' ? 60 : u === 'd' ? 1440 : undefined;
+  return factor === undefined ? undefined : n * factor;
+}
+
+/** A FHIR dateTime with a time and an offset, plus minutes, in the same offset. */
+function addMinutes(dateTime: string, minutes: number): string | undefined {
+  const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})$/.exec(dateTime);
+  if (!m) return undefined;
+  const local = new Date(Date.parse(`${m[1]}Z`) + minutes * 60000);
+  return `${local.toISOString().slice(0, 19)}${m[2]}`;
 }
 
 function mimeOf(subtype: string, type: string): string | undefined {

@@ -15,7 +15,8 @@
  *
  * Mapping choices follow HL7's v2-to-FHIR IG (segment maps PID[Patient], PV1[Encounter],
  * DG1[Condition], AL1[AllergyIntolerance], IN1[Coverage], OBR[DiagnosticReport], OBX[Observation],
- * SPM[Specimen]), restricted to what the hub uses.
+ * SPM[Specimen], ORC+OBR[ServiceRequest], SCH+AIS/AIG/AIL/AIP[Appointment]), restricted to what the
+ * hub uses.
  */
 
 /** Data-type readers a field rule can name. Each reads one repetition of the field. */
@@ -58,7 +59,17 @@ export interface FieldRule {
   identifierType?: string;
 }
 
-export type ResourceType = 'Patient' | 'Encounter' | 'Condition' | 'AllergyIntolerance' | 'Coverage' | 'DiagnosticReport' | 'Observation' | 'Specimen';
+export type ResourceType =
+  | 'Patient'
+  | 'Encounter'
+  | 'Condition'
+  | 'AllergyIntolerance'
+  | 'Coverage'
+  | 'DiagnosticReport'
+  | 'Observation'
+  | 'Specimen'
+  | 'ServiceRequest'
+  | 'Appointment';
 
 export interface SegmentMap {
   segment: string;
@@ -195,6 +206,32 @@ export const segmentMaps: Readonly<Record<string, SegmentMap>> = {
   },
 };
 
+/**
+ * Order messages (ORM^O01, OML^O21): ORC + OBR are one ServiceRequest (the OBR map above is the
+ * DiagnosticReport of a result; in an order the same OBR fields feed the ServiceRequest by code).
+ */
+export const orderSegmentMaps: Readonly<Record<string, SegmentMap>> = {
+  ORC: {
+    segment: 'ORC',
+    resource: 'ServiceRequest',
+    byCode:
+      'id from ORC-3/OBR-3 filler order number, else ORC-2/OBR-2 placer, else message-scoped; identifiers typed PLAC/FILL; status ORC-5 (table 0038), else ORC-1 (table 0119); intent order; code OBR-4; requester ORC-12 else OBR-16 → Practitioner; occurrence TQ1-7/8 else OBR-7; priority TQ1-9; specimen → SPM of the order (or OBR-15 specimen source, v2.3); subject, encounter',
+    fields: [{ field: 9, datatype: 'DTM', to: 'authoredOn' }],
+  },
+};
+
+/** Scheduling (SIU^S12–S26): SCH + the AIS/AIG/AIL/AIP resources are one Appointment. */
+export const scheduleSegmentMaps: Readonly<Record<string, SegmentMap>> = {
+  SCH: {
+    segment: 'SCH',
+    resource: 'Appointment',
+    byCode:
+      'id from SCH-2 filler appointment id, else SCH-1 placer, else message-scoped; identifiers typed PLAC/FILL; status SCH-25 (table 0278), else the trigger event; start/end TQ1-7/8, else SCH-11.4/.5, else AIS-4 + AIS-7/8 duration; participants the Patient (PID), Practitioners (AIP-3), Locations (AIL-3), Devices (AIG-3); serviceType AIS-3',
+    // SCH-7 appointment reason is table 0276, which is R4's Appointment.appointmentType binding
+    fields: [{ field: 7, datatype: 'CWE', to: 'appointmentType' }],
+  },
+};
+
 /** A per-member override, as configured (adapters/config.ts `conversion.overrides`). */
 export interface FieldOverride {
   segment: string;
@@ -243,15 +280,26 @@ export function withOverrides(conversion: ConversionOverrides | undefined): Read
 }
 
 /**
- * Which segment maps a message type uses. ADT events of the full ADT profile and ORU^R01 are
- * converted in full; every other message gets the common profile (the Patient and Encounter that
- * PID/PV1/PV2 carry) until its own profile is written (ORM/OML, SIU, DFT, MDM, VXU …).
+ * Which segment maps a message type uses. ADT events of the full ADT profile, ORU^R01, ORM^O01 /
+ * OML^O21 (orders) and SIU^S12–S26 (appointments) are converted in full; every other message gets
+ * the common profile (the Patient and Encounter that PID/PV1/PV2 carry) until its own profile is
+ * written (DFT, MDM, VXU …). ORC and SCH maps (orderSegmentMaps, scheduleSegmentMaps) take no
+ * per-member overrides yet.
  */
 export const messageProfiles: Readonly<Record<string, readonly string[]>> = {
   common: ['PID', 'PV1', 'PV2'],
   adt: ['PID', 'PV1', 'PV2', 'DG1', 'AL1', 'IN1', 'OBX'],
   oru: ['PID', 'PV1', 'PV2', 'OBR', 'OBX', 'SPM'],
+  /** ORM^O01, OML^O21: OBR is a ServiceRequest here (see orderSegmentMaps). */
+  order: ['PID', 'PV1', 'PV2', 'ORC', 'TQ1', 'OBR', 'SPM'],
+  /** SIU^S12–S26 (TQ1 is the appointment's timing). */
+  schedule: ['SCH', 'TQ1', 'PID', 'PV1', 'PV2', 'AIS', 'AIG', 'AIL', 'AIP'],
 };
+
+/** Order message types converted with the order profile. */
+export const orderMessages: ReadonlySet<string> = new Set(['ORM^O01', 'OML^O21']);
+/** SIU trigger events converted with the schedule profile. */
+export const scheduleEvents: ReadonlySet<string> = new Set(['S12', 'S13', 'S14', 'S15', 'S16', 'S17', 'S26']);
 
 /** ADT trigger events converted with the full ADT profile. */
 export const adtEvents: ReadonlySet<string> = new Set(['A01', 'A02', 'A03', 'A04', 'A05', 'A06', 'A07', 'A08', 'A11', 'A12', 'A13', 'A28', 'A31']);
@@ -261,5 +309,7 @@ export function profileFor(messageCode: string, triggerEvent: string): readonly 
   const event = triggerEvent.trim().toUpperCase();
   if (code === 'ADT' && adtEvents.has(event)) return messageProfiles.adt!;
   if (code === 'ORU' && event === 'R01') return messageProfiles.oru!;
+  if (orderMessages.has(`${code}^${event}`)) return messageProfiles.order!;
+  if (code === 'SIU' && scheduleEvents.has(event)) return messageProfiles.schedule!;
   return messageProfiles.common!;
 }

@@ -1,16 +1,28 @@
 /**
- * Stage "convert": HL7 v2 → FHIR R4 resources. The declarative conversion arrives with the
- * conversion issue; until then the stage carries the parsed message on unchanged with no resources,
- * so queues, retries, metrics and bookkeeping around it are already real.
+ * Stage "convert": HL7 v2 → FHIR R4 resources through the declarative conversion in
+ * mappings/hl7v2 (pure). A value that cannot be converted is a HubError located at its segment and
+ * field (`OBX[2]-5`), which the runner turns into a quarantine entry of stage `convert`.
  */
+import type { MemberConfig } from '../../adapters/config';
+import { convertMessage, type Bundle, type Resource } from '../../mappings/hl7v2/convert';
 import type { ParsedMessage } from './parse';
 
 export interface ConvertedMessage {
   parsed: ParsedMessage;
-  /** FHIR R4 resources produced from the message (none yet). */
-  resources: Array<{ resourceType: string; id?: string }>;
+  bundle: Bundle;
+  /** The bundle's resources, Provenance included, each with its deterministic id. */
+  resources: Resource[];
 }
 
-export function convertStage(parsed: ParsedMessage): ConvertedMessage {
-  return { parsed, resources: [] };
+export interface ConvertContext {
+  memberId: string;
+  channelId: string;
+  rawId: number;
+  utcOffsetMinutes: number;
+  member?: MemberConfig;
+}
+
+export function convertStage(parsed: ParsedMessage, ctx: ConvertContext): ConvertedMessage {
+  const bundle = convertMessage(parsed.message, ctx);
+  return { parsed, bundle, resources: bundle.entry.map((e) => e.resource) };
 }
