@@ -75,10 +75,13 @@ describe('the sample set (83 FHIR-Converter messages)', () => {
     // each profile produces only its own resource types (message types outside the converted
     // profiles carry only what PID/PV1 give)
     const profile = profileFor(message.msh.value(9, 0, 1), message.msh.value(9, 0, 2));
-    if (!profile.includes('OBX')) {
+    if (!profile.includes('OBX') || profile.includes('TXA')) {
       const allowed = new Set(['Patient', 'Encounter', 'Practitioner', 'Location', 'Organization', 'Provenance']);
-      if (profile.includes('ORC')) for (const t of ['ServiceRequest', 'Specimen']) allowed.add(t);
+      if (profile.includes('ORC') && !profile.includes('RXA')) for (const t of ['ServiceRequest', 'Specimen']) allowed.add(t);
       if (profile.includes('SCH')) for (const t of ['Appointment', 'Device']) allowed.add(t);
+      if (profile.includes('FT1')) for (const t of ['ChargeItem', 'Account']) allowed.add(t);
+      if (profile.includes('TXA')) allowed.add('DocumentReference');
+      if (profile.includes('RXA')) allowed.add('Immunization');
       expect(bundle.entry.filter((e) => !allowed.has(e.resource.resourceType))).toEqual([]);
     }
   });
@@ -507,5 +510,146 @@ describe('members, overrides and HL7 semantics', () => {
     expectError(oru.replace('|NM|WBC^白细胞计数^L||6.2|', '|NM|WBC^白细胞计数^L||six|'), 'invalid', 'OBX[2]-5');
     expectError(oru.replace('OBX|1|NM|', 'OBX|1|ZZ|'), 'invalid', 'OBX[1]-2');
     expectError('MSH|^~\\&|A|B|C|D|20260101||ADT^A01|X1|P|2.5\rPV1|1|I\rDG1|1||I10^x^I10\r', 'structure', 'DG1');
+  });
+});
+
+describe('DFT, MDM, VXU and ADT merge profiles', () => {
+  const resource = (bundle: Bundle, reference: { reference: string }): any => bundle.entry.find((e) => e.request.url === reference.reference)!.resource;
+
+  test('DFT^P03: one ChargeItem per FT1, Account from PID-18, ids from FT1-2 (else the set id, message-scoped)', () => {
+    const bundle = convertValidated(load('DFT-P03-01.hl7'));
+    const items = ofType(bundle, 'ChargeItem') as any[];
+    expect(items).toHaveLength(2);
+    const [xray, visit] = items;
+    expect(xray).toEqual(
+      expect.objectContaining({
+        identifier: [{ value: '12345' }],
+        status: 'billable',
+        occurrenceDateTime: '2019-11-22',
+        quantity: { value: 2 },
+        priceOverride: { value: 100, currency: 'USD' }, // FT1-11 extended amount; FT1-12 unit cost is not carried
+        subject: ref(one(bundle, 'Patient')),
+        context: ref(one(bundle, 'Encounter')),
+        account: [ref(one(bundle, 'Account'))],
+      }),
+    );
+    expect(xray.code.coding[0]).toEqual({ system: 'http://www.ama-assn.org/go/cpt', code: '71045', display: 'Xray exam chest 1 view' });
+    expect(xray.reason.map((r: any) => r.coding[0].code)).toEqual(['29857009', '68235000']);
+    expect(resource(bundle, xray.performer[0].actor).identifier[0].value).toBe('9941339108');
+    expect(xray.id).toBe(resourceId('m1', 'ChargeItem', 'txn:12345'));
+    expect(visit.identifier).toBeUndefined();
+    expect(visit.code.coding[0].code).toBe('626.2');
+    expect(visit.priceOverride).toEqual({ value: 120, currency: 'USD' });
+    expect(one(bundle, 'Account')).toEqual(expect.objectContaining({ status: 'active', subject: [ref(one(bundle, 'Patient'))] }));
+    expect(one(bundle, 'Account').identifier[0].value).toBe('4000776');
+    // the same FT1-2 in another message is the same ChargeItem; the set-id one is message-scoped
+    const again = convertValidated(load('DFT-P03-01.hl7'), { ...ctx, rawId: 99 });
+    const ids = (ofType(again, 'ChargeItem') as any[]).map((r) => r.id);
+    expect(ids[0]).toBe(xray.id);
+    expect(ids[1]).not.toBe(visit.id);
+    // P11 too; no stated currency → no currency
+    expect(ofType(convertValidated(load('DFT-P11-01.hl7')), 'ChargeItem')).toHaveLength(2);
+    const bare = convertValidated(
+      Hl7Message.parse('MSH|^~\\&|A|B|C|D|20260101120000||DFT^P03|D-1|P|2.5\rPID|1||P1^^^H1^MR\rFT1|1|T9||20260101|||X1^Thing^L|||1|35.5\r'),
+    );
+    expect(one(bare, 'ChargeItem').priceOverride).toEqual({ value: 35.5 });
+    expect(ofType(bare, 'Account')).toEqual([]);
+  });
+
+  test('MDM^T02: DocumentReference from TXA; OBX text lines are one text/plain attachment; ED keeps its type', () => {
+    const text = convertValidated(load('MDM-T02-03.hl7'));
+    expect(ofType(text, 'Observation')).toEqual([]);
+    const doc = one(text, 'DocumentReference');
+    expect(doc).toEqual(
+      expect.objectContaining({
+        masterIdentifier: { value: '2RWRVAJ627408' },
+        status: 'current',
+        docStatus: 'preliminary', // TXA-17 IP
+        date: '2021-08-01T09:06:42+02:15',
+        subject: ref(one(text, 'Patient')),
+        context: { encounter: [ref(one(text, 'Encounter'))] },
+      }),
+    );
+    expect(doc.type.coding[0].code).toBe('DS');
+    expect(resource(text, doc.author[0]).identifier[0].value).toBe('C006');
+    expect(doc.content).toHaveLength(1);
+    expect(doc.content[0].attachment.contentType).toBe('text/plain; charset=utf-8');
+    const lines = Buffer.from(doc.content[0].attachment.data, 'base64').toString('utf8').split('\n');
+    expect(lines).toHaveLength(29);
+    expect(lines[0]).toBe('Toilet cylinder crackers model step-mother visor opening communication');
+    expect(doc.id).toBe(resourceId('m1', 'DocumentReference', 'doc:|2RWRVAJ627408'));
+    expect(segmentPaths(doc)).toContain('OBX[29]');
+
+    const ed = one(convertValidated(load('MDM-T02-01.hl7')), 'DocumentReference');
+    expect(ed).toEqual(expect.objectContaining({ masterIdentifier: { value: '1.2.840.317.5947431.51.20080131160038' }, docStatus: 'final', date: '2008-01-31T15:55:00+02:15' }));
+    expect(ed.content).toEqual([{ attachment: { contentType: 'application/pdf' } }]);
+
+    const mdm = (txa: string, obx: string) =>
+      one(convertValidated(Hl7Message.parse(`MSH|^~\\&|A|B|C|D|20260101120000||MDM^T04|M-1|P|2.5\rPID|1||P1^^^H1^MR\r${txa}\r${obx}`)), 'DocumentReference');
+    const obsolete = mdm('TXA|1|CN|TX|20260101120000||||||||D-9|||||LA||OB', 'OBX|1|ED|DOC^doc^L||^application^pdf^Base64^SGVsbG8=||||||F\r');
+    expect(obsolete).toEqual(expect.objectContaining({ status: 'superseded', docStatus: 'final', date: '2026-01-01T12:00:00+08:00' }));
+    expect(obsolete.content).toEqual([{ attachment: { contentType: 'application/pdf', data: 'SGVsbG8=' } }]);
+    const empty = mdm('TXA|1|CN|TX|202601', '');
+    expect(empty.date).toBeUndefined(); // not an instant
+    expect(empty.content[0].attachment.extension[0].valueCode).toBe('unknown');
+  });
+
+  test('VXU^V04: Immunization from RXA + RXR, id from ORC-3, manufacturer Organization, administering performer', () => {
+    const bundle = convertValidated(load('IZ_1_1.1_Admin_Child_Max_Message.hl7'));
+    const imm = one(bundle, 'Immunization');
+    expect(imm).toEqual(
+      expect.objectContaining({
+        status: 'completed',
+        occurrenceDateTime: '2012-08-14',
+        lotNumber: 'Z0860BB',
+        expirationDate: '2012-11-04',
+        primarySource: true,
+        patient: ref(one(bundle, 'Patient')),
+      }),
+    );
+    expect(imm.vaccineCode.coding[0]).toEqual({ system: 'http://hl7.org/fhir/sid/cvx', code: '140', display: 'Influenza, seasonal, injectable, preservative free' });
+    expect(imm.doseQuantity).toEqual(expect.objectContaining({ value: 0.5, system: 'http://unitsofmeasure.org', code: 'mL' }));
+    expect(imm.route.coding[0].code).toBe('C28161');
+    expect(imm.site.coding[0].code).toBe('LD');
+    expect(imm.performer[0].function.coding[0].code).toBe('AP');
+    expect(resource(bundle, imm.performer[0].actor).identifier[0].value).toBe('7832-1');
+    expect(resource(bundle, imm.manufacturer)).toEqual(expect.objectContaining({ name: 'CSL Behring', identifier: [{ system: 'http://terminology.hl7.org/CodeSystem/MVX', value: 'CSL' }] }));
+    expect(imm.identifier[0].value).toBe('IZ-783274');
+    expect(ofType(bundle, 'ServiceRequest')).toEqual([]);
+    expect(ofType(bundle, 'Observation')).toEqual([]);
+    const v04 = one(convertValidated(load('VXU-V04-01.hl7')), 'Immunization');
+    expect(v04).toEqual(expect.objectContaining({ lotNumber: '315841', expirationDate: '2021-12-16', status: 'completed' }));
+    expect(v04.vaccineCode.coding[0].code).toBe('49281021588');
+
+    const vxu = (rxa: string) => one(convertValidated(Hl7Message.parse(`MSH|^~\\&|A|B|C|D|20260101120000||VXU^V04|V-1|P|2.5\rPID|1||P1^^^H1^MR\r${rxa}\r`)), 'Immunization');
+    const refused = vxu('RXA|0|1|20260101||08^HepB^CVX|999|||01|||||||||00^Parental decision^NIP002||RE');
+    expect(refused.status).toBe('not-done');
+    expect(refused.doseQuantity).toBeUndefined();
+    expect(refused.primarySource).toBe(false);
+    expect(refused.statusReason.coding[0].code).toBe('00');
+    expect(refused.id).toBe(resourceId('m1', 'Immunization', 'imm:mrn:urn:yilian:m1:id:H1|P1|http://hl7.org/fhir/sid/cvx|08|2026-01-01'));
+    const partial = vxu('RXA|0|1|20260101||08^HepB^CVX|0.25|mL^mL^UCUM||00|||||||||||PA');
+    expect(partial).toEqual(expect.objectContaining({ status: 'completed', isSubpotent: true }));
+    expect(vxu('RXA|0|1|20260101||08^HepB^CVX|0.5|mL^mL^UCUM||00|||||||||||CP|D').status).toBe('entered-in-error');
+  });
+
+  test('ADT^A40: the retired Patient (MRG-1) is inactive and replaced-by the survivor, which replaces it', () => {
+    const bundle = convertValidated(load('ADT-A40-01.hl7'));
+    const patients = ofType(bundle, 'Patient') as any[];
+    expect(patients).toHaveLength(2);
+    const [survivor, retired] = patients;
+    expect(survivor.identifier[0].value).toBe('12345');
+    expect(survivor.link).toEqual([{ other: ref(retired), type: 'replaces' }]);
+    expect(retired).toEqual(expect.objectContaining({ active: false, link: [{ other: ref(survivor), type: 'replaced-by' }] }));
+    expect(retired.identifier[0].value).toBe('56789');
+    expect(retired.id).toBe(resourceId('m1', 'Patient', 'mrn:urn:yilian:m1:id:BCBS|56789'));
+    expect(segmentPaths(retired)).toEqual(['MRG-1']);
+    // the retired id is the one that patient had before the merge
+    const before = one(convertValidated(Hl7Message.parse('MSH|^~\\&|A|B|C|D|20260101120000||ADT^A08|X-1|P|2.5\rPID|1||56789^^^BCBS^MR\r')), 'Patient');
+    expect(before.id).toBe(retired.id);
+    for (const event of ['A34', 'A39', 'A47']) {
+      const p = ofType(convertValidated(Hl7Message.parse(`MSH|^~\\&|A|B|C|D|20260101120000||ADT^${event}|X-2|P|2.5\rPID|1||1^^^H^MR\rMRG|2^^^H^MR\r`)), 'Patient') as any[];
+      expect(p.map((x) => x.link[0].type)).toEqual(['replaces', 'replaced-by']);
+    }
   });
 });

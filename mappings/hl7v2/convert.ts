@@ -19,7 +19,11 @@
  *   ServiceRequest (ORM/OML) `order-filler:` ORC-3 (else OBR-3), else `order-placer:` ORC-2 (else
  *   OBR-2); Specimen SPM-2, or (v2.3) the order + OBR-15; Appointment (SIU) `appt-filler:` SCH-2,
  *   else `appt-placer:` SCH-1; Device (AIG-3) `device:` + the AIG-3 code (system|code) — member +
- *   code, so the member's shared CT/MRI is one Device across all its appointments. Where
+ *   code, so the member's shared CT/MRI is one Device across all its appointments; ChargeItem
+ *   (DFT) `txn:` FT1-2, else message-scoped + FT1-1; Account `account:` PID-18 (system|value);
+ *   DocumentReference (MDM) `doc:` TXA-12 (system|value); Immunization (VXU) `imm-filler:` ORC-3,
+ *   else `imm:` patient key + RXA-5 code + RXA-3; manufacturer Organization `manufacturer:` RXA-17
+ *   code; the retired Patient of a merge (A34/A39/A40/A47) MRG-1 the way PID-3 is read. Where
  *   the message has no business identifier the key is message-scoped (`raw:<rawId>`, else
  *   sender + MSH-7 + MSH-10, plus the segment path): re-processing the same message gives the same
  *   id, a different message a different one. Two different things in one message that would get
@@ -230,6 +234,17 @@ const mimeBySubtype: Readonly<Record<string, string>> = {
   'OCTET-STREAM': 'application/octet-stream',
 };
 
+/** Table 0271 document completion status (TXA-17) → DocumentReference.docStatus. */
+const documentCompletionStatus: Readonly<Record<string, string>> = {
+  AU: 'final',
+  LA: 'final',
+  IP: 'preliminary',
+  IN: 'preliminary',
+  PA: 'preliminary',
+  DI: 'preliminary',
+  DO: 'preliminary',
+};
+
 interface Entry {
   resource: Resource;
   key: string;
@@ -252,6 +267,9 @@ class Conversion {
   private last?: Resource;
   private order?: { orc?: Hl7Segment; tq1?: Hl7Segment; resource?: Resource; key?: string; specimens: Ref[] };
   private appointment?: { sch: Hl7Segment; tq1?: Hl7Segment; ais: Hl7Segment[]; participants: Json[] };
+  private document?: { txa: Hl7Segment; obx: Hl7Segment[] };
+  private immunizationOrc?: Hl7Segment;
+  private immunization?: Resource;
 
   constructor(
     private readonly message: Hl7Message,
@@ -306,7 +324,8 @@ class Conversion {
           else this.obr(segment);
           break;
         case 'ORC':
-          this.orc(segment);
+          if (this.active.has('RXA')) this.immunizationOrc = segment;
+          else this.orc(segment);
           break;
         case 'TQ1':
           if (this.appointment && !this.appointment.tq1) this.appointment.tq1 = segment;
@@ -323,7 +342,24 @@ class Conversion {
           this.appointmentResource(segment);
           break;
         case 'OBX':
-          this.obx(segment);
+          if (this.active.has('TXA')) this.document?.obx.push(segment);
+          else this.obx(segment);
+          break;
+        case 'FT1':
+          this.ft1(segment);
+          break;
+        case 'TXA':
+          this.closeDocument();
+          this.document = { txa: segment, obx: [] };
+          break;
+        case 'RXA':
+          this.rxa(segment);
+          break;
+        case 'RXR':
+          this.rxr(segment);
+          break;
+        case 'MRG':
+          this.mrg(segment);
           break;
         case 'SPM':
           this.spm(segment);
@@ -333,6 +369,7 @@ class Conversion {
     this.closeReport();
     this.closeOrder();
     this.closeAppointment();
+    this.closeDocument();
 
     const recordedTime = parseHl7Time(msh.value(7), this.offset);
     const timestamp = recordedTime?.instant.toISOString();
@@ -1060,6 +1097,229 @@ class Conversion {
     for (const n of nulls) addMeta(resource, EXPLICIT_NULL_URL, n);
   }
 
+  // ---- financial (DFT^P03/P11): FT1 → ChargeItem, PID-18 → Account ---------------------------
+
+  /** PID-18 patient account number → Account (status active, subject the Patient); key member + the account number. */
+  private account(): Ref | undefined {
+    const pid = this.message.segments.find((s) => s.name === 'PID');
+    if (!pid || !this.patient || pid.isExplicitNull(18)) return undefined;
+    const c = pid.components(18);
+    const value = (c[0] ?? '').trim();
+    if (!value) return undefined;
+    const identifier = cxToIdentifier(c, this.member, this.sub, this.offset);
+    const system = hdToSystem(c[3] ?? '', this.member, this.sub) ?? '';
+    return this.add('Account', `account:${system}|${value}`, { ...(identifier ? { identifier: [identifier] } : {}), status: 'active', subject: [this.patient.ref] }, this.path(pid, 18), true);
+  }
+
+  private ft1(segment: Hl7Segment): void {
+    const patient = this.requirePatient(segment);
+    const at = (f: number) => (segment.isExplicitNull(f) ? undefined : segment.components(f));
+    const txn = at(2);
+    const txnValue = (txn?.[0] ?? '').trim();
+    const identifier = txnValue ? cxToIdentifier(txn!, this.member, this.sub, this.offset) : undefined;
+    const key = txnValue ? `txn:${txnValue}` : `${this.msgScope}|ft1:${segment.value(1).trim() || this.path(segment)}`;
+    const code = (at(7) && cweToCodeableConcept(at(7)!, this.member)) || absentCode();
+    const occurrence = toDateTime(segment.value(4, 0, 1, 1), this.offset);
+    const entered = toDateTime(segment.value(5, 0, 1, 1), this.offset);
+    const quantity = at(10) ? toNumber(at(10)![0] ?? '') : undefined;
+    const amount = at(11) ? (at(11)![0] ?? '').split(this.sub) : [];
+    const price = toNumber(amount[0] ?? '');
+    const currency = (amount[1] ?? '').trim().toUpperCase();
+    const performer: Json[] = [];
+    segment.repetitions(20).forEach((_, rep) => {
+      const who = this.practitioner(segment, 20, rep);
+      if (who && !performer.some((p) => (p.actor as Ref).reference === who.reference)) performer.push({ actor: who });
+    });
+    const enterer = this.practitioner(segment, 21, 0);
+    const reason = segment.isExplicitNull(19)
+      ? []
+      : segment
+          .repetitions(19)
+          .map((_, rep) => cweToCodeableConcept(segment.components(19, rep), this.member))
+          .filter((x): x is CodeableConcept => x !== undefined);
+    const account = this.account();
+    this.add(
+      'ChargeItem',
+      key,
+      {
+        ...(identifier ? { identifier: [identifier] } : {}),
+        status: 'billable',
+        code,
+        subject: patient.ref,
+        ...(this.encounter ? { context: this.encounter.ref } : {}),
+        ...(occurrence ? { occurrenceDateTime: occurrence } : {}),
+        ...(performer.length ? { performer } : {}),
+        ...(enterer ? { enterer } : {}),
+        ...(entered ? { enteredDate: entered } : {}),
+        ...(quantity !== undefined ? { quantity: { value: quantity } } : {}),
+        ...(price !== undefined ? { priceOverride: { value: price, ...(/^[A-Z]{3}$/.test(currency) ? { currency } : {}) } } : {}),
+        ...(reason.length ? { reason } : {}),
+        ...(account ? { account: [account] } : {}),
+      },
+      this.path(segment),
+      false,
+    );
+  }
+
+  // ---- documents (MDM^T01–T11): TXA + OBX → DocumentReference --------------------------------
+
+  private closeDocument(): void {
+    const doc = this.document;
+    if (!doc) return;
+    this.document = undefined;
+    const txa = doc.txa;
+    const patient = this.requirePatient(txa);
+    const ei = !txa.isExplicitNull(12) ? txa.components(12) : undefined;
+    const number = (ei?.[0] ?? '').trim();
+    const system = number ? eiSystem(ei!, this.member, this.sub) : undefined;
+    const key = number ? `doc:${system ?? ''}|${number}` : `${this.msgScope}|${this.path(txa)}`;
+    const type = txa.isExplicitNull(2) ? undefined : cweToCodeableConcept(txa.components(2), this.member);
+    const availability = txa.value(19).trim().toUpperCase();
+    const docStatus = documentCompletionStatus[txa.value(17).trim().toUpperCase()];
+    const author: Ref[] = [];
+    for (const field of [9, 5]) {
+      txa.repetitions(field).forEach((_, rep) => {
+        const who = this.practitioner(txa, field, rep);
+        if (who && !author.some((a) => a.reference === who.reference)) author.push(who);
+      });
+    }
+    const date = [toDateTime(txa.value(4, 0, 1, 1), this.offset), toDateTime(txa.value(6, 0, 1, 1), this.offset)].find((d) => d !== undefined && isInstant(d));
+    // OBX-5: text types are lines of one text/plain attachment (first); ED values are attachments of their own type
+    const lines: string[] = [];
+    const attachments: Json[] = [];
+    for (const obx of doc.obx) {
+      if (obx.isExplicitNull(5)) continue;
+      const vt = obx.value(2).trim().toUpperCase();
+      const reps = obx.repetitions(5).map((_, i) => obx.components(5, i));
+      if (vt === 'TX' || vt === 'FT' || vt === 'ST') lines.push(...reps.map((c) => c.join(this.compSep)));
+      else if (vt === 'ED') for (const c of reps) if (c.some((x) => x.trim() !== '')) attachments.push(this.edAttachment(c, this.path(obx, 5)));
+    }
+    const text = lines.join('\n');
+    const content: Json[] = [
+      ...(text.trim() ? [{ attachment: { contentType: 'text/plain; charset=utf-8', data: Buffer.from(text, 'utf8').toString('base64') } }] : []),
+      ...attachments.filter((a) => Object.keys(a).length > 0).map((attachment) => ({ attachment })),
+    ];
+    // R4 content is 1..*: a document announced without its content carries data-absent-reason
+    if (content.length === 0) content.push({ attachment: { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'unknown' }] } });
+    const ref = this.add(
+      'DocumentReference',
+      key,
+      {
+        ...(number ? { masterIdentifier: { ...(system ? { system } : {}), value: number } } : {}),
+        status: availability === 'OB' ? 'superseded' : 'current',
+        ...(docStatus ? { docStatus } : {}),
+        ...(type ? { type } : {}),
+        subject: patient.ref,
+        ...(date ? { date } : {}),
+        ...(author.length ? { author } : {}),
+        content,
+        ...(this.encounter ? { context: { encounter: [this.encounter.ref] } } : {}),
+      },
+      this.path(txa),
+      false,
+    );
+    const resource = this.resourceOf(ref);
+    for (const obx of doc.obx) addMeta(resource, SEGMENT_PATH_URL, this.path(obx));
+  }
+
+  // ---- immunization (VXU^V04): RXA (+ RXR) → Immunization -----------------------------------
+
+  private rxa(segment: Hl7Segment): void {
+    const patient = this.requirePatient(segment);
+    const at = (f: number) => (segment.isExplicitNull(f) ? undefined : segment.components(f));
+    const vaccineCode = (at(5) && cweToCodeableConcept(at(5)!, this.member)) || absentCode();
+    const occurrence = toDateTime(segment.value(3, 0, 1, 1), this.offset);
+    if (!occurrence) throw new HubError('structure', 'RXA-3 (date/time start of administration) is empty or unreadable', this.path(segment, 3));
+    const amount = segment.value(6).trim();
+    const dose = amount && toNumber(amount) !== 999 ? nmToQuantity(amount, at(7), this.sub) : undefined;
+    const completion = segment.value(20).trim().toUpperCase();
+    const action = segment.value(21).trim().toUpperCase();
+    const status = action === 'D' ? 'entered-in-error' : completion === 'RE' || completion === 'NA' ? 'not-done' : 'completed';
+    const statusReason = status === 'not-done' && at(18) ? cweToCodeableConcept(at(18)!, this.member) : undefined;
+    const origin = segment.value(9).trim();
+    const primarySource = origin === '00' ? true : /^0[1-8]$/.test(origin) ? false : undefined;
+    const lot = segment.value(15).trim();
+    const expiration = toDate(segment.value(16, 0, 1, 1).trim());
+    let manufacturer: Ref | undefined;
+    const mvx = at(17) ? cweToCodeableConcept(at(17)!, this.member) : undefined;
+    const mvxKey = codeKeyOf(mvx);
+    if (mvx && mvxKey) {
+      const coding = mvx.coding?.find((c) => c.code);
+      const name = mvx.coding?.find((c) => c.display)?.display ?? mvx.text;
+      manufacturer = this.add(
+        'Organization',
+        `manufacturer:${mvxKey}`,
+        { ...(coding ? { identifier: [{ ...(coding.system ? { system: coding.system } : {}), value: coding.code! }] } : {}), active: true, ...(name ? { name } : {}) },
+        this.path(segment, 17),
+        true,
+      );
+    }
+    const performer: Json[] = [];
+    segment.repetitions(10).forEach((_, rep) => {
+      const who = this.practitioner(segment, 10, rep);
+      if (who && !performer.some((p) => (p.actor as Ref).reference === who.reference))
+        performer.push({ function: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0443', code: 'AP', display: 'Administering Provider' }] }, actor: who });
+    });
+    const orc = this.immunizationOrc;
+    const filler = orc && !orc.isExplicitNull(3) ? orc.components(3) : undefined;
+    const fillerValue = (filler?.[0] ?? '').trim();
+    const fillerSystem = fillerValue ? eiSystem(filler!, this.member, this.sub) : undefined;
+    const key = fillerValue ? `imm-filler:${fillerSystem ?? ''}|${fillerValue}` : `imm:${patient.key}|${codeKeyOf(vaccineCode) ?? ''}|${occurrence}`;
+    const ref = this.add(
+      'Immunization',
+      key,
+      {
+        ...(fillerValue ? { identifier: [{ type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'FILL' }] }, ...(fillerSystem ? { system: fillerSystem } : {}), value: fillerValue }] } : {}),
+        status,
+        ...(statusReason ? { statusReason } : {}),
+        vaccineCode,
+        patient: patient.ref,
+        ...(this.encounter ? { encounter: this.encounter.ref } : {}),
+        occurrenceDateTime: occurrence,
+        ...(primarySource !== undefined ? { primarySource } : {}),
+        ...(manufacturer ? { manufacturer } : {}),
+        ...(lot ? { lotNumber: lot } : {}),
+        ...(expiration ? { expirationDate: expiration } : {}),
+        ...(dose ? { doseQuantity: dose } : {}),
+        ...(performer.length ? { performer } : {}),
+        ...(completion === 'PA' && status === 'completed' ? { isSubpotent: true } : {}),
+      },
+      this.path(segment),
+      false,
+    );
+    this.immunization = this.resourceOf(ref);
+    if (orc) addMeta(this.immunization, SEGMENT_PATH_URL, this.path(orc));
+  }
+
+  /** RXR after an RXA: route RXR-1, site RXR-2 of that Immunization. */
+  private rxr(segment: Hl7Segment): void {
+    const imm = this.immunization;
+    if (!imm) return;
+    const route = segment.isExplicitNull(1) ? undefined : cweToCodeableConcept(segment.components(1), this.member);
+    const site = segment.isExplicitNull(2) ? undefined : cweToCodeableConcept(segment.components(2), this.member);
+    if (route) imm.route = route;
+    if (site) imm.site = site;
+    if (route || site) addMeta(imm, SEGMENT_PATH_URL, this.path(segment));
+  }
+
+  // ---- merges (ADT^A34/A39/A40/A47): MRG-1 → the retired Patient, linked to the survivor -----
+
+  private mrg(segment: Hl7Segment): void {
+    const survivor = this.requirePatient(segment);
+    if (segment.isExplicitNull(1)) return;
+    const reps = segment.repetitions(1).map((_, i) => segment.components(1, i));
+    const pick = reps.find((c) => (c[4] ?? '').trim().toUpperCase() === 'MR' && (c[0] ?? '').trim()) ?? reps.find((c) => (c[0] ?? '').trim());
+    if (!pick) return;
+    const key = `mrn:${hdToSystem(pick[3] ?? '', this.member, this.sub) ?? ''}|${pick[0]!.trim()}`;
+    if (key === survivor.key) return;
+    const identifier = reps.map((c) => cxToIdentifier(c, this.member, this.sub, this.offset)).filter((x): x is Identifier => x !== undefined);
+    const retired = this.add('Patient', key, { identifier, active: false, link: [{ other: survivor.ref, type: 'replaced-by' }] }, this.path(segment, 1), true);
+    const resource = this.resourceOf(survivor.ref);
+    const links = (resource.link as Json[] | undefined) ?? [];
+    if (!links.some((l) => (l.other as Ref).reference === retired.reference)) links.push({ other: retired, type: 'replaces' });
+    resource.link = links;
+  }
+
   /** NTE after an OBX → Observation.note (only inside the profiles that convert OBX). */
   private note(segment: Hl7Segment): void {
     if (!this.active.has('OBX') || this.last?.resourceType !== 'Observation') return;
@@ -1198,6 +1458,11 @@ function addMinutes(dateTime: string, minutes: number): string | undefined {
   if (!m) return undefined;
   const local = new Date(Date.parse(`${m[1]}Z`) + minutes * 60000);
   return `${local.toISOString().slice(0, 19)}${m[2]}`;
+}
+
+/** A FHIR dateTime precise to the second with an offset (what an `instant` element takes). */
+function isInstant(v: string): boolean {
+  return /T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(v);
 }
 
 function mimeOf(subtype: string, type: string): string | undefined {

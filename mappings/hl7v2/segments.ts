@@ -283,7 +283,9 @@ export function withOverrides(conversion: ConversionOverrides | undefined): Read
  * Which segment maps a message type uses. ADT events of the full ADT profile, ORU^R01, ORM^O01 /
  * OML^O21 (orders) and SIU^S12–S26 (appointments) are converted in full; every other message gets
  * the common profile (the Patient and Encounter that PID/PV1/PV2 carry) until its own profile is
- * written (DFT, MDM, VXU …). ORC and SCH maps (orderSegmentMaps, scheduleSegmentMaps) take no
+ * written. DFT^P03/P11 (ChargeItem, Account), MDM^T01–T11 (DocumentReference), VXU^V04
+ * (Immunization) and ADT^A34/A39/A40/A47 (Patient merge links) have their own profiles; their
+ * segments (FT1, TXA, RXA/RXR, MRG) are read by code in convert.ts. ORC and SCH maps (orderSegmentMaps, scheduleSegmentMaps) take no
  * per-member overrides yet.
  */
 export const messageProfiles: Readonly<Record<string, readonly string[]>> = {
@@ -294,7 +296,22 @@ export const messageProfiles: Readonly<Record<string, readonly string[]>> = {
   order: ['PID', 'PV1', 'PV2', 'ORC', 'TQ1', 'OBR', 'SPM'],
   /** SIU^S12–S26 (TQ1 is the appointment's timing). */
   schedule: ['SCH', 'TQ1', 'PID', 'PV1', 'PV2', 'AIS', 'AIG', 'AIL', 'AIP'],
+  /** DFT^P03/P11: FT1 → ChargeItem (+ Account from PID-18). */
+  financial: ['PID', 'PV1', 'PV2', 'FT1'],
+  /** MDM^T01–T11: TXA + its OBX → one DocumentReference (OBX is the document's content here, not Observations). */
+  document: ['PID', 'PV1', 'PV2', 'TXA', 'OBX'],
+  /** VXU^V04: RXA (+ RXR) → Immunization; ORC only for the filler order number (the id key). */
+  immunization: ['PID', 'PV1', 'PV2', 'ORC', 'RXA', 'RXR'],
+  /** ADT^A34/A39/A40/A47: the survivor (PID) and the retired (MRG-1) Patient, linked. */
+  merge: ['PID', 'PV1', 'PV2', 'MRG'],
 };
+
+/** Financial message types (DFT) converted with the financial profile. */
+export const financialMessages: ReadonlySet<string> = new Set(['DFT^P03', 'DFT^P11']);
+/** MDM trigger events converted with the document profile. */
+export const documentEvents: ReadonlySet<string> = new Set(['T01', 'T02', 'T03', 'T04', 'T05', 'T06', 'T07', 'T08', 'T09', 'T10', 'T11']);
+/** ADT merge events converted with the merge profile. */
+export const mergeEvents: ReadonlySet<string> = new Set(['A34', 'A39', 'A40', 'A47']);
 
 /** Order message types converted with the order profile. */
 export const orderMessages: ReadonlySet<string> = new Set(['ORM^O01', 'OML^O21']);
@@ -311,5 +328,9 @@ export function profileFor(messageCode: string, triggerEvent: string): readonly 
   if (code === 'ORU' && event === 'R01') return messageProfiles.oru!;
   if (orderMessages.has(`${code}^${event}`)) return messageProfiles.order!;
   if (code === 'SIU' && scheduleEvents.has(event)) return messageProfiles.schedule!;
+  if (financialMessages.has(`${code}^${event}`)) return messageProfiles.financial!;
+  if (code === 'MDM' && documentEvents.has(event)) return messageProfiles.document!;
+  if (code === 'VXU' && event === 'V04') return messageProfiles.immunization!;
+  if (code === 'ADT' && mergeEvents.has(event)) return messageProfiles.merge!;
   return messageProfiles.common!;
 }
