@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import YAML from 'yaml';
 import { Charset, charsetFromName, supportedCharsetNames } from '../pipeline/hl7/charset';
+import type { CharsetPolicy } from '../pipeline/hl7/header';
 import { HubError } from '../pipeline/outcome';
 import { fieldDataTypes, segmentMaps } from '../mappings/hl7v2/segments';
 
@@ -257,10 +258,15 @@ export function offsetMinutes(member: MemberConfig): number {
 }
 
 /** Charset policy of a member's channel; channels not in config (CLI ingest) decode as UTF-8 unless MSH-18 says otherwise. */
-export function charsetPolicyOf(config: HubConfig, memberId: string, channelId: string): { defaultCharset: Charset; forceCharset?: Charset } {
+export function charsetPolicyOf(config: HubConfig, memberId: string, channelId: string): CharsetPolicy {
   const channel = config.members.find((m) => m.id === memberId)?.channels.find((c) => c.id === channelId);
-  if (channel && (channel.kind === 'mllp' || channel.kind === 'file')) return { defaultCharset: channel.charset, forceCharset: channel.forceCharset };
+  if (channel && (channel.kind === 'mllp' || channel.kind === 'file')) return channelCharsetPolicy(channel);
   return { defaultCharset: 'UTF-8' };
+}
+
+/** The charset policy an HL7 v2 channel declares: read by its adapter at intake and by the parse stage. */
+export function channelCharsetPolicy(channel: MllpChannelConfig | FileChannelConfig): CharsetPolicy {
+  return { defaultCharset: channel.charset, forceCharset: channel.forceCharset };
 }
 
 export function utcOffsetOf(config: HubConfig, memberId: string): number {

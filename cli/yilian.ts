@@ -134,7 +134,7 @@ async function main(argv: string[]): Promise<number> {
           await worker.start();
           stops.push(() => worker.close());
         } else {
-          const reconciler = new Reconciler(runtime.db, runtime.queues, { staleAfterMs: 5 * 60_000, epochCheckMs: 2000, log });
+          const reconciler = new Reconciler(runtime.db, runtime.queues, { log });
           reconciler.start();
           stops.push(() => reconciler.stop());
         }

@@ -14,16 +14,21 @@ export interface ReconcilerOptions {
   log?: (text: string) => void;
 }
 
+const defaults: ReconcilerOptions = { staleAfterMs: 5 * 60_000, epochCheckMs: 2000 };
+
 export class Reconciler {
   private timer?: NodeJS.Timeout;
   private lastStaleSweep = 0;
   private running = false;
+  private readonly options: ReconcilerOptions;
 
   constructor(
     private readonly db: HubDb,
     private readonly queues: PipelineQueues,
-    private readonly options: ReconcilerOptions = { staleAfterMs: 5 * 60_000, epochCheckMs: 2000 },
-  ) {}
+    options: Partial<ReconcilerOptions> = {},
+  ) {
+    this.options = { ...defaults, ...options };
+  }
 
   start(): void {
     const tick = async () => {

@@ -49,7 +49,7 @@ export class PipelineWorker {
       this.workers.push(worker);
     }
     if (this.options.reconcile !== false) {
-      this.reconciler = new Reconciler(this.ctx.db, this.queues, { staleAfterMs: 5 * 60_000, epochCheckMs: 2000, log: this.options.log });
+      this.reconciler = new Reconciler(this.ctx.db, this.queues, { log: this.options.log });
       this.reconciler.start();
     }
   }

@@ -8,7 +8,7 @@
  */
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { FileChannelConfig, MemberConfig } from '../config';
+import { channelCharsetPolicy, type FileChannelConfig, type MemberConfig } from '../config';
 import type { Inbound, IntakeResult, RawIntake } from '../intake';
 import { HubError } from '../../pipeline/outcome';
 import { splitHl7File } from './split';
@@ -81,7 +81,7 @@ export class DropFolder {
 
   async processFile(file: string): Promise<FileOutcome> {
     const bytes = await readFile(file);
-    const channel = { id: this.channel.id, policy: { defaultCharset: this.channel.charset, forceCharset: this.channel.forceCharset }, ackMode: 'original' as const };
+    const channel = { id: this.channel.id, policy: channelCharsetPolicy(this.channel), ackMode: 'original' as const };
     const split = splitHl7File(bytes);
     const inbound: Inbound[] = split.messages.map((m) => ({ member: this.member, channel, bytes: m }));
     if (split.leading) inbound.push({ member: this.member, channel, bytes: split.leading, problem: new HubError('not-hl7', `${split.leading.length} bytes before the first MSH segment`) });

@@ -7,7 +7,7 @@
  * the sender waits for each ACK; many connections or pipelining are how volume scales.
  */
 import net from 'node:net';
-import type { MemberConfig, MllpChannelConfig } from '../config';
+import { channelCharsetPolicy, type MemberConfig, type MllpChannelConfig } from '../config';
 import { frame, MllpFramer } from './framer';
 import type { RawIntake } from '../intake';
 import { buildAck } from '../../pipeline/hl7/ack';
@@ -58,7 +58,7 @@ export class MllpListener {
     let inFlight = 0;
     const ids = { member: this.member.id, channel: this.channel.id };
     this.sockets.set(socket, () => ackChain);
-    const intakeChannel = { id: this.channel.id, policy: { defaultCharset: this.channel.charset, forceCharset: this.channel.forceCharset }, ackMode: this.channel.ackMode };
+    const intakeChannel = { id: this.channel.id, policy: channelCharsetPolicy(this.channel), ackMode: this.channel.ackMode };
 
     const submit = (bytes: Buffer, problem: HubError | undefined, answer: boolean) => {
       const started = process.hrtime.bigint();
@@ -102,13 +102,13 @@ export class MllpListener {
         if (event.kind === 'message') submit(event.bytes, undefined, true);
         else if (event.kind === 'oversize')
           submit(event.head, new HubError('too-large', `frame of ${event.totalBytes} bytes exceeds the channel limit of ${this.channel.maxMessageBytes}; first bytes kept`), true);
-        else submit(event.bytes, new HubError('framing', `${event.bytes.length} bytes outside an MLLP frame`), false);
+        else submit(event.bytes, outsideFrame(event.bytes), false);
       }
     });
     const close = () => {
       for (const event of framer.finish()) {
         if (event.kind === 'incomplete') submit(event.bytes, new HubError('incomplete', `connection closed inside an MLLP frame after ${event.bytes.length} bytes`), false);
-        else if (event.kind === 'junk') submit(event.bytes, new HubError('framing', `${event.bytes.length} bytes outside an MLLP frame`), false);
+        else if (event.kind === 'junk') submit(event.bytes, outsideFrame(event.bytes), false);
       }
       this.sockets.delete(socket);
     };
@@ -127,4 +127,9 @@ export class MllpListener {
     }, 5000).unref();
     await closed;
   }
+}
+
+/** Bytes between frames are stored and quarantined, never dropped; there is no frame to ACK. */
+function outsideFrame(bytes: Buffer): HubError {
+  return new HubError('framing', `${bytes.length} bytes outside an MLLP frame`);
 }
