@@ -54,6 +54,7 @@ const one = (bundle: Bundle, type: string): any => {
   return found[0];
 };
 const ref = (r: Resource) => ({ reference: `${r.resourceType}/${r.id}` });
+const resource = (bundle: Bundle, reference: { reference: string }): any => bundle.entry.find((e) => e.request.url === reference.reference)!.resource;
 const segmentPaths = (r: Resource) => (r.meta?.extension ?? []).filter((x) => x.url === SEGMENT_PATH_URL).map((x) => x.valueString);
 
 describe('the sample set (83 FHIR-Converter messages)', () => {
@@ -127,16 +128,27 @@ describe('ADT-A01-01 field by field', () => {
     expect(patient.identifier).toContainEqual(expect.objectContaining({ value: 'PATID1234', system: 'urn:yilian:m1:id:test1', type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'MR' }] } }));
     expect(patient.identifier).toContainEqual(expect.objectContaining({ value: '123456789', system: 'urn:yilian:m1:id:USSSA' }));
     expect(patient.identifier).toContainEqual(expect.objectContaining({ value: '1234567' })); // PID-2
+    expect(patient.identifier).toContainEqual(expect.objectContaining({ value: 'PATID567' })); // PID-4
+    expect(patient.identifier).toContainEqual({ type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'DL' }] }, value: 'DLN-123', period: { end: '2001-01-23' } }); // PID-20 (DLN-3 expiry)
+    expect(patient.identifier).toContainEqual(expect.objectContaining({ value: '1516' })); // GT1-2, guarantor is SEL
+    expect(patient.identifier).toContainEqual(expect.objectContaining({ value: 'DB123' })); // DB1-3, DB1-2 PT
+    expect(patient.identifier).toContainEqual(expect.objectContaining({ value: 'PNM1234' })); // IN2-61 patient member number
+    // IN2-6 Medicare number belongs to the insured, who is the spouse (IN1-17 SPO): not the patient's
+    expect(patient.identifier.map((i: { value: string }) => i.value)).not.toContain('Medicare-12345');
     expect(patient.name[0]).toEqual(expect.objectContaining({ family: 'EVERYMAN', given: ['ADAM', 'A'], prefix: ['Dr.'], use: 'usual' }));
     expect(patient.name[1]).toEqual(expect.objectContaining({ family: 'Josh', use: 'official' }));
     expect(patient.birthDate).toBe('1988-08-18');
     expect(patient.gender).toBe('male');
-    expect(patient.address).toEqual([expect.objectContaining({ line: ['1000', 'Ste. 123'], city: 'Ann Arbor', state: 'MI', postalCode: '99999', country: 'USA', type: 'postal' })]);
+    // PID-11, then the guarantor's address: GT1-11 is SEL, the guarantor is the patient
+    expect(patient.address).toEqual([
+      expect.objectContaining({ line: ['1000', 'Ste. 123'], city: 'Ann Arbor', state: 'MI', postalCode: '99999', country: 'USA', type: 'postal' }),
+      expect.objectContaining({ line: ['1619 SOUTH UNIVERSITY'], city: 'MADISON' }),
+    ]);
     expect(patient.telecom).toContainEqual(expect.objectContaining({ system: 'phone', value: '2222', use: 'mobile', rank: 18 }));
     expect(patient.telecom).toContainEqual(expect.objectContaining({ system: 'phone', value: '7777' })); // PID-14
     expect(patient.deceasedDateTime).toBe('2008-08-25T11:16:30+01:15');
     expect(patient.deceasedBoolean).toBeUndefined(); // PID-30 Y, but the date says more and R4 allows one
-    expect(segmentPaths(patient)).toEqual(['PID']);
+    expect(segmentPaths(patient)).toEqual(['PID', 'DB1', 'GT1', 'IN2']); // the segments that said something about the patient
   });
 
   test('Encounter class, status, period, identifier, locations, participants', () => {
@@ -146,10 +158,17 @@ describe('ADT-A01-01 field by field', () => {
     expect(encounter.identifier).toEqual([expect.objectContaining({ value: '40007716' })]);
     expect(encounter.subject).toEqual(ref(patient));
     const locations = ofType(bundle, 'Location') as any[];
-    expect(encounter.location).toEqual([
-      { location: ref(locations[0]), status: 'active' },
-      { location: ref(locations[1]), status: 'completed' },
+    const named = (l: { location: { reference: string } }) => resource(bundle, l.location).name;
+    // assigned PV1-3, prior PV1-6, temporary PV1-11, pending PV1-42, prior temporary PV1-43, PV2-1 prior pending
+    expect(encounter.location.map((l: any) => [named(l), l.status])).toEqual([
+      ['HUH AE OMU / OMU B / Bed 03', 'active'],
+      ['4 East, room 136, bed B 4E / 136 / B', 'completed'],
+      ['Internal Medicine', 'active'],
+      ['POC / Room-2 / Bed-103', 'planned'],
+      ['Nursing home', 'completed'],
+      ['ROOM1 / BED1', 'planned'],
     ]);
+    expect(encounter.location[0].location).toEqual(ref(locations[0]));
     expect(locations[0]).toEqual(expect.objectContaining({ name: 'HUH AE OMU / OMU B / Bed 03', mode: 'instance' }));
     expect(locations[0].physicalType.coding[0].code).toBe('bd');
     expect(segmentPaths(locations[0])).toEqual(['PV1-3']);
@@ -161,8 +180,11 @@ describe('ADT-A01-01 field by field', () => {
     expect(encounter.reasonCode[0].coding[0]).toEqual({ system: 'http://snomed.info/sct', code: '140004', display: 'Chronic pharyngitis' }); // PV2-3
   });
 
-  test('Condition (DG1), AllergyIntolerance (AL1), Coverage (IN1), Observation (OBX)', () => {
-    const condition = one(bundle, 'Condition');
+  test('Condition (DG1, PDA-1 cause of death), AllergyIntolerance (AL1), Coverage (IN1), Observation (OBX)', () => {
+    const [condition, causeOfDeath] = ofType(bundle, 'Condition') as any[];
+    expect(causeOfDeath.code.coding[0]).toEqual({ system: 'http://hl7.org/fhir/sid/icd-10', code: 'I21', display: 'Acute myocardial infarction' });
+    expect(causeOfDeath.subject).toEqual(ref(patient));
+    expect(segmentPaths(causeOfDeath)).toEqual(['PDA']);
     expect(condition.code.coding[0]).toEqual({ system: 'http://snomed.info/sct', code: '422504002', display: 'Ischemic stroke(disorder)' });
     expect(condition.subject).toEqual(ref(patient));
     expect(condition.encounter).toEqual(ref(encounter));
@@ -514,7 +536,6 @@ describe('members, overrides and HL7 semantics', () => {
 });
 
 describe('DFT, MDM, VXU and ADT merge profiles', () => {
-  const resource = (bundle: Bundle, reference: { reference: string }): any => bundle.entry.find((e) => e.request.url === reference.reference)!.resource;
 
   test('DFT^P03: one ChargeItem per FT1, Account from PID-18, ids from FT1-2 (else the set id, message-scoped)', () => {
     const bundle = convertValidated(load('DFT-P03-01.hl7'));
@@ -616,7 +637,11 @@ describe('DFT, MDM, VXU and ADT merge profiles', () => {
     expect(resource(bundle, imm.manufacturer)).toEqual(expect.objectContaining({ name: 'CSL Behring', identifier: [{ system: 'http://terminology.hl7.org/CodeSystem/MVX', value: 'CSL' }] }));
     expect(imm.identifier[0].value).toBe('IZ-783274');
     expect(ofType(bundle, 'ServiceRequest')).toEqual([]);
-    expect(ofType(bundle, 'Observation')).toEqual([]);
+    // the OBX after RXA (funding eligibility, VIS dates) are Observations part of that dose
+    const obs = ofType(bundle, 'Observation');
+    expect(obs.length).toBeGreaterThan(0);
+    for (const o of obs) expect(o.partOf).toEqual([ref(imm)]);
+    expect(obs.map((o) => (o.code as { coding: Array<{ code: string }> }).coding[0]!.code)).toContain('64994-7');
     const v04 = one(convertValidated(load('VXU-V04-01.hl7')), 'Immunization');
     expect(v04).toEqual(expect.objectContaining({ lotNumber: '315841', expirationDate: '2021-12-16', status: 'completed' }));
     expect(v04.vaccineCode.coding[0].code).toBe('49281021588');

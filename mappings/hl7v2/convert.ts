@@ -261,6 +261,7 @@ class Conversion {
   private readonly member: string;
   private readonly offset: number;
   // walking state
+  private readonly lastOf = new Map<string, Hl7Segment>();
   private patient?: { ref: Ref; key: string };
   private encounter?: { ref: Ref; key: string; resource: Resource };
   private report?: { resource: Resource; key: string; observations: Resource[]; specimens: Ref[]; effective?: string };
@@ -270,6 +271,7 @@ class Conversion {
   private document?: { txa: Hl7Segment; obx: Hl7Segment[] };
   private immunizationOrc?: Hl7Segment;
   private immunization?: Resource;
+  private immunizationKey?: string;
 
   constructor(
     private readonly message: Hl7Message,
@@ -298,6 +300,7 @@ class Conversion {
     const controlId = msh.value(10);
     if (!controlId) throw new HubError('structure', 'MSH-10 (message control id) is empty', 'MSH-10');
     for (const segment of this.message.segments) {
+      this.lastOf.set(segment.name, segment);
       if (segment.name === 'NTE') this.note(segment);
       if (!this.active.has(segment.name)) continue;
       switch (segment.name) {
@@ -308,7 +311,7 @@ class Conversion {
           this.pv1(segment);
           break;
         case 'PV2':
-          if (this.encounter) this.applyRules(this.encounter.resource, segment, this.maps.PV2!);
+          this.pv2(segment);
           break;
         case 'DG1':
           this.dg1(segment);
@@ -316,8 +319,16 @@ class Conversion {
         case 'AL1':
           this.al1(segment);
           break;
+        case 'PDA':
+          this.pda(segment);
+          break;
         case 'IN1':
           this.in1(segment);
+          break;
+        case 'GT1':
+        case 'DB1':
+        case 'IN2':
+          this.extendPatient(segment);
           break;
         case 'OBR':
           if (this.active.has('ORC')) this.orderObr(segment);
@@ -471,6 +482,15 @@ class Conversion {
     this.patient = { ref, key };
   }
 
+  /** GT1, DB1, IN2: what they say about the patient (their maps' `when` say when that is) onto the Patient. */
+  private extendPatient(segment: Hl7Segment): void {
+    if (!this.patient) return;
+    const patient = this.resourceOf(this.patient.ref);
+    const before = JSON.stringify(patient);
+    this.applyRules(patient, segment, this.maps[segment.name]!);
+    if (JSON.stringify(patient) !== before) addMeta(patient, SEGMENT_PATH_URL, this.path(segment));
+  }
+
   /** PID-3: the repetition typed MR, else the first; else PID-2; else message-scoped. */
   private patientKey(pid: Hl7Segment): string {
     for (const field of [3, 2]) {
@@ -497,11 +517,20 @@ class Conversion {
         if (who) participant.push({ type: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code }] }], individual: who });
       });
     }
+    // PV1-3 assigned (as the encounter stands), PV1-6 prior, PV1-11 temporary, PV1-42 pending,
+    // PV1-43 prior temporary (v2-to-FHIR IG PV1[Encounter]); one entry per distinct Location
     const location: Json[] = [];
-    const current = this.location(segment, 3);
-    if (current) location.push({ location: current, status: status === 'finished' ? 'completed' : status === 'planned' ? 'planned' : 'active' });
-    const prior = this.location(segment, 6);
-    if (prior && prior.reference !== current?.reference) location.push({ location: prior, status: 'completed' });
+    const assignedStatus = status === 'finished' ? 'completed' : status === 'planned' ? 'planned' : 'active';
+    for (const [field, locationStatus] of [
+      [3, assignedStatus],
+      [6, 'completed'],
+      [11, 'active'],
+      [42, 'planned'],
+      [43, 'completed'],
+    ] as const) {
+      const where = this.location(segment, field);
+      if (where && !location.some((l) => (l.location as Ref).reference === where.reference)) location.push({ location: where, status: locationStatus });
+    }
     const resourceBody: Json = {
       status,
       class: patientClass[classCode] ?? { system: 'http://terminology.hl7.org/CodeSystem/v3-NullFlavor', code: 'UNK', display: 'unknown' },
@@ -514,6 +543,19 @@ class Conversion {
     const resource = this.resourceOf(ref);
     for (const n of nulls) addMeta(resource, EXPLICIT_NULL_URL, n);
     this.encounter = { ref: ref, key, resource };
+  }
+
+  /** PV2 adds to its PV1's Encounter: the field rules, and PV2-1 prior pending location (planned). */
+  private pv2(segment: Hl7Segment): void {
+    const encounter = this.encounter;
+    if (!encounter) return;
+    this.applyRules(encounter.resource, segment, this.maps.PV2!);
+    const pending = this.location(segment, 1);
+    const location = (encounter.resource.location as Json[] | undefined) ?? [];
+    if (pending && !location.some((l) => (l.location as Ref).reference === pending.reference)) {
+      location.push({ location: pending, status: 'planned' });
+      encounter.resource.location = location;
+    }
   }
 
   /** XCN → Practitioner; the same identifier (or, without one, the same name in this message) is one resource. */
@@ -532,7 +574,9 @@ class Conversion {
     const first = (i: number) => (c[i - 1] ?? '').split(this.sub)[0]!.trim();
     const [pointOfCare, room, bed, facility, building, floor] = [first(1), first(2), first(3), first(4), first(7), first(8)];
     const description = (c[8] ?? '').trim();
+    // a PL with only its facility (`^^^BMGPED`) names the facility
     const parts = [pointOfCare, room, bed].filter((x) => x !== '');
+    if (parts.length === 0 && facility) parts.push(facility);
     if (parts.length === 0 && !description) return undefined;
     const physical = bed ? ['bd', 'Bed'] : room ? ['ro', 'Room'] : pointOfCare ? ['wa', 'Ward'] : undefined;
     const key = `pl:${[facility, building, floor, pointOfCare, room, bed].join('|')}|${parts.length ? '' : description}`;
@@ -581,6 +625,26 @@ class Conversion {
       },
       this.path(segment),
       false,
+    );
+    for (const n of nulls) addMeta(this.resourceOf(ref), EXPLICIT_NULL_URL, n);
+  }
+
+  private pda(segment: Hl7Segment): void {
+    const patient = this.requirePatient(segment);
+    const body: Json = {};
+    const nulls = this.applyRules(body, segment, this.maps.PDA!);
+    const codeKey = codeKeyOf(body.code as CodeableConcept | undefined);
+    if (!codeKey) return; // a PDA without a cause of death says nothing a Condition could hold
+    const ref = this.add(
+      'Condition',
+      `${patient.key}|cause-of-death:${codeKey}`,
+      {
+        category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-category', code: 'problem-list-item', display: 'Problem List Item' }] }],
+        ...body,
+        subject: patient.ref,
+      },
+      this.path(segment),
+      true,
     );
     for (const n of nulls) addMeta(this.resourceOf(ref), EXPLICIT_NULL_URL, n);
   }
@@ -675,7 +739,11 @@ class Conversion {
       if (who) performer.push(who);
     });
     if (!body.effectiveDateTime && this.report?.effective) body.effectiveDateTime = this.report.effective;
-    const scope = this.report?.key ?? this.encounter?.key ?? this.patient?.key ?? this.msgScope;
+    // What the observation belongs to: its report, order or dose; else the visit; else the patient
+    // at the observation's time (without one, this message only: two undated readings of one code
+    // in different messages are different things).
+    const owner = this.report?.key ?? this.order?.key ?? this.immunizationKey ?? this.encounter?.key;
+    const scope = owner ?? `${this.patient?.key ?? this.msgScope}|at:${(body.effectiveDateTime as string | undefined) ?? this.msgScope}`;
     const codeKey = codeKeyOf(code);
     const key = codeKey ? `${scope}|obx:${codeKey}|sub:${segment.value(4).trim()}` : `${this.msgScope}|${this.path(segment)}`;
     const ref = this.add(
@@ -695,7 +763,13 @@ class Conversion {
     );
     const resource = this.resourceOf(ref);
     for (const n of nulls) addMeta(resource, EXPLICIT_NULL_URL, n);
-    this.report?.observations.push(resource);
+    if (this.report) this.report.observations.push(resource);
+    else if (this.order?.resource) {
+      // OBX of an order: answers and observations the orderer supplies (v2-to-FHIR IG: ServiceRequest.supportingInfo)
+      const info = (this.order.resource.supportingInfo as Ref[] | undefined) ?? [];
+      info.push(ref);
+      this.order.resource.supportingInfo = info;
+    } else if (this.immunization && this.immunizationKey) resource.partOf = [{ reference: `Immunization/${this.immunization.id}` }];
   }
 
   /** OBX-5 by OBX-2 → one `{ value[x] }` per repetition (text types: one, repetitions joined by line breaks). */
@@ -1288,6 +1362,7 @@ class Conversion {
       false,
     );
     this.immunization = this.resourceOf(ref);
+    this.immunizationKey = this.entries.get(ref.reference)!.key;
     if (orc) addMeta(this.immunization, SEGMENT_PATH_URL, this.path(orc));
   }
 
@@ -1340,6 +1415,10 @@ class Conversion {
   private applyRules(target: Json, segment: Hl7Segment, map: SegmentMap): string[] {
     const nulls: string[] = [];
     for (const rule of map.fields) {
+      if (rule.when) {
+        const on = rule.when.segment ? this.lastOf.get(rule.when.segment) : segment;
+        if (!on || !rule.when.in.includes(on.value(rule.when.field).trim().toUpperCase())) continue;
+      }
       if (segment.isExplicitNull(rule.field)) {
         const where = `${segment.name}-${rule.field}`;
         if (!nulls.includes(where)) nulls.push(where);
@@ -1351,6 +1430,8 @@ class Conversion {
         const value = this.read(segment, rule, rep);
         if (value === undefined) continue;
         if (rule.fallback && getPath(target, rule.to) !== undefined) continue;
+        // the same identifier, name or contact said twice (PID-3 and GT1-2, say) is kept once
+        if (rule.to.endsWith('[]') && !rule.to.includes('.') && isDuplicate(target[rule.to.slice(0, -2)], value)) continue;
         setPath(target, rule.to, value);
       }
     }
@@ -1394,6 +1475,16 @@ class Conversion {
       case 'NM': {
         const n = toNumber(first);
         return n !== undefined && (!rule.to.endsWith('Integer') || Number.isInteger(n)) ? n : undefined;
+      }
+      case 'DLN': {
+        const value = first;
+        if (!value) return undefined;
+        const expires = toDate((c[2] ?? '').trim());
+        return {
+          type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'DL' }] },
+          value,
+          ...(expires ? { period: { end: expires } } : {}),
+        } satisfies Identifier;
       }
       case 'ST-Identifier': {
         const value = c.join(this.compSep).trim();
@@ -1494,6 +1585,12 @@ export function setPath(target: Json, path: string, value: unknown): void {
     } else if (last) obj[key] = value;
     else obj = (obj[key] ??= {}) as Json;
   });
+}
+
+function isDuplicate(list: unknown, value: unknown): boolean {
+  if (!Array.isArray(list) || list.length === 0) return false;
+  const v = JSON.stringify(value);
+  return list.some((x) => JSON.stringify(x) === v);
 }
 
 function getPath(target: Json, path: string): unknown {

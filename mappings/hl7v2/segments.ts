@@ -34,6 +34,7 @@ export const fieldDataTypes = [
   'DT', // → date
   'NM', // → number
   'ST-Identifier', // string → Identifier { system (rule.system), type (rule.identifierType), value }
+  'DLN', // driver's licence → Identifier { type DL, value DLN-1, period.end DLN-3 }
 ] as const;
 export type FieldDataType = (typeof fieldDataTypes)[number];
 
@@ -57,6 +58,11 @@ export interface FieldRule {
   system?: string;
   /** For ST-Identifier: Identifier.type, a v2-0203 code. */
   identifierType?: string;
+  /**
+   * Only when a coded field has one of these values: a field of this segment, or of the last
+   * `segment` before it (IN2 rules look at IN1-17, the insured's relationship to the patient).
+   */
+  when?: { segment?: string; field: number; in: readonly string[] };
 }
 
 export type ResourceType =
@@ -73,9 +79,9 @@ export type ResourceType =
 
 export interface SegmentMap {
   segment: string;
-  /** The resource this segment creates (or, for PV2, adds to: `extends`). */
+  /** The resource this segment creates (or, with `extends`, adds to). */
   resource: ResourceType;
-  /** PV2 adds to the Encounter of the preceding PV1 instead of creating a resource. */
+  /** Adds to the resource of its group instead of creating one: PV2 to the Encounter of its PV1, GT1/DB1/IN2 to the Patient. */
   extends?: boolean;
   fields: FieldRule[];
   /** Fields read by code in convert.ts (documentation only: ids, references, value[x]). */
@@ -90,6 +96,9 @@ export interface SegmentMap {
 export const RESIDENT_ID_SYSTEM = 'urn:oid:2.16.156.10011.1.3';
 export const RESIDENT_ID_TYPE = 'NNCHN';
 
+const GUARANTOR_IS_PATIENT = { field: 11, in: ['SEL'] } as const;
+const INSURED_IS_PATIENT = { segment: 'IN1', field: 17, in: ['SEL'] } as const;
+
 export const segmentMaps: Readonly<Record<string, SegmentMap>> = {
   PID: {
     segment: 'PID',
@@ -98,18 +107,59 @@ export const segmentMaps: Readonly<Record<string, SegmentMap>> = {
     fields: [
       { field: 3, datatype: 'CX', to: 'identifier[]', repeat: true },
       { field: 2, datatype: 'CX', to: 'identifier[]' },
+      { field: 4, datatype: 'CX', to: 'identifier[]', repeat: true },
       { field: 19, datatype: 'ST-Identifier', to: 'identifier[]', identifierType: 'SS' },
+      { field: 20, datatype: 'DLN', to: 'identifier[]' },
       { field: 5, datatype: 'XPN', to: 'name[]', repeat: true },
+      { field: 9, datatype: 'XPN', to: 'name[]', repeat: true },
       { field: 7, datatype: 'DT', to: 'birthDate' },
       { field: 8, datatype: 'ID', to: 'gender', table: 'administrativeGender' },
       { field: 11, datatype: 'XAD', to: 'address[]', repeat: true },
       { field: 13, datatype: 'XTN', to: 'telecom[]', repeat: true },
       { field: 14, datatype: 'XTN', to: 'telecom[]', repeat: true },
+      { field: 40, datatype: 'XTN', to: 'telecom[]', repeat: true },
       { field: 15, datatype: 'CWE', to: 'communication[].language' },
       { field: 16, datatype: 'CWE', to: 'maritalStatus' },
       { field: 25, datatype: 'NM', to: 'multipleBirthInteger' },
       { field: 29, datatype: 'DTM', to: 'deceasedDateTime' },
       { field: 30, datatype: 'ID', to: 'deceasedBoolean', table: 'yesNo' },
+    ],
+  },
+  /** The guarantor, when GT1-11 says it is the patient (`SEL`): more of the patient's own identifiers and contacts. */
+  GT1: {
+    segment: 'GT1',
+    resource: 'Patient',
+    extends: true,
+    fields: [
+      { field: 2, datatype: 'CX', to: 'identifier[]', repeat: true, when: GUARANTOR_IS_PATIENT },
+      { field: 12, datatype: 'ST-Identifier', to: 'identifier[]', identifierType: 'SS', when: GUARANTOR_IS_PATIENT },
+      { field: 3, datatype: 'XPN', to: 'name[]', repeat: true, when: GUARANTOR_IS_PATIENT },
+      { field: 5, datatype: 'XAD', to: 'address[]', repeat: true, when: GUARANTOR_IS_PATIENT },
+      { field: 6, datatype: 'XTN', to: 'telecom[]', repeat: true, when: GUARANTOR_IS_PATIENT },
+      { field: 7, datatype: 'XTN', to: 'telecom[]', repeat: true, when: GUARANTOR_IS_PATIENT },
+    ],
+  },
+  /** Disability: DB1-3 is the patient's disability id when DB1-2 says the disabled person is the patient (`PT`). */
+  DB1: {
+    segment: 'DB1',
+    resource: 'Patient',
+    extends: true,
+    fields: [{ field: 3, datatype: 'CX', to: 'identifier[]', repeat: true, when: { field: 2, in: ['PT'] } }],
+  },
+  /**
+   * Insurance additional information: IN2-61 is the patient's member number; IN2-6/-8/-10 are the
+   * insured's Medicare, Medicaid and military numbers — the patient's only when the insured is the
+   * patient (IN1-17 `SEL`), otherwise they identify someone else (often the spouse).
+   */
+  IN2: {
+    segment: 'IN2',
+    resource: 'Patient',
+    extends: true,
+    fields: [
+      { field: 61, datatype: 'CX', to: 'identifier[]', repeat: true },
+      { field: 6, datatype: 'ST-Identifier', to: 'identifier[]', identifierType: 'MC', when: INSURED_IS_PATIENT },
+      { field: 8, datatype: 'ST-Identifier', to: 'identifier[]', identifierType: 'MA', when: INSURED_IS_PATIENT },
+      { field: 10, datatype: 'ST-Identifier', to: 'identifier[]', identifierType: 'MI', when: INSURED_IS_PATIENT },
     ],
   },
   PV1: {
@@ -132,6 +182,13 @@ export const segmentMaps: Readonly<Record<string, SegmentMap>> = {
     resource: 'Encounter',
     extends: true,
     fields: [{ field: 3, datatype: 'CWE', to: 'reasonCode[]' }],
+  },
+  /** Patient death and autopsy: the cause of death (PDA-1) is a Condition of the patient. */
+  PDA: {
+    segment: 'PDA',
+    resource: 'Condition',
+    byCode: 'id from the patient + PDA-1 code; category problem-list-item; subject',
+    fields: [{ field: 1, datatype: 'CWE', to: 'code' }],
   },
   DG1: {
     segment: 'DG1',
@@ -280,28 +337,30 @@ export function withOverrides(conversion: ConversionOverrides | undefined): Read
 }
 
 /**
- * Which segment maps a message type uses. ADT events of the full ADT profile, ORU^R01, ORM^O01 /
- * OML^O21 (orders) and SIU^S12–S26 (appointments) are converted in full; every other message gets
- * the common profile (the Patient and Encounter that PID/PV1/PV2 carry) until its own profile is
- * written. DFT^P03/P11 (ChargeItem, Account), MDM^T01–T11 (DocumentReference), VXU^V04
- * (Immunization) and ADT^A34/A39/A40/A47 (Patient merge links) have their own profiles; their
- * segments (FT1, TXA, RXA/RXR, MRG) are read by code in convert.ts. ORC and SCH maps (orderSegmentMaps, scheduleSegmentMaps) take no
- * per-member overrides yet.
+ * Which segment maps a message type uses. Results (ORU, OUL), orders (ORM, OML, OMG), schedules
+ * (SIU), charges (DFT), documents (MDM), immunizations (VXU) and ADT merges have profiles of their
+ * own; their special segments (ORC, SCH/AIx, FT1, TXA, RXA/RXR, MRG) are read by code in
+ * convert.ts. Everything else, ADT included, gets the common profile. ORC and SCH maps
+ * (orderSegmentMaps, scheduleSegmentMaps) take no per-member overrides yet.
  */
 export const messageProfiles: Readonly<Record<string, readonly string[]>> = {
-  common: ['PID', 'PV1', 'PV2'],
-  adt: ['PID', 'PV1', 'PV2', 'DG1', 'AL1', 'IN1', 'OBX'],
-  oru: ['PID', 'PV1', 'PV2', 'OBR', 'OBX', 'SPM'],
-  /** ORM^O01, OML^O21: OBR is a ServiceRequest here (see orderSegmentMaps). */
-  order: ['PID', 'PV1', 'PV2', 'ORC', 'TQ1', 'OBR', 'SPM'],
+  /**
+   * ADT (but merges) and every message type without a profile of its own (BAR, REF, RDE, RDS …):
+   * what any structure may carry about the patient and the visit.
+   */
+  common: ['PID', 'PV1', 'PV2', 'DG1', 'AL1', 'GT1', 'DB1', 'IN1', 'IN2', 'OBX', 'FT1', 'PDA'],
+  /** ORU^R01, OUL^R22–R24 (results: OBR is a DiagnosticReport). */
+  oru: ['PID', 'PV1', 'PV2', 'DG1', 'AL1', 'OBR', 'OBX', 'SPM', 'FT1'],
+  /** ORM^O01, OML^O21, OMG^O19: OBR is a ServiceRequest here (see orderSegmentMaps); OBX are the order's supporting observations. */
+  order: ['PID', 'PV1', 'PV2', 'DG1', 'AL1', 'GT1', 'IN1', 'IN2', 'ORC', 'TQ1', 'OBR', 'OBX', 'SPM', 'FT1'],
   /** SIU^S12–S26 (TQ1 is the appointment's timing). */
-  schedule: ['SCH', 'TQ1', 'PID', 'PV1', 'PV2', 'AIS', 'AIG', 'AIL', 'AIP'],
+  schedule: ['SCH', 'TQ1', 'PID', 'PV1', 'PV2', 'DG1', 'OBX', 'AIS', 'AIG', 'AIL', 'AIP'],
   /** DFT^P03/P11: FT1 → ChargeItem (+ Account from PID-18). */
-  financial: ['PID', 'PV1', 'PV2', 'FT1'],
+  financial: ['PID', 'PV1', 'PV2', 'DG1', 'GT1', 'DB1', 'IN1', 'IN2', 'OBX', 'FT1'],
   /** MDM^T01–T11: TXA + its OBX → one DocumentReference (OBX is the document's content here, not Observations). */
   document: ['PID', 'PV1', 'PV2', 'TXA', 'OBX'],
-  /** VXU^V04: RXA (+ RXR) → Immunization; ORC only for the filler order number (the id key). */
-  immunization: ['PID', 'PV1', 'PV2', 'ORC', 'RXA', 'RXR'],
+  /** VXU^V04: RXA (+ RXR) → Immunization; ORC only for the filler order number (the id key); OBX about the dose → Observations. */
+  immunization: ['PID', 'PV1', 'PV2', 'ORC', 'RXA', 'RXR', 'OBX'],
   /** ADT^A34/A39/A40/A47: the survivor (PID) and the retired (MRG-1) Patient, linked. */
   merge: ['PID', 'PV1', 'PV2', 'MRG'],
 };
@@ -314,18 +373,16 @@ export const documentEvents: ReadonlySet<string> = new Set(['T01', 'T02', 'T03',
 export const mergeEvents: ReadonlySet<string> = new Set(['A34', 'A39', 'A40', 'A47']);
 
 /** Order message types converted with the order profile. */
-export const orderMessages: ReadonlySet<string> = new Set(['ORM^O01', 'OML^O21']);
+export const orderMessages: ReadonlySet<string> = new Set(['ORM^O01', 'OML^O21', 'OMG^O19']);
+/** Result message types converted with the result profile. */
+export const resultMessages: ReadonlySet<string> = new Set(['ORU^R01', 'OUL^R22', 'OUL^R23', 'OUL^R24']);
 /** SIU trigger events converted with the schedule profile. */
 export const scheduleEvents: ReadonlySet<string> = new Set(['S12', 'S13', 'S14', 'S15', 'S16', 'S17', 'S26']);
-
-/** ADT trigger events converted with the full ADT profile. */
-export const adtEvents: ReadonlySet<string> = new Set(['A01', 'A02', 'A03', 'A04', 'A05', 'A06', 'A07', 'A08', 'A11', 'A12', 'A13', 'A28', 'A31']);
 
 export function profileFor(messageCode: string, triggerEvent: string): readonly string[] {
   const code = messageCode.trim().toUpperCase();
   const event = triggerEvent.trim().toUpperCase();
-  if (code === 'ADT' && adtEvents.has(event)) return messageProfiles.adt!;
-  if (code === 'ORU' && event === 'R01') return messageProfiles.oru!;
+  if (resultMessages.has(`${code}^${event}`)) return messageProfiles.oru!;
   if (orderMessages.has(`${code}^${event}`)) return messageProfiles.order!;
   if (code === 'SIU' && scheduleEvents.has(event)) return messageProfiles.schedule!;
   if (financialMessages.has(`${code}^${event}`)) return messageProfiles.financial!;
