@@ -71,10 +71,15 @@ import {
   type Identifier,
   type Quantity,
 } from './datatypes';
+import { conformance } from './dictionary';
 import { orderSegmentMaps, profileFor, scheduleSegmentMaps, withOverrides, type FieldRule, type SegmentMap, type TableName } from './segments';
 
 export const SEGMENT_PATH_URL = 'https://yilian.example/fhir/StructureDefinition/segment-path';
 export const EXPLICIT_NULL_URL = 'https://yilian.example/fhir/StructureDefinition/explicit-null';
+/** On the Provenance: one finding of the message against its version's dictionary (mappings/hl7v2/dictionary.ts). */
+export const CONFORMANCE_URL = 'https://yilian.example/fhir/StructureDefinition/conformance-issue';
+/** At most this many findings are carried; a message with more says how many it left out. */
+const MAX_CONFORMANCE_ISSUES = 20;
 /** Members as Organizations: Organization.identifier system. */
 export const MEMBER_SYSTEM = 'urn:yilian:member';
 
@@ -429,10 +434,20 @@ class Conversion {
           },
         ],
         entity: [{ role: 'source', what: { identifier: raw, display: `HL7 v2 ${msh.value(9, 0, 1)}^${msh.value(9, 0, 2)} ${controlId}` } }],
+        ...this.conformanceExtension(),
       },
       'MSH',
       false,
     );
+  }
+
+  /** The message's conformance findings as Provenance extensions (`PID-3 required: …`). */
+  private conformanceExtension(): Json {
+    const issues = conformance(this.message, this.paths);
+    if (issues.length === 0) return {};
+    const shown = issues.slice(0, MAX_CONFORMANCE_ISSUES).map((i) => ({ url: CONFORMANCE_URL, valueString: `${i.location} ${i.code}: ${i.text}` }));
+    if (issues.length > shown.length) shown.push({ url: CONFORMANCE_URL, valueString: `… and ${issues.length - shown.length} more` });
+    return { extension: shown };
   }
 
   // ---- resources ------------------------------------------------------------------------------
@@ -486,9 +501,10 @@ class Conversion {
   private extendPatient(segment: Hl7Segment): void {
     if (!this.patient) return;
     const patient = this.resourceOf(this.patient.ref);
-    const before = JSON.stringify(patient);
+    const size = () => ['identifier', 'name', 'address', 'telecom'].reduce((n, k) => n + ((patient[k] as unknown[] | undefined)?.length ?? 0), 0);
+    const before = size();
     this.applyRules(patient, segment, this.maps[segment.name]!);
-    if (JSON.stringify(patient) !== before) addMeta(patient, SEGMENT_PATH_URL, this.path(segment));
+    if (size() !== before) addMeta(patient, SEGMENT_PATH_URL, this.path(segment));
   }
 
   /** PID-3: the repetition typed MR, else the first; else PID-2; else message-scoped. */
