@@ -7,6 +7,7 @@ import { Hl7Message } from '../../pipeline/hl7/message';
 import { HubError } from '../../pipeline/outcome';
 import { validateBundle, validateResource } from '../fhir/validate';
 import { EXPLICIT_NULL_URL, SEGMENT_PATH_URL, convertMessage, convertWithKeys, resourceId, type Bundle, type ConvertContext, type Resource } from './convert';
+import { LANGUAGE_EXTENSION } from './datatypes';
 import { RESIDENT_ID_SYSTEM, profileFor, segmentMaps, withOverrides } from './segments';
 
 const samplesDir = path.join(__dirname, '..', '..', '..', 'shared', 'data', 'hl7v2', 'fhir-converter', 'messages');
@@ -137,6 +138,7 @@ describe('ADT-A01-01 field by field', () => {
     expect(patient.identifier.map((i: { value: string }) => i.value)).not.toContain('Medicare-12345');
     expect(patient.name[0]).toEqual(expect.objectContaining({ family: 'EVERYMAN', given: ['ADAM', 'A'], prefix: ['Dr.'], use: 'usual' }));
     expect(patient.name[1]).toEqual(expect.objectContaining({ family: 'Josh', use: 'official' }));
+    expect(patient.name).toContainEqual({ use: 'nickname', given: ['Addsm'] }); // XPN-15 called by
     expect(patient.birthDate).toBe('1988-08-18');
     expect(patient.gender).toBe('male');
     // PID-11, then the guarantor's address: GT1-11 is SEL, the guarantor is the patient
@@ -425,6 +427,43 @@ describe('members, overrides and HL7 semantics', () => {
     expect(one(convertValidated(message, { ...ctx, member: off }), 'Patient').identifier).toHaveLength(1);
   });
 
+  test('M3 sends PID-5 in pinyin only: the override tags Latin-only names zh-Latn-pinyin, Hanzi names stay as they are', () => {
+    const text = 'MSH|^~\\&|HIS|M3|HUB|R|20260101120000||ADT^A04|P-1|P|2.5\rPID|1||M3-001^^^M3^MR||ZHANG^SAN~张^三||19900101|M\r';
+    const m3 = memberSchema.parse({
+      id: 'm3',
+      name: '社区卫生服务中心',
+      tier: 'primary',
+      conversion: { overrides: [{ segment: 'PID', field: 5, type: 'XPN-pinyin', to: 'name[]', repeat: true }] },
+    });
+    const names = one(convertValidated(Hl7Message.parse(text), { ...ctx, member: m3 }), 'Patient').name;
+    expect(names[0]).toEqual({ extension: [{ url: LANGUAGE_EXTENSION, valueCode: 'zh-Latn-pinyin' }], text: 'SAN ZHANG', family: 'ZHANG', given: ['SAN'] });
+    expect(names[1].extension).toBeUndefined();
+    expect(names[1].family).toBe('张');
+    // without the override the same name is a plain (foreign-looking) name
+    expect(one(convertValidated(Hl7Message.parse(text)), 'Patient').name[0].extension).toBeUndefined();
+  });
+
+  test('ORC and SCH take per-member overrides like every other mapped segment', () => {
+    const member = memberSchema.parse({
+      id: 'm4',
+      name: 'm4',
+      tier: 'primary',
+      conversion: {
+        overrides: [
+          { segment: 'ORC', field: 9, to: null }, // this member's ORC-9 is the print time, not the order time
+          { segment: 'SCH', field: 7, type: 'ST', to: 'comment' },
+        ],
+      },
+    });
+    const order = (m?: typeof member) => one(convertValidated(load('ORM-O01-01.hl7'), { ...ctx, member: m }), 'ServiceRequest');
+    expect(order().authoredOn).toBeDefined();
+    expect(order(member).authoredOn).toBeUndefined();
+    const appt = (m?: typeof member) => one(convertValidated(load('SIU-S12-01.hl7'), { ...ctx, member: m }), 'Appointment');
+    expect(appt().appointmentType).toBeDefined();
+    expect(appt(member).appointmentType).toBeUndefined();
+    expect(appt(member).comment).toBe(load('SIU-S12-01.hl7').segment('SCH')!.components(7).join('^'));
+  });
+
   test('member conversion config is validated', () => {
     expect(memberSchema.safeParse({ id: 'x', name: 'x', tier: 'primary', conversion: { overrides: [{ segment: 'ZZZ', field: 1, type: 'ST', to: 'note' }] } }).success).toBe(false);
     expect(memberSchema.safeParse({ id: 'x', name: 'x', tier: 'primary', conversion: { overrides: [{ segment: 'PID', field: 20, to: 'identifier[]' }] } }).success).toBe(false); // no type
@@ -556,7 +595,9 @@ describe('DFT, MDM, VXU and ADT merge profiles', () => {
     );
     expect(xray.code.coding[0]).toEqual({ system: 'http://www.ama-assn.org/go/cpt', code: '71045', display: 'Xray exam chest 1 view' });
     expect(xray.reason.map((r: any) => r.coding[0].code)).toEqual(['29857009', '68235000']);
-    expect(resource(bundle, xray.performer[0].actor).identifier[0].value).toBe('9941339108');
+    expect(resource(bundle, xray.performer[0].actor).identifier[0].value).toBe('9941339108'); // FT1-20 performed by
+    expect(xray.performer).toHaveLength(1); // FT1-21 ordered by is empty
+    expect(resource(bundle, xray.enterer).identifier[0].value).toBe('9941339116'); // FT1-24 entered by
     expect(xray.id).toBe(resourceId('m1', 'ChargeItem', 'txn:12345'));
     expect(visit.identifier).toBeUndefined();
     expect(visit.code.coding[0].code).toBe('626.2');
@@ -630,7 +671,7 @@ describe('DFT, MDM, VXU and ADT merge profiles', () => {
     );
     expect(imm.vaccineCode.coding[0]).toEqual({ system: 'http://hl7.org/fhir/sid/cvx', code: '140', display: 'Influenza, seasonal, injectable, preservative free' });
     expect(imm.doseQuantity).toEqual(expect.objectContaining({ value: 0.5, system: 'http://unitsofmeasure.org', code: 'mL' }));
-    expect(imm.route.coding[0].code).toBe('C28161');
+    expect(imm.route.coding[0]).toEqual(expect.objectContaining({ system: 'http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl', code: 'C28161' })); // NCIT
     expect(imm.site.coding[0].code).toBe('LD');
     expect(imm.performer[0].function.coding[0].code).toBe('AP');
     expect(resource(bundle, imm.performer[0].actor).identifier[0].value).toBe('7832-1');

@@ -48,6 +48,7 @@ import type { Hl7Message, Hl7Segment } from '../../pipeline/hl7/message';
 import { parseHl7Time } from '../../pipeline/hl7/time';
 import { HubError } from '../../pipeline/outcome';
 import {
+  asPinyin,
   abnormalFlagToInterpretation,
   administrativeGender,
   cqToQuantity,
@@ -65,6 +66,7 @@ import {
   cxToIdentifier,
   xadToAddress,
   xcnToPractitioner,
+  xpnCalledBy,
   xpnToHumanName,
   xtnToContactPoint,
   type CodeableConcept,
@@ -72,7 +74,7 @@ import {
   type Quantity,
 } from './datatypes';
 import { conformance } from './dictionary';
-import { orderSegmentMaps, profileFor, scheduleSegmentMaps, withOverrides, type FieldRule, type SegmentMap, type TableName } from './segments';
+import { profileFor, withOverrides, type FieldRule, type SegmentMap, type TableName } from './segments';
 
 export const SEGMENT_PATH_URL = 'https://yilian.example/fhir/StructureDefinition/segment-path';
 export const EXPLICIT_NULL_URL = 'https://yilian.example/fhir/StructureDefinition/explicit-null';
@@ -973,7 +975,7 @@ class Conversion {
     const anchor = (orc ?? obr)!;
     const patient = this.requirePatient(anchor);
     const body: Json = {};
-    const nulls = orc ? this.applyRules(body, orc, orderSegmentMaps.ORC!) : [];
+    const nulls = orc ? this.applyRules(body, orc, this.maps.ORC!) : [];
     const ei = (field: number): { c: string[]; seg: Hl7Segment } | undefined => {
       for (const seg of [orc, obr]) if (seg && !seg.isExplicitNull(field) && (seg.components(field)[0] ?? '').trim()) return { c: seg.components(field), seg };
       return undefined;
@@ -1107,7 +1109,7 @@ class Conversion {
     this.appointment = undefined;
     const sch = appt.sch;
     const body: Json = {};
-    const nulls = this.applyRules(body, sch, scheduleSegmentMaps.SCH!);
+    const nulls = this.applyRules(body, sch, this.maps.SCH!);
     // a bare table-0276 code (no coding system sent) is v2-0276
     const type = body.appointmentType as CodeableConcept | undefined;
     const first = type?.coding?.[0];
@@ -1215,12 +1217,18 @@ class Conversion {
     const amount = at(11) ? (at(11)![0] ?? '').split(this.sub) : [];
     const price = toNumber(amount[0] ?? '');
     const currency = (amount[1] ?? '').trim().toUpperCase();
+    // FT1-20 performed by; FT1-21 ordered by (ordering provider, table 0443 OP); FT1-24 entered by
     const performer: Json[] = [];
-    segment.repetitions(20).forEach((_, rep) => {
-      const who = this.practitioner(segment, 20, rep);
-      if (who && !performer.some((p) => (p.actor as Ref).reference === who.reference)) performer.push({ actor: who });
-    });
-    const enterer = this.practitioner(segment, 21, 0);
+    for (const [field, role] of [
+      [20, undefined],
+      [21, { system: 'http://terminology.hl7.org/CodeSystem/v2-0443', code: 'OP', display: 'Ordering Provider' }],
+    ] as const) {
+      segment.repetitions(field).forEach((_, rep) => {
+        const who = this.practitioner(segment, field, rep);
+        if (who && !performer.some((p) => (p.actor as Ref).reference === who.reference)) performer.push({ ...(role ? { function: { coding: [role] } } : {}), actor: who });
+      });
+    }
+    const enterer = this.practitioner(segment, 24, 0);
     const reason = segment.isExplicitNull(19)
       ? []
       : segment
@@ -1468,6 +1476,12 @@ class Conversion {
       }
       case 'XPN':
         return xpnToHumanName(c, this.sub, this.offset);
+      case 'XPN-called-by':
+        return xpnCalledBy(c);
+      case 'XPN-pinyin': {
+        const name = xpnToHumanName(c, this.sub, this.offset);
+        return name && asPinyin(name);
+      }
       case 'CX':
         return cxToIdentifier(c, this.member, this.sub, this.offset);
       case 'EI': {

@@ -45,8 +45,10 @@ export interface Period {
 export interface Extension {
   url: string;
   valueString?: string;
+  valueCode?: string;
 }
 export interface HumanName {
+  extension?: Extension[];
   use?: 'usual' | 'official' | 'temp' | 'nickname' | 'anonymous' | 'old' | 'maiden';
   text?: string;
   family?: string;
@@ -248,6 +250,22 @@ export function xpnCalledBy(c: Components): HumanName | undefined {
   return calledBy ? { use: 'nickname', given: [calledBy] } : undefined;
 }
 
+/** FHIR core extension for the language of an element; on a HumanName, the script it is written in. */
+export const LANGUAGE_EXTENSION = 'http://hl7.org/fhir/StructureDefinition/language';
+/** BCP 47 tag for Mandarin written in pinyin. */
+export const PINYIN = 'zh-Latn-pinyin';
+
+/**
+ * A name that a member sends only in pinyin (`ZHANG^SAN` for 张三): written in Latin letters only, it
+ * is tagged `zh-Latn-pinyin` so the patient index compares it with the pinyin of Hanzi names instead
+ * of reading it as a foreign name. A name with Hanzi in it is left as it is.
+ */
+export function asPinyin(name: HumanName): HumanName {
+  const text = [name.family ?? '', ...(name.given ?? [])].join(' ');
+  if (!/^[A-Za-zÜüÀ-ž' .:·-]+$/.test(text.trim())) return name;
+  return { ...name, extension: [...(name.extension ?? []), { url: LANGUAGE_EXTENSION, valueCode: PINYIN }] };
+}
+
 // ---------------------------------------------------------------------------------------------
 // coding systems (table 0396) and CWE/CE/CNE → CodeableConcept
 
@@ -271,6 +289,9 @@ export const codingSystems: Readonly<Record<string, string>> = {
   CDCREC: 'urn:oid:2.16.840.1.113883.6.238',
   NUCC: 'http://nucc.org/provider-taxonomy',
   ISO3166_1: 'urn:iso:std:iso:3166',
+  // NCI Thesaurus (route of administration in VXU RXR-1, e.g. C28161 intramuscular)
+  NCIT: 'http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl',
+  ICD11: 'http://id.who.int/icd/release/11/mms',
 };
 
 /**

@@ -11,7 +11,8 @@
  *
  * Per-member overrides (`MemberConfig.conversion`, adapters/config.ts) are applied on top with
  * `withOverrides`: an override for segment S field N replaces every rule for S-N (or removes it,
- * with `to: null`). `residentIdField: N` is shorthand for "PID-N holds the 居民身份证号 (resident ID)".
+ * with `to: null`). `residentIdField: N` is shorthand for "PID-N holds the 居民身份证号 (resident ID)";
+ * "PID-5 may hold only pinyin" is `{ segment: 'PID', field: 5, type: 'XPN-pinyin', to: 'name[]', repeat: true }`.
  *
  * Mapping choices follow HL7's v2-to-FHIR IG (segment maps PID[Patient], PV1[Encounter],
  * DG1[Condition], AL1[AllergyIntolerance], IN1[Coverage], OBR[DiagnosticReport], OBX[Observation],
@@ -24,6 +25,8 @@ export const fieldDataTypes = [
   'ST', // string, whole field (components re-joined), trimmed
   'ID', // coded value (component 1), through `table`
   'XPN', // → HumanName
+  'XPN-called-by', // XPN-15 → a HumanName of its own, use nickname (IG XPN[HumanName] row 15)
+  'XPN-pinyin', // → HumanName; Latin-only names tagged zh-Latn-pinyin (a member whose names are pinyin only)
   'CX', // → Identifier
   'EI', // → Identifier (EI-1 value, system from EI-2..4)
   'XAD', // → Address
@@ -111,6 +114,7 @@ export const segmentMaps: Readonly<Record<string, SegmentMap>> = {
       { field: 19, datatype: 'ST-Identifier', to: 'identifier[]', identifierType: 'SS' },
       { field: 20, datatype: 'DLN', to: 'identifier[]' },
       { field: 5, datatype: 'XPN', to: 'name[]', repeat: true },
+      { field: 5, datatype: 'XPN-called-by', to: 'name[]', repeat: true },
       { field: 9, datatype: 'XPN', to: 'name[]', repeat: true },
       { field: 7, datatype: 'DT', to: 'birthDate' },
       { field: 8, datatype: 'ID', to: 'gender', table: 'administrativeGender' },
@@ -261,13 +265,10 @@ export const segmentMaps: Readonly<Record<string, SegmentMap>> = {
       { field: 18, datatype: 'DTM', to: 'receivedTime' },
     ],
   },
-};
-
-/**
- * Order messages (ORM^O01, OML^O21): ORC + OBR are one ServiceRequest (the OBR map above is the
- * DiagnosticReport of a result; in an order the same OBR fields feed the ServiceRequest by code).
- */
-export const orderSegmentMaps: Readonly<Record<string, SegmentMap>> = {
+  /**
+   * Order messages (ORM, OML, OMG): ORC + OBR are one ServiceRequest (the OBR map above is the
+   * DiagnosticReport of a result; in an order the same OBR fields feed the ServiceRequest by code).
+   */
   ORC: {
     segment: 'ORC',
     resource: 'ServiceRequest',
@@ -275,10 +276,7 @@ export const orderSegmentMaps: Readonly<Record<string, SegmentMap>> = {
       'id from ORC-3/OBR-3 filler order number, else ORC-2/OBR-2 placer, else message-scoped; identifiers typed PLAC/FILL; status ORC-5 (table 0038), else ORC-1 (table 0119); intent order; code OBR-4; requester ORC-12 else OBR-16 → Practitioner; occurrence TQ1-7/8 else OBR-7; priority TQ1-9; specimen → SPM of the order (or OBR-15 specimen source, v2.3); subject, encounter',
     fields: [{ field: 9, datatype: 'DTM', to: 'authoredOn' }],
   },
-};
-
-/** Scheduling (SIU^S12–S26): SCH + the AIS/AIG/AIL/AIP resources are one Appointment. */
-export const scheduleSegmentMaps: Readonly<Record<string, SegmentMap>> = {
+  /** Scheduling (SIU^S12–S26): SCH + the AIS/AIG/AIL/AIP resources are one Appointment. */
   SCH: {
     segment: 'SCH',
     resource: 'Appointment',
@@ -340,8 +338,7 @@ export function withOverrides(conversion: ConversionOverrides | undefined): Read
  * Which segment maps a message type uses. Results (ORU, OUL), orders (ORM, OML, OMG), schedules
  * (SIU), charges (DFT), documents (MDM), immunizations (VXU) and ADT merges have profiles of their
  * own; their special segments (ORC, SCH/AIx, FT1, TXA, RXA/RXR, MRG) are read by code in
- * convert.ts. Everything else, ADT included, gets the common profile. ORC and SCH maps
- * (orderSegmentMaps, scheduleSegmentMaps) take no per-member overrides yet.
+ * convert.ts. Everything else, ADT included, gets the common profile.
  */
 export const messageProfiles: Readonly<Record<string, readonly string[]>> = {
   /**
@@ -351,7 +348,7 @@ export const messageProfiles: Readonly<Record<string, readonly string[]>> = {
   common: ['PID', 'PV1', 'PV2', 'DG1', 'AL1', 'GT1', 'DB1', 'IN1', 'IN2', 'OBX', 'FT1', 'PDA'],
   /** ORU^R01, OUL^R22–R24 (results: OBR is a DiagnosticReport). */
   oru: ['PID', 'PV1', 'PV2', 'DG1', 'AL1', 'OBR', 'OBX', 'SPM', 'FT1'],
-  /** ORM^O01, OML^O21, OMG^O19: OBR is a ServiceRequest here (see orderSegmentMaps); OBX are the order's supporting observations. */
+  /** ORM^O01, OML^O21, OMG^O19: OBR is a ServiceRequest here (the ORC map); OBX are the order's supporting observations. */
   order: ['PID', 'PV1', 'PV2', 'DG1', 'AL1', 'GT1', 'IN1', 'IN2', 'ORC', 'TQ1', 'OBR', 'OBX', 'SPM', 'FT1'],
   /** SIU^S12–S26 (TQ1 is the appointment's timing). */
   schedule: ['SCH', 'TQ1', 'PID', 'PV1', 'PV2', 'DG1', 'OBX', 'AIS', 'AIG', 'AIL', 'AIP'],

@@ -36,12 +36,18 @@ export class Hl7Segment {
     return this.raw(n) === '""';
   }
 
-  repetitions(n: number): string[] {
-    const raw = this.raw(n);
-    if (raw === '') return [];
-    if (this.name === 'MSH' && (n === 1 || n === 2)) return [raw];
-    return raw.split(this.delimiters.repetition);
+  /** The repetitions of field n, escaped. Split once per field and shared: callers must not modify the array. */
+  repetitions(n: number): readonly string[] {
+    const cache = (this.repetitionCache ??= []);
+    let reps = cache[n];
+    if (reps === undefined) {
+      const raw = this.raw(n);
+      reps = raw === '' ? [] : this.name === 'MSH' && (n === 1 || n === 2) ? [raw] : raw.split(this.delimiters.repetition);
+      cache[n] = reps;
+    }
+    return reps;
   }
+  private repetitionCache?: Array<readonly string[] | undefined>;
 
   /** Unescaped value at field n, repetition rep (0-based), component comp and sub-component sub (1-based). */
   value(n: number, rep = 0, comp = 1, sub = 1): string {
