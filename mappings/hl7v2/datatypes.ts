@@ -127,9 +127,17 @@ function nonEmpty(values: string[]): string[] | undefined {
 
 /** Drop undefined properties so results compare and serialise cleanly. */
 function clean<T extends object>(o: T): T | undefined {
+  // hot (every data type goes through it): a for-in loop, no entries/keys arrays
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return Object.keys(out).length > 0 ? (out as T) : undefined;
+  let any = false;
+  for (const k in o) {
+    const v = o[k];
+    if (v !== undefined) {
+      out[k] = v;
+      any = true;
+    }
+  }
+  return any ? (out as T) : undefined;
 }
 
 function period(start: string | undefined, end: string | undefined): Period | undefined {
