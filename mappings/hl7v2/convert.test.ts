@@ -480,9 +480,19 @@ describe('members, overrides and HL7 semantics', () => {
     expect(one(other, 'Patient').id).not.toBe(one(a01, 'Patient').id);
     expect(one(a08, 'Practitioner').id).toBe(one(a01, 'Practitioner').id); // PV1-7 0101
     expect(one(a08, 'Location').id).toBe(one(a01, 'Location').id);
-    // no PV1-19 visit number: the encounter is message-scoped, so two messages are two encounters
+    // no PV1-19 visit number and no PV1-44 admit time: the encounter is message-scoped, so two messages are two encounters
     expect(one(a08, 'Encounter').id).not.toBe(one(a01, 'Encounter').id);
     expect(one(a01, 'Encounter').status).toBe('in-progress');
+    // no visit number but the same PV1-44 admission time: the same encounter
+    const admittedAt = (text: string, at: string) => Hl7Message.parse(text.replace(/^(PV1\|[^\r]*)/m, (pv1) => pv1 + '|'.repeat(Math.max(0, 44 - (pv1.split('|').length - 1))) + at));
+    const [e1, e2, e3] = [
+      admittedAt(simAdt({ controlId: 'U-4', patient }, 'A01'), '20261120083000'),
+      admittedAt(simAdt({ controlId: 'U-5', patient }, 'A08'), '20261120083000'),
+      admittedAt(simAdt({ controlId: 'U-6', patient }, 'A01'), '20261122090000'),
+    ].map((m) => one(convertValidated(m), 'Encounter'));
+    expect(e1.period.start).toBe('2026-11-20T08:30:00+08:00');
+    expect(e2.id).toBe(e1.id);
+    expect(e3.id).not.toBe(e1.id);
   });
 
   test('PV1-19 visit number makes A01 → A03 → A11 one encounter whose status follows the event', () => {

@@ -527,8 +527,15 @@ class Conversion {
     const trigger = this.message.msh.value(9, 0, 2).toUpperCase();
     const period = body.period as { start?: string; end?: string } | undefined;
     const status = encounterStatusByEvent[trigger] ?? (period?.end ? 'finished' : period?.start ? 'in-progress' : 'unknown');
+    // The visit number names the encounter; without one, the patient's admission at PV1-44 (one
+    // patient is not admitted twice at the same instant); without that, this message only.
     const visit = segment.components(19);
-    const key = visit[0]?.trim() ? `visit:${hdToSystem(visit[3] ?? '', this.member, this.sub) ?? ''}|${visit[0].trim()}` : `${this.msgScope}|${this.path(segment)}`;
+    const admitted = period?.start;
+    const key = visit[0]?.trim()
+      ? `visit:${hdToSystem(visit[3] ?? '', this.member, this.sub) ?? ''}|${visit[0].trim()}`
+      : admitted && this.patient
+        ? `${this.patient.key}|admitted:${admitted}`
+        : `${this.msgScope}|${this.path(segment)}`;
     const participant: Json[] = [];
     for (const [field, code] of participantType) {
       segment.repetitions(field).forEach((_, rep) => {
