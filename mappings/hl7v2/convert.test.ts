@@ -6,7 +6,7 @@ import { inspectMessage } from '../../pipeline/hl7/header';
 import { Hl7Message } from '../../pipeline/hl7/message';
 import { HubError } from '../../pipeline/outcome';
 import { validateBundle, validateResource } from '../fhir/validate';
-import { EXPLICIT_NULL_URL, SEGMENT_PATH_URL, convertMessage, convertWithKeys, resourceId, type Bundle, type ConvertContext, type Resource } from './convert';
+import { EXPLICIT_NULL_URL, SEGMENT_PATH_URL, Z_SEGMENT_URL, convertMessage, convertWithKeys, resourceId, type Bundle, type ConvertContext, type Resource } from './convert';
 import { LANGUAGE_EXTENSION } from './datatypes';
 import { RESIDENT_ID_SYSTEM, profileFor, segmentMaps, withOverrides } from './segments';
 
@@ -581,6 +581,34 @@ describe('members, overrides and HL7 semantics', () => {
     expectError(oru.replace('|NM|WBC^白细胞计数^L||6.2|', '|NM|WBC^白细胞计数^L||six|'), 'invalid', 'OBX[2]-5');
     expectError(oru.replace('OBX|1|NM|', 'OBX|1|ZZ|'), 'invalid', 'OBX[1]-2');
     expectError('MSH|^~\\&|A|B|C|D|20260101||ADT^A01|X1|P|2.5\rPV1|1|I\rDG1|1||I10^x^I10\r', 'structure', 'DG1');
+  });
+});
+
+describe('Z-segments', () => {
+  test('kept as received on the resource of the segment before them; before any resource, on the Provenance', () => {
+    const text = [
+      'MSH|^~\\&|LIS|H1|HUB|R|20260101120000+0800||ORU^R01|Z-1|P|2.5.1',
+      'ZHD|batch 7',
+      'PID|1||P1^^^H1^MR||李^四',
+      'ZPI|1|医保卡^S\\F\\1|""',
+      'OBR|1||F1|718-7^Hemoglobin^LN',
+      'OBX|1|NM|718-7^Hemoglobin^LN||132|g/L|115-150||||F',
+      'ZOB|仪器A~仪器B',
+    ].join('\r');
+    const bundle = convertValidated(Hl7Message.parse(text));
+    const zOf = (r: any) => (r.extension ?? []).filter((e: any) => e.url === Z_SEGMENT_URL).map((e: any) => e.valueString);
+    const patient = one(bundle, 'Patient');
+    expect(zOf(patient)).toEqual(['ZPI|1|医保卡^S\\F\\1|""']); // escapes and "" as received
+    expect(segmentPaths(patient)).toEqual(['PID', 'ZPI']);
+    expect(zOf(one(bundle, 'Observation'))).toEqual(['ZOB|仪器A~仪器B']);
+    expect(zOf(one(bundle, 'Provenance'))).toEqual(['ZHD|batch 7']);
+    expect(zOf(one(bundle, 'DiagnosticReport'))).toEqual([]);
+  });
+
+  test('after SCH they go on the Appointment built at the end of the group', () => {
+    const text = 'MSH|^~\\&|HIS|H1|HUB|R|20260101120000+0800||SIU^S12|Z-2|P|2.5\rSCH|A1|A1\rZSC|room note\rPID|1||P1^^^H1^MR||李^四\rTQ1|1||||||20260102090000+0800|20260102093000+0800';
+    const appt = one(convertValidated(Hl7Message.parse(text)), 'Appointment');
+    expect(appt.extension).toEqual([{ url: Z_SEGMENT_URL, valueString: 'ZSC|room note' }]);
   });
 });
 

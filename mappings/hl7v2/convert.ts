@@ -15,8 +15,9 @@
  *   sha256(member NUL type NUL key) — a valid FHIR id, the same for the same key on every run,
  *   160 bits so different keys do not collide in practice. Keys (see each builder): Patient the MR
  *   identifier (system|value); Encounter PV1-19; DiagnosticReport OBR-3 (else OBR-2); Observation
- *   report + OBX-3 code + OBX-4 sub-id; Condition DG1-20 else encounter + DG1-3 + DG1-6; … Where
- *   ServiceRequest (ORM/OML) `order-filler:` ORC-3 (else OBR-3), else `order-placer:` ORC-2 (else
+ *   report (or order, or dose, or visit; else patient + effective time) + OBX-3 code + OBX-4 sub-id;
+ *   Encounter without PV1-19 the patient + PV1-44; Condition DG1-20 else encounter + DG1-3 + DG1-6; … Where
+ *   ServiceRequest (ORM/OML/OMG) `order-filler:` ORC-3 (else OBR-3), else `order-placer:` ORC-2 (else
  *   OBR-2); Specimen SPM-2, or (v2.3) the order + OBR-15; Appointment (SIU) `appt-filler:` SCH-2,
  *   else `appt-placer:` SCH-1; Device (AIG-3) `device:` + the AIG-3 code (system|code) — member +
  *   code, so the member's shared CT/MRI is one Device across all its appointments; ChargeItem
@@ -35,6 +36,9 @@
  *   `meta.extension` `SEGMENT_PATH_URL` valueString `PID`, `OBX[3]`, `PV1-7` (a resource named by
  *   several segments carries several). `NAME` when the message has one such segment, `NAME[n]`
  *   (1-based) otherwise.
+ * - Z-segments: kept as received on the resource of the segment before them (`Z_SEGMENT_URL`
+ *   extension, the segment text with its escapes), on the Provenance when no resource precedes them.
+ *   The Provenance also carries the message's conformance findings (`CONFORMANCE_URL`, dictionary.ts).
  * - Explicit null (`""`): the field produces no element (so the PUT removes what was there) and
  *   the resource's meta.extension `EXPLICIT_NULL_URL` names the field (`PID-8`), so a merge that
  *   does not replace whole resources can still tell "delete" from "not sent".
@@ -78,6 +82,11 @@ import { profileFor, withOverrides, type FieldRule, type SegmentMap, type TableN
 
 export const SEGMENT_PATH_URL = 'https://yilian.example/fhir/StructureDefinition/segment-path';
 export const EXPLICIT_NULL_URL = 'https://yilian.example/fhir/StructureDefinition/explicit-null';
+/**
+ * A Z-segment (site-defined, outside the standard) as received, escapes and all, on the resource it
+ * follows: nothing the member sent is dropped, and a per-member map can be written for it later.
+ */
+export const Z_SEGMENT_URL = 'https://yilian.example/fhir/StructureDefinition/hl7v2-z-segment';
 /** On the Provenance: one finding of the message against its version's dictionary (mappings/hl7v2/dictionary.ts). */
 export const CONFORMANCE_URL = 'https://yilian.example/fhir/StructureDefinition/conformance-issue';
 /** At most this many findings are carried; a message with more says how many it left out. */
@@ -270,6 +279,8 @@ class Conversion {
   private readonly offset: number;
   // walking state
   private readonly lastOf = new Map<string, Hl7Segment>();
+  /** Z-segments waiting for their resource: those after SCH/TXA, whose resource is built at the group's end, and those before any resource. */
+  private pendingZ: Hl7Segment[] = [];
   private patient?: { ref: Ref; key: string };
   private encounter?: { ref: Ref; key: string; resource: Resource };
   private report?: { resource: Resource; key: string; observations: Resource[]; specimens: Ref[]; effective?: string };
@@ -309,6 +320,10 @@ class Conversion {
     if (!controlId) throw new HubError('structure', 'MSH-10 (message control id) is empty', 'MSH-10');
     for (const segment of this.message.segments) {
       this.lastOf.set(segment.name, segment);
+      if (segment.name.startsWith('Z')) {
+        this.zSegment(segment);
+        continue;
+      }
       if (segment.name === 'NTE') this.note(segment);
       if (!this.active.has(segment.name)) continue;
       switch (segment.name) {
@@ -392,9 +407,11 @@ class Conversion {
 
     const recordedTime = parseHl7Time(msh.value(7), this.offset);
     const timestamp = recordedTime?.instant.toISOString();
+    const unattached = this.pendingZ;
+    this.pendingZ = [];
     const targets = [...this.entries.values()].map((e) => ({ reference: `${e.resource.resourceType}/${e.resource.id}` }));
     // Nothing converted (no segment of the message type's profile): an empty batch, no Provenance.
-    if (targets.length > 0) this.provenance(targets, controlId, timestamp);
+    if (targets.length > 0) this.provenance(targets, controlId, timestamp, unattached);
     const keys = new Map<string, string>();
     const entry: BundleEntry[] = [];
     for (const [url, e] of this.entries) {
@@ -412,7 +429,7 @@ class Conversion {
   }
 
   /** One Provenance per message: target every produced resource; entity the raw message; agents the member (an Organization in the bundle) and the channel. */
-  private provenance(targets: Ref[], controlId: string, timestamp: string | undefined): void {
+  private provenance(targets: Ref[], controlId: string, timestamp: string | undefined, unattachedZ: Hl7Segment[]): void {
     const msh = this.message.msh;
     const memberOrg = this.add('Organization', `member:${this.member}`, { identifier: [{ system: MEMBER_SYSTEM, value: this.member }], name: this.ctx.member?.name ?? this.member, active: true }, undefined, true);
     const raw =
@@ -437,7 +454,7 @@ class Conversion {
           },
         ],
         entity: [{ role: 'source', what: { identifier: raw, display: `HL7 v2 ${msh.value(9, 0, 1)}^${msh.value(9, 0, 2)} ${controlId}` } }],
-        ...this.conformanceExtension(),
+        ...this.conformanceExtension(unattachedZ),
       },
       'MSH',
       false,
@@ -445,12 +462,31 @@ class Conversion {
   }
 
   /** The message's conformance findings as Provenance extensions (`PID-3 required: …`). */
-  private conformanceExtension(): Json {
+  private conformanceExtension(unattachedZ: Hl7Segment[]): Json {
     const issues = conformance(this.message, this.paths);
-    if (issues.length === 0) return {};
     const shown = issues.slice(0, MAX_CONFORMANCE_ISSUES).map((i) => ({ url: CONFORMANCE_URL, valueString: `${i.location} ${i.code}: ${i.text}` }));
     if (issues.length > shown.length) shown.push({ url: CONFORMANCE_URL, valueString: `… and ${issues.length - shown.length} more` });
-    return { extension: shown };
+    const extension = [...shown, ...unattachedZ.map((z) => this.zExtension(z))];
+    return extension.length ? { extension } : {};
+  }
+
+  /** A Z-segment belongs to the resource of the segment before it (ZPI after PID → Patient, ZOB after OBX → Observation). */
+  private zSegment(segment: Hl7Segment): void {
+    if (this.appointment || this.document || !this.last) {
+      this.pendingZ.push(segment);
+      return;
+    }
+    this.attachZ(this.last, [segment]);
+  }
+
+  private attachZ(resource: Resource, segments: Hl7Segment[]): void {
+    if (segments.length === 0) return;
+    resource.extension = [...((resource.extension as Json[] | undefined) ?? []), ...segments.map((z) => this.zExtension(z))];
+    for (const z of segments) addMeta(resource, SEGMENT_PATH_URL, this.path(z));
+  }
+
+  private zExtension(z: Hl7Segment): Json {
+    return { url: Z_SEGMENT_URL, valueString: z.fields.join(this.message.delimiters.field) };
   }
 
   // ---- resources ------------------------------------------------------------------------------
@@ -1194,6 +1230,7 @@ class Conversion {
     const resource = this.resourceOf(ref);
     for (const p of paths.slice(1)) addMeta(resource, SEGMENT_PATH_URL, p);
     for (const n of nulls) addMeta(resource, EXPLICIT_NULL_URL, n);
+    this.attachZ(resource, this.pendingZ.splice(0));
   }
 
   // ---- financial (DFT^P03/P11): FT1 → ChargeItem, PID-18 → Account ---------------------------
@@ -1325,6 +1362,7 @@ class Conversion {
     );
     const resource = this.resourceOf(ref);
     for (const obx of doc.obx) addMeta(resource, SEGMENT_PATH_URL, this.path(obx));
+    this.attachZ(resource, this.pendingZ.splice(0));
   }
 
   // ---- immunization (VXU^V04): RXA (+ RXR) → Immunization -----------------------------------
