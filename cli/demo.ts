@@ -64,11 +64,11 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
     for (const f of sampleFiles) await timedSend(lead, Buffer.from(readFileSync(path.join(samplesDir, f), 'utf8').replace(/^\uFEFF/, '').replace(/\r?\n/g, '\r')));
     for (let i = 0; i < 100; i++) {
       const patient = simPatient(i, 'L');
-      await timedSend(lead, encodeAs(simAdt({ controlId: `L-ADT-${i}`, patient, charset: 'UNICODE UTF-8', sendingFacility: 'LEAD' }, 'A04'), 'UTF-8'));
+      await timedSend(lead, encodeAs(simAdt({ controlId: `L-ADT-${i}`, patient, charset: 'UNICODE UTF-8', sendingFacility: 'LEAD', visit: `V${patient.mrn}` }, 'A04'), 'UTF-8'));
       await timedSend(lead, encodeAs(simOru({ controlId: `L-ORU-${i}`, patient, charset: 'UNICODE UTF-8', sendingFacility: 'LEAD' }, bloodCount), 'UTF-8'));
     }
     out('[lead] resending 5 messages (network retry) and a corrected result under a reused control id…');
-    for (let i = 0; i < 5; i++) await timedSend(lead, encodeAs(simAdt({ controlId: `L-ADT-${i}`, patient: simPatient(i, 'L'), charset: 'UNICODE UTF-8', sendingFacility: 'LEAD' }, 'A04'), 'UTF-8'));
+    for (let i = 0; i < 5; i++) await timedSend(lead, encodeAs(simAdt({ controlId: `L-ADT-${i}`, patient: simPatient(i, 'L'), charset: 'UNICODE UTF-8', sendingFacility: 'LEAD', visit: `VL${100000 + i}` }, 'A04'), 'UTF-8'));
     const corrected = bloodCount.map((r) => (r.code === 'HGB' ? { ...r, value: '128' } : r));
     await timedSend(lead, encodeAs(simOru({ controlId: 'L-ORU-0', patient: simPatient(0, 'L'), charset: 'UNICODE UTF-8', sendingFacility: 'LEAD' }, corrected, 'C'), 'UTF-8'));
     await lead.close();
@@ -82,7 +82,7 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
           const patient = simPatient(i % 50, 'C');
           // Every patient gets updates whose event times run backwards on some connections.
           const time = `2026112${3 - (i % 3)}1000${String(i % 60).padStart(2, '0')}`;
-          await timedSend(client, encodeAs(simAdt({ controlId: `C-${i}`, patient, charset: 'GB18030', sendingFacility: 'COUNTY', time, address: `解放路${i}号` }), 'GB18030'));
+          await timedSend(client, encodeAs(simAdt({ controlId: `C-${i}`, patient, charset: 'GB18030', sendingFacility: 'COUNTY', time, address: `解放路${i}号`, visit: `V${patient.mrn}` }), 'GB18030'));
         }
         await client.close();
       }),

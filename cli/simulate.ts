@@ -41,6 +41,8 @@ export interface SimMessageOptions {
   segmentEnd?: string;
   /** Free text in PID-11 street (used to tell updates apart). */
   address?: string;
+  /** PV1-19 visit number (就诊号); none: the PV1 carries no visit number. */
+  visit?: string;
 }
 
 export function simAdt(o: SimMessageOptions, trigger = 'A08'): string {
@@ -50,7 +52,7 @@ export function simAdt(o: SimMessageOptions, trigger = 'A08'): string {
     `MSH|^~\\&|HIS|${o.sendingFacility ?? 'HOSP'}|YILIAN|HUB|${t}||ADT^${trigger}^ADT_A01|${o.controlId}|P|2.5|||||CHN|${o.charset ?? ''}`,
     `EVN|${trigger}|${t}`,
     `PID|1||${p.mrn}^^^${o.sendingFacility ?? 'HOSP'}^MR||${p.family}^${p.given}||${p.birth}|${p.sex}|||${o.address ?? '人民路1号'}^^杭州市^浙江省^310000^CHN||13800138000`,
-    `PV1|1|O|内科^^^${o.sendingFacility ?? 'HOSP'}||||0101^医生^张`,
+    `PV1|1|O|内科^^^${o.sendingFacility ?? 'HOSP'}||||0101^医生^张${o.visit ? `||||||||||||${o.visit}^^^${o.sendingFacility ?? 'HOSP'}^VN` : ''}`,
   ].join(o.segmentEnd ?? '\r') + (o.segmentEnd ?? '\r');
 }
 
