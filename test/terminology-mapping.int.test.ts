@@ -1,0 +1,210 @@
+/**
+ * The governance loop on the real pipeline and PostgreSQL: an unmapped local lab code is stored
+ * and flagged, the worklist counts it; a proposal is dry-run, approved (audited), and reprocess
+ * re-derives exactly the affected records; import/export, history and diff; coverage.
+ */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ensureMember } from '../adapters/config';
+import { encodeAs, simOru, simPatient } from '../cli/simulate';
+import { PipelineWorker } from '../pipeline/worker';
+import {
+  approve,
+  coverage,
+  diffVersions,
+  exportConceptMaps,
+  getReprocessJob,
+  impactOfProposal,
+  importConceptMaps,
+  listProposals,
+  mapHistory,
+  propose,
+  reject,
+  reprocessProposal,
+  retire,
+  runReprocess,
+  syncTerminology,
+  worklist,
+} from '../hub/governance';
+import { LOINC, UNMAPPED_SOURCE_URL } from '../mappings/terminology/systems';
+import { startTestHub, waitFor, type TestHub } from './support/hub';
+
+let hub: TestHub;
+let worker: PipelineWorker;
+const LOCAL = 'urn:yilian:east:L';
+
+beforeAll(async () => {
+  hub = await startTestHub('mapping');
+  await syncTerminology(hub.runtime.db);
+  worker = new PipelineWorker({ db: hub.runtime.db, config: hub.config }, hub.runtime.queues, { reconcile: false });
+  await worker.start();
+});
+
+afterAll(async () => {
+  await worker.close();
+  await hub.close();
+});
+
+async function send(text: string): Promise<number> {
+  const member = ensureMember(hub.config, 'east', () => undefined);
+  const stored = await hub.runtime.intake.receive({ member, channel: { id: 'lis', policy: { defaultCharset: 'UTF-8' }, ackMode: 'original' }, bytes: encodeAs(text, 'UTF-8') });
+  await waitFor(async () => (await hub.runtime.db.query<{ status: string }>(`SELECT status FROM raw_message WHERE id = $1`, [stored.rawId])).rows[0]!.status !== 'queued', 30_000, 'processing');
+  return stored.rawId;
+}
+
+const observationsOf = async (code: string) =>
+  (
+    await hub.runtime.db.query<{ id: string; version: number; raw_id: number; content: any; mapping_versions: string[] }>(
+      `SELECT id, version, raw_id, content, mapping_versions FROM resource WHERE resource_type = 'Observation' AND content->'code'->'coding'->0->>'code' = $1 ORDER BY id`,
+      [code],
+    )
+  ).rows;
+
+test('unmapped local code: stored and flagged, counted; proposal dry-run, approval (audited), reprocess of exactly the affected records', async () => {
+  const results = [
+    { code: 'HB01', name: '血红蛋白', value: '13.5', unit: 'g/dL', range: '11.5-15.0' },
+    { code: 'K01', name: '钾', value: '4.1', unit: 'mmol/L', range: '3.5-5.3' },
+  ];
+  const raw1 = await send(simOru({ controlId: 'MAP-1', patient: simPatient(1, 'M') }, results));
+  const raw2 = await send(simOru({ controlId: 'MAP-2', patient: simPatient(2, 'M') }, results));
+  await send(simOru({ controlId: 'MAP-3', patient: simPatient(3, 'M') }, [results[1]!]));
+  expect((await hub.runtime.db.query<{ status: string }>(`SELECT status FROM raw_message WHERE id = ANY($1::bigint[])`, [[raw1, raw2]])).rows.map((r) => r.status)).toEqual(['processed', 'processed']);
+
+  const hb = await observationsOf('HB01');
+  expect(hb).toHaveLength(2);
+  for (const o of hb) {
+    expect(o.content.code.coding).toHaveLength(1); // nothing added
+    expect(o.content.valueQuantity).toEqual({ value: 13.5, unit: 'g/dL' });
+    expect(o.content.meta.tag).toContainEqual(expect.objectContaining({ code: 'unmapped' }));
+    expect(o.content.meta.extension).toContainEqual({ url: UNMAPPED_SOURCE_URL, valueCoding: { system: LOCAL, code: 'HB01', display: '血红蛋白' } });
+  }
+  let list = (await worklist(hub.runtime.db, { member: 'east' })) as any[];
+  expect(list.find((w) => w.code === 'HB01')).toMatchObject({ member: 'east', system: LOCAL, display: '血红蛋白', count: 2, example_raw_id: raw2 });
+  expect(list.find((w) => w.code === 'K01')).toMatchObject({ count: 3 });
+
+  // a replayed message adds no occurrence (idempotent counting)
+  await hub.runtime.db.query(`UPDATE raw_message SET status = 'queued' WHERE id = $1`, [raw1]);
+  await hub.runtime.queues.enqueue([{ rawId: raw1, patientKey: null }], '-test-replay');
+  await waitFor(async () => (await hub.runtime.db.query<{ status: string }>(`SELECT status FROM raw_message WHERE id = $1`, [raw1])).rows[0]!.status !== 'queued', 30_000, 'replay');
+  list = (await worklist(hub.runtime.db, { member: 'east' })) as any[];
+  expect(list.find((w) => w.code === 'HB01').count).toBe(2);
+
+  // a wrong proposal is rejected; the right one is dry-run, approved, reprocessed
+  const wrong = await propose(hub.runtime.db, { sourceSystem: LOCAL, sourceCode: 'HB01', targetSystem: LOINC, targetCode: '2345-7', equivalence: 'equivalent' }, 'li.lab');
+  await reject(hub.runtime.db, wrong.id, 'wang.committee', 'glucose, not haemoglobin');
+  await expect(approve(hub.runtime.db, wrong.id, 'wang.committee')).rejects.toThrow(/rejected/);
+  await expect(propose(hub.runtime.db, { sourceSystem: LOCAL, sourceCode: 'HB01', targetSystem: LOINC, targetCode: '0000-0', equivalence: 'equivalent' }, 'li.lab')).rejects.toThrow(/LOINC subset/);
+
+  const proposal = await propose(hub.runtime.db, { sourceSystem: LOCAL, sourceCode: 'HB01', sourceDisplay: '血红蛋白', targetSystem: LOINC, targetCode: '718-7', equivalence: 'equivalent', comment: 'LIS manual: HB01 is whole-blood haemoglobin' }, 'li.lab');
+  expect(proposal.state).toBe('proposed');
+  const impact = await impactOfProposal(hub.runtime.db, proposal.id, 'wang.committee', 5);
+  expect(impact).toMatchObject({ affected: 2, wouldChange: 2, byResourceType: { Observation: 2 } });
+  const changes = impact.sample[0]!.changes;
+  expect(changes).toContainEqual({ path: 'code.coding[1]', after: expect.objectContaining({ system: LOINC, code: '718-7' }) });
+  expect(changes).toContainEqual(expect.objectContaining({ path: 'meta.extension[1].valueCanonical', after: 'https://yilian.example/fhir/ConceptMap/local-east-L|1' }));
+  expect(changes).toContainEqual({ path: 'valueQuantity.value', before: 13.5, after: 135 });
+  // the dry run wrote nothing
+  expect((await observationsOf('HB01')).map((o) => o.content.code.coding.length)).toEqual([1, 1]);
+
+  const approved = await approve(hub.runtime.db, proposal.id, 'wang.committee', 'checked against the LIS manual');
+  expect(approved.version).toBe(1);
+  expect(approved.proposal.state).toBe('approved');
+  const [entry] = (await listProposals(hub.runtime.db)).filter((p) => p.id === proposal.id) as any[];
+  expect(entry.steps.map((s: any) => [s.action, s.actor, s.comment])).toEqual([
+    ['propose', 'li.lab', 'LIS manual: HB01 is whole-blood haemoglobin'],
+    ['approve', 'wang.committee', 'checked against the LIS manual'],
+  ]);
+  expect(((await worklist(hub.runtime.db, { member: 'east', state: 'resolved' })) as any[]).map((w) => w.code)).toEqual(['HB01']);
+
+  const before = await hub.runtime.db.query<{ resource_type: string; id: string; version: number; content: unknown }>(`SELECT resource_type, id, version, content FROM resource ORDER BY 1, 2`);
+  const job = await reprocessProposal(hub.runtime.db, proposal.id, 'wang.committee');
+  expect(job).toMatchObject({ state: 'running', total: 2, done: 0 });
+  // stopped after its first batch (a crash, a restart): the job keeps its place
+  await expect(
+    runReprocess(hub.runtime.db, job.id, {
+      batchSize: 1,
+      onProgress: () => {
+        throw new Error('worker stopped');
+      },
+    }),
+  ).rejects.toThrow('worker stopped');
+  expect(await getReprocessJob(hub.runtime.db, job.id)).toMatchObject({ state: 'failed', done: 1, changed: 1, error: 'worker stopped' });
+  const progress: number[] = [];
+  const finished = await runReprocess(hub.runtime.db, job.id, { batchSize: 1, onProgress: (j) => progress.push(j.done) });
+  expect(finished).toMatchObject({ state: 'done', total: 2, done: 2, changed: 2 });
+  expect(progress).toEqual([2]);
+  const after = await hub.runtime.db.query<{ resource_type: string; id: string; version: number; content: unknown }>(`SELECT resource_type, id, version, content FROM resource ORDER BY 1, 2`);
+  const changed = after.rows.filter((r, i) => JSON.stringify(r.content) !== JSON.stringify(before.rows[i]!.content)).map((r) => `${r.resource_type}/${r.id}`);
+  expect(changed.sort()).toEqual(hb.map((o) => `Observation/${o.id}`).sort());
+  for (const o of await observationsOf('HB01')) {
+    expect(o.content.code.coding[1]).toMatchObject({ system: LOINC, code: '718-7' });
+    expect(o.content.valueQuantity).toMatchObject({ value: 135, code: 'g/L' });
+    expect(o.content.meta.tag ?? []).not.toContainEqual(expect.objectContaining({ code: 'unmapped' }));
+    expect(o.mapping_versions).toContain('https://yilian.example/fhir/ConceptMap/local-east-L|1');
+    expect(o.version).toBe(hb.find((x) => x.id === o.id)!.version + 1);
+  }
+  // running it again changes nothing (idempotent, resumable)
+  expect(await runReprocess(hub.runtime.db, job.id)).toMatchObject({ state: 'done', changed: 2 });
+  // a new message with the code is mapped in the pipeline now
+  await send(simOru({ controlId: 'MAP-4', patient: simPatient(4, 'M') }, [results[0]!]));
+  expect((await observationsOf('HB01')).filter((o) => o.content.code.coding.length === 2)).toHaveLength(3);
+
+  // history, diff, retire
+  const url = 'https://yilian.example/fhir/ConceptMap/local-east-L';
+  const retired = await retire(hub.runtime.db, proposal.id, 'wang.committee', 'LIS replaced');
+  expect(retired.version).toBe(2);
+  const history = await mapHistory(hub.runtime.db, url);
+  expect(history.versions.map((v) => [v.version, v.status, v.origin, v.created_by])).toEqual([
+    [1, 'superseded', 'proposal', 'wang.committee'],
+    [2, 'active', 'retirement', 'wang.committee'],
+  ]);
+  expect(await diffVersions(hub.runtime.db, url, 1, 2)).toEqual([expect.objectContaining({ code: 'HB01', change: 'removed' })]);
+
+  // coverage: per member/channel/system, occurrences and distinct codes
+  const report = await coverage(hub.runtime.db, { member: 'east' });
+  const local = report.rows.find((r) => r.system === LOCAL && r.channel === 'lis')!;
+  // HB01 ×2 + K01 ×3 unmapped, then HB01 ×1 mapped; the OBR panel code CBC ×4 unmapped
+  expect(local).toMatchObject({ occurrences: 10, mappedOccurrences: 1, distinctCodes: 3, mappedCodes: 0 });
+  expect(report.trend).toHaveLength(1);
+});
+
+test('import and export ConceptMap files: approved versions recorded with who imported them', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'yilian-maps-'));
+  const files = await exportConceptMaps(hub.runtime.db, dir);
+  expect(files.map((f) => path.basename(f))).toEqual(expect.arrayContaining(['who-icd10-icd11.json', 'local-east-L.json']));
+  const lead = JSON.parse(readFileSync(path.join(dir, 'local-lead-L.json'), 'utf8'));
+  // unchanged content: no new version
+  expect(await importConceptMaps(hub.runtime.db, [lead], 'zhao.it')).toEqual([{ url: lead.url, version: 1, unchanged: true }]);
+  lead.group[0].element.push({ code: 'K01X', display: '钾', target: [{ code: '2823-3', equivalence: 'equivalent' }] });
+  const [imported] = await importConceptMaps(hub.runtime.db, [lead], 'zhao.it', 'from the committee repo');
+  expect(imported).toMatchObject({ version: 2, unchanged: false });
+  const history = await mapHistory(hub.runtime.db, lead.url);
+  expect(history.versions.at(-1)).toMatchObject({ version: 2, origin: 'import', created_by: 'zhao.it', status: 'active' });
+  expect(history.events.at(-1)).toMatchObject({ action: 'import', actor: 'zhao.it' });
+  await expect(importConceptMaps(hub.runtime.db, [{ ...lead, group: [{ source: 'x', target: 'http://id.who.int/icd/release/11/mms', element: [{ code: 'a', target: [{ code: 'XN8P1&1A00', equivalence: 'equivalent' }] }] }] }], 'zhao.it')).rejects.toThrow(/invalid ICD-11/);
+});
+
+test('an ICD-10 change reaches the clinical-edition codes that resolve through it; the impact sample read is audited', async () => {
+  const adt = (controlId: string, dg1: string) =>
+    [`MSH|^~\\&|HIS|HOSP|YILIAN|HUB|20261123093000||ADT^A08^ADT_A01|${controlId}|P|2.5|||||CHN|UNICODE UTF-8`, 'EVN|A08|20261123093000', `PID|1||D${controlId}^^^HOSP^MR||张^三||19800101|M`, 'PV1|1|I', dg1].join('\r') + '\r';
+  await send(adt('DX-1', 'DG1|1||E11.900^2型糖尿病^I10|||A'));
+  await send(adt('DX-2', 'DG1|1||E10.9^1型糖尿病^I10|||A'));
+  const conditions = async () =>
+    (await hub.runtime.db.query<{ content: any }>(`SELECT content FROM resource WHERE resource_type = 'Condition' ORDER BY content->'code'->'coding'->0->>'code'`)).rows.map((r) => r.content);
+  const [e10, e11] = await conditions();
+  expect(e11.code.coding[1]).toMatchObject({ system: 'http://id.who.int/icd/release/11/mms', code: '5A11', extension: [expect.anything(), { url: expect.any(String), valueCode: 'wider' }] });
+  const p = await propose(hub.runtime.db, { sourceSystem: 'http://hl7.org/fhir/sid/icd-10', sourceCode: 'E11.9', targetSystem: 'http://id.who.int/icd/release/11/mms', targetCode: '5A11', equivalence: 'equivalent' }, 'li.coder');
+  // the WHO table is never edited: the addition goes to the committee's own map
+  expect(p.concept_map_url).toBe('https://yilian.example/fhir/ConceptMap/icd10-icd11-committee');
+  await expect(
+    propose(hub.runtime.db, { sourceSystem: 'http://hl7.org/fhir/sid/icd-10', sourceCode: 'E11.9', targetSystem: 'http://id.who.int/icd/release/11/mms', targetCode: '5A11', equivalence: 'equivalent', conceptMapUrl: 'https://yilian.example/fhir/ConceptMap/who-icd10-icd11' }, 'li.coder'),
+  ).rejects.toThrow(/unaltered/);
+  const impact = await impactOfProposal(hub.runtime.db, p.id, 'wang.committee');
+  expect(impact.wouldChange).toBe(1);
+  expect(impact.sample.map((s) => s.id)).toEqual([e11.id]);
+  expect(impact.sample[0]!.changes).toContainEqual({ path: 'code.coding[1].extension[1].valueCode', before: 'wider', after: 'equivalent' });
+  expect(e10.code.coding[1].code).toBe('5A10');
+  const audit = await hub.runtime.db.query<{ actor: string; action: string; detail: any }>(`SELECT actor, action, detail FROM audit_event WHERE entity_id = $1`, [`impact of mapping proposal ${p.id}`]);
+  expect(audit.rows).toEqual([{ actor: 'wang.committee', action: 'read', detail: { resources: [`Condition/${e11.id}`] } }]);
+});
