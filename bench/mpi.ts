@@ -1,0 +1,87 @@
+/**
+ * Patient-index matching accuracy: trains the Fellegi–Sunter model on each labelled set (no labels
+ * used), links its records incrementally as the hub does, and prints pairwise precision, recall, F1
+ * (a review counts as "not linked") and the share of records sent to review, against the target
+ * F1 ≥ 0.99 with ≤ 2 % review. Run: `npx tsc -p . && node dist/bench/mpi.js [--persons N]`.
+ */
+import { featuresOf } from '../hub/mpi/features';
+import { InMemoryLinker } from '../hub/mpi/linker';
+import { trainModel, type MatchModel } from '../hub/mpi/matcher';
+import { generateChineseSet, loadFebrl, loadSplinkFake1000, type LabelledRecord } from './mpiData';
+
+export interface Accuracy {
+  set: string;
+  records: number;
+  truePairs: number;
+  precision: number;
+  recall: number;
+  f1: number;
+  reviewShare: number;
+  comparisons: number;
+  seconds: number;
+  meetsTarget: boolean;
+}
+
+const pairs = (k: number) => (k * (k - 1)) / 2;
+
+export function evaluate(set: string, records: LabelledRecord[], model?: MatchModel): Accuracy & { model: MatchModel } {
+  const started = process.hrtime.bigint();
+  const features = records.map(featuresOf);
+  const trained = model ?? trainModel(features);
+  const linker = new InMemoryLinker(trained);
+  const golden: string[] = [];
+  let reviews = 0;
+  for (const f of features) {
+    const { goldenId, decision } = linker.add(f);
+    golden.push(goldenId);
+    if (decision.outcome === 'POSSIBLE_MATCH') reviews++;
+  }
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const byGolden = new Map<string, number>();
+  const byTruth = new Map<string, number>();
+  const byBoth = new Map<string, number>();
+  records.forEach((r, i) => {
+    byGolden.set(golden[i]!, (byGolden.get(golden[i]!) ?? 0) + 1);
+    byTruth.set(r.entity, (byTruth.get(r.entity) ?? 0) + 1);
+    const k = `${golden[i]}\u0000${r.entity}`;
+    byBoth.set(k, (byBoth.get(k) ?? 0) + 1);
+  });
+  const sum = (m: Map<string, number>) => [...m.values()].reduce((a, k) => a + pairs(k), 0);
+  const tp = sum(byBoth);
+  const predicted = sum(byGolden);
+  const truth = sum(byTruth);
+  const precision = predicted ? tp / predicted : 1;
+  const recall = truth ? tp / truth : 1;
+  const f1 = precision + recall ? (2 * precision * recall) / (precision + recall) : 0;
+  const reviewShare = reviews / records.length;
+  return { set, records: records.length, truePairs: truth, precision, recall, f1, reviewShare, comparisons: linker.comparisons, seconds, meetsTarget: f1 >= 0.99 && reviewShare <= 0.02, model: trained };
+}
+
+function main(): void {
+  const argv = process.argv.slice(2);
+  const persons = Number(argv[argv.indexOf('--persons') + 1] ?? 0) || 5000;
+  const sets: Array<[string, () => LabelledRecord[]]> = [
+    ['febrl1', () => loadFebrl(['dataset1.csv'])],
+    ['febrl2', () => loadFebrl(['dataset2.csv'])],
+    ['febrl3', () => loadFebrl(['dataset3.csv'])],
+    ['febrl4a+4b', () => loadFebrl(['dataset4a.csv', 'dataset4b.csv'])],
+    ['splink fake_1000', () => loadSplinkFake1000()],
+    [`chinese generator (${persons} persons)`, () => generateChineseSet({ persons })],
+  ];
+  const results: Accuracy[] = [];
+  for (const [name, load] of sets) {
+    const { model, ...r } = evaluate(name, load());
+    results.push(r);
+    void model;
+  }
+  const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
+  process.stdout.write(`target: F1 >= 0.99 with <= 2 % of records in review, on each set\n`);
+  process.stdout.write(`${'set'.padEnd(34)} ${'records'.padStart(7)} ${'true pairs'.padStart(10)} ${'precision'.padStart(9)} ${'recall'.padStart(7)} ${'F1'.padStart(7)} ${'review'.padStart(8)} ${'cmp/rec'.padStart(7)} ${'s'.padStart(6)}  target\n`);
+  for (const r of results) {
+    process.stdout.write(
+      `${r.set.padEnd(34)} ${String(r.records).padStart(7)} ${String(r.truePairs).padStart(10)} ${r.precision.toFixed(4).padStart(9)} ${r.recall.toFixed(4).padStart(7)} ${r.f1.toFixed(4).padStart(7)} ${pct(r.reviewShare).padStart(8)} ${(r.comparisons / r.records).toFixed(1).padStart(7)} ${r.seconds.toFixed(2).padStart(6)}  ${r.meetsTarget ? 'met' : 'NOT MET'}\n`,
+    );
+  }
+}
+
+if (require.main === module) main();

@@ -1,0 +1,145 @@
+/**
+ * What the patient index compares: a source patient record (as a member states it) turned into
+ * normalised identity features once, and the blocking keys that pick its candidates. Pure; owns no
+ * storage. A field the member did not state stays undefined and counts neither for nor against.
+ */
+import { isRealDate, parseResidentId, type ResidentId } from './residentId';
+import { hasHan, normaliseName, soundKey } from './names';
+
+/** A person as one source describes them (HL7 PID, FHIR Patient, or a test set's row). */
+export interface PersonRecord {
+  id: string;
+  family?: string;
+  given?: string;
+  /** YYYYMMDD or YYYY-MM-DD. */
+  birthDate?: string;
+  sex?: string;
+  residentId?: string;
+  phone?: string;
+  email?: string;
+  address?: string;
+  city?: string;
+  postcode?: string;
+  /** Another national number with no check digit (FEBRL's soc_sec_id). */
+  otherId?: string;
+}
+
+export interface PersonFeatures {
+  id: string;
+  family?: string;
+  given?: string;
+  familySound?: string;
+  givenSound?: string;
+  /** Written in Hanzi (else Latin only: a pinyin-only member, or a foreign name). */
+  han: boolean;
+  birth?: string;
+  sex?: 'M' | 'F';
+  rid?: ResidentId;
+  /** The resident ID is strong evidence: valid and its birth date (and sex) agree with the record's. */
+  ridStrong: boolean;
+  phone?: string;
+  email?: string;
+  address?: string;
+  city?: string;
+  postcode?: string;
+  otherId?: string;
+}
+
+export function featuresOf(record: PersonRecord): PersonFeatures {
+  const family = normaliseName(record.family);
+  const given = normaliseName(record.given);
+  const birth = normaliseDate(record.birthDate);
+  const sex = normaliseSex(record.sex);
+  // A resident ID typed into the phone field (a common slip at registration desks) is read as one.
+  let residentId = record.residentId?.trim();
+  let phone = record.phone;
+  if (!residentId && phone && /^\d{17}[\dXx]$/.test(phone.replace(/[\s-]/g, ''))) {
+    residentId = phone;
+    phone = undefined;
+  }
+  const rid = residentId ? parseResidentId(residentId) : undefined;
+  // An ID whose birth date or sex contradicts the record is someone else's (a newborn registered
+  // under a parent's number) or mistyped: weak evidence only.
+  const ridStrong = !!rid?.valid && (!birth || birth === rid.birthDate) && (!sex || sex === rid.sex);
+  return {
+    id: record.id,
+    family,
+    given,
+    familySound: soundKey(family, true),
+    givenSound: soundKey(given, false),
+    han: hasHan(`${family ?? ''}${given ?? ''}`),
+    birth: birth ?? (ridStrong ? rid?.birthDate : undefined),
+    sex: sex ?? (rid?.valid ? rid.sex : undefined),
+    rid,
+    ridStrong,
+    phone: normalisePhone(phone),
+    email: record.email?.trim().toLowerCase() || undefined,
+    address: normaliseText(record.address),
+    city: normaliseText(record.city),
+    postcode: record.postcode?.replace(/\s/g, '') || undefined,
+    otherId: record.otherId?.replace(/\s/g, '') || undefined,
+  };
+}
+
+export function normaliseDate(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  const digits = value.replace(/[-/.\s]/g, '').slice(0, 8);
+  return /^\d{8}$/.test(digits) ? digits : undefined;
+}
+
+function normaliseSex(value: string | undefined): 'M' | 'F' | undefined {
+  const v = value?.trim().toLowerCase();
+  if (!v) return undefined;
+  if (v === 'm' || v === 'male' || v === '1' || v === '男') return 'M';
+  if (v === 'f' || v === 'female' || v === '2' || v === '女') return 'F';
+  return undefined;
+}
+
+/** Mainland numbers: the last 11 digits of a mobile (country code and separators dropped), else all digits. */
+function normalisePhone(value: string | undefined): string | undefined {
+  const digits = value?.replace(/\D/g, '');
+  if (!digits || digits.length < 6) return undefined;
+  return digits.length > 11 ? digits.slice(-11) : digits;
+}
+
+function normaliseText(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  const text = hasHan(value) ? (normaliseName(value) ?? '') : value.toLowerCase().replace(/[^a-z0-9]+/g, ' ').trim();
+  return text || undefined;
+}
+
+/** Day and month in ascending order: a record with them transposed lands in the same block. */
+function birthKey(birth: string): string {
+  const m = birth.slice(4, 6);
+  const d = birth.slice(6, 8);
+  return birth.slice(0, 4) + (m < d ? m + d : d + m);
+}
+
+/**
+ * Blocking keys: two records are compared only if they share one. Each key is selective, so the
+ * candidates per record stay few and the cost grows about linearly with the records; together they
+ * tolerate an error in any one field. Keys of very common values (张伟 born 1980) are capped by the
+ * caller, which is why no key is a name alone.
+ */
+export function blockingKeys(f: PersonFeatures): string[] {
+  const keys: string[] = [];
+  if (f.rid && f.rid.value.length >= 15) keys.push(`rid:${f.rid.value}`);
+  if (f.rid?.valid && f.rid.birthDate && f.familySound) keys.push(`ridb:${f.familySound}|${f.rid.birthDate}`);
+  const b = f.birth && isRealDate(f.birth) ? birthKey(f.birth) : f.birth;
+  if (b && f.familySound) keys.push(`fb:${f.familySound}|${b}`);
+  if (b && f.givenSound) keys.push(`gb:${f.givenSound}|${b}`);
+  if (f.familySound && f.givenSound) {
+    keys.push(`fg:${f.familySound}|${f.givenSound}`);
+    keys.push(`gf:${f.givenSound}|${f.familySound}`);
+  }
+  if (f.phone) keys.push(`ph:${f.phone}`);
+  if (f.otherId) keys.push(`oid:${f.otherId}`);
+  if (f.email) keys.push(`em:${f.email}`);
+  if (b && f.postcode) keys.push(`pb:${f.postcode}|${b.slice(0, 4)}`);
+  if (f.familySound && f.postcode) keys.push(`fp:${f.familySound}|${f.postcode}`);
+  if (f.familySound && f.city) keys.push(`fc:${f.familySound}|${f.city}`);
+  if (f.givenSound && f.city) keys.push(`gc:${f.givenSound}|${f.city}`);
+  if (f.email) keys.push(`eu:${f.email.split('@')[0]}`);
+  if (f.birth) keys.push(`b:${f.birth}`);
+  return [...new Set(keys)];
+}

@@ -1,0 +1,49 @@
+/**
+ * Incremental linking in memory: each record arriving is matched against the records already
+ * indexed that share a blocking key, and joins the golden patient the matcher chose or starts a new
+ * one. The same decision procedure the database store runs (hub/mpi/store.ts); this one serves the
+ * benchmark and unit tests, where nothing is persisted. Blocks past `maxBlock` records stop growing
+ * (a key that common says little), which keeps the cost per record bounded.
+ */
+import { blockingKeys, type PersonFeatures } from './features';
+import { decide, type Candidate, type MatchDecision, type MatchModel } from './matcher';
+
+export interface LinkResult {
+  goldenId: string;
+  decision: MatchDecision;
+}
+
+export class InMemoryLinker {
+  private readonly blocks = new Map<string, number[]>();
+  private readonly records: Array<{ features: PersonFeatures; goldenId: string }> = [];
+  private nextGolden = 1;
+  comparisons = 0;
+
+  constructor(
+    private readonly model: MatchModel,
+    private readonly maxBlock = 100,
+  ) {}
+
+  add(features: PersonFeatures): LinkResult {
+    const keys = blockingKeys(features);
+    const seen = new Set<number>();
+    const candidates: Candidate[] = [];
+    for (const key of keys) {
+      for (const i of this.blocks.get(key) ?? []) {
+        if (seen.has(i)) continue;
+        seen.add(i);
+        candidates.push({ goldenId: this.records[i]!.goldenId, features: this.records[i]!.features });
+      }
+    }
+    this.comparisons += candidates.length;
+    const decision = decide(this.model, features, candidates);
+    const goldenId = decision.outcome === 'MATCH' && decision.goldenId ? decision.goldenId : `G${this.nextGolden++}`;
+    const index = this.records.push({ features, goldenId }) - 1;
+    for (const key of keys) {
+      const block = this.blocks.get(key);
+      if (!block) this.blocks.set(key, [index]);
+      else if (block.length < this.maxBlock) block.push(index);
+    }
+    return { goldenId, decision };
+  }
+}

@@ -1,0 +1,489 @@
+/**
+ * The matcher: field comparisons with graded agreement levels, a Fellegi–Sunter model whose m and
+ * u probabilities are estimated from the records themselves, term-frequency adjustment for common
+ * names, a few deterministic rules that outrank the score, and the three outcomes. Every decision
+ * carries its explanation (each field's level and weight). Pure: owns no storage, never decides
+ * anything a person decided (the store filters candidates before they get here).
+ *
+ * Training is deliberately not plain EM, which collapses on some data (it may converge to "same
+ * city" instead of "same person"): u comes from random pairs (almost all non-matches), m from pairs
+ * of several blocking rules, each field's m estimated only on rules that do not block on that field
+ * and with that field left out of the posterior that weighs the pair (leave-one-out), so a field
+ * cannot vouch for itself.
+ */
+import { editDistance, jaroWinkler } from './names';
+import { blockingKeys, type PersonFeatures } from './features';
+
+export type FieldName = 'family' | 'given' | 'birth' | 'sex' | 'rid' | 'phone' | 'email' | 'address' | 'city' | 'postcode' | 'otherId';
+export type Outcome = 'MATCH' | 'POSSIBLE_MATCH' | 'NO_MATCH';
+
+interface Comparison {
+  field: FieldName;
+  /** Level labels, best agreement first, full disagreement last. */
+  levels: string[];
+  /** Level index, or null when either side lacks the field (it then weighs nothing). */
+  level(a: PersonFeatures, b: PersonFeatures): number | null;
+  /** Term-frequency table the agreeing levels use (value of side a). */
+  tf?: (f: PersonFeatures) => string | undefined;
+  tfLevels?: number[];
+}
+
+function nameLevel(a?: string, b?: string, sa?: string, sb?: string): number | null {
+  if (!a || !b) return null;
+  if (a === b) return 0;
+  if (sa && sa === sb) return 1;
+  const x = sa ?? a;
+  const y = sb ?? b;
+  const jw = jaroWinkler(x, y);
+  if (jw >= 0.92) return 2;
+  if (jw >= 0.8 || (Math.min(x.length, y.length) >= 3 && (x.startsWith(y) || y.startsWith(x)))) return 3;
+  return 4;
+}
+
+function birthLevel(a?: string, b?: string): number | null {
+  if (!a || !b) return null;
+  if (a === b) return 0;
+  const [ya, ma, da] = [a.slice(0, 4), a.slice(4, 6), a.slice(6, 8)];
+  const [yb, mb, db] = [b.slice(0, 4), b.slice(4, 6), b.slice(6, 8)];
+  if (ya === yb && ma === db && da === mb) return 1;
+  // One part off: a mistyped day or month, or a year one keystroke away (not a parent's birth year).
+  if (ya === yb ? ma === mb || da === db : ma === mb && da === db && editDistance(ya, yb, 1) <= 1) return 2;
+  return 3;
+}
+
+function simpleLevel(a: string | undefined, b: string | undefined, close: (x: string, y: string) => boolean): number | null {
+  if (!a || !b) return null;
+  if (a === b) return 0;
+  return close(a, b) ? 1 : 2;
+}
+
+/** Family and given name compared together: a swapped order or a split compound surname (欧阳|娜 vs 欧|阳娜) counts as the same sound. */
+function nameLevels(a: PersonFeatures, b: PersonFeatures): [number | null, number | null] {
+  const family = nameLevel(a.family, b.family, a.familySound, b.familySound);
+  const given = nameLevel(a.given, b.given, a.givenSound, b.givenSound);
+  if ((family ?? 0) <= 1 && (given ?? 0) <= 1) return [family, given];
+  if (a.familySound && a.givenSound && b.familySound && b.givenSound) {
+    const swapped = a.familySound === b.givenSound && a.givenSound === b.familySound;
+    const resplit = a.familySound + a.givenSound === b.familySound + b.givenSound;
+    if (swapped || resplit) return [1, 1];
+    if (jaroWinkler(a.familySound, b.givenSound) >= 0.92 && jaroWinkler(a.givenSound, b.familySound) >= 0.92) return [2, 2];
+  }
+  return [family, given];
+}
+
+const pairNameCache = new WeakMap<PersonFeatures, { other: PersonFeatures; levels: [number | null, number | null] }>();
+function cachedNameLevels(a: PersonFeatures, b: PersonFeatures): [number | null, number | null] {
+  const hit = pairNameCache.get(a);
+  if (hit && hit.other === b) return hit.levels;
+  const levels = nameLevels(a, b);
+  pairNameCache.set(a, { other: b, levels });
+  return levels;
+}
+
+export const comparisons: Comparison[] = [
+  {
+    field: 'family',
+    levels: ['exact', 'same sound', 'close spelling', 'similar', 'different'],
+    level: (a, b) => cachedNameLevels(a, b)[0],
+    tf: (f) => f.familySound,
+    tfLevels: [0, 1],
+  },
+  {
+    field: 'given',
+    levels: ['exact', 'same sound', 'close spelling', 'similar', 'different'],
+    level: (a, b) => cachedNameLevels(a, b)[1],
+    tf: (f) => f.givenSound,
+    tfLevels: [0, 1],
+  },
+  { field: 'birth', levels: ['exact', 'day/month transposed', 'one part differs', 'different'], level: (a, b) => birthLevel(a.birth, b.birth) },
+  { field: 'sex', levels: ['same', 'different'], level: (a, b) => (a.sex && b.sex ? (a.sex === b.sex ? 0 : 1) : null) },
+  {
+    field: 'rid',
+    levels: ['same valid ID', 'same ID, weak (check digit fails or contradicts the record)', 'close (typo)', 'different', 'different valid IDs'],
+    level: (a, b) => {
+      if (!a.rid || !b.rid) return null;
+      if (a.rid.value === b.rid.value) return a.ridStrong && b.ridStrong ? 0 : 1;
+      if (a.rid.valid && b.rid.valid && a.ridStrong && b.ridStrong) return 4;
+      return editDistance(a.rid.value, b.rid.value, 2) <= 2 ? 2 : 3;
+    },
+  },
+  { field: 'phone', levels: ['same', 'one digit off', 'different'], level: (a, b) => simpleLevel(a.phone, b.phone, (x, y) => editDistance(x, y, 1) <= 1) },
+  { field: 'email', levels: ['same', 'close', 'different'], level: (a, b) => simpleLevel(a.email, b.email, (x, y) => jaroWinkler(x, y) >= 0.9) },
+  {
+    field: 'address',
+    levels: ['same', 'close', 'similar', 'different'],
+    level: (a, b) => {
+      if (!a.address || !b.address) return null;
+      if (a.address === b.address) return 0;
+      const jw = jaroWinkler(a.address, b.address);
+      return jw >= 0.92 ? 1 : jw >= 0.8 ? 2 : 3;
+    },
+  },
+  { field: 'city', levels: ['same', 'close', 'different'], level: (a, b) => simpleLevel(a.city, b.city, (x, y) => jaroWinkler(x, y) >= 0.88), tf: (f) => f.city, tfLevels: [0] },
+  { field: 'postcode', levels: ['same', 'one digit off', 'different'], level: (a, b) => simpleLevel(a.postcode, b.postcode, (x, y) => editDistance(x, y, 1) <= 1) },
+  {
+    field: 'otherId',
+    levels: ['same', 'one character off', 'two characters off', 'different'],
+    level: (a, b) => {
+      if (!a.otherId || !b.otherId) return null;
+      if (a.otherId === b.otherId) return 0;
+      const d = editDistance(a.otherId, b.otherId, 2);
+      return d <= 1 ? 1 : d === 2 ? 2 : 3;
+    },
+  },
+];
+
+export interface FieldParameters {
+  /** P(level | same person). */
+  m: number[];
+  /** P(level | different people). */
+  u: number[];
+}
+
+export interface MatchModel {
+  /** log2 of the prior odds that two records picked at random are the same person. */
+  priorLog2: number;
+  fields: Record<FieldName, FieldParameters>;
+  /** Per field with term frequencies: value → share of records with it (common values only). */
+  tf: Partial<Record<FieldName, Record<string, number>>>;
+  /** Share below which a value counts as rare (1 / records). */
+  tfFloor: number;
+  /** Match weight (log2 posterior odds) at or above which a pair links automatically. */
+  matchThreshold: number;
+  /** At or above this (and below matchThreshold) a pair goes to review. */
+  reviewThreshold: number;
+  trainedOn: { records: number; randomPairs: number; blockedPairs: Record<string, number> };
+}
+
+export interface FieldScore {
+  field: FieldName;
+  level: number | null;
+  label: string;
+  /** log2 Bayes factor this field contributes (0 when missing). */
+  weight: number;
+  /** Term frequency used instead of u, when the agreement was on a common value. */
+  tf?: number;
+}
+
+export interface PairScore {
+  /** log2 posterior odds: prior + Σ field weights. */
+  weight: number;
+  probability: number;
+  fields: FieldScore[];
+  /** A deterministic rule that decided (or capped) the outcome. */
+  rule?: 'resident-id' | 'resident-id-conflict' | 'twin-guard' | 'household-guard';
+  outcome: Outcome;
+}
+
+export function pairLevels(a: PersonFeatures, b: PersonFeatures): Array<number | null> {
+  return comparisons.map((c) => c.level(a, b));
+}
+
+function fieldWeight(model: MatchModel, c: Comparison, level: number, a: PersonFeatures): { weight: number; tf?: number } {
+  const p = model.fields[c.field];
+  const m = p.m[level]!;
+  let u = p.u[level]!;
+  let tf: number | undefined;
+  if (c.tf && c.tfLevels?.includes(level)) {
+    const value = c.tf(a);
+    const table = model.tf[c.field];
+    if (value !== undefined && table) {
+      tf = table[value] ?? model.tfFloor;
+      // Never more credit than an exact agreement on the rarest value, never less than on the average one.
+      u = Math.min(Math.max(tf, model.tfFloor), Math.max(u, p.u[0]!));
+    }
+  }
+  return { weight: Math.log2(m / u), tf };
+}
+
+export function scorePair(model: MatchModel, a: PersonFeatures, b: PersonFeatures): PairScore {
+  const fields: FieldScore[] = [];
+  let weight = model.priorLog2;
+  const levels = pairLevels(a, b);
+  comparisons.forEach((c, i) => {
+    const level = levels[i]!;
+    if (level === null) {
+      fields.push({ field: c.field, level: null, label: 'missing', weight: 0 });
+      return;
+    }
+    const w = fieldWeight(model, c, level, a);
+    weight += w.weight;
+    fields.push({ field: c.field, level, label: c.levels[level]!, weight: round(w.weight), ...(w.tf !== undefined ? { tf: w.tf } : {}) });
+  });
+  const probability = 1 / (1 + 2 ** -weight);
+  const levelOf = (field: FieldName) => levels[comparisons.findIndex((c) => c.field === field)];
+  const rid = levelOf('rid');
+  const family = levelOf('family');
+  const given = levelOf('given');
+  const birth = levelOf('birth');
+  let outcome: Outcome = weight >= model.matchThreshold ? 'MATCH' : weight >= model.reviewThreshold ? 'POSSIBLE_MATCH' : 'NO_MATCH';
+  let rule: PairScore['rule'];
+  if (rid === 4) {
+    // Two valid, different resident IDs that each agree with their record: two people (twins too).
+    outcome = 'NO_MATCH';
+    rule = 'resident-id-conflict';
+  } else if (rid === 0 && family !== null && family <= 2 && (given === null || given <= 3)) {
+    outcome = 'MATCH';
+    rule = 'resident-id';
+  } else if (outcome !== 'NO_MATCH' && family !== null && family <= 1 && birth === 0 && given !== null && (given === 4 || (given === 3 && a.han && b.han)) && !sharesIdentifier(levelOf)) {
+    // Same family, same birth date, different given names (in Hanzi even merely similar ones:
+    // 小红 / 小兰) and no identifier in common: twins look like this. Never auto-link; of different
+    // sex they are two people.
+    outcome = levelOf('sex') === 1 ? 'NO_MATCH' : 'POSSIBLE_MATCH';
+    rule = 'twin-guard';
+  } else if (outcome !== 'NO_MATCH' && birth === 3 && given !== null && given >= 3 && !sharesIdentifier(levelOf)) {
+    // Only the household agrees (family name, phone, address, perhaps a parent's ID under which a
+    // newborn was registered) while birth date and given name differ: two members of one family.
+    outcome = 'NO_MATCH';
+    rule = 'household-guard';
+  }
+  return { weight: round(weight), probability, fields, outcome, ...(rule ? { rule } : {}) };
+}
+
+/** An identifier agrees: a strong resident ID, another national number, or e-mail (a weak resident ID may be a parent's). */
+function sharesIdentifier(levelOf: (field: FieldName) => number | null | undefined): boolean {
+  const rid = levelOf('rid');
+  const other = levelOf('otherId');
+  return rid === 0 || (other !== null && other !== undefined && other <= 1) || levelOf('email') === 0;
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+/** A record already in the index, and the enterprise (golden) patient it belongs to. */
+export interface Candidate {
+  goldenId: string;
+  features: PersonFeatures;
+}
+
+export interface MatchDecision {
+  outcome: Outcome;
+  /** The golden patient linked to (MATCH) or proposed (POSSIBLE_MATCH). */
+  goldenId?: string;
+  best?: PairScore & { candidateId: string };
+  /** Other golden patients that scored at review level or above (for the reviewer). */
+  alternatives: Array<{ goldenId: string; candidateId: string; weight: number; outcome: Outcome; rule?: string; fields: FieldScore[] }>;
+}
+
+/** Score a record against its candidates; per golden patient its best-scoring source record counts. */
+export function decide(model: MatchModel, record: PersonFeatures, candidates: Candidate[]): MatchDecision {
+  const perGolden = new Map<string, PairScore & { candidateId: string }>();
+  const vetoed = new Set<string>();
+  for (const c of candidates) {
+    const s = scorePair(model, record, c.features);
+    // One source of a golden record with a different valid resident ID vetoes that golden record.
+    if (s.rule === 'resident-id-conflict') vetoed.add(c.goldenId);
+    const prev = perGolden.get(c.goldenId);
+    if (!prev || rank(s) > rank(prev)) perGolden.set(c.goldenId, { ...s, candidateId: c.features.id });
+  }
+  const ranked = [...perGolden.entries()].filter(([g]) => !vetoed.has(g)).sort((x, y) => rank(y[1]) - rank(x[1]));
+  const alternatives = ranked.slice(1).filter(([, s]) => s.outcome !== 'NO_MATCH').map(([goldenId, s]) => ({ goldenId, candidateId: s.candidateId, weight: s.weight, outcome: s.outcome, rule: s.rule, fields: s.fields }));
+  const top = ranked[0];
+  if (!top || top[1].outcome === 'NO_MATCH') return { outcome: 'NO_MATCH', alternatives, ...(top ? { best: top[1] } : {}) };
+  return { outcome: top[1].outcome, goldenId: top[0], best: top[1], alternatives };
+}
+
+function rank(s: PairScore): number {
+  return (s.outcome === 'MATCH' ? 2000 : s.outcome === 'POSSIBLE_MATCH' ? 1000 : 0) + s.weight;
+}
+
+// ---------------------------------------------------------------- training
+
+/** Small deterministic PRNG (mulberry32): training is reproducible. */
+export function rng(seed: number): () => number {
+  let t = seed >>> 0;
+  return () => {
+    t = (t + 0x6d2b79f5) >>> 0;
+    let r = Math.imul(t ^ (t >>> 15), 1 | t);
+    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
+    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Training blocking rules: which fields each one blocks on (those fields learn nothing from it). */
+const TRAINING_RULES: Array<{ name: string; blocks: FieldName[]; key: (f: PersonFeatures) => string | undefined }> = [
+  { name: 'family+birth', blocks: ['family', 'birth'], key: (f) => (f.familySound && f.birth ? `${f.familySound}|${f.birth}` : undefined) },
+  { name: 'given+birth year', blocks: ['given', 'birth'], key: (f) => (f.givenSound && f.birth ? `${f.givenSound}|${f.birth.slice(0, 4)}` : undefined) },
+  { name: 'family+given', blocks: ['family', 'given'], key: (f) => (f.familySound && f.givenSound ? `${f.familySound}|${f.givenSound}` : undefined) },
+  { name: 'resident id', blocks: ['rid'], key: (f) => f.rid?.value },
+  { name: 'phone', blocks: ['phone'], key: (f) => f.phone },
+  { name: 'other id', blocks: ['otherId'], key: (f) => f.otherId },
+  { name: 'email', blocks: ['email'], key: (f) => f.email },
+];
+
+/** Starting m: most matches agree, a few are off by a level or two. */
+function initialM(levels: number): number[] {
+  const m = Array.from({ length: levels }, (_, i) => (i === 0 ? 0.85 : 0.15 / (levels - 1)));
+  return m;
+}
+
+export interface TrainOptions {
+  seed?: number;
+  randomPairs?: number;
+  /** Records sharing a training key beyond this many are skipped (a common name says little). */
+  maxBlock?: number;
+  matchThreshold?: number;
+  reviewThreshold?: number;
+}
+
+export function trainModel(records: PersonFeatures[], options: TrainOptions = {}): MatchModel {
+  const random = rng(options.seed ?? 42);
+  const n = records.length;
+  const F = comparisons.length;
+  // u from random pairs.
+  const uCounts = comparisons.map((c) => new Array<number>(c.levels.length).fill(0));
+  const wanted = Math.min(options.randomPairs ?? 200_000, (n * (n - 1)) / 2);
+  let drawn = 0;
+  for (let k = 0; k < wanted && n > 1; k++) {
+    const i = Math.floor(random() * n);
+    let j = Math.floor(random() * (n - 1));
+    if (j >= i) j++;
+    const levels = pairLevels(records[i]!, records[j]!);
+    for (let f = 0; f < F; f++) if (levels[f] !== null) uCounts[f]![levels[f]!]!++;
+    drawn++;
+  }
+  // Term frequencies.
+  const tf: MatchModel['tf'] = {};
+  for (const c of comparisons) {
+    if (!c.tf) continue;
+    const counts = new Map<string, number>();
+    let total = 0;
+    for (const r of records) {
+      const v = c.tf(r);
+      if (v === undefined) continue;
+      counts.set(v, (counts.get(v) ?? 0) + 1);
+      total++;
+    }
+    const table: Record<string, number> = {};
+    const common = [...counts.entries()].filter(([, k]) => k >= 2).sort((x, y) => y[1] - x[1]).slice(0, 50_000);
+    for (const [v, k] of common) table[v] = k / total;
+    tf[c.field] = table;
+  }
+  const u = uCounts.map((counts) => smooth(counts, 0.5));
+  // m per blocking rule, leave-one-out posteriors.
+  const maxBlock = options.maxBlock ?? 60;
+  const blockedPairs: Record<string, number> = {};
+  const rulePairs: Array<{ blocks: Set<number>; levels: Array<Array<number | null>> }> = [];
+  for (const rule of TRAINING_RULES) {
+    const groups = new Map<string, number[]>();
+    records.forEach((r, i) => {
+      const key = rule.key(r);
+      if (key === undefined) return;
+      const g = groups.get(key);
+      if (g) g.push(i);
+      else groups.set(key, [i]);
+    });
+    const levels: Array<Array<number | null>> = [];
+    for (const members of groups.values()) {
+      if (members.length < 2 || members.length > maxBlock) continue;
+      for (let x = 0; x < members.length; x++) for (let y = x + 1; y < members.length; y++) levels.push(pairLevels(records[members[x]!]!, records[members[y]!]!));
+    }
+    if (levels.length > 400_000) levels.length = 400_000;
+    blockedPairs[rule.name] = levels.length;
+    const blocks = new Set(rule.blocks.map((b) => comparisons.findIndex((c) => c.field === b)));
+    rulePairs.push({ blocks, levels });
+  }
+  let m = comparisons.map((c) => initialM(c.levels.length));
+  for (let iteration = 0; iteration < 4; iteration++) {
+    const mCounts = comparisons.map((c) => new Array<number>(c.levels.length).fill(0));
+    for (const { blocks, levels } of rulePairs) {
+      if (!levels.length) continue;
+      // λ of this block: the mean posterior, itself re-estimated (start at one half).
+      let lambda = 0.5;
+      for (let pass = 0; pass < 2; pass++) {
+        let sum = 0;
+        for (const pair of levels) sum += posterior(pair, m, u, blocks, -1, lambda);
+        lambda = Math.min(0.999, Math.max(0.001, sum / levels.length));
+      }
+      for (const pair of levels) {
+        for (let f = 0; f < F; f++) {
+          if (blocks.has(f) || pair[f] === null) continue;
+          mCounts[f]![pair[f]!]! += posterior(pair, m, u, blocks, f, lambda);
+        }
+      }
+    }
+    m = mCounts.map((counts, f) => (counts.reduce((a, b) => a + b, 0) >= 5 ? smooth(counts, 0.5) : m[f]!));
+  }
+  // Prior: the expected matching pairs among the candidate pairs the runtime blocking produces.
+  const fields = Object.fromEntries(comparisons.map((c, f) => [c.field, { m: m[f]!.map(round6), u: u[f]!.map(round6) }])) as Record<FieldName, FieldParameters>;
+  const model: MatchModel = {
+    priorLog2: 0,
+    fields,
+    tf,
+    tfFloor: 1 / Math.max(n, 1),
+    matchThreshold: options.matchThreshold ?? 6,
+    reviewThreshold: options.reviewThreshold ?? 0,
+    trainedOn: { records: n, randomPairs: drawn, blockedPairs },
+  };
+  model.priorLog2 = round(estimatePriorLog2(model, records, random));
+  return model;
+}
+
+function round6(x: number): number {
+  return Math.round(x * 1e6) / 1e6;
+}
+
+function smooth(counts: number[], pseudo: number): number[] {
+  const total = counts.reduce((a, b) => a + b, 0) + pseudo * counts.length;
+  return counts.map((k) => (k + pseudo) / total);
+}
+
+function posterior(pair: Array<number | null>, m: number[][], u: number[][], blocks: Set<number>, leaveOut: number, lambda: number): number {
+  let logOdds = Math.log2(lambda / (1 - lambda));
+  for (let f = 0; f < pair.length; f++) {
+    const level = pair[f];
+    if (level === null || f === leaveOut || blocks.has(f)) continue;
+    logOdds += Math.log2(m[f]![level]! / u[f]![level]!);
+  }
+  return 1 / (1 + 2 ** -Math.min(60, Math.max(-60, logOdds)));
+}
+
+/**
+ * The prior odds: matching pairs expected among all pairs. Counted on the candidate pairs of the
+ * runtime blocking (where nearly all matches are) with a flat prior, each pair weighted by its
+ * posterior; the few matches blocking misses do not move a log-odds prior noticeably.
+ */
+function estimatePriorLog2(model: MatchModel, records: PersonFeatures[], random: () => number): number {
+  const n = records.length;
+  if (n < 2) return -10;
+  const sample = n > 20_000 ? records.filter(() => random() < 20_000 / n) : records;
+  const scale = n / sample.length;
+  const index = new Map<string, number[]>();
+  sample.forEach((r, i) => {
+    for (const k of blockingKeys(r)) {
+      const g = index.get(k);
+      if (g) g.push(i);
+      else index.set(k, [i]);
+    }
+  });
+  const seen = new Set<string>();
+  let expected = 0;
+  const flat = { ...model, priorLog2: 0 };
+  for (const members of index.values()) {
+    if (members.length > 60) continue;
+    for (let x = 0; x < members.length; x++) {
+      for (let y = x + 1; y < members.length; y++) {
+        const key = `${members[x]}:${members[y]}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const s = scorePair(flat, sample[members[x]!]!, sample[members[y]!]!);
+        expected += s.probability > 0.5 ? 1 : 0;
+      }
+    }
+  }
+  // Matches in a sample of share s scale with s², pairs too: the ratio needs no correction beyond the sampled pair count.
+  void scale;
+  const pairs = (sample.length * (sample.length - 1)) / 2;
+  return Math.log2(Math.max(expected, 1) / pairs);
+}
+
+/**
+ * The same model for a population of another size: the prior odds that two records picked at
+ * random match scale with 1 / records (each person has a few records, pairs grow with the square),
+ * and a value seen once is 1 / records of them.
+ */
+export function modelForPopulation(model: MatchModel, records: number): MatchModel {
+  const n = Math.max(records, 2);
+  return { ...model, priorLog2: model.priorLog2 + Math.log2(model.trainedOn.records / n), tfFloor: 1 / n };
+}

@@ -1,0 +1,123 @@
+/**
+ * Name normalisation for matching: traditional → simplified Hanzi (OpenCC's Hong Kong/Taiwan →
+ * mainland tables, opencc-js), Hanzi → toneless pinyin with surname readings (pinyin-pro's surname
+ * mode: 单 shan, 曾 zeng, 仇 qiu, 区 ou), and Latin spellings folded to one sound key (ü, v, yu after
+ * l/n → u, so LV / LU / LYU / LÜ all give `lu`). Caches both conversions: names repeat. Pure.
+ */
+import { pinyin } from 'pinyin-pro';
+
+// opencc-js types are ESM-only declarations; its CommonJS build is what `require` loads.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const OpenCC = require('opencc-js') as { Converter(options: { from: string; to: string }): (text: string) => string };
+const toSimplifiedHk = OpenCC.Converter({ from: 'hk', to: 'cn' });
+const toSimplifiedTw = OpenCC.Converter({ from: 'tw', to: 'cn' });
+const HAN = /\p{Script=Han}/u;
+
+const simplifiedCache = new Map<string, string>();
+const pinyinCache = new Map<string, string>();
+
+export function hasHan(text: string): boolean {
+  return HAN.test(text);
+}
+
+/** Simplified Hanzi, whitespace and punctuation removed; Latin text lower-cased. */
+export function normaliseName(text: string | undefined): string | undefined {
+  if (!text) return undefined;
+  const trimmed = text.normalize('NFKC').trim();
+  if (!trimmed) return undefined;
+  if (!hasHan(trimmed)) return foldLatin(trimmed) || undefined;
+  let out: string | undefined = simplifiedCache.get(trimmed);
+  if (out === undefined) {
+    out = toSimplifiedTw(toSimplifiedHk(trimmed)).replace(/[\s·・.,，、\-]/g, '');
+    if (simplifiedCache.size > 200_000) simplifiedCache.clear();
+    simplifiedCache.set(trimmed, out);
+  }
+  return out;
+}
+
+/** Lower-case Latin letters only (diacritics folded; ü kept as v, the pinyin input convention). */
+export function foldLatin(text: string): string {
+  return text
+    .toLowerCase()
+    .replace(/ü|u:/g, 'v')
+    .normalize('NFD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .replace(/[^a-z]/g, '');
+}
+
+/**
+ * The sound of a name part: toneless pinyin of the simplified Hanzi (`surname`: read as a surname),
+ * or the folded Latin spelling; then lv/lyu/nv/nyu → lu/nu so the spellings of 吕 and 女 agree.
+ */
+export function soundKey(normalised: string | undefined, surname: boolean): string | undefined {
+  if (!normalised) return undefined;
+  let latin: string;
+  if (hasHan(normalised)) {
+    const key = (surname ? 's:' : 'g:') + normalised;
+    const cached = pinyinCache.get(key);
+    if (cached !== undefined) return cached;
+    latin = pinyin(normalised, { mode: surname ? 'surname' : 'normal', toneType: 'none', type: 'array', v: true, nonZh: 'removed' }).join('');
+    latin = foldSound(foldLatin(latin));
+    if (pinyinCache.size > 200_000) pinyinCache.clear();
+    pinyinCache.set(key, latin);
+    return latin;
+  }
+  return foldSound(normalised);
+}
+
+function foldSound(latin: string): string {
+  return latin.replace(/([ln])(?:yu|v)/g, '$1u');
+}
+
+/** Jaro–Winkler similarity (0…1), for spelling slips in Latin names and sound keys. */
+export function jaroWinkler(a: string, b: string): number {
+  if (a === b) return 1;
+  const la = a.length;
+  const lb = b.length;
+  if (!la || !lb) return 0;
+  const window = Math.max(0, Math.floor(Math.max(la, lb) / 2) - 1);
+  const ma = new Array<boolean>(la).fill(false);
+  const mb = new Array<boolean>(lb).fill(false);
+  let matches = 0;
+  for (let i = 0; i < la; i++) {
+    const lo = Math.max(0, i - window);
+    const hi = Math.min(lb - 1, i + window);
+    for (let j = lo; j <= hi; j++) {
+      if (mb[j] || a[i] !== b[j]) continue;
+      ma[i] = mb[j] = true;
+      matches++;
+      break;
+    }
+  }
+  if (!matches) return 0;
+  let t = 0;
+  let k = 0;
+  for (let i = 0; i < la; i++) {
+    if (!ma[i]) continue;
+    while (!mb[k]) k++;
+    if (a[i] !== b[k]) t++;
+    k++;
+  }
+  const jaro = (matches / la + matches / lb + (matches - t / 2) / matches) / 3;
+  let prefix = 0;
+  while (prefix < 4 && prefix < la && prefix < lb && a[prefix] === b[prefix]) prefix++;
+  return jaro + prefix * 0.1 * (1 - jaro);
+}
+
+/** Levenshtein distance, stopping early past `max` (returns max + 1). */
+export function editDistance(a: string, b: string, max = 3): number {
+  if (Math.abs(a.length - b.length) > max) return max + 1;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    let best = i;
+    for (let j = 1; j <= b.length; j++) {
+      const v = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      cur.push(v);
+      if (v < best) best = v;
+    }
+    if (best > max) return max + 1;
+    prev = cur;
+  }
+  return prev[b.length]!;
+}

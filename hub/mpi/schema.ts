@@ -1,0 +1,79 @@
+/**
+ * Schema of the master patient index (migration 5 in hub/migrations.ts). Kept here, next to the
+ * code that owns these tables; the migration list only orders it.
+ */
+export const patientIndexSchemaSql = `
+CREATE TABLE mpi_golden (
+  id text PRIMARY KEY,
+  state text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'merged', 'empty')),
+  merged_into text REFERENCES mpi_golden(id),
+  survivor jsonb NOT NULL DEFAULT '{}',
+  created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE mpi_golden IS 'Enterprise (golden) patients: the id is issued once and never changes or is reused; a merged one keeps pointing at its survivor (merged_into) so old references still resolve. survivor holds the demographics chosen per field by the survivorship rules, each with the source it came from.';
+
+CREATE TABLE mpi_source (
+  member_id text NOT NULL,
+  mrn text NOT NULL,
+  record jsonb NOT NULL,
+  block_keys text[] NOT NULL,
+  patient_resource_id text,
+  event_time timestamptz,
+  source_updated_at timestamptz NOT NULL,
+  matched_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (member_id, mrn)
+);
+COMMENT ON TABLE mpi_source IS 'Each source patient (member + MRN) as the matcher saw it: the identity record compared, its blocking keys, the converted Patient resource it corresponds to, and the source_patient.updated_at it reflects (newer means: match again).';
+CREATE INDEX mpi_source_blocks ON mpi_source USING gin (block_keys) WITH (fastupdate = off);
+COMMENT ON INDEX mpi_source_blocks IS 'Blocking: candidates of a record are the sources sharing one of its keys, found without a scan. fastupdate off: matching reads its own fresh inserts at once, and a pending list would be scanned whole on every look-up.';
+CREATE INDEX mpi_source_resource ON mpi_source (patient_resource_id);
+COMMENT ON INDEX mpi_source_resource IS 'From a clinical resource''s subject (a member''s Patient id) to the golden patient.';
+
+CREATE TABLE mpi_link (
+  member_id text NOT NULL,
+  mrn text NOT NULL,
+  golden_id text NOT NULL REFERENCES mpi_golden(id),
+  state text NOT NULL CHECK (state IN ('MATCH', 'POSSIBLE_MATCH', 'NO_MATCH')),
+  mode text NOT NULL CHECK (mode IN ('AUTO', 'MANUAL')),
+  rule text,
+  score double precision,
+  breakdown jsonb NOT NULL DEFAULT '{}',
+  decided_by text,
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (member_id, mrn, golden_id)
+);
+COMMENT ON TABLE mpi_link IS 'The patient index: source patient → golden patient with state (MATCH: is this person; POSSIBLE_MATCH: awaiting review; NO_MATCH: is not) and mode (AUTO by the matcher, MANUAL by a person — the matcher never changes a MANUAL row). Exactly one MATCH per source. score and breakdown explain the decision.';
+CREATE UNIQUE INDEX mpi_link_one_match ON mpi_link (member_id, mrn) WHERE state = 'MATCH';
+COMMENT ON INDEX mpi_link_one_match IS 'A source patient belongs to exactly one golden patient.';
+CREATE INDEX mpi_link_golden ON mpi_link (golden_id, state);
+COMMENT ON INDEX mpi_link_golden IS 'The sources of a golden patient; its review items and not-links.';
+CREATE INDEX mpi_link_review ON mpi_link (updated_at) WHERE state = 'POSSIBLE_MATCH';
+COMMENT ON INDEX mpi_link_review IS 'The review queue, oldest first.';
+
+CREATE TABLE mpi_history (
+  id bigserial PRIMARY KEY,
+  at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  actor text NOT NULL,
+  action text NOT NULL,
+  golden_id text,
+  member_id text,
+  mrn text,
+  detail jsonb NOT NULL DEFAULT '{}'
+);
+COMMENT ON TABLE mpi_history IS 'Append-only history of the index: golden patients created, sources linked and moved, reviews decided, goldens merged (member A40 merges and manual links). Never updated.';
+CREATE INDEX mpi_history_golden ON mpi_history (golden_id, id);
+COMMENT ON INDEX mpi_history_golden IS 'A golden patient''s merge and link history.';
+
+CREATE TABLE mpi_model (
+  id integer PRIMARY KEY CHECK (id = 1),
+  model jsonb NOT NULL,
+  trained_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE mpi_model IS 'The Fellegi–Sunter parameters trained on this hub''s own source patients (yilian mpi train); absent: the built-in defaults.';
+
+CREATE INDEX resource_patient_identifier ON resource USING gin ((content->'identifier') jsonb_path_ops) WHERE resource_type = 'Patient';
+COMMENT ON INDEX resource_patient_identifier IS 'Finds a member''s converted Patient by its MRN (the patient index reads the resident ID and the resource id from it).';
+CREATE INDEX resource_subject ON resource ((coalesce(content->'subject'->>'reference', content->'patient'->>'reference')));
+COMMENT ON INDEX resource_subject IS 'A patient''s clinical resources (FHIR search by patient, $everything) without a scan.';
+`;

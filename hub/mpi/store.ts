@@ -1,0 +1,571 @@
+/**
+ * The master patient index in PostgreSQL: golden patients, the links of each member's source
+ * patients to them, the review queue, merge history. Fed lazily from `source_patient` (the merge
+ * stage's output): `syncPatientIndex` matches every source patient that is new or changed since it
+ * was last matched, so it can run after each ingest, before a read, or on a timer, and any number of
+ * times (an advisory lock makes concurrent runs take turns).
+ *
+ * Rules it keeps: a golden id is issued once and never changes; a MANUAL link is never changed by
+ * the matcher; a manual not-link keeps that source away from that golden patient on every re-match;
+ * a member's own merge (ADT A34/A39/A40/A47, `merged_into`) links the retired number to the
+ * survivor's golden patient. It never deletes history.
+ */
+import { randomUUID } from 'node:crypto';
+import type { HubDb, Sql } from '../db';
+import { HubError } from '../../pipeline/outcome';
+import { blockingKeys, featuresOf, type PersonRecord } from './features';
+import { decide, modelForPopulation, scorePair, trainModel, type Candidate, type MatchDecision, type MatchModel, type PairScore } from './matcher';
+import { survivorship, type GoldenDemographics } from './survivorship';
+import defaultModelJson from './defaultModel.json';
+
+const RESIDENT_ID_SYSTEM = 'urn:oid:2.16.156.10011.1.3';
+const LOCK = 7317005;
+const MAX_CANDIDATES = 500;
+
+export type LinkState = 'MATCH' | 'POSSIBLE_MATCH' | 'NO_MATCH';
+export type LinkMode = 'AUTO' | 'MANUAL';
+
+interface SourceRow {
+  member_id: string;
+  mrn: string;
+  demographics: Record<string, string>;
+  event_time: Date | null;
+  merged_into: string | null;
+  updated_at: Date;
+  patient: { id?: string; identifier?: Array<{ system?: string; value?: string }>; name?: Array<{ family?: string; given?: string[] }> } | null;
+  /** Already in the index (else: a new source, matched in bulk). */
+  known?: boolean;
+}
+
+interface LinkRow {
+  member_id: string;
+  mrn: string;
+  golden_id: string;
+  state: LinkState;
+  mode: LinkMode;
+}
+
+export interface SyncSummary {
+  matched: number;
+  created: number;
+  linked: number;
+  review: number;
+  memberMerges: number;
+}
+
+/** The stored model (yilian mpi train), else the built-in one trained on the Chinese generator. */
+export async function loadModel(sql: Sql): Promise<MatchModel> {
+  const stored = await sql.query<{ model: MatchModel }>(`SELECT model FROM mpi_model WHERE id = 1`);
+  return stored.rows[0]?.model ?? (defaultModelJson as unknown as MatchModel);
+}
+
+/** A source patient as the matcher sees it: the member's demographics, the resident ID from its converted Patient. */
+export function recordOfSource(row: Pick<SourceRow, 'member_id' | 'mrn' | 'demographics' | 'patient'>): PersonRecord {
+  const d = row.demographics ?? {};
+  // The member's configured resident-ID field (system set by the converter), else any other
+  // identifier shaped like one (a member whose PID-19 mapping is not configured yet).
+  const ids = (row.patient?.identifier ?? []).filter((i) => i.value && i.value !== row.mrn);
+  const rid = ids.find((i) => i.system === RESIDENT_ID_SYSTEM)?.value ?? ids.find((i) => /^\d{17}[\dXx]$/.test(i.value!))?.value;
+  const name = row.patient?.name?.[0];
+  return {
+    id: `${row.member_id}|${row.mrn}`,
+    family: d.family ?? name?.family,
+    given: d.given ?? name?.given?.join(' '),
+    birthDate: d.birthDate,
+    sex: d.sex,
+    residentId: d.residentId ?? rid,
+    phone: d.phone,
+    address: d.address,
+  };
+}
+
+const SOURCE_SELECT = `
+  SELECT sp.member_id, sp.mrn, sp.demographics, sp.event_time, sp.merged_into, sp.updated_at,
+         (SELECT r.content FROM resource r
+           WHERE r.resource_type = 'Patient' AND r.member_id = sp.member_id
+             AND r.content->'identifier' @> jsonb_build_array(jsonb_build_object('value', sp.mrn))
+           ORDER BY (r.content->>'active') = 'false', r.updated_at DESC LIMIT 1) AS patient
+    FROM source_patient sp`;
+
+/** Match every source patient that is new or changed since it was last matched. */
+export async function syncPatientIndex(db: HubDb, options: { actor?: string; batch?: number } = {}): Promise<SyncSummary> {
+  const summary: SyncSummary = { matched: 0, created: 0, linked: 0, review: 0, memberMerges: 0 };
+  const batch = options.batch ?? 500;
+  let analysedAt = 1000;
+  for (;;) {
+    const done = await db.transaction(async (tx) => {
+      await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
+      // The index tables grow inside this transaction faster than statistics follow: a planner that
+      // still believes them empty scans them whole for every candidate look-up (quadratic cost).
+      await tx.query(`SET LOCAL enable_seqscan = off`);
+      const dirty = await tx.query<SourceRow>(
+        `${SOURCE_SELECT.replace('SELECT sp.member_id', 'SELECT EXISTS (SELECT 1 FROM mpi_source k WHERE k.member_id = sp.member_id AND k.mrn = sp.mrn) AS known, sp.member_id')}
+          WHERE NOT EXISTS (SELECT 1 FROM mpi_source s WHERE s.member_id = sp.member_id AND s.mrn = sp.mrn AND s.source_updated_at >= sp.updated_at)
+          ORDER BY sp.merged_into IS NOT NULL, sp.updated_at LIMIT $1`,
+        [batch],
+      );
+      if (!dirty.rows.length) return true;
+      const population = Number((await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM source_patient`)).rows[0]!.n);
+      const model = modelForPopulation(await loadModel(tx), population);
+      const touched = new Set<string>();
+      // New sources (an initial load, a new registration) in bulk: one candidate query and a few
+      // multi-row writes per batch. Known ones (updates, merges, manual decisions) one by one.
+      const fresh = dirty.rows.filter((r) => !r.known && !r.merged_into);
+      await matchNewSources(tx, model, fresh, options.actor ?? 'matcher', summary, touched);
+      for (const row of dirty.rows) if (row.known || row.merged_into) await matchSource(tx, model, row, options.actor ?? 'matcher', summary, touched);
+      await refreshGoldens(tx, [...touched]);
+      return dirty.rows.length < batch;
+    });
+    if (summary.matched >= analysedAt * 2) {
+      await db.query(`ANALYZE mpi_source, mpi_link, mpi_golden`);
+      analysedAt = summary.matched;
+    }
+    if (done) return summary;
+  }
+}
+
+async function matchSource(tx: Sql, model: MatchModel, row: SourceRow, actor: string, summary: SyncSummary, touched: Set<string>): Promise<void> {
+  summary.matched++;
+  const record = recordOfSource(row);
+  const features = featuresOf(record);
+  const keys = blockingKeys(features);
+  await tx.query(
+    `INSERT INTO mpi_source (member_id, mrn, record, block_keys, patient_resource_id, event_time, source_updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, (SELECT updated_at FROM source_patient WHERE member_id = $1 AND mrn = $2))
+     ON CONFLICT (member_id, mrn) DO UPDATE SET record = excluded.record, block_keys = excluded.block_keys, patient_resource_id = coalesce(excluded.patient_resource_id, mpi_source.patient_resource_id),
+       event_time = excluded.event_time, source_updated_at = excluded.source_updated_at, matched_at = clock_timestamp()`,
+    // source_updated_at copied in SQL: a JS Date would drop the microseconds and the row would stay "changed" for ever.
+    [row.member_id, row.mrn, JSON.stringify(record), keys, row.patient?.id ?? null, row.event_time],
+  );
+  const links = (await tx.query<LinkRow>(`SELECT member_id, mrn, golden_id, state, mode FROM mpi_link WHERE member_id = $1 AND mrn = $2`, [row.member_id, row.mrn])).rows;
+  const current = links.find((l) => l.state === 'MATCH');
+  if (current) touched.add(current.golden_id);
+
+  if (row.merged_into) {
+    // A member merged this number into another of its own: same person, the member says so.
+    const survivor = (await tx.query<{ golden_id: string }>(`SELECT golden_id FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND state = 'MATCH'`, [row.member_id, row.merged_into])).rows[0];
+    let target = survivor?.golden_id;
+    if (!target) {
+      target = await createGolden(tx, actor, row.member_id, row.merged_into, 'member merge survivor');
+      await setLink(tx, row.member_id, row.merged_into, target, 'MATCH', 'AUTO', { rule: 'member-merge' });
+    }
+    touched.add(target);
+    if (current?.golden_id === target) return;
+    summary.memberMerges++;
+    if (current) await mergeGolden(tx, current.golden_id, target, actor, { reason: 'member merge', member: row.member_id, retired: row.mrn, survivor: row.merged_into });
+    else {
+      await setLink(tx, row.member_id, row.mrn, target, 'MATCH', 'AUTO', { rule: 'member-merge' });
+      await history(tx, actor, 'member-merge', target, row.member_id, row.mrn, { survivor: row.merged_into });
+    }
+    return;
+  }
+  if (current?.mode === 'MANUAL') return; // a person decided; the matcher only refreshes the features
+
+  const notLinked = new Set(links.filter((l) => l.state === 'NO_MATCH' && l.mode === 'MANUAL').map((l) => l.golden_id));
+  if (current) {
+    // Golden patients one of whose sources was manually declared not to be this record's golden patient.
+    const reverse = await tx.query<{ golden_id: string }>(
+      `SELECT DISTINCT m.golden_id FROM mpi_link n JOIN mpi_link m ON m.member_id = n.member_id AND m.mrn = n.mrn AND m.state = 'MATCH'
+        WHERE n.golden_id = $1 AND n.state = 'NO_MATCH' AND n.mode = 'MANUAL'`,
+      [current.golden_id],
+    );
+    for (const r of reverse.rows) notLinked.add(r.golden_id);
+  }
+  const candidates = await candidatesFor(tx, keys, row.member_id, row.mrn, notLinked);
+  const decision = decide(model, features, candidates);
+  const explanation = explain(decision);
+  let golden = current?.golden_id;
+  if (decision.outcome === 'MATCH' && decision.goldenId && decision.goldenId !== current?.golden_id) {
+    const alone = current ? Number((await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM mpi_link WHERE golden_id = $1 AND state = 'MATCH'`, [current.golden_id])).rows[0]!.n) === 1 : false;
+    // A record that has company in its golden patient stays there unless it no longer matches them.
+    const stays = current && !alone && (await stillBelongs(tx, model, features, current.golden_id, row.member_id, row.mrn));
+    if (!stays) {
+      if (current) await tx.query(`DELETE FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND golden_id = $3`, [row.member_id, row.mrn, current.golden_id]);
+      await setLink(tx, row.member_id, row.mrn, decision.goldenId, 'MATCH', 'AUTO', explanation);
+      await history(tx, actor, current ? 'relink' : 'link', decision.goldenId, row.member_id, row.mrn, { from: current?.golden_id ?? null, score: explanation.score });
+      if (current && alone) await retireEmpty(tx, current.golden_id, decision.goldenId, actor);
+      golden = decision.goldenId;
+      summary.linked++;
+    }
+  } else if (current && decision.goldenId === current.golden_id) {
+    await setLink(tx, row.member_id, row.mrn, current.golden_id, 'MATCH', 'AUTO', explanation);
+  }
+  if (!golden) {
+    golden = await createGolden(tx, actor, row.member_id, row.mrn, 'new person');
+    await setLink(tx, row.member_id, row.mrn, golden, 'MATCH', 'AUTO', { rule: 'new-person', score: decision.best?.weight ?? null, breakdown: decision.best ? { nearest: explanation.breakdown } : {} });
+    summary.created++;
+  }
+  touched.add(golden);
+  // Review items: every golden patient this record possibly matches (the reviewer sees them all).
+  const proposals = decision.outcome === 'POSSIBLE_MATCH' && decision.goldenId ? [{ goldenId: decision.goldenId, why: explanation }] : [];
+  for (const alt of decision.alternatives) if (alt.outcome !== 'NO_MATCH') proposals.push({ goldenId: alt.goldenId, why: { rule: alt.rule, score: alt.weight, breakdown: { against: alt.candidateId, outcome: alt.outcome, fields: alt.fields } } });
+  await tx.query(`DELETE FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND state = 'POSSIBLE_MATCH' AND mode = 'AUTO' AND NOT (golden_id = ANY($3::text[]))`, [row.member_id, row.mrn, proposals.map((p) => p.goldenId)]);
+  for (const p of proposals) {
+    if (p.goldenId === golden || links.some((l) => l.golden_id === p.goldenId && l.mode === 'MANUAL')) continue;
+    await setLink(tx, row.member_id, row.mrn, p.goldenId, 'POSSIBLE_MATCH', 'AUTO', p.why);
+    summary.review++;
+  }
+}
+
+/** Candidates of many records in one query: per blocking key at most BLOCK_CAP sources (a common key says little). */
+const BLOCK_CAP = 100;
+
+async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], actor: string, summary: SyncSummary, touched: Set<string>): Promise<void> {
+  if (!rows.length) return;
+  const items = rows.map((row) => {
+    const record = recordOfSource(row);
+    const features = featuresOf(record);
+    return { row, record, features, keys: blockingKeys(features), golden: '' };
+  });
+  const byKey = new Map<string, Candidate[]>();
+  const featureCache = new Map<string, ReturnType<typeof featuresOf>>();
+  const allKeys = [...new Set(items.flatMap((i) => i.keys))];
+  if (allKeys.length) {
+    const existing = await tx.query<{ key: string; member_id: string; mrn: string; record: PersonRecord; golden_id: string }>(
+      `SELECT k.key, s.member_id, s.mrn, s.record, l.golden_id
+         FROM unnest($1::text[]) AS k(key)
+         CROSS JOIN LATERAL (SELECT member_id, mrn, record FROM mpi_source WHERE block_keys && ARRAY[k.key] LIMIT ${BLOCK_CAP}) s
+         JOIN mpi_link l ON l.member_id = s.member_id AND l.mrn = s.mrn AND l.state = 'MATCH'`,
+      [allKeys],
+    );
+    for (const r of existing.rows) {
+      const id = `${r.member_id}|${r.mrn}`;
+      let f = featureCache.get(id);
+      if (!f) featureCache.set(id, (f = featuresOf({ ...r.record, id })));
+      const list = byKey.get(r.key);
+      if (list) list.push({ goldenId: r.golden_id, features: f });
+      else byKey.set(r.key, [{ goldenId: r.golden_id, features: f }]);
+    }
+  }
+  const goldens: string[] = [];
+  const links: Array<Record<string, unknown>> = [];
+  const events: Array<Record<string, unknown>> = [];
+  for (const item of items) {
+    const seen = new Set<string>();
+    const candidates: Candidate[] = [];
+    for (const key of item.keys) {
+      for (const c of byKey.get(key) ?? []) {
+        if (seen.has(c.features.id)) continue;
+        seen.add(c.features.id);
+        candidates.push(c);
+      }
+    }
+    const decision = decide(model, item.features, candidates);
+    const explanation = explain(decision);
+    const { member_id: member, mrn } = item.row;
+    if (decision.outcome === 'MATCH' && decision.goldenId) {
+      item.golden = decision.goldenId;
+      links.push({ member_id: member, mrn, golden_id: item.golden, state: 'MATCH', rule: explanation.rule ?? null, score: explanation.score, breakdown: explanation.breakdown });
+      events.push({ action: 'link', golden_id: item.golden, member_id: member, mrn, detail: { from: null, score: explanation.score } });
+      summary.linked++;
+    } else {
+      item.golden = randomUUID();
+      goldens.push(item.golden);
+      links.push({ member_id: member, mrn, golden_id: item.golden, state: 'MATCH', rule: 'new-person', score: decision.best?.weight ?? null, breakdown: decision.best ? { nearest: explanation.breakdown } : {} });
+      events.push({ action: 'create', golden_id: item.golden, member_id: member, mrn, detail: { reason: 'new person' } });
+      summary.created++;
+    }
+    const proposals = decision.outcome === 'POSSIBLE_MATCH' && decision.goldenId ? [{ goldenId: decision.goldenId, rule: explanation.rule ?? null, score: explanation.score, breakdown: explanation.breakdown }] : [];
+    for (const alt of decision.alternatives) if (alt.outcome !== 'NO_MATCH') proposals.push({ goldenId: alt.goldenId, rule: alt.rule ?? null, score: alt.weight, breakdown: { against: alt.candidateId, outcome: alt.outcome, fields: alt.fields } });
+    for (const p of proposals) {
+      if (p.goldenId === item.golden) continue;
+      links.push({ member_id: member, mrn, golden_id: p.goldenId, state: 'POSSIBLE_MATCH', rule: p.rule, score: p.score, breakdown: p.breakdown });
+      summary.review++;
+    }
+    touched.add(item.golden);
+    summary.matched++;
+    // Later records of this batch see this one.
+    for (const key of item.keys) {
+      const list = byKey.get(key);
+      const candidate = { goldenId: item.golden, features: item.features };
+      if (!list) byKey.set(key, [candidate]);
+      else if (list.length < BLOCK_CAP) list.push(candidate);
+    }
+  }
+  await tx.query(`INSERT INTO mpi_golden (id) SELECT unnest($1::text[])`, [goldens]);
+  await tx.query(
+    `INSERT INTO mpi_source (member_id, mrn, record, block_keys, patient_resource_id, event_time, source_updated_at)
+     SELECT x.member_id, x.mrn, x.record, x.block_keys, x.patient_resource_id, sp.event_time, sp.updated_at
+       FROM jsonb_to_recordset($1::jsonb) AS x(member_id text, mrn text, record jsonb, block_keys text[], patient_resource_id text)
+       JOIN source_patient sp ON sp.member_id = x.member_id AND sp.mrn = x.mrn`,
+    [JSON.stringify(items.map((i) => ({ member_id: i.row.member_id, mrn: i.row.mrn, record: i.record, block_keys: i.keys, patient_resource_id: i.row.patient?.id ?? null })))],
+  );
+  await tx.query(
+    `INSERT INTO mpi_link (member_id, mrn, golden_id, state, mode, rule, score, breakdown)
+     SELECT member_id, mrn, golden_id, state, 'AUTO', rule, score, breakdown FROM jsonb_to_recordset($1::jsonb)
+         AS x(member_id text, mrn text, golden_id text, state text, rule text, score double precision, breakdown jsonb)
+     ON CONFLICT (member_id, mrn, golden_id) DO NOTHING`,
+    [JSON.stringify(links)],
+  );
+  await tx.query(
+    `INSERT INTO mpi_history (actor, action, golden_id, member_id, mrn, detail)
+     SELECT $2, action, golden_id, member_id, mrn, detail FROM jsonb_to_recordset($1::jsonb) AS x(action text, golden_id text, member_id text, mrn text, detail jsonb)`,
+    [JSON.stringify(events), actor],
+  );
+}
+
+async function candidatesFor(tx: Sql, keys: string[], memberId: string, mrn: string, excluded: Set<string>): Promise<Candidate[]> {
+  if (!keys.length) return [];
+  const rows = await tx.query<{ member_id: string; mrn: string; record: PersonRecord; golden_id: string }>(
+    `SELECT s.member_id, s.mrn, s.record, l.golden_id FROM mpi_source s
+       JOIN mpi_link l ON l.member_id = s.member_id AND l.mrn = s.mrn AND l.state = 'MATCH'
+      WHERE s.block_keys && $1::text[] AND NOT (s.member_id = $2 AND s.mrn = $3) LIMIT ${MAX_CANDIDATES}`,
+    [keys, memberId, mrn],
+  );
+  return rows.rows.filter((r) => !excluded.has(r.golden_id)).map((r) => ({ goldenId: r.golden_id, features: featuresOf({ ...r.record, id: `${r.member_id}|${r.mrn}` }) }));
+}
+
+async function stillBelongs(tx: Sql, model: MatchModel, features: ReturnType<typeof featuresOf>, goldenId: string, memberId: string, mrn: string): Promise<boolean> {
+  const others = await tx.query<{ member_id: string; mrn: string; record: PersonRecord }>(
+    `SELECT s.member_id, s.mrn, s.record FROM mpi_link l JOIN mpi_source s USING (member_id, mrn) WHERE l.golden_id = $1 AND l.state = 'MATCH' AND NOT (l.member_id = $2 AND l.mrn = $3)`,
+    [goldenId, memberId, mrn],
+  );
+  return others.rows.some((o) => scorePair(model, features, featuresOf({ ...o.record, id: `${o.member_id}|${o.mrn}` })).outcome === 'MATCH');
+}
+
+function explain(decision: MatchDecision): { rule?: string; score: number | null; breakdown: Record<string, unknown> } {
+  const best = decision.best;
+  if (!best) return { score: null, breakdown: {} };
+  return {
+    rule: best.rule ?? (decision.outcome === 'MATCH' ? 'fellegi-sunter' : undefined),
+    score: best.weight,
+    breakdown: { against: best.candidateId, probability: best.probability, outcome: best.outcome, fields: best.fields, alternatives: decision.alternatives },
+  };
+}
+
+async function setLink(tx: Sql, memberId: string, mrn: string, goldenId: string, state: LinkState, mode: LinkMode, why: { rule?: string; score?: number | null; breakdown?: Record<string, unknown> }, decidedBy?: string): Promise<void> {
+  await tx.query(
+    `INSERT INTO mpi_link (member_id, mrn, golden_id, state, mode, rule, score, breakdown, decided_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     ON CONFLICT (member_id, mrn, golden_id) DO UPDATE SET state = excluded.state, mode = excluded.mode, rule = excluded.rule, score = excluded.score,
+       breakdown = excluded.breakdown, decided_by = excluded.decided_by, updated_at = clock_timestamp()`,
+    [memberId, mrn, goldenId, state, mode, why.rule ?? null, why.score ?? null, JSON.stringify(why.breakdown ?? {}), decidedBy ?? null],
+  );
+}
+
+async function createGolden(tx: Sql, actor: string, memberId: string, mrn: string, reason: string): Promise<string> {
+  const id = randomUUID();
+  await tx.query(`INSERT INTO mpi_golden (id) VALUES ($1)`, [id]);
+  await history(tx, actor, 'create', id, memberId, mrn, { reason });
+  return id;
+}
+
+async function history(tx: Sql, actor: string, action: string, goldenId: string | null, memberId: string | null, mrn: string | null, detail: Record<string, unknown>): Promise<void> {
+  await tx.query(`INSERT INTO mpi_history (actor, action, golden_id, member_id, mrn, detail) VALUES ($1, $2, $3, $4, $5, $6)`, [actor, action, goldenId, memberId, mrn, JSON.stringify(detail)]);
+}
+
+/** Fold golden `from` into `into`: its sources, not-links and history follow; `from` keeps pointing at `into`. */
+async function mergeGolden(tx: Sql, from: string, into: string, actor: string, detail: Record<string, unknown>): Promise<void> {
+  if (from === into) return;
+  const moved = await tx.query<{ member_id: string; mrn: string }>(`SELECT member_id, mrn FROM mpi_link WHERE golden_id = $1 AND state = 'MATCH'`, [from]);
+  for (const s of moved.rows) {
+    await tx.query(`DELETE FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND golden_id IN ($3, $4)`, [s.member_id, s.mrn, from, into]);
+    await setLink(tx, s.member_id, s.mrn, into, 'MATCH', 'AUTO', { rule: 'golden-merge', breakdown: { mergedFrom: from, ...detail } });
+  }
+  // Not-links against the retired golden now hold against the survivor (unless they are now its members).
+  await tx.query(
+    `INSERT INTO mpi_link (member_id, mrn, golden_id, state, mode, rule, score, breakdown, decided_by)
+     SELECT member_id, mrn, $2, state, mode, rule, score, breakdown, decided_by FROM mpi_link WHERE golden_id = $1 AND state = 'NO_MATCH'
+     ON CONFLICT (member_id, mrn, golden_id) DO NOTHING`,
+    [from, into],
+  );
+  await tx.query(`DELETE FROM mpi_link WHERE golden_id = $1 AND state <> 'MATCH'`, [from]);
+  await tx.query(`DELETE FROM mpi_link p USING mpi_link m WHERE p.golden_id = $1 AND p.state = 'POSSIBLE_MATCH' AND m.member_id = p.member_id AND m.mrn = p.mrn AND m.golden_id = $1 AND m.state = 'MATCH'`, [into]);
+  await tx.query(`UPDATE mpi_golden SET state = 'merged', merged_into = $2, updated_at = clock_timestamp() WHERE id = $1`, [from, into]);
+  await tx.query(`UPDATE mpi_golden SET merged_into = $2 WHERE merged_into = $1`, [from, into]);
+  await history(tx, actor, 'merge', into, null, null, { from, sources: moved.rows.map((s) => `${s.member_id}|${s.mrn}`), ...detail });
+}
+
+async function retireEmpty(tx: Sql, goldenId: string, into: string, actor: string): Promise<void> {
+  await tx.query(`UPDATE mpi_golden SET state = 'merged', merged_into = $2, updated_at = clock_timestamp() WHERE id = $1`, [goldenId, into]);
+  await tx.query(`UPDATE mpi_golden SET merged_into = $2 WHERE merged_into = $1`, [goldenId, into]);
+  await tx.query(`DELETE FROM mpi_link WHERE golden_id = $1 AND state = 'POSSIBLE_MATCH' AND mode = 'AUTO'`, [goldenId]);
+  await history(tx, actor, 'merge', into, null, null, { from: goldenId, reason: 'its only source joined this golden patient' });
+}
+
+/** Recompute the survivorship of many golden patients: one read, one write. */
+async function refreshGoldens(tx: Sql, goldenIds: string[]): Promise<void> {
+  if (!goldenIds.length) return;
+  const sources = await tx.query<{ golden_id: string; member_id: string; mrn: string; record: PersonRecord; event_time: Date | null }>(
+    `SELECT l.golden_id, s.member_id, s.mrn, s.record, s.event_time FROM mpi_link l JOIN mpi_source s USING (member_id, mrn) WHERE l.golden_id = ANY($1::text[]) AND l.state = 'MATCH'`,
+    [goldenIds],
+  );
+  const byGolden = new Map<string, Array<{ memberId: string; mrn: string; record: PersonRecord; eventTime: string | null }>>(goldenIds.map((g) => [g, []]));
+  for (const s of sources.rows) byGolden.get(s.golden_id)!.push({ memberId: s.member_id, mrn: s.mrn, record: s.record, eventTime: s.event_time?.toISOString() ?? null });
+  await tx.query(
+    `UPDATE mpi_golden g SET survivor = x.survivor, state = CASE WHEN g.state = 'merged' THEN g.state WHEN x.active THEN 'active' ELSE 'empty' END, updated_at = clock_timestamp()
+       FROM jsonb_to_recordset($1::jsonb) AS x(id text, survivor jsonb, active boolean) WHERE g.id = x.id`,
+    [JSON.stringify([...byGolden.entries()].map(([id, list]) => ({ id, survivor: survivorship(list), active: list.length > 0 })))],
+  );
+}
+
+/** Recompute a golden patient's survivorship from its current sources. */
+async function refreshGolden(tx: Sql, goldenId: string): Promise<void> {
+  const sources = await tx.query<{ member_id: string; mrn: string; record: PersonRecord; event_time: Date | null }>(
+    `SELECT s.member_id, s.mrn, s.record, s.event_time FROM mpi_link l JOIN mpi_source s USING (member_id, mrn) WHERE l.golden_id = $1 AND l.state = 'MATCH'`,
+    [goldenId],
+  );
+  const survivor: GoldenDemographics = survivorship(sources.rows.map((s) => ({ memberId: s.member_id, mrn: s.mrn, record: s.record, eventTime: s.event_time?.toISOString() ?? null })));
+  await tx.query(
+    `UPDATE mpi_golden SET survivor = $2, state = CASE WHEN state = 'merged' THEN state WHEN $3 THEN 'active' ELSE 'empty' END, updated_at = clock_timestamp() WHERE id = $1`,
+    [goldenId, JSON.stringify(survivor), sources.rows.length > 0],
+  );
+}
+
+// ---------------------------------------------------------------- reads and decisions
+
+export interface ReviewItem {
+  member: string;
+  mrn: string;
+  goldenId: string;
+  currentGoldenId: string | null;
+  score: number | null;
+  rule: string | null;
+  since: string;
+  source: PersonRecord | null;
+  candidate: GoldenDemographics | null;
+  breakdown: Record<string, unknown>;
+}
+
+/** Open review items, oldest first: the record, the proposed golden patient side by side, and the score breakdown. */
+export async function reviewQueue(sql: Sql, limit = 100): Promise<ReviewItem[]> {
+  const rows = await sql.query<{ member_id: string; mrn: string; golden_id: string; current: string | null; score: number | null; rule: string | null; updated_at: Date; record: PersonRecord | null; survivor: GoldenDemographics | null; breakdown: Record<string, unknown> }>(
+    `SELECT p.member_id, p.mrn, p.golden_id, m.golden_id AS current, p.score, p.rule, p.updated_at, s.record, g.survivor, p.breakdown
+       FROM mpi_link p
+       LEFT JOIN mpi_link m ON m.member_id = p.member_id AND m.mrn = p.mrn AND m.state = 'MATCH'
+       LEFT JOIN mpi_source s ON s.member_id = p.member_id AND s.mrn = p.mrn
+       LEFT JOIN mpi_golden g ON g.id = p.golden_id
+      WHERE p.state = 'POSSIBLE_MATCH' ORDER BY p.updated_at, p.member_id, p.mrn LIMIT $1`,
+    [limit],
+  );
+  return rows.rows.map((r) => ({
+    member: r.member_id,
+    mrn: r.mrn,
+    goldenId: r.golden_id,
+    currentGoldenId: r.current,
+    score: r.score,
+    rule: r.rule,
+    since: r.updated_at.toISOString(),
+    source: r.record,
+    candidate: r.survivor,
+    breakdown: r.breakdown,
+  }));
+}
+
+export interface ReviewDecision {
+  member: string;
+  mrn: string;
+  goldenId: string;
+  decision: 'link' | 'not-link';
+  actor: string;
+  reason?: string;
+}
+
+/**
+ * A person's decision on a source patient and a golden patient. `link`: the source joins it (MANUAL
+ * MATCH; its old golden patient, if left empty, points at this one). `not-link`: a MANUAL NO_MATCH
+ * that every later re-match respects; if the source was in that golden patient it gets a new one.
+ */
+export async function decideReview(db: HubDb, d: ReviewDecision): Promise<{ goldenId: string }> {
+  return db.transaction(async (tx) => {
+    await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
+    const source = await tx.query(`SELECT 1 FROM mpi_source WHERE member_id = $1 AND mrn = $2`, [d.member, d.mrn]);
+    if (!source.rows.length) throw new HubError('not-found', `no source patient ${d.member}|${d.mrn} in the patient index`);
+    const target = await resolveGolden(tx, d.goldenId);
+    if (!target) throw new HubError('not-found', `no golden patient ${d.goldenId}`);
+    const current = (await tx.query<{ golden_id: string }>(`SELECT golden_id FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND state = 'MATCH'`, [d.member, d.mrn])).rows[0]?.golden_id;
+    const why = { rule: 'manual', breakdown: { reason: d.reason ?? null } };
+    let result = current ?? target;
+    if (d.decision === 'link') {
+      if (current && current !== target) await tx.query(`DELETE FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND golden_id = $3`, [d.member, d.mrn, current]);
+      await setLink(tx, d.member, d.mrn, target, 'MATCH', 'MANUAL', why, d.actor);
+      await history(tx, d.actor, 'manual-link', target, d.member, d.mrn, { from: current ?? null, reason: d.reason ?? null });
+      const left = current && current !== target ? Number((await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM mpi_link WHERE golden_id = $1 AND state = 'MATCH'`, [current])).rows[0]!.n) : 1;
+      if (current && current !== target && left === 0) await retireEmpty(tx, current, target, d.actor);
+      else if (current && current !== target) await refreshGolden(tx, current);
+      result = target;
+    } else {
+      if (current === target) {
+        // Unlink: the source leaves this golden patient for a new one of its own.
+        await tx.query(`DELETE FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND golden_id = $3`, [d.member, d.mrn, target]);
+        result = await createGolden(tx, d.actor, d.member, d.mrn, 'unlinked by review');
+        await setLink(tx, d.member, d.mrn, result, 'MATCH', 'MANUAL', why, d.actor);
+        await refreshGolden(tx, result);
+      }
+      await setLink(tx, d.member, d.mrn, target, 'NO_MATCH', 'MANUAL', why, d.actor);
+      await history(tx, d.actor, 'manual-not-link', target, d.member, d.mrn, { reason: d.reason ?? null });
+    }
+    await refreshGolden(tx, target);
+    return { goldenId: result };
+  });
+}
+
+/** A golden id as given, or the golden patient it was merged into (ids stay valid after merges). */
+export async function resolveGolden(sql: Sql, id: string): Promise<string | undefined> {
+  const row = (await sql.query<{ id: string; merged_into: string | null }>(`SELECT id, merged_into FROM mpi_golden WHERE id = $1`, [id])).rows[0];
+  if (!row) return undefined;
+  return row.merged_into ?? row.id;
+}
+
+export interface GoldenPatient {
+  id: string;
+  state: string;
+  mergedInto: string | null;
+  survivor: GoldenDemographics;
+  sources: Array<{ member: string; mrn: string; patientResourceId: string | null; mode: LinkMode; rule: string | null; score: number | null }>;
+}
+
+export async function goldenPatient(sql: Sql, id: string): Promise<GoldenPatient | undefined> {
+  const row = (await sql.query<{ id: string; state: string; merged_into: string | null; survivor: GoldenDemographics }>(`SELECT id, state, merged_into, survivor FROM mpi_golden WHERE id = $1`, [id])).rows[0];
+  if (!row) return undefined;
+  const sources = await sql.query<{ member_id: string; mrn: string; patient_resource_id: string | null; mode: LinkMode; rule: string | null; score: number | null }>(
+    `SELECT l.member_id, l.mrn, s.patient_resource_id, l.mode, l.rule, l.score FROM mpi_link l LEFT JOIN mpi_source s USING (member_id, mrn)
+      WHERE l.golden_id = $1 AND l.state = 'MATCH' ORDER BY l.member_id, l.mrn`,
+    [row.merged_into ?? row.id],
+  );
+  return {
+    id: row.id,
+    state: row.state,
+    mergedInto: row.merged_into,
+    survivor: row.survivor,
+    sources: sources.rows.map((s) => ({ member: s.member_id, mrn: s.mrn, patientResourceId: s.patient_resource_id, mode: s.mode, rule: s.rule, score: s.score })),
+  };
+}
+
+/** Every source patient known to the index with its golden patient (retired numbers of a member merge included). */
+export async function exportLinks(sql: Sql): Promise<Array<{ member: string; mrn: string; patient: string }>> {
+  const rows = await sql.query<{ member_id: string; mrn: string; golden_id: string }>(`SELECT member_id, mrn, golden_id FROM mpi_link WHERE state = 'MATCH' ORDER BY member_id, mrn`);
+  return rows.rows.map((r) => ({ member: r.member_id, mrn: r.mrn, patient: r.golden_id }));
+}
+
+/** Golden patient of a member's converted Patient resource id (clinical resources reference those). */
+export async function goldenOfPatientResource(sql: Sql, patientResourceIds: string[]): Promise<Map<string, string>> {
+  if (!patientResourceIds.length) return new Map();
+  const rows = await sql.query<{ patient_resource_id: string; golden_id: string }>(
+    `SELECT s.patient_resource_id, l.golden_id FROM mpi_source s JOIN mpi_link l ON l.member_id = s.member_id AND l.mrn = s.mrn AND l.state = 'MATCH' WHERE s.patient_resource_id = ANY($1::text[])`,
+    [patientResourceIds],
+  );
+  return new Map(rows.rows.map((r) => [r.patient_resource_id, r.golden_id]));
+}
+
+/** Score a person against the index without storing anything (FHIR Patient/$match). */
+export async function matchPerson(sql: Sql, record: PersonRecord, limit = 10): Promise<Array<{ goldenId: string; score: PairScore }>> {
+  const population = Number((await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM mpi_source`)).rows[0]!.n);
+  const model = modelForPopulation(await loadModel(sql), population + 1);
+  const features = featuresOf(record);
+  const candidates = await candidatesFor(sql, blockingKeys(features), '', '', new Set());
+  const best = new Map<string, PairScore>();
+  for (const c of candidates) {
+    const s = scorePair(model, features, c.features);
+    const prev = best.get(c.goldenId);
+    if (!prev || s.weight > prev.weight) best.set(c.goldenId, s);
+  }
+  return [...best.entries()].map(([goldenId, score]) => ({ goldenId, score })).filter((x) => x.score.outcome !== 'NO_MATCH' || x.score.probability > 0.05).sort((a, b) => b.score.weight - a.score.weight).slice(0, limit);
+}
+
+/** Train the model on this hub's own source patients and store it. */
+export async function trainStoredModel(db: HubDb): Promise<MatchModel> {
+  const rows = await db.query<SourceRow>(`${SOURCE_SELECT} WHERE sp.merged_into IS NULL`);
+  const model = trainModel(rows.rows.map((r) => featuresOf(recordOfSource(r))));
+  await db.query(`INSERT INTO mpi_model (id, model) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET model = excluded.model, trained_at = clock_timestamp()`, [JSON.stringify(model)]);
+  return model;
+}

@@ -1,0 +1,185 @@
+/**
+ * The patient index on real PostgreSQL, fed through the real pipeline (HL7 v2 → source_patient →
+ * syncPatientIndex): one person at three members becomes one golden patient; twins stay apart; an
+ * A40 merge inside a member links both numbers to one golden patient; out-of-order A08 updates end
+ * in the latest state; a manual not-link survives re-matching; the review queue and decisions; the
+ * `yilian mpi export --format csv` contract.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { MemberConfig } from '../adapters/config';
+import { encodeAs } from '../cli/simulate';
+import { runPipeline } from '../pipeline/runner';
+import { decideReview, exportLinks, goldenPatient, reviewQueue, syncPatientIndex } from '../hub/mpi/store';
+import { makeResidentId } from '../hub/mpi/residentId';
+import { startTestHub, type TestHub } from './support/hub';
+
+// m1 and m2 have their PID-19 resident-ID mapping configured; m3 has not (its IDs arrive as plain SS identifiers).
+const members = ['m1', 'm2', 'm3'].map((id) => ({ id, name: `Member ${id}`, tier: 'secondary', channels: [{ id: 'his', kind: 'mllp', port: 0 }], ...(id === 'm3' ? {} : { conversion: { residentIdField: 19 } }) }));
+const channel = { id: 'his', policy: { defaultCharset: 'UTF-8' as const }, ackMode: 'original' as const };
+let hub: TestHub;
+let control = 0;
+
+beforeAll(async () => {
+  hub = await startTestHub('mpi_index', { members });
+});
+afterAll(async () => {
+  await hub?.close();
+});
+
+interface Pid {
+  mrn: string;
+  family: string;
+  given: string;
+  birth: string;
+  sex: 'M' | 'F';
+  rid?: string;
+  address?: string;
+  phone?: string;
+}
+
+function adt(member: string, p: Pid, opts: { trigger?: string; time?: string; mrg?: string } = {}): string {
+  const t = opts.time ?? '20261123093000';
+  const trigger = opts.trigger ?? 'A08';
+  return [
+    `MSH|^~\\&|HIS|${member.toUpperCase()}|YILIAN|HUB|${t}||ADT^${trigger}^ADT_A01|C${++control}|P|2.5|||||CHN|UNICODE UTF-8`,
+    `EVN|${trigger}|${t}`,
+    `PID|1||${p.mrn}^^^${member.toUpperCase()}^MR||${p.family}^${p.given}||${p.birth}|${p.sex}|||${p.address ?? ''}||${p.phone ?? ''}||||||${p.rid ?? ''}`,
+    ...(opts.mrg ? [`MRG|${opts.mrg}^^^${member.toUpperCase()}^MR`] : []),
+  ].join('\r') + '\r';
+}
+
+/** Store and run each message through every stage (in the order given), then match. */
+async function ingest(messages: Array<[string, string]>): Promise<void> {
+  for (const [memberId, text] of messages) {
+    const member = hub.config.members.find((m) => m.id === memberId) as MemberConfig;
+    const stored = await hub.runtime.intake.receive({ member, channel, bytes: encodeAs(text, 'UTF-8') });
+    expect(await runPipeline({ db: hub.runtime.db, config: hub.config }, stored.rawId, true)).toBe('processed');
+  }
+  await syncPatientIndex(hub.runtime.db);
+}
+
+async function goldenOf(member: string, mrn: string): Promise<string> {
+  const link = (await exportLinks(hub.runtime.db)).find((l) => l.member === member && l.mrn === mrn);
+  if (!link) throw new Error(`${member}|${mrn} not in the index`);
+  return link.patient;
+}
+
+const rid1 = makeResidentId('330106', '19800315', 123, 'M');
+
+test('one person at three members (simplified, traditional, pinyin-only; ID mistyped at one) is one golden patient', async () => {
+  await ingest([
+    ['m1', adt('m1', { mrn: 'A1', family: '张', given: '伟华', birth: '19800315', sex: 'M', rid: rid1, address: '浙江省杭州市西湖区文一路10号', phone: '13800138001' })],
+    ['m2', adt('m2', { mrn: 'B7', family: '張', given: '偉華', birth: '19800315', sex: 'M', rid: rid1.slice(0, 17) + (rid1[17] === 'X' ? 'x' : rid1[17]), phone: '13800138001' })],
+    ['m3', adt('m3', { mrn: 'C3', family: 'ZHANG', given: 'Weihua', birth: '19801503'.replace('19801503', '19800315'), sex: 'M', rid: rid1.slice(0, 5) + ((Number(rid1[5]) + 1) % 10) + rid1.slice(6), phone: '13800138001' })],
+  ]);
+  const g = await goldenOf('m1', 'A1');
+  expect(await goldenOf('m2', 'B7')).toBe(g);
+  expect(await goldenOf('m3', 'C3')).toBe(g);
+  const golden = (await goldenPatient(hub.runtime.db, g))!;
+  expect(golden.sources.map((s) => `${s.member}|${s.mrn}`)).toEqual(['m1|A1', 'm2|B7', 'm3|C3']);
+  // Survivorship: the Hanzi name, the valid resident ID.
+  expect(golden.survivor).toMatchObject({ family: '张', given: '伟华', residentId: rid1, residentIdValid: true, birthDate: '19800315', sex: 'M' });
+  expect(golden.sources.every((s) => s.patientResourceId)).toBe(true);
+});
+
+test('twins (same family, birth date, address and phone; own IDs) stay two golden patients; without IDs they go to review, not linked', async () => {
+  const home = { family: '李', birth: '20100601', address: '浙江省杭州市上城区人民路5号', phone: '13900000001' };
+  await ingest([
+    ['m1', adt('m1', { mrn: 'T1', ...home, given: '明', sex: 'M', rid: makeResidentId('330102', '20100601', 11, 'M') })],
+    ['m2', adt('m2', { mrn: 'T2', ...home, given: '亮', sex: 'M', rid: makeResidentId('330102', '20100601', 13, 'M') })],
+    ['m3', adt('m3', { mrn: 'T3', ...home, given: '亮', sex: 'M' })],
+    ['m3', adt('m3', { mrn: 'T4', ...home, given: '红', sex: 'M' })],
+  ]);
+  expect(await goldenOf('m1', 'T1')).not.toBe(await goldenOf('m2', 'T2'));
+  expect(await goldenOf('m3', 'T3')).toBe(await goldenOf('m2', 'T2'));
+  expect(await goldenOf('m3', 'T4')).not.toBe(await goldenOf('m1', 'T1'));
+  expect(await goldenOf('m3', 'T4')).not.toBe(await goldenOf('m2', 'T2'));
+  const review = await reviewQueue(hub.runtime.db);
+  const item = review.find((r) => r.member === 'm3' && r.mrn === 'T4');
+  expect(item).toBeDefined();
+  expect(item!.rule).toBe('twin-guard');
+  expect((item!.breakdown.fields as Array<{ field: string; label: string }>).find((f) => f.field === 'given')!.label).toBe('different');
+});
+
+test('a review decision links, and a manual not-link survives re-matching', async () => {
+  const items = (await reviewQueue(hub.runtime.db)).filter((r) => r.member === 'm3' && r.mrn === 'T4');
+  // Both brothers' golden patients are proposed (T1 with an ID, T2+T3).
+  expect(items).toHaveLength(2);
+  for (const i of items) await decideReview(hub.runtime.db, { member: 'm3', mrn: 'T4', goldenId: i.goldenId, decision: 'not-link', actor: 'reviewer-1', reason: 'twin brother' });
+  const item = items[0]!;
+  expect((await reviewQueue(hub.runtime.db)).find((r) => r.member === 'm3' && r.mrn === 'T4')).toBeUndefined();
+  const before = await goldenOf('m3', 'T4');
+  // An update making T4 look even more like the other golden patient: still not linked, no new review item.
+  await ingest([['m3', adt('m3', { mrn: 'T4', family: '李', given: '红', birth: '20100601', sex: 'M', address: '浙江省杭州市上城区人民路5号', phone: '13900000001' }, { time: '20261124100000' })]]);
+  expect(await goldenOf('m3', 'T4')).toBe(before);
+  expect(await goldenOf('m3', 'T4')).not.toBe(item.goldenId);
+  expect((await reviewQueue(hub.runtime.db)).find((r) => r.member === 'm3' && r.mrn === 'T4')).toBeUndefined();
+  const links = await hub.runtime.db.query(`SELECT state, mode, decided_by FROM mpi_link WHERE member_id = 'm3' AND mrn = 'T4' ORDER BY state`);
+  expect(links.rows).toEqual([
+    { state: 'MATCH', mode: 'AUTO', decided_by: null },
+    { state: 'NO_MATCH', mode: 'MANUAL', decided_by: 'reviewer-1' },
+    { state: 'NO_MATCH', mode: 'MANUAL', decided_by: 'reviewer-1' },
+  ]);
+
+  // Unlinking an automatic link: T3 leaves T2's golden patient for good.
+  const shared = await goldenOf('m2', 'T2');
+  const moved = await decideReview(hub.runtime.db, { member: 'm3', mrn: 'T3', goldenId: shared, decision: 'not-link', actor: 'reviewer-1' });
+  expect(moved.goldenId).not.toBe(shared);
+  await ingest([['m3', adt('m3', { mrn: 'T3', family: '李', given: '亮', birth: '20100601', sex: 'M', address: '浙江省杭州市上城区人民路5号', phone: '13900000001' }, { time: '20261125100000' })]]);
+  expect(await goldenOf('m3', 'T3')).toBe(moved.goldenId);
+  // And a manual link is never undone by the matcher.
+  await decideReview(hub.runtime.db, { member: 'm3', mrn: 'T3', goldenId: shared, decision: 'link', actor: 'reviewer-2' });
+  await ingest([['m3', adt('m3', { mrn: 'T3', family: '王', given: '芳', birth: '19700101', sex: 'F' }, { time: '20261126100000' })]]);
+  expect(await goldenOf('m3', 'T3')).toBe(shared);
+});
+
+test('ADT A40 inside a member: both numbers listed with the surviving golden patient; the merge is in the history', async () => {
+  await ingest([
+    ['m1', adt('m1', { mrn: 'S1', family: '周', given: '晓峰', birth: '19750102', sex: 'M', phone: '13600000001' })],
+    ['m1', adt('m1', { mrn: 'R1', family: '邹', given: '小凤', birth: '19760203', sex: 'F' })],
+  ]);
+  const survivor = await goldenOf('m1', 'S1');
+  const retired = await goldenOf('m1', 'R1');
+  expect(retired).not.toBe(survivor);
+  await ingest([['m1', adt('m1', { mrn: 'S1', family: '周', given: '晓峰', birth: '19750102', sex: 'M', phone: '13600000001' }, { trigger: 'A40', time: '20261124120000', mrg: 'R1' })]]);
+  expect(await goldenOf('m1', 'S1')).toBe(survivor);
+  expect(await goldenOf('m1', 'R1')).toBe(survivor);
+  const old = (await goldenPatient(hub.runtime.db, retired))!;
+  expect(old).toMatchObject({ state: 'merged', mergedInto: survivor });
+  const history = await hub.runtime.db.query<{ action: string; detail: { from?: string } }>(`SELECT action, detail FROM mpi_history WHERE golden_id = $1 ORDER BY id`, [survivor]);
+  expect(history.rows.some((h) => h.action === 'merge' && h.detail.from === retired)).toBe(true);
+});
+
+test('out-of-order A08 updates end in the latest state', async () => {
+  const base = { mrn: 'O1', family: '陈', given: '静', birth: '19900909', sex: 'F' as const };
+  await ingest([
+    ['m2', adt('m2', { ...base, address: '新地址 3号', phone: '13700000003' }, { time: '20261120120000' })],
+    ['m2', adt('m2', { ...base, address: '旧地址 1号', phone: '13700000001' }, { time: '20261101120000' })],
+  ]);
+  const golden = (await goldenPatient(hub.runtime.db, await goldenOf('m2', 'O1')))!;
+  expect(golden.survivor).toMatchObject({ address: '新地址 3号', phone: '13700000003' });
+});
+
+test('yilian mpi export --format csv prints member,mrn,patient for every source patient', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mpi-cli-'));
+  try {
+    const configFile = path.join(dir, 'config.json');
+    writeFileSync(configFile, JSON.stringify({ members, databaseUrl: hub.databaseUrl }));
+    const cli = path.join(__dirname, '..', 'dist', 'cli', 'yilian.js');
+    const { stdout } = await promisify(execFile)('node', [cli, 'mpi', 'export', '--format', 'csv', '--config', configFile], { env: { ...process.env, DATABASE_URL: hub.databaseUrl } });
+    const lines = stdout.trim().split('\n');
+    expect(lines[0]).toBe('member,mrn,patient');
+    const rows = lines.slice(1).map((l) => l.split(','));
+    const sources = await hub.runtime.db.query<{ member_id: string; mrn: string }>(`SELECT member_id, mrn FROM source_patient ORDER BY member_id, mrn`);
+    expect(rows.map(([m, mrn]) => `${m}|${mrn}`).sort()).toEqual(sources.rows.map((s) => `${s.member_id}|${s.mrn}`).sort());
+    const links = await exportLinks(hub.runtime.db);
+    expect(rows).toEqual(links.map((l) => [l.member, l.mrn, l.patient]));
+    expect(rows.find(([m, mrn]) => m === 'm1' && mrn === 'R1')![2]).toBe(rows.find(([m, mrn]) => m === 'm1' && mrn === 'S1')![2]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
