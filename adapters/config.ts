@@ -11,6 +11,7 @@ import { Charset, charsetFromName, supportedCharsetNames } from '../pipeline/hl7
 import type { CharsetPolicy } from '../pipeline/hl7/header';
 import { HubError } from '../pipeline/outcome';
 import { fieldDataTypes, segmentMaps } from '../mappings/hl7v2/segments';
+import { consoleConfigSchema } from '../hub/console/config';
 
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, _ . - (at most 64)');
 
@@ -59,16 +60,85 @@ export const fileChannelSchema = z.object({
   ...charsetOptions,
 });
 
-/** FHIR channels (issue: FHIR adapters) are declared here so configuration is complete and validated. */
-export const fhirChannelSchema = z.object({
+/**
+ * How the hub authenticates to a member's FHIR server (adapters/fhir/auth.ts). Secrets are named by
+ * environment variable (`…Env`) or file, so configuration files kept in git hold none.
+ */
+export const fhirAuthSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('none') }),
+  z.object({ type: z.literal('basic'), username: z.string().min(1), passwordEnv: z.string().min(1) }),
+  z.object({ type: z.literal('bearer'), tokenEnv: z.string().min(1) }),
+  z.object({
+    /** SMART Backend Services: client-credentials grant with a signed JWT assertion. */
+    type: z.literal('smart-backend'),
+    clientId: z.string().min(1),
+    /** Token endpoint; default: token_endpoint of <baseUrl>/.well-known/smart-configuration. */
+    tokenUrl: z.url().optional(),
+    scope: z.string().default('system/*.read'),
+    alg: z.enum(['RS384', 'ES384']).default('RS384'),
+    /** Key id registered with the server (JWT header `kid`). */
+    kid: z.string().optional(),
+    /** PEM private key: a file path, or the name of an environment variable holding it. */
+    privateKeyPath: z.string().optional(),
+    privateKeyEnv: z.string().optional(),
+  }).refine((a) => !!a.privateKeyPath !== !!a.privateKeyEnv, { message: 'give exactly one of privateKeyPath or privateKeyEnv' }),
+]);
+
+const fhirResourceType = z.string().regex(/^[A-Z][A-Za-z]{1,63}$/, 'a FHIR resource type such as Patient');
+
+/** Shared by the FHIR channel kinds: where the server is and how to talk to it. */
+const fhirServerOptions = {
+  baseUrl: z.url().transform((u) => u.replace(/\/+$/, '')),
+  auth: fhirAuthSchema.default({ type: 'none' }),
+  /** Per HTTP request; a request that takes longer is retried like a 5xx. */
+  timeoutMs: z.number().int().positive().default(30_000),
+  /** Attempts per request for 429, 5xx, timeouts and network errors (Retry-After is honoured). */
+  maxAttempts: z.number().int().min(1).max(20).default(6),
+  /** First backoff delay when the server gives no Retry-After; doubles each attempt (capped at 60 s). */
+  backoffMs: z.number().int().positive().default(500),
+};
+
+/** Incremental REST pull (adapters/fhir/restPull.ts): search by _lastUpdated per resource type, page by the Bundle next link. */
+export const fhirRestChannelSchema = z.object({
   id,
-  kind: z.enum(['fhir-rest', 'fhir-bulk', 'fhir-subscription']),
-  baseUrl: z.url().optional(),
-  resourceTypes: z.array(z.string()).default([]),
-  schedule: z.string().optional(),
+  kind: z.literal('fhir-rest'),
+  ...fhirServerOptions,
+  resourceTypes: z.array(fhirResourceType).min(1),
+  /** Extra search parameters per resource type (e.g. `{ "Observation": { "category": "laboratory" } }`). */
+  searchParams: z.record(z.string(), z.record(z.string(), z.string())).default({}),
+  /** _count asked for per page. */
+  pageSize: z.number().int().min(1).max(1000).default(100),
+  /** Seconds between pulls for `yilian serve`; absent: pulled only by `yilian pull`. */
+  intervalSeconds: z.number().int().positive().optional(),
 });
 
-export const channelSchema = z.discriminatedUnion('kind', [mllpChannelSchema, fileChannelSchema, fhirChannelSchema]);
+/** Bulk Data $export import (adapters/fhir/bulk.ts). */
+export const fhirBulkChannelSchema = z.object({
+  id,
+  kind: z.literal('fhir-bulk'),
+  ...fhirServerOptions,
+  level: z.enum(['system', 'patient', 'group']).default('system'),
+  groupId: z.string().optional(),
+  resourceTypes: z.array(fhirResourceType).default([]),
+  /** Longest wait for the export to finish. */
+  exportTimeoutMs: z.number().int().positive().default(6 * 3600_000),
+  /** Resources stored per raw-store transaction while reading an NDJSON file. */
+  batchSize: z.number().int().min(1).max(5000).default(500),
+});
+
+/** Push: rest-hook notifications (R4 Subscription, R4B/R5 topic-based notification bundles), hub/api/server.ts. */
+export const fhirSubscriptionChannelSchema = z.object({
+  id,
+  kind: z.literal('fhir-subscription'),
+  /** The source server's base URL (provenance and hub ids); the same as its fhir-rest channel's, if it has one. */
+  baseUrl: z.url().transform((u) => u.replace(/\/+$/, '')),
+  /** sha256 (hex) of the bearer token the member's server sends (Subscription.channel.header). */
+  tokenSha256: z.string().regex(/^[0-9a-f]{64}$/),
+});
+
+export const fhirChannelSchema = z.discriminatedUnion('kind', [fhirRestChannelSchema, fhirBulkChannelSchema, fhirSubscriptionChannelSchema]);
+
+export const channelSchema = z.discriminatedUnion('kind', [mllpChannelSchema, fileChannelSchema, fhirRestChannelSchema, fhirBulkChannelSchema, fhirSubscriptionChannelSchema]);
 
 /**
  * Per-member HL7 v2 → FHIR conversion overrides, applied on top of the shared segment maps
@@ -109,6 +179,12 @@ export const memberSchema = z.object({
   utcOffset,
   channels: z.array(channelSchema).default([]),
   conversion: conversionSchema.optional(),
+  /**
+   * The member's own names for standard coding systems (CWE-3 values) → system URI, e.g.
+   * `{ "ICD10-CN": "urn:yilian:icd-10-cn", "GB-ICD10": "http://hl7.org/fhir/sid/icd-10" }`. Without
+   * an alias an unknown name is a local system `urn:yilian:<member>:<name>` (mappings/terminology).
+   */
+  codingSystemAliases: z.record(z.string().min(1), z.string().regex(/^(https?:\/\/|urn:)\S+$/, 'a code system URI')).optional(),
 });
 
 export const scopeSchema = z.enum(['admin', 'integration', 'patient.read', 'feed.read', 'metrics']);
@@ -139,6 +215,8 @@ export const configSchema = z
         keys: z.array(apiKeySchema).default([]),
       })
       .prefault({}),
+    /** The operations console: users (role, scrypt hash), session length, channel alert thresholds (hub/console/config.ts). Absent: defaults, no users. */
+    console: consoleConfigSchema.optional(),
     pipeline: z
       .object({
         /** Per-patient order: messages are hashed by member+MRN onto this many ordered queues. Changing it re-routes patients: drain first. */
@@ -176,6 +254,10 @@ export type MemberConfig = z.infer<typeof memberSchema>;
 export type ChannelConfig = z.infer<typeof channelSchema>;
 export type MllpChannelConfig = z.infer<typeof mllpChannelSchema>;
 export type FileChannelConfig = z.infer<typeof fileChannelSchema>;
+export type FhirRestChannelConfig = z.infer<typeof fhirRestChannelSchema>;
+export type FhirBulkChannelConfig = z.infer<typeof fhirBulkChannelSchema>;
+export type FhirSubscriptionChannelConfig = z.infer<typeof fhirSubscriptionChannelSchema>;
+export type FhirAuthConfig = z.infer<typeof fhirAuthSchema>;
 export type Scope = z.infer<typeof scopeSchema>;
 
 /** Validate a parsed config object; throws HubError('invalid') naming the first bad field's path. */

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import http from 'node:http';
 import { ensureMember, loadConfig, type HubConfig } from '../adapters/config';
 import { DropFolder } from '../adapters/file/dropFolder';
+import { FhirPoller } from '../adapters/fhir/poller';
 import { MllpListener } from '../adapters/mllp/listener';
 import express from 'express';
 import { authenticator, requireScope } from '../hub/api/auth';
@@ -18,28 +19,47 @@ import { registry } from '../pipeline/metrics';
 import { HubError } from '../pipeline/outcome';
 import { replay } from '../pipeline/replay';
 import { Reconciler } from '../pipeline/reconciler';
-import { PipelineWorker } from '../pipeline/worker';
-import { ingestFiles } from './ingest';
-import { convertFiles, memberFor } from './convert';
-import { runDemo } from './demo';
+import { ingestFiles, pullChannel } from './ingest';
+import { terminologyCommand, terminologyUsage } from '../hub/terminologyCli';
+import { runMpiCommand } from '../hub/mpi/command';
+
+/**
+ * Loaded when a command needs them: the HL7 v2 conversion behind these holds about 100 MB of tables,
+ * which `pull` and `ingest --no-wait` of FHIR files never use (their memory budget is measured).
+ */
+const lazy = {
+  PipelineWorker: () => (require('../pipeline/worker') as typeof import('../pipeline/worker')).PipelineWorker,
+  convert: () => require('./convert') as typeof import('./convert'),
+  runDemo: () => (require('./demo') as typeof import('./demo')).runDemo,
+};
 
 const usage = `usage: yilian <command> [options]
   demo                          simulated members send HL7 v2 through the whole pipeline (embedded defaults)
   serve [--api-only|--listeners-only] [--with-worker]
-                                HTTP API and the configured MLLP/file listeners
+                                HTTP API (with the FHIR subscription endpoint), the configured MLLP/file listeners and
+                                the scheduled FHIR REST pulls (fhir-rest channels with intervalSeconds)
   worker [--metrics-port N]     pipeline worker (run as many as wanted)
-  ingest --member M [--json] <files…>
-                                store HL7 v2 files and wait until every message went through every stage
+  ingest --member M [--json] [--source URL] [--no-wait] <files…>
+                                store HL7 v2 files, FHIR .ndjson files and FHIR Bundle/resource .json files and wait
+                                until every message went through every stage (--source: the FHIR server the files came from)
+  pull --member M --channel C [--wait] [--json]
+                                one incremental REST pull (fhir-rest) or one Bulk $export import (fhir-bulk)
   convert [--member M] <files…>  HL7 v2 files → one FHIR R4 Bundle per message as NDJSON on stdout (stores nothing;
                                 an OperationOutcome line for what cannot be converted, and exit code 1)
   replay [--raw-id N]… [--member M] [--channel C] [--from ISO] [--to ISO] [--status s,…]
   status [--json]               queue depths, dead letters, per-channel counters
+${terminologyUsage}
+  mpi sync | export [--format csv|json] | review [--json] | show <golden id> | train
+  mpi decide --member M --mrn X --golden G (--link|--not-link) [--reason TEXT]
+                                the master patient index (export prints member,mrn,patient)
 common: --config <file> (or YILIAN_CONFIG); DATABASE_URL, REDIS_URL`;
 
 const log = (text: string) => process.stderr.write(`${new Date().toISOString()} ${text}\n`);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // Terminology commands parse their own options (hub/terminologyCli.ts).
+  if (command === 'translate' || command === 'mappings') return terminologyCommand(command, rest);
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
@@ -57,20 +77,35 @@ async function main(argv: string[]): Promise<number> {
       to: { type: 'string' },
       status: { type: 'string' },
       timeout: { type: 'string' },
+      source: { type: 'string' },
+      'no-wait': { type: 'boolean', default: false },
+      wait: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
+      // mpi
+      format: { type: 'string' },
+      limit: { type: 'string' },
+      mrn: { type: 'string' },
+      golden: { type: 'string' },
+      link: { type: 'boolean' },
+      'not-link': { type: 'boolean' },
+      reason: { type: 'string' },
+      actor: { type: 'string' },
     },
   });
   if (!command || values.help || command === 'help') {
     process.stdout.write(`${usage}\n`);
     return command ? 0 : 2;
   }
-  if (command === 'demo') return runDemo({ log });
+  if (command === 'demo') return lazy.runDemo()({ log });
   const config = loadConfig({ path: values.config });
 
   switch (command) {
+    case 'mpi':
+      return runMpiCommand(config, positionals, values, (text) => process.stdout.write(text));
     case 'convert': {
       // Pure conversion: no runtime (database, Redis) is opened.
       if (positionals.length === 0) throw new HubError('invalid', 'convert needs at least one file', 'files');
+      const { convertFiles, memberFor } = lazy.convert();
       const member = memberFor(config, values.member ?? 'local');
       const write = (line: string) => new Promise<void>((resolve, reject) => process.stdout.write(`${line}\n`, (error) => (error ? reject(error) : resolve())));
       const summary = await convertFiles(config, member, positionals, write);
@@ -82,10 +117,29 @@ async function main(argv: string[]): Promise<number> {
       if (positionals.length === 0) throw new HubError('invalid', 'ingest needs at least one file', 'files');
       const member = ensureMember(config, values.member);
       return withRuntime(config, async (runtime) => {
-        const summary = await ingestFiles(runtime, member, positionals, { timeoutMs: values.timeout ? Number(values.timeout) * 1000 : undefined, log });
+        const summary = await ingestFiles(runtime, member, positionals, {
+          timeoutMs: values.timeout ? Number(values.timeout) * 1000 : undefined,
+          log,
+          fhirSource: values.source,
+          noWait: values['no-wait'],
+        });
         if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
         else process.stdout.write(`received ${summary.received}, stored ${summary.stored}, duplicates ${summary.duplicates}, quarantined ${summary.quarantined}, failed ${summary.failed}\n`);
         return summary.failed > 0 ? 1 : 0;
+      });
+    }
+    case 'pull': {
+      if (!values.member) throw new HubError('invalid', 'pull needs --member <id>', '--member');
+      if (!values.channel) throw new HubError('invalid', 'pull needs --channel <id>', '--channel');
+      const member = config.members.find((m) => m.id === values.member);
+      if (!member) throw new HubError('invalid', `member ${values.member} is not configured`, '--member');
+      const channelId = values.channel;
+      return withRuntime(config, async (runtime) => {
+        const summary = await pullChannel(runtime, member, channelId, { wait: values.wait, timeoutMs: values.timeout ? Number(values.timeout) * 1000 : undefined, log });
+        // maxRssKb: this process's peak resident memory (the streaming import's memory budget is checked on it).
+        const out = { ...summary, maxRssKb: process.resourceUsage().maxRSS };
+        process.stdout.write(values.json ? `${JSON.stringify(out)}\n` : `${summary.kind} ${member.id}/${summary.channel}: stored ${summary.stored}, duplicates ${summary.duplicates}, quarantined ${summary.quarantined}\n`);
+        return (summary.processed?.failed ?? 0) > 0 ? 1 : 0;
       });
     }
     case 'replay':
@@ -109,7 +163,7 @@ async function main(argv: string[]): Promise<number> {
       });
     case 'worker':
       return serveUntilSignal(config, async (runtime) => {
-        const worker = new PipelineWorker({ db: runtime.db, config }, runtime.queues, { log });
+        const worker = new (lazy.PipelineWorker())({ db: runtime.db, config }, runtime.queues, { log });
         await worker.start();
         const metricsServer = values['metrics-port'] ? await serveMetrics(config, Number(values['metrics-port'])) : undefined;
         log(`worker up: ${config.pipeline.partitions} partitions`);
@@ -130,7 +184,7 @@ async function main(argv: string[]): Promise<number> {
         if (!values['api-only']) stops.push(...(await startListeners(runtime)));
         // PGlite lives in this one process, so with embedded defaults the stages run here too.
         if (values['with-worker'] || runtime.db.kind === 'pglite') {
-          const worker = new PipelineWorker({ db: runtime.db, config }, runtime.queues, { log });
+          const worker = new (lazy.PipelineWorker())({ db: runtime.db, config }, runtime.queues, { log });
           await worker.start();
           stops.push(() => worker.close());
         } else {
@@ -157,6 +211,11 @@ export async function startListeners(runtime: Runtime, onEvent?: (text: string) 
         const port = await listener.start();
         (onEvent ?? log)(`MLLP ${member.id}/${channel.id} on port ${port} (${channel.charset}, ${channel.ackMode} ACKs)`);
         stops.push(() => listener.close());
+      } else if (channel.kind === 'fhir-rest' && channel.intervalSeconds) {
+        const poller = new FhirPoller(runtime.db, runtime.queues, member, { ...channel, intervalSeconds: channel.intervalSeconds }, onEvent ?? log);
+        poller.start();
+        (onEvent ?? log)(`FHIR REST ${member.id}/${channel.id} pulling ${channel.baseUrl} every ${channel.intervalSeconds} s`);
+        stops.push(() => poller.stop());
       } else if (channel.kind === 'file') {
         const folder = new DropFolder(member, channel, runtime.intake);
         await folder.start();

@@ -4,6 +4,8 @@
  * so many workers starting at once migrate once.
  */
 import type { HubDb } from './db';
+import { terminologySchemaSql } from './terminologySchema';
+import { patientIndexSchemaSql } from './mpi/schema';
 
 interface Migration {
   id: number;
@@ -141,6 +143,48 @@ COMMENT ON TABLE resource IS 'FHIR R4 resources converted from members'' message
 CREATE INDEX resource_raw ON resource (raw_id);
 COMMENT ON INDEX resource_raw IS 'Which resources a raw message produced (replay, message browser, impact of a mapping change).';
 `,
+  },
+  {
+    id: 3,
+    name: 'FHIR adapter cursors and bulk exports',
+    sql: `
+CREATE TABLE fhir_cursor (
+  member_id text NOT NULL,
+  channel_id text NOT NULL,
+  resource_type text NOT NULL,
+  last_updated text NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (member_id, channel_id, resource_type)
+);
+COMMENT ON TABLE fhir_cursor IS 'Incremental REST pull: per (member, channel, resource type) the _lastUpdated the next pull starts from (ge, so ties at the boundary are re-read and deduped by the raw store). Written only after the page it comes from is in the raw store.';
+
+CREATE TABLE fhir_bulk_export (
+  id bigserial PRIMARY KEY,
+  member_id text NOT NULL,
+  channel_id text NOT NULL,
+  kickoff_url text NOT NULL,
+  status_url text,
+  transaction_time text,
+  state text NOT NULL CHECK (state IN ('requested', 'imported', 'failed')),
+  files_done text[] NOT NULL DEFAULT '{}',
+  detail jsonb NOT NULL DEFAULT '{}',
+  created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  finished_at timestamptz
+);
+COMMENT ON TABLE fhir_bulk_export IS 'Bulk Data $export jobs: a crashed import resumes polling the same status URL and skips files already imported; the transactionTime of the last imported export is the next _since.';
+CREATE INDEX fhir_bulk_export_channel ON fhir_bulk_export (member_id, channel_id, id);
+COMMENT ON INDEX fhir_bulk_export_channel IS 'The latest export of a channel (resume, and _since of the next one).';
+`,
+  },
+  {
+    id: 4,
+    name: 'terminology: ConceptMap versions, governance trail, unmapped worklist, coverage counters, reprocess jobs',
+    sql: terminologySchemaSql,
+  },
+  {
+    id: 5,
+    name: 'master patient index: golden patients, links, review, history, model',
+    sql: patientIndexSchemaSql,
   },
 ];
 

@@ -16,6 +16,10 @@ import { identifyStage } from './stages/identify';
 import { mapStage } from './stages/map';
 import { mergeStage } from './stages/merge';
 import { parseStage } from './stages/parse';
+import { fhirParseStage } from './stages/fhirParse';
+import { fhirConvertStage } from './stages/fhirConvert';
+import { fhirIdentifyStage } from './stages/fhirIdentify';
+import { FHIR_MESSAGE_PREFIX } from '../adapters/fhir/resource';
 
 export type StageName = 'parse' | 'convert' | 'map' | 'identify' | 'merge';
 export type RunOutcome = 'processed' | 'quarantined' | 'dead-lettered' | 'already-done' | 'missing';
@@ -45,13 +49,32 @@ export async function runPipeline(ctx: RunnerContext, rawId: number, finalAttemp
   if (raw.status !== 'queued') return 'already-done';
   let stage: StageName = 'parse';
   try {
+    if (raw.message_type.startsWith(FHIR_MESSAGE_PREFIX)) {
+      // FHIR branch: a resource read from a member's FHIR server; same stages, same merge.
+      const parsedResource = timed('parse', () => fhirParseStage(raw.content));
+      stage = 'convert';
+      const member = ctx.config.members.find((m) => m.id === raw.member_id);
+      const converted = timed('convert', () =>
+        fhirConvertStage(parsedResource, { memberId: raw.member_id, channelId: raw.channel_id, rawId, server: raw.sender, member, receivedAt: raw.received_at }),
+      );
+      stage = 'map';
+      const mapped = timed('map', () => mapStage(converted, { member }));
+      stage = 'identify';
+      const identified = timed('identify', () => fhirIdentifyStage(mapped, raw.sender));
+      stage = 'merge';
+      const end = metrics.stageSeconds.startTimer({ stage: 'merge' });
+      await mergeStage(ctx.db.derived, identified, { rawId, memberId: raw.member_id, charset: raw.charset });
+      end();
+      metrics.processed.inc({ stage: 'merge' });
+      return 'processed';
+    }
     const parsed = timed('parse', () => parseStage({ bytes: raw.content, policy: charsetPolicyOf(ctx.config, raw.member_id, raw.channel_id) }));
     stage = 'convert';
     const member = ctx.config.members.find((m) => m.id === raw.member_id);
     const utcOffsetMinutes = utcOffsetOf(ctx.config, raw.member_id);
     const converted = timed('convert', () => convertStage(parsed, { memberId: raw.member_id, channelId: raw.channel_id, rawId, utcOffsetMinutes, member }));
     stage = 'map';
-    const mapped = timed('map', () => mapStage(converted));
+    const mapped = timed('map', () => mapStage(converted, { member }));
     stage = 'identify';
     const identified = timed('identify', () => identifyStage(mapped, utcOffsetMinutes));
     stage = 'merge';

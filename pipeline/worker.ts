@@ -4,6 +4,7 @@
  * processes as wanted, on any machine that reaches Redis and PostgreSQL. close() is graceful:
  * in-flight jobs finish; a killed worker's jobs are detected as stalled and run again (idempotent).
  */
+import { startTerminologySync, syncTerminology } from '../hub/governance';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { partitionQueueName, redisClient, type PipelineJob, type PipelineQueues } from './queues';
@@ -24,6 +25,7 @@ export class PipelineWorker {
   private readonly workers: Worker<PipelineJob>[] = [];
   private readonly connection: Redis;
   private reconciler?: Reconciler;
+  private stopTerminologySync?: () => void;
 
   constructor(
     private readonly ctx: RunnerContext,
@@ -35,6 +37,9 @@ export class PipelineWorker {
 
   async start(): Promise<void> {
     await this.queues.enforceOrdering();
+    // approved maps (hub/governance.ts) reach this process before its first job, then every 5 s
+    await syncTerminology(this.ctx.db);
+    this.stopTerminologySync = startTerminologySync(this.ctx.db, 5000, this.options.log);
     const { prefix, partitions, attempts } = this.queues.options;
     for (let p = 0; p < partitions; p++) {
       const worker = new Worker<PipelineJob>(partitionQueueName(p), (job) => this.process(job, attempts), {
@@ -63,6 +68,7 @@ export class PipelineWorker {
   /** Stop taking jobs and wait for the ones in flight. */
   async close(): Promise<void> {
     this.reconciler?.stop();
+    this.stopTerminologySync?.();
     await Promise.all(this.workers.map((w) => w.close()));
     this.connection.disconnect();
   }

@@ -1,17 +1,27 @@
 /**
- * The hub's HTTP API (express 5). Open: /health and /ready. Everything else needs an API key with
- * the right scope; bodies and queries are validated with zod; errors are JSON `{code, message}`.
+ * The hub's HTTP API (express 5). Open: /health and /ready. The FHIR rest-hook endpoint
+ * (/fhir/subscription/:member/:channel) authenticates the calling member's server by its channel
+ * token. Everything else needs an API key, or an operations-console session (hub/console), with the
+ * right scope; bodies and queries are validated with zod; errors are JSON `{code, message}`.
  * Reading raw messages is reading patient data: each read writes an audit event.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { Runtime } from '../runtime';
-import { authenticator, requireScope } from './auth';
+import { requireScope } from './auth';
 import { recordAudit } from '../audit';
 import { hubStatus } from '../status';
 import { replay } from '../../pipeline/replay';
 import { registry, metrics } from '../../pipeline/metrics';
 import { HubError } from '../../pipeline/outcome';
+import { timingSafeEqual } from 'node:crypto';
+import { hashApiKey } from '../../adapters/config';
+import { FhirIntake } from '../../adapters/fhir/store';
+import { resourcesOfNotification } from '../../adapters/fhir/subscription';
+import { fhirRouter } from './fhirApi';
+import { patientIndexRouter } from '../mpi/api';
+import { terminologyRouter } from '../terminologyApi';
+import { mountConsole } from '../console';
 
 const statusEnum = z.enum(['queued', 'processed', 'quarantined', 'failed']);
 
@@ -65,7 +75,49 @@ export function createApi(runtime: Runtime): express.Express {
     }
   });
 
-  app.use(authenticator(runtime.config));
+  // FHIR rest-hook push (adapters/fhir/subscription.ts). Authenticated per member and channel by the
+  // token configured for that channel (not by API keys: it is the member's server that calls).
+  const fhirIntake = new FhirIntake(runtime.db, runtime.queues, { keepIds: false });
+  const pushParams = z.object({ member: z.string().min(1).max(64), channel: z.string().min(1).max(64) });
+  app.post('/fhir/subscription/:member/:channel', express.raw({ type: () => true, limit: '32mb' }), async (req, res) => {
+    const { member: memberId, channel: channelId } = parse(pushParams, req.params, 'path');
+    const member = runtime.config.members.find((m) => m.id === memberId);
+    const channel = member?.channels.find((c) => c.id === channelId && c.kind === 'fhir-subscription');
+    const presented = req.header('authorization')?.replace(/^Bearer /, '') ?? '';
+    const expected = channel?.kind === 'fhir-subscription' ? Buffer.from(channel.tokenSha256, 'hex') : Buffer.alloc(32);
+    // Constant time, and the same answer for an unknown channel as for a wrong token.
+    const ok = timingSafeEqual(Buffer.from(hashApiKey(presented), 'hex'), expected) && !!channel && !!presented;
+    if (!ok || !member || channel?.kind !== 'fhir-subscription') {
+      return res.status(401).set('WWW-Authenticate', 'Bearer').json({ code: 'unauthenticated', message: 'unknown channel or wrong token', outcome: new HubError('invalid', 'unknown channel or wrong token').toOperationOutcome() });
+    }
+    let body: unknown;
+    const bytes = Buffer.isBuffer(req.body) ? req.body : undefined;
+    try {
+      body = bytes && bytes.length ? JSON.parse(bytes.toString('utf8')) : bytes ? undefined : req.body;
+    } catch {
+      throw new HubError('invalid', 'request body is not valid JSON', 'body');
+    }
+    const content = resourcesOfNotification(body, { memberId: member.id, channelId: channel.id, server: channel.baseUrl });
+    // Answered only once stored: a server that gets no 2xx sends the notification again.
+    const stored = await fhirIntake.storeBatch(content.named);
+    res.json({ kind: content.kind, received: content.named.length, stored: stored.stored, duplicates: stored.duplicates, quarantined: stored.quarantined, skipped: content.skipped });
+  });
+
+  // Operations console (hub/console): its pages and login are open; then a console session cookie or
+  // an API key authenticates (in place of authenticator(runtime.config)); then its JSON routes.
+  const opsConsole = mountConsole(runtime);
+  app.use(opsConsole.pages);
+  app.use(opsConsole.authenticate);
+  app.use(opsConsole.api);
+
+  // Terminology: $translate, $lookup, $validate-code, worklist, proposals, coverage (hub/terminologyApi.ts).
+  // Before the FHIR read API, whose router answers every other /fhir path (patient.read, 404).
+  app.use(terminologyRouter(runtime));
+
+  // FHIR R4 read API over the unified record (golden patients, clinical and shared resources).
+  app.use('/fhir', fhirRouter(runtime));
+  // Patient index review queue and export (hub/mpi/api.ts).
+  app.use('/api/mpi', patientIndexRouter(runtime.db));
 
   app.get('/metrics', requireScope('metrics'), async (_req, res) => {
     const depths = await runtime.queues.depths();

@@ -282,6 +282,7 @@ export const codingSystems: Readonly<Record<string, string>> = {
   LN: 'http://loinc.org',
   SCT: 'http://snomed.info/sct',
   I10: 'http://hl7.org/fhir/sid/icd-10',
+  ICD10: 'http://hl7.org/fhir/sid/icd-10',
   I10C: 'http://hl7.org/fhir/sid/icd-10-cm',
   'ICD10CM': 'http://hl7.org/fhir/sid/icd-10-cm',
   I9: 'http://hl7.org/fhir/sid/icd-9',
@@ -304,11 +305,15 @@ export const codingSystems: Readonly<Record<string, string>> = {
 
 /**
  * Coding-system name (CWE-3/6/12) → system URI. `HL7nnnn` (and `HL7-nnnn`) → the v2 table's
- * terminology.hl7.org code system; known 0396 names via `codingSystems`; anything else is a local
+ * terminology.hl7.org code system; the member's own aliases (config `codingSystemAliases`, e.g.
+ * `ICD10-CN` → the clinical edition); known 0396 names via `codingSystems`; anything else is a local
  * system of that member: `urn:yilian:<member>:<name>` (`urn:yilian:<member>:local` when unnamed).
+ * The map stage resolves the same aliases on local systems, for callers that pass none here.
  */
-export function codingSystemUri(name: string, memberId: string): string {
+export function codingSystemUri(name: string, memberId: string, aliases?: Readonly<Record<string, string>>): string {
   const n = name.trim();
+  const alias = aliases && n !== '' ? (aliases[n] ?? aliases[n.toUpperCase()]) : undefined;
+  if (alias) return alias;
   const table = /^HL7-?(\d{4})$/i.exec(n);
   if (table) return `http://terminology.hl7.org/CodeSystem/v2-${table[1]}`;
   const known = codingSystems[n.toUpperCase()];

@@ -14,7 +14,10 @@ export interface MergeContext {
   charset: string;
 }
 
-export async function mergeStage(sql: Sql, message: IdentifiedMessage, ctx: MergeContext): Promise<void> {
+/** What merge reads of an identified message (HL7 v2 or FHIR branch). */
+export type MergeInput = Pick<IdentifiedMessage, 'patient' | 'merge' | 'eventTime' | 'eventType' | 'resources' | 'mappingVersions'>;
+
+export async function mergeStage(sql: Sql, message: MergeInput, ctx: MergeContext): Promise<void> {
   const patient = message.patient;
   const target = message.merge ? message.merge.survivor : patient;
   // One statement, so one round trip and atomic without a transaction: log the event once per raw
