@@ -66,7 +66,8 @@ test('ADT^A40 from the FHIR-Converter samples: routed by the retired number, the
   const survivor = /\rPID\|[^|]*\|[^|]*\|([^|^]+)/.exec(text)![1]!;
   expect(retired).not.toBe(survivor);
   // An update under the old number first, then the merge.
-  const before = encodeAs(simAdt({ controlId: 'OLD-1', patient: { ...simPatient(5, 'X'), mrn: retired }, time: '20190423150000' }), 'UTF-8');
+  const oldPatient = { ...simPatient(5, 'X'), mrn: retired };
+  const before = encodeAs(simAdt({ controlId: 'OLD-1', patient: oldPatient, sendingFacility: 'BCBS', time: '20190423150000' }), 'UTF-8');
   const stored = [await hub.runtime.intake.receive({ member, channel, bytes: before }), await hub.runtime.intake.receive({ member, channel, bytes: a40 })];
   const rawKeys = await hub.runtime.db.query<{ patient_key: string }>(`SELECT patient_key FROM raw_message WHERE id = ANY($1::bigint[]) ORDER BY id`, [stored.map((s) => s.rawId)]);
   expect(rawKeys.rows.map((r) => r.patient_key)).toEqual([`m1|${retired}`, `m1|${retired}`]); // same partition key: the merge follows the old number's updates
@@ -80,6 +81,14 @@ test('ADT^A40 from the FHIR-Converter samples: routed by the retired number, the
   }
   const patients = await hub.runtime.db.query<{ mrn: string; merged_into: string | null }>(`SELECT mrn, merged_into FROM source_patient WHERE mrn = ANY($1::text[]) ORDER BY mrn`, [[retired, survivor]]);
   expect(Object.fromEntries(patients.rows.map((p) => [p.mrn, p.merged_into]))).toEqual({ [retired]: survivor, [survivor]: null });
+  // the retired Patient resource keeps what OLD-1 said about it and gains active=false + the link
+  const resources = await hub.runtime.db.query<{ content: any }>(`SELECT content FROM resource WHERE resource_type = 'Patient' AND content->'identifier' @> $1::jsonb`, [JSON.stringify([{ value: retired }])]);
+  expect(resources.rows).toHaveLength(1);
+  const retiredPatient = resources.rows[0]!.content;
+  expect(retiredPatient.name[0].family).toBe(oldPatient.family);
+  expect(retiredPatient.birthDate).toBe(`${oldPatient.birth.slice(0, 4)}-${oldPatient.birth.slice(4, 6)}-${oldPatient.birth.slice(6, 8)}`);
+  expect(retiredPatient.active).toBe(false);
+  expect(retiredPatient.link).toEqual([{ other: expect.objectContaining({ reference: expect.stringMatching(/^Patient\//) }), type: 'replaced-by' }]);
 });
 
 test('a connection silent for longer than idleTimeoutMs is closed by the hub; a busy one is not', async () => {

@@ -87,6 +87,8 @@ export const EXPLICIT_NULL_URL = 'https://yilian.example/fhir/StructureDefinitio
  * follows: nothing the member sent is dropped, and a per-member map can be written for it later.
  */
 export const Z_SEGMENT_URL = 'https://yilian.example/fhir/StructureDefinition/hl7v2-z-segment';
+/** On the retired Patient of a merge: only `active` and `link` are news; merge them into the stored record, do not replace it. */
+export const LINK_ONLY_TAG = { system: 'urn:yilian:merge', code: 'link-only', display: 'merge: set active and link only' } as const;
 /** On the Provenance: one finding of the message against its version's dictionary (mappings/hl7v2/dictionary.ts). */
 export const CONFORMANCE_URL = 'https://yilian.example/fhir/StructureDefinition/conformance-issue';
 /** At most this many findings are carried; a message with more says how many it left out. */
@@ -1457,7 +1459,15 @@ class Conversion {
     const key = `mrn:${hdToSystem(pick[3] ?? '', this.member, this.sub) ?? ''}|${pick[0]!.trim()}`;
     if (key === survivor.key) return;
     const identifier = reps.map((c) => cxToIdentifier(c, this.member, this.sub, this.offset)).filter((x): x is Identifier => x !== undefined);
-    const retired = this.add('Patient', key, { identifier, active: false, link: [{ other: survivor.ref, type: 'replaced-by' }] }, this.path(segment, 1), true);
+    // Tagged link-only: the hub's merge sets active and link on the stored record and keeps the rest
+    // (name, birth date … that earlier messages gave it); a plain FHIR server gets the whole skeleton.
+    const retired = this.add(
+      'Patient',
+      key,
+      { meta: { tag: [LINK_ONLY_TAG] }, identifier, active: false, link: [{ other: survivor.ref, type: 'replaced-by' }] },
+      this.path(segment, 1),
+      true,
+    );
     const resource = this.resourceOf(survivor.ref);
     const links = (resource.link as Json[] | undefined) ?? [];
     if (!links.some((l) => (l.other as Ref).reference === retired.reference)) links.push({ other: retired, type: 'replaces' });
