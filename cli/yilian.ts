@@ -49,7 +49,7 @@ const usage = `usage: yilian <command> [options]
   replay [--raw-id N]… [--member M] [--channel C] [--from ISO] [--to ISO] [--status s,…]
   status [--json]               queue depths, dead letters, per-channel counters
 ${terminologyUsage}
-  mpi sync | export [--format csv|json] | review [--json] | show <golden id> | train
+  mpi sync [--full] | export [--format csv|json] | review [--json] | show <golden id> | train
   mpi decide --member M --mrn X --golden G (--link|--not-link) [--reason TEXT]
                                 the master patient index (export prints member,mrn,patient)
 common: --config <file> (or YILIAN_CONFIG); DATABASE_URL, REDIS_URL`;
@@ -90,6 +90,7 @@ async function main(argv: string[]): Promise<number> {
       'not-link': { type: 'boolean' },
       reason: { type: 'string' },
       actor: { type: 'string' },
+      full: { type: 'boolean' },
     },
   });
   if (!command || values.help || command === 'help') {

@@ -5,7 +5,7 @@
  */
 import type { HubDb } from './db';
 import { terminologySchemaSql } from './terminologySchema';
-import { patientIndexSchemaSql } from './mpi/schema';
+import { patientIndexChangesSql, patientIndexSchemaSql } from './mpi/schema';
 
 interface Migration {
   id: number;
@@ -185,6 +185,11 @@ COMMENT ON INDEX fhir_bulk_export_channel IS 'The latest export of a channel (re
     id: 5,
     name: 'master patient index: golden patients, links, review, history, model',
     sql: patientIndexSchemaSql,
+  },
+  {
+    id: 6,
+    name: 'master patient index: source patients by change time',
+    sql: patientIndexChangesSql,
   },
 ];
 

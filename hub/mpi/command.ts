@@ -1,6 +1,6 @@
 /**
  * `yilian mpi …`: the patient index from the command line. Opens only the hub store (no Redis):
- *   mpi sync                         match every new or changed source patient
+ *   mpi sync [--full]                match every new or changed source patient (--full: look at all, not only recent changes)
  *   mpi export [--format csv|json]   member,mrn,patient for every source patient (patient = golden id)
  *   mpi review [--json] [--limit N]  open review items with the score breakdown
  *   mpi decide --member M --mrn X --golden G (--link | --not-link) [--reason TEXT] [--actor NAME]
@@ -13,6 +13,7 @@ import { HubError } from '../../pipeline/outcome';
 import { decideReview, exportLinks, goldenPatient, reviewQueue, syncPatientIndex, trainStoredModel } from './store';
 
 export interface MpiCommandOptions {
+  full?: boolean;
   format?: string;
   json?: boolean;
   limit?: string;
@@ -35,7 +36,7 @@ export async function runMpiCommand(config: HubConfig, args: string[], options: 
   try {
     switch (sub) {
       case 'sync': {
-        write(`${JSON.stringify(await syncPatientIndex(db, { actor: 'cli' }))}\n`);
+        write(`${JSON.stringify(await syncPatientIndex(db, { actor: 'cli', full: options.full }))}\n`);
         return 0;
       }
       case 'export': {

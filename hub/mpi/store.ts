@@ -87,11 +87,22 @@ const SOURCE_SELECT = `
            ORDER BY (r.content->>'active') = 'false', r.updated_at DESC LIMIT 1) AS patient
     FROM source_patient sp`;
 
+/** Whether a source patient is already in the index (matched before, or given a golden patient as a merge survivor). */
+const KNOWN_SELECT = `SELECT (EXISTS (SELECT 1 FROM mpi_source k WHERE k.member_id = sp.member_id AND k.mrn = sp.mrn)
+     OR EXISTS (SELECT 1 FROM mpi_link k WHERE k.member_id = sp.member_id AND k.mrn = sp.mrn AND k.state = 'MATCH')) AS known, sp.member_id`;
+
 /** Match every source patient that is new or changed since it was last matched. */
-export async function syncPatientIndex(db: HubDb, options: { actor?: string; batch?: number } = {}): Promise<SyncSummary> {
+export async function syncPatientIndex(db: HubDb, options: { actor?: string; batch?: number; full?: boolean } = {}): Promise<SyncSummary> {
   const summary: SyncSummary = { matched: 0, created: 0, linked: 0, review: 0, memberMerges: 0 };
   const batch = options.batch ?? 500;
   let analysedAt = 1000;
+  // Only source patients changed since shortly before the newest one already matched are looked
+  // at (index on updated_at): a sync with nothing to do costs one index probe, not a scan. The
+  // margin covers merge statements that committed a little after their clock time; `full` looks
+  // at everything (the CLI's `mpi sync --full`, and the first sync).
+  const since = options.full
+    ? null
+    : ((await db.query<{ since: Date | null }>(`SELECT max(source_updated_at) - interval '5 minutes' AS since FROM mpi_source`)).rows[0]?.since ?? null);
   for (;;) {
     const done = await db.transaction(async (tx) => {
       await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
@@ -99,10 +110,11 @@ export async function syncPatientIndex(db: HubDb, options: { actor?: string; bat
       // still believes them empty scans them whole for every candidate look-up (quadratic cost).
       await tx.query(`SET LOCAL enable_seqscan = off`);
       const dirty = await tx.query<SourceRow>(
-        `${SOURCE_SELECT.replace('SELECT sp.member_id', 'SELECT EXISTS (SELECT 1 FROM mpi_source k WHERE k.member_id = sp.member_id AND k.mrn = sp.mrn) AS known, sp.member_id')}
-          WHERE NOT EXISTS (SELECT 1 FROM mpi_source s WHERE s.member_id = sp.member_id AND s.mrn = sp.mrn AND s.source_updated_at >= sp.updated_at)
-          ORDER BY sp.merged_into IS NOT NULL, sp.updated_at LIMIT $1`,
-        [batch],
+        `${SOURCE_SELECT.replace('SELECT sp.member_id', KNOWN_SELECT)}
+          WHERE ($2::timestamptz IS NULL OR sp.updated_at > $2)
+            AND NOT EXISTS (SELECT 1 FROM mpi_source s WHERE s.member_id = sp.member_id AND s.mrn = sp.mrn AND s.source_updated_at >= sp.updated_at)
+          ORDER BY sp.updated_at LIMIT $1`,
+        [batch, since],
       );
       if (!dirty.rows.length) return true;
       const population = Number((await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM source_patient`)).rows[0]!.n);
@@ -112,6 +124,7 @@ export async function syncPatientIndex(db: HubDb, options: { actor?: string; bat
       // multi-row writes per batch. Known ones (updates, merges, manual decisions) one by one.
       const fresh = dirty.rows.filter((r) => !r.known && !r.merged_into);
       await matchNewSources(tx, model, fresh, options.actor ?? 'matcher', summary, touched);
+      // (a member merge whose survivor comes in a later batch creates the survivor's golden patient itself)
       for (const row of dirty.rows) if (row.known || row.merged_into) await matchSource(tx, model, row, options.actor ?? 'matcher', summary, touched);
       await refreshGoldens(tx, [...touched]);
       return dirty.rows.length < batch;
