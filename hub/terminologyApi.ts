@@ -36,17 +36,8 @@ import {
   syncTerminology,
   worklist,
 } from './governance';
+import { idParam, parse } from './api/input';
 
-function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
-  const result = schema.safeParse(value);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    throw new HubError('invalid', `${where}${issue.path.length ? '.' + issue.path.join('.') : ''}: ${issue.message}`, where);
-  }
-  return result.data;
-}
-
-const idParam = z.object({ id: z.coerce.number().int().positive() });
 const mapIdParam = z.object({ id: z.string().regex(/^[A-Za-z0-9\-.]{1,64}$/) });
 const decision = z.object({ comment: z.string().max(2000).default('') }).strict();
 const proposalBody = z

@@ -22,6 +22,7 @@ import { fhirRouter } from './fhirApi';
 import { patientIndexRouter } from '../mpi/api';
 import { terminologyRouter } from '../terminologyApi';
 import { mountConsole } from '../console';
+import { idParam, parse } from './input';
 
 const statusEnum = z.enum(['queued', 'processed', 'quarantined', 'failed']);
 
@@ -45,17 +46,6 @@ const rawSearch = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
   before: z.coerce.number().int().positive().optional(),
 });
-
-const idParam = z.object({ id: z.coerce.number().int().positive() });
-
-function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
-  const result = schema.safeParse(value);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    throw new HubError('invalid', `${where}${issue.path.length ? '.' + issue.path.join('.') : ''}: ${issue.message}`, where);
-  }
-  return result.data;
-}
 
 export function createApi(runtime: Runtime): express.Express {
   const app = express();

@@ -12,6 +12,7 @@ import { requireScope } from '../api/auth';
 import { channelOverview } from './channels';
 import { deadLetters, messageDetail, searchAudit, searchMessages } from './messages';
 import { hasScope, requireAnyScope } from './session';
+import { idParam, parse } from '../api/input';
 
 const text = z.string().trim().min(1).max(200).optional();
 const time = z.iso.datetime({ offset: true, local: true }).transform((t) => new Date(t)).optional();
@@ -47,17 +48,6 @@ const auditQuery = z
     limit,
   })
   .strict();
-
-const idParam = z.object({ id: z.coerce.number().int().positive() });
-
-function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
-  const result = schema.safeParse(value);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    throw new HubError('invalid', `${where}${issue.path.length ? '.' + issue.path.join('.') : ''}: ${issue.message}`, where);
-  }
-  return result.data;
-}
 
 /** Empty query fields (a form submitted with blanks) mean "no filter". */
 function nonEmpty(query: Request['query']): Record<string, unknown> {
