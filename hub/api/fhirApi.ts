@@ -15,7 +15,7 @@ import { recordAudit } from '../audit';
 import { HubError } from '../../pipeline/outcome';
 import { goldenPatient, matchPerson, resolveGolden, syncPatientIndex, type GoldenPatient } from '../mpi/store';
 import type { PersonRecord } from '../mpi/features';
-import { sharedResourceSearch, SHARED_TYPES } from './fhirShared';
+import { sharedResourceSearch, SHARED_TYPES, type ResourceRow } from './fhirShared';
 
 const RESIDENT_ID_SYSTEM = 'urn:oid:2.16.156.10011.1.3';
 export const GOLDEN_SYSTEM = 'https://yilian.example/fhir/sid/enterprise-patient';
@@ -37,14 +37,6 @@ const CLINICAL: Record<string, { date: string[]; code: string; category?: string
 
 const SUBJECT = `coalesce(content->'subject'->>'reference', content->'patient'->>'reference')`;
 
-interface ResourceRow {
-  resource_type: string;
-  id: string;
-  member_id: string;
-  version: number;
-  content: Record<string, unknown>;
-  updated_at: Date;
-}
 
 function outcome(res: Response, status: number, code: string, text: string): void {
   res.status(status).type('application/fhir+json').json({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, diagnostics: text }] });

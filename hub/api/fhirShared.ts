@@ -17,7 +17,8 @@ export const SHARED_TYPES = ['Organization', 'Location', 'Device', 'Practitioner
 export const SAME_AS_URL = 'https://yilian.example/fhir/StructureDefinition/same-as';
 const MAX_SCAN = 20_000;
 
-interface Row {
+/** A row of the `resource` table as the FHIR API reads it. */
+export interface ResourceRow {
   resource_type: string;
   id: string;
   member_id: string;
@@ -48,7 +49,7 @@ function nameOf(content: Record<string, unknown>): string | undefined {
 }
 
 /** The identity key under which reports of one thing are shown once. */
-export function sharedKey(row: Pick<Row, 'resource_type' | 'member_id' | 'content'>): string {
+export function sharedKey(row: Pick<ResourceRow, 'resource_type' | 'member_id' | 'content'>): string {
   const serial = row.content.serialNumber as string | undefined;
   if (row.resource_type === 'Device' && serial) return `Device|sn|${serial.trim().toUpperCase()}`;
   const udi = (row.content.udiCarrier as Array<{ deviceIdentifier?: string }> | undefined)?.[0]?.deviceIdentifier;
@@ -78,7 +79,7 @@ export function sharedResourceSearch(router: express.Router, db: Sql): void {
         params.push(JSON.stringify([bar > 0 ? { system: identifier.slice(0, bar), value: identifier.slice(bar + 1) } : { value: bar >= 0 ? identifier.slice(bar + 1) : identifier }]));
         where.push(`(content->'identifier' @> $${params.length}::jsonb)`);
       }
-      const rows = await db.query<Row>(`SELECT resource_type, id, member_id, version, content, updated_at FROM resource WHERE ${where.join(' AND ')} ORDER BY id LIMIT ${MAX_SCAN}`, params);
+      const rows = await db.query<ResourceRow>(`SELECT resource_type, id, member_id, version, content, updated_at FROM resource WHERE ${where.join(' AND ')} ORDER BY id LIMIT ${MAX_SCAN}`, params);
       if (type === 'Organization' && !identifier) {
         // The alliance's members themselves, with their tier (an Organization of the hub's own).
         const members = await db.query<{ id: string; name: string; tier: string; updated_at: Date }>(`SELECT id, name, tier, updated_at FROM member ORDER BY id`);
@@ -100,7 +101,7 @@ export function sharedResourceSearch(router: express.Router, db: Sql): void {
         }
       }
       const name = typeof req.query.name === 'string' ? normaliseName(req.query.name) : undefined;
-      const groups = new Map<string, Row[]>();
+      const groups = new Map<string, ResourceRow[]>();
       for (const r of rows.rows) {
         if (name && !(normaliseName(nameOf(r.content)) ?? '').includes(name)) continue;
         const key = sharedKey(r);
@@ -124,7 +125,7 @@ export function sharedResourceSearch(router: express.Router, db: Sql): void {
       });
     });
     router.get(`/${type}/:id`, async (req: Request, res: Response) => {
-      const rows = await db.query<Row>(`SELECT resource_type, id, member_id, version, content, updated_at FROM resource WHERE resource_type = $1 AND id = $2`, [type, String(req.params.id)]);
+      const rows = await db.query<ResourceRow>(`SELECT resource_type, id, member_id, version, content, updated_at FROM resource WHERE resource_type = $1 AND id = $2`, [type, String(req.params.id)]);
       const row = rows.rows[0];
       if (!row) return void res.status(404).type('application/fhir+json').json({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'not-found', diagnostics: `${type}/${req.params.id} not found` }] });
       res.type('application/fhir+json').json({ ...row.content, meta: { ...((row.content.meta as object) ?? {}), versionId: String(row.version), lastUpdated: row.updated_at.toISOString() } });
