@@ -22,6 +22,7 @@ import { Reconciler } from '../pipeline/reconciler';
 import { ingestFiles, pullChannel } from './ingest';
 import { terminologyCommand, terminologyUsage } from '../hub/terminologyCli';
 import { runMpiCommand } from '../hub/mpi/command';
+import { startPatientIndexSync } from '../hub/mpi/store';
 
 /**
  * Loaded when a command needs them: the HL7 v2 conversion behind these holds about 100 MB of tables,
@@ -181,6 +182,8 @@ async function main(argv: string[]): Promise<number> {
           await new Promise((r) => server.once('listening', r));
           log(`API on ${config.api.host}:${config.api.port}`);
           stops.push(() => new Promise<void>((r) => server.close(() => r())));
+          // golden ids for new and changed source patients without waiting for a read or an export
+          stops.push(startPatientIndexSync(runtime.db, 5000, log));
         }
         if (!values['api-only']) stops.push(...(await startListeners(runtime)));
         // PGlite lives in this one process, so with embedded defaults the stages run here too.

@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { MemberConfig } from '../adapters/config';
 import { encodeAs } from '../cli/simulate';
 import { runPipeline } from '../pipeline/runner';
-import { decideReview, exportLinks, goldenPatient, reviewQueue, syncPatientIndex } from '../hub/mpi/store';
+import { decideReview, exportLinks, goldenPatient, reviewQueue, startPatientIndexSync, syncPatientIndex } from '../hub/mpi/store';
 import { makeResidentId } from '../hub/mpi/residentId';
 import { startTestHub, type TestHub } from './support/hub';
 
@@ -84,6 +84,23 @@ test('one person at three members (simplified, traditional, pinyin-only; ID mist
   // Survivorship: the Hanzi name, the valid resident ID.
   expect(golden.survivor).toMatchObject({ family: '张', given: '伟华', residentId: rid1, residentIdValid: true, birthDate: '19800315', sex: 'M' });
   expect(golden.sources.every((s) => s.patientResourceId)).toBe(true);
+});
+
+test('in a long-running process the index follows new source patients by itself (startPatientIndexSync, as yilian serve runs it)', async () => {
+  const member = hub.config.members[0] as MemberConfig;
+  const stored = await hub.runtime.intake.receive({ member, channel, bytes: encodeAs(adt('m1', { mrn: 'S1', family: '周', given: '敏', birth: '19750102', sex: 'F' }), 'UTF-8') });
+  expect(await runPipeline({ db: hub.runtime.db, config: hub.config }, stored.rawId, true)).toBe('processed');
+  expect((await exportLinks(hub.runtime.db)).some((l) => l.member === 'm1' && l.mrn === 'S1')).toBe(false); // nobody synced yet
+  const stop = startPatientIndexSync(hub.runtime.db, 100);
+  try {
+    const deadline = Date.now() + 20_000;
+    while (!(await exportLinks(hub.runtime.db)).some((l) => l.member === 'm1' && l.mrn === 'S1')) {
+      if (Date.now() > deadline) throw new Error('the background sync never linked m1|S1');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    stop();
+  }
 });
 
 test('twins (same family, birth date, address and phone; own IDs) stay two golden patients; without IDs they go to review, not linked', async () => {

@@ -440,6 +440,25 @@ export interface ReviewItem {
 }
 
 /** Open review items, oldest first: the record, the proposed golden patient side by side, and the score breakdown. */
+/**
+ * Keep the index following source_patient in a long-running process (`yilian serve`): a sync every
+ * `intervalMs`, never two at once (a large backlog takes longer than the interval). Returns stop.
+ */
+export function startPatientIndexSync(db: HubDb, intervalMs = 5000, log?: (text: string) => void): () => void {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    syncPatientIndex(db, { actor: 'serve' })
+      .catch((error) => log?.(`patient index sync: ${(error as Error).message}`))
+      .finally(() => {
+        running = false;
+      });
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 export async function reviewQueue(sql: Sql, limit = 100): Promise<ReviewItem[]> {
   const rows = await sql.query<{ member_id: string; mrn: string; golden_id: string; current: string | null; score: number | null; rule: string | null; updated_at: Date; record: PersonRecord | null; survivor: GoldenDemographics | null; breakdown: Record<string, unknown> }>(
     `SELECT p.member_id, p.mrn, p.golden_id, m.golden_id AS current, p.score, p.rule, p.updated_at, s.record, g.survivor, p.breakdown
