@@ -7,6 +7,7 @@
  * an information department looks at: per-channel counters, ACK latency, the quarantine, the
  * unified source-patient records with their Chinese names intact, and the FHIR R4 resources stored.
  */
+import { ingestFiles } from './ingest';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,9 +32,10 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
       { id: 'lead', name: '省人民医院 Provincial People’s Hospital', tier: 'tertiary', channels: [{ id: 'his', kind: 'mllp', port: 0, charset: 'UTF-8' }] },
       { id: 'county', name: '青山县人民医院 Qingshan County Hospital', tier: 'secondary', channels: [{ id: 'lis', kind: 'mllp', port: 0, charset: 'GB18030' }] },
       { id: 'community', name: '东湖社区卫生服务中心 Donghu Community Health Centre', tier: 'primary', channels: [{ id: 'drop', kind: 'file', dir: dropDir, charset: 'GB18030', pollIntervalMs: 200, stableMs: 300 }] },
+      { id: 'platform', name: '区域健康信息平台 Regional Health Platform (FHIR R4)', tier: 'unknown', channels: [] },
     ],
   });
-  out('Yilian Hub demo — embedded PGlite and a private redis-server; three members connect.');
+  out('Yilian Hub demo — embedded PGlite and a private redis-server; four members connect (three HL7 v2, one FHIR R4).');
   const started = Date.now();
   const runtime = await openRuntime(config, { log: options.log });
   const ports: Record<string, number> = {};
@@ -102,6 +104,13 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
     mkdirSync(dropDir, { recursive: true });
     writeFileSync(path.join(dropDir, '.incoming.tmp'), encodeAs(batch.join('\r\n') + '\r\n', 'GB18030'));
     renameSync(path.join(dropDir, '.incoming.tmp'), path.join(dropDir, 'donghu-20261123.hl7'));
+
+    // 4. Regional platform: a FHIR Bulk Data export (NDJSON) imported the way `yilian ingest` does.
+    out('[platform] importing a FHIR Bulk Data export (Synthea NDJSON: Patient, AllergyIntolerance, Immunization)…');
+    const fhirDir = path.join(samplesDir, 'fhir');
+    const platform = config.members.find((m) => m.id === 'platform')!;
+    const ndjson = readdirSync(fhirDir).filter((f) => f.endsWith('.ndjson')).map((f) => path.join(fhirDir, f));
+    await ingestFiles(runtime, platform, ndjson, { fhirSource: 'https://platform.example/fhir', noWait: true });
 
     // Wait for the file to be picked up and every stored message to be through every stage.
     for (let i = 0; i < 600; i++) {
