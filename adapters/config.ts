@@ -187,7 +187,12 @@ export const memberSchema = z.object({
   codingSystemAliases: z.record(z.string().min(1), z.string().regex(/^(https?:\/\/|urn:)\S+$/, 'a code system URI')).optional(),
 });
 
-export const scopeSchema = z.enum(['admin', 'integration', 'patient.read', 'feed.read', 'metrics']);
+/**
+ * `governance`: the data-governance committee — propose, approve, reject and retire mappings and
+ * recognition rules, and run their impact dry runs and reprocessing. `feed.read`: cost systems — the
+ * cost event feed and nothing else.
+ */
+export const scopeSchema = z.enum(['admin', 'integration', 'governance', 'patient.read', 'feed.read', 'metrics']);
 
 export const apiKeySchema = z
   .object({

@@ -12,13 +12,12 @@ export type ConsoleRole = (typeof consoleRoles)[number];
 
 /**
  * Role → API scopes. `patient.read` lets a role read messages (patient data; every read is audited);
- * only `integration` (and `admin`) may replay. The governance reviewer has no scope of its own yet:
- * approving a mapping needs `admin` in hub/terminologyApi.ts today.
+ * only `integration` (and `admin`) may replay; `governance` decides on mappings and recognition rules.
  */
 export const roleScopes: Record<ConsoleRole, Scope[]> = {
   admin: ['admin'],
   integration: ['integration', 'metrics'],
-  governance: ['metrics', 'patient.read'],
+  governance: ['governance', 'metrics', 'patient.read'],
   viewer: ['metrics', 'patient.read'],
 };
 
