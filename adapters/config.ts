@@ -222,6 +222,25 @@ export const configSchema = z
       .prefault({}),
     /** The operations console: users (role, scrypt hash), session length, channel alert thresholds (hub/console/config.ts). Absent: defaults, no users. */
     console: consoleConfigSchema.optional(),
+    /**
+     * Official terminology release files the site downloaded (absent: the shipped WHO extract and
+     * LOINC subset; docs/terminology.md). Paths relative to the working directory. Loaded once per
+     * process (mappings/terminology/codeSystems.ts `useSiteTerminologyFiles`); the environment variables YILIAN_WHO_MAP_ONE,
+     * YILIAN_WHO_MAP_MULTIPLE, YILIAN_ICD11_TABULATION_EN / _ZH and YILIAN_LOINC_TABLE override them.
+     */
+    terminology: z
+      .object({
+        /** WHO `10To11MapToOneCategory.txt` (tab-separated): the base ICD-10 → ICD-11 map, loaded as a new approved version by `yilian mappings build --import`. */
+        whoMapOneCategory: z.string().min(1).optional(),
+        /** WHO `10To11MapToMultipleCategories.txt`: merged into the same map (a code with several targets gets each, `narrower`). */
+        whoMapMultipleCategories: z.string().min(1).optional(),
+        /** The MMS tabulation per language (`SimpleTabulation-ICD-11-MMS-<lang>.txt`, tab-separated; the xlsx saved as text): ICD-11 titles and existence of stem and extension codes. */
+        icd11Tabulation: z.object({ en: z.string().min(1).optional(), zh: z.string().min(1).optional() }).strict().optional(),
+        /** `Loinc.csv` of a LOINC release: every LOINC code valid for $lookup / $validate-code, with its long common name. */
+        loincTable: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
     pipeline: z
       .object({
         /** Per-patient order: messages are hashed by member+MRN onto this many ordered queues. Changing it re-routes patients: drain first. */

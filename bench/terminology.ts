@@ -159,10 +159,36 @@ async function mergeOverhead(messages: number): Promise<void> {
   await hub.close();
 }
 
+/** Reverse lookups (R4 reverse=true) over the WHO targets: not on the pipeline's path, measured for scale. */
+function reverseInProcess(n: number): void {
+  const targets = who.group[0]!.element.flatMap((e) => (e.target ?? []).map((t) => t.code!)).filter(Boolean);
+  let found = 0;
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) if (terminology.reverse(ICD11_MMS, targets[i % targets.length]!, ICD10).result) found++;
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  out(`in-process reverse $translate: ${n.toLocaleString('en')} lookups in ${seconds.toFixed(3)} s = ${Math.round(n / seconds).toLocaleString('en')} lookups/s (${found.toLocaleString('en')} found)`);
+}
+
+/** The map stage on converted ORU messages (OBR + blood count OBX): every element of CODED_ELEMENTS walked, units converted. */
+function mapStagePerMessage(messages: number): void {
+  const converted = Array.from({ length: messages }, (_, i) =>
+    convertStage(parseStage({ bytes: encodeAs(simOru({ controlId: `S${i}`, patient: simPatient(i, 'S'), charset: 'UNICODE UTF-8' }, bloodCount), 'UTF-8'), policy: { defaultCharset: 'UTF-8' } }), { memberId: i % 2 ? 'lead' : 'other', channelId: 'lis', rawId: 1, utcOffsetMinutes: 480 }),
+  );
+  for (const label of ['mapped (member lead) and unmapped (member other), warm-up', 'mapped (member lead) and unmapped (member other)']) {
+    const copies = converted.map((c) => ({ ...c, resources: JSON.parse(JSON.stringify(c.resources)) as typeof c.resources }));
+    const start = process.hrtime.bigint();
+    for (const c of copies) mapStage(c, { terminology });
+    const us = Number(process.hrtime.bigint() - start) / 1e3 / messages;
+    out(`map stage, ${label}: ${us.toFixed(1)} µs per ORU message (${messages} messages, ${converted[0]!.resources.length} resources each)`);
+  }
+}
+
 async function main(): Promise<void> {
   if (args.includes('--merge-overhead')) return mergeOverhead(2000);
   inProcess('warm-up', 1_000_000);
   for (let i = 1; i <= 3; i++) inProcess(`in-process $translate run ${i}`, 5_000_000);
+  reverseInProcess(1_000_000);
+  mapStagePerMessage(2000);
   if (!args.includes('--no-http')) await overHttp();
   if (!args.includes('--no-coverage')) await coverageOnStoredElements();
 }

@@ -4,7 +4,7 @@
  * so many workers starting at once migrate once.
  */
 import type { HubDb } from './db';
-import { terminologySchemaSql } from './terminologySchema';
+import { reprocessLeaseSql, terminologySchemaSql } from './terminologySchema';
 import { patientIndexChangesSql, patientIndexSchemaSql } from './mpi/schema';
 
 interface Migration {
@@ -190,6 +190,11 @@ COMMENT ON INDEX fhir_bulk_export_channel IS 'The latest export of a channel (re
     id: 6,
     name: 'master patient index: source patients by change time',
     sql: patientIndexChangesSql,
+  },
+  {
+    id: 9,
+    name: 'terminology: one runner per reprocess job (lease with heartbeat)',
+    sql: reprocessLeaseSql,
   },
 ];
 

@@ -1,18 +1,19 @@
 /**
  * HTTP routes of the terminology service, mounted by hub/api/server.ts behind the same API-key
- * authentication as every other route. FHIR operations ($translate GET/POST, CodeSystem/$lookup,
- * $validate-code) need scope `integration`; reading the worklist, coverage, proposals, history and
- * suggestions too, and so does proposing. Deciding — approve, reject, retire, import, reprocess —
- * needs `admin` (the data-governance committee's keys). Bodies are zod-validated; errors are the
- * server's `{code, message, outcome}`.
+ * authentication as every other route. Reading — the FHIR operations ($translate GET/POST,
+ * CodeSystem/$lookup, $validate-code, ConceptMaps), the worklist, coverage, suggestions, proposals,
+ * history, diffs and reprocess progress — and proposing need scope `integration` or `governance`.
+ * Deciding — approve, reject, retire, the impact dry run (it shows patient data), reprocess and
+ * import — needs `governance` (the data-governance committee); `admin` implies both. Bodies are
+ * zod-validated; errors are the server's `{code, message, outcome}`.
  */
 import express, { type Request } from 'express';
 import { z } from 'zod';
 import type { Runtime } from './runtime';
-import { requireScope } from './api/auth';
+import { requireAnyScope, requireScope } from './api/auth';
 import { HubError } from '../pipeline/outcome';
 import { EQUIVALENCES, type Equivalence } from '../mappings/terminology/conceptmap';
-import { lookup, validateCode } from '../mappings/terminology/codeSystems';
+import { lookup, useSiteTerminologyFiles, validateCode } from '../mappings/terminology/codeSystems';
 import { readTranslateRequest, translateRequest, translationParameters } from '../mappings/terminology/operations';
 import { suggest } from '../mappings/terminology/suggest';
 import { CONCEPT_MAP_BASE } from '../mappings/terminology/systems';
@@ -77,6 +78,12 @@ function codeInput(req: Request): z.infer<typeof codeQuery> {
 export function terminologyRouter(runtime: Runtime): express.Router {
   const router = express.Router();
   const db = runtime.db;
+  // The site's release files (LOINC table, MMS tabulation) as configured; read at the first lookup.
+  useSiteTerminologyFiles(runtime.config.terminology);
+  /** Who may read and propose: those integrating systems and the committee. */
+  const reader = requireAnyScope('integration', 'governance');
+  /** Who decides: the data-governance committee. */
+  const decider = requireScope('governance');
   // The approved maps change rarely: check the store at most once a second per process.
   let checkedAt = 0;
   const terminology = async (): Promise<Terminology> => {
@@ -92,16 +99,16 @@ export function terminologyRouter(runtime: Runtime): express.Router {
     const request = readTranslateRequest({ query: req.query as Record<string, unknown>, body: req.method === 'POST' ? req.body : undefined }, url);
     res.json(translationParameters(translateRequest(await terminology(), request)));
   };
-  router.get('/fhir/ConceptMap/\\$translate', requireScope('integration'), translate);
-  router.post('/fhir/ConceptMap/\\$translate', requireScope('integration'), translate);
-  router.get('/fhir/ConceptMap/:id/\\$translate', requireScope('integration'), translate);
-  router.post('/fhir/ConceptMap/:id/\\$translate', requireScope('integration'), translate);
+  router.get('/fhir/ConceptMap/\\$translate', reader, translate);
+  router.post('/fhir/ConceptMap/\\$translate', reader, translate);
+  router.get('/fhir/ConceptMap/:id/\\$translate', reader, translate);
+  router.post('/fhir/ConceptMap/:id/\\$translate', reader, translate);
 
-  router.get('/fhir/ConceptMap', requireScope('integration'), async (_req, res) => {
+  router.get('/fhir/ConceptMap', reader, async (_req, res) => {
     const maps = await activeMaps(db);
     res.json({ resourceType: 'Bundle', type: 'searchset', total: maps.length, entry: maps.map((m) => ({ fullUrl: m.url, resource: m })) });
   });
-  router.get('/fhir/ConceptMap/:id', requireScope('integration'), async (req, res) => {
+  router.get('/fhir/ConceptMap/:id', reader, async (req, res) => {
     const { id } = parse(mapIdParam, req.params, 'path');
     const map = (await activeMaps(db)).find((m) => m.id === id);
     if (!map) throw new HubError('not-found', `ConceptMap ${id} not found`);
@@ -112,58 +119,58 @@ export function terminologyRouter(runtime: Runtime): express.Router {
     const input = codeInput(req);
     res.json(lookup(await terminology(), input.system, input.code));
   };
-  router.get('/fhir/CodeSystem/\\$lookup', requireScope('integration'), lookupRoute);
-  router.post('/fhir/CodeSystem/\\$lookup', requireScope('integration'), lookupRoute);
+  router.get('/fhir/CodeSystem/\\$lookup', reader, lookupRoute);
+  router.post('/fhir/CodeSystem/\\$lookup', reader, lookupRoute);
   const validateRoute = async (req: Request, res: express.Response) => {
     const input = codeInput(req);
     res.json(validateCode(await terminology(), input.system, input.code, input.display));
   };
-  router.get('/fhir/CodeSystem/\\$validate-code', requireScope('integration'), validateRoute);
-  router.post('/fhir/CodeSystem/\\$validate-code', requireScope('integration'), validateRoute);
+  router.get('/fhir/CodeSystem/\\$validate-code', reader, validateRoute);
+  router.post('/fhir/CodeSystem/\\$validate-code', reader, validateRoute);
 
-  router.get('/api/terminology/worklist', requireScope('integration'), async (req, res) => {
+  router.get('/api/terminology/worklist', reader, async (req, res) => {
     res.json({ items: await worklist(db, parse(worklistQuery, req.query, 'query')) });
   });
-  router.get('/api/terminology/coverage', requireScope('integration'), async (req, res) => {
+  router.get('/api/terminology/coverage', reader, async (req, res) => {
     res.json(await coverage(db, parse(coverageQuery, req.query, 'query')));
   });
-  router.get('/api/terminology/suggestions', requireScope('integration'), async (req, res) => {
+  router.get('/api/terminology/suggestions', reader, async (req, res) => {
     const q = parse(suggestQuery, req.query, 'query');
     res.json({ items: suggest(await terminology(), { memberId: q.member, system: q.system, code: q.code, display: q.display }, q.limit) });
   });
 
-  router.get('/api/terminology/proposals', requireScope('integration'), async (req, res) => {
+  router.get('/api/terminology/proposals', reader, async (req, res) => {
     const { state } = parse(z.object({ state: z.enum(['proposed', 'approved', 'rejected', 'retired']).optional() }), req.query, 'query');
     res.json({ items: await listProposals(db, state) });
   });
-  router.post('/api/terminology/proposals', requireScope('integration'), async (req, res) => {
+  router.post('/api/terminology/proposals', reader, async (req, res) => {
     const body = parse(proposalBody, req.body, 'body');
     res.status(201).json(await propose(db, body, actor(req)));
   });
-  router.get('/api/terminology/proposals/:id', requireScope('integration'), async (req, res) => {
+  router.get('/api/terminology/proposals/:id', reader, async (req, res) => {
     const { id } = parse(idParam, req.params, 'path');
     const [proposal] = await listProposals(db, undefined, id);
     if (!proposal) throw new HubError('not-found', `proposal ${id} not found`);
     res.json(proposal);
   });
-  router.get('/api/terminology/proposals/:id/impact', requireScope('admin'), async (req, res) => {
+  router.get('/api/terminology/proposals/:id/impact', decider, async (req, res) => {
     const { id } = parse(idParam, req.params, 'path');
     const { sample } = parse(z.object({ sample: z.coerce.number().int().min(0).max(100).default(10) }), req.query, 'query');
     res.json(await impactOfProposal(db, id, actor(req), sample));
   });
-  router.post('/api/terminology/proposals/:id/approve', requireScope('admin'), async (req, res) => {
+  router.post('/api/terminology/proposals/:id/approve', decider, async (req, res) => {
     const { id } = parse(idParam, req.params, 'path');
     res.json(await approve(db, id, actor(req), parse(decision, req.body ?? {}, 'body').comment));
   });
-  router.post('/api/terminology/proposals/:id/reject', requireScope('admin'), async (req, res) => {
+  router.post('/api/terminology/proposals/:id/reject', decider, async (req, res) => {
     const { id } = parse(idParam, req.params, 'path');
     res.json(await reject(db, id, actor(req), parse(decision, req.body ?? {}, 'body').comment));
   });
-  router.post('/api/terminology/proposals/:id/retire', requireScope('admin'), async (req, res) => {
+  router.post('/api/terminology/proposals/:id/retire', decider, async (req, res) => {
     const { id } = parse(idParam, req.params, 'path');
     res.json(await retire(db, id, actor(req), parse(decision, req.body ?? {}, 'body').comment));
   });
-  router.post('/api/terminology/proposals/:id/reprocess', requireScope('admin'), async (req, res) => {
+  router.post('/api/terminology/proposals/:id/reprocess', decider, async (req, res) => {
     const { id } = parse(idParam, req.params, 'path');
     const job = await reprocessProposal(db, id, actor(req));
     // Runs in this process; progress is the job row (GET /api/terminology/reprocess/:id). A job cut
@@ -171,19 +178,19 @@ export function terminologyRouter(runtime: Runtime): express.Router {
     runReprocess(db, job.id).catch(() => undefined);
     res.status(202).json(job);
   });
-  router.get('/api/terminology/reprocess/:id', requireScope('integration'), async (req, res) => {
+  router.get('/api/terminology/reprocess/:id', reader, async (req, res) => {
     const { id } = parse(idParam, req.params, 'path');
     res.json(await getReprocessJob(db, id));
   });
-  router.post('/api/terminology/import', requireScope('admin'), async (req, res) => {
+  router.post('/api/terminology/import', decider, async (req, res) => {
     const maps = Array.isArray(req.body) ? req.body : [req.body];
     res.json({ items: await importConceptMaps(db, maps, actor(req), typeof req.query.comment === 'string' ? req.query.comment : '') });
   });
-  router.get('/api/terminology/maps/:id/history', requireScope('integration'), async (req, res) => {
+  router.get('/api/terminology/maps/:id/history', reader, async (req, res) => {
     const { id } = parse(mapIdParam, req.params, 'path');
     res.json(await mapHistory(db, `${CONCEPT_MAP_BASE}/${id}`));
   });
-  router.get('/api/terminology/maps/:id/diff', requireScope('integration'), async (req, res) => {
+  router.get('/api/terminology/maps/:id/diff', reader, async (req, res) => {
     const { id } = parse(mapIdParam, req.params, 'path');
     const q = parse(diffQuery, req.query, 'query');
     res.json({ from: q.from, to: q.to, changes: await diffVersions(db, `${CONCEPT_MAP_BASE}/${id}`, q.from, q.to) });

@@ -9,7 +9,8 @@ import { parseArgs } from 'node:util';
 import { loadConfig, type HubConfig } from '../adapters/config';
 import { HubError } from '../pipeline/outcome';
 import { openHubDb, type HubDb } from './db';
-import { buildBaseMaps } from '../mappings/terminology/build';
+import { buildBaseMaps, buildWhoMap } from '../mappings/terminology/build';
+import { configuredWhoMapFiles, useSiteTerminologyFiles } from '../mappings/terminology/codeSystems';
 import { readTranslateRequest, translateRequest, translationParameters } from '../mappings/terminology/operations';
 import { activeTerminology } from '../mappings/terminology/store';
 import { suggest } from '../mappings/terminology/suggest';
@@ -34,15 +35,18 @@ import {
   worklist,
 } from './governance';
 
-export const terminologyUsage = `  translate --system URI --code CODE [--target URI]
-                                print the FHIR Parameters of $translate (approved maps in the configured store; else the shipped maps)
+export const terminologyUsage = `  translate --system URI --code CODE [--target URI] [--reverse]
+                                print the FHIR Parameters of $translate (approved maps in the configured store; else the shipped maps);
+                                --reverse: the source codes that map to CODE (R4 reverse; --target then names their system)
   mappings import [--by NAME] [--comment TEXT] <ConceptMap.json…>
                                 load ConceptMaps as approved versions, recording who imported them (default: the OS user)
   mappings export [--dir DIR]   write the approved ConceptMaps as JSON files (default ./conceptmaps)
-  mappings build [--who FILE] [--dir DIR]
-                                rebuild the shipped base maps (WHO ICD-10 → ICD-11 from the seed extract or a full release file)
+  mappings build [--who FILE] [--who-multiple FILE] [--dir DIR] [--import [--by NAME]]
+                                rebuild the base maps: WHO ICD-10 → ICD-11 from the release files (default: terminology.whoMapOneCategory /
+                                whoMapMultipleCategories in the config, else the seed extract); --import loads the WHO map as a new approved version
   mappings worklist [--member M] [--json]      the unmapped worklist
   mappings coverage [--member M] [--from D] [--to D] [--json]
+                                % of occurrences and of distinct codes mapped per member, channel and system, and the daily trend
   mappings suggest --member M --system URI --code C [--display TEXT]
   mappings propose --system URI --code C --target URI --target-code C [--equivalence E] [--comment T] [--by NAME]
   mappings proposals [--state S] | approve|reject|retire <id> [--comment T] [--by NAME]
@@ -80,17 +84,21 @@ export async function terminologyCommand(command: 'translate' | 'mappings', argv
       comment: { type: 'string', default: '' },
       dir: { type: 'string' },
       who: { type: 'string' },
+      'who-multiple': { type: 'string' },
+      import: { type: 'boolean', default: false },
       state: { type: 'string' },
       from: { type: 'string' },
       to: { type: 'string' },
       job: { type: 'string' },
       json: { type: 'boolean', default: false },
+      reverse: { type: 'boolean', default: false },
     },
   });
   const config = loadConfig({ path: values.config });
+  useSiteTerminologyFiles(config.terminology);
   const actor = values.by ?? process.env.USER ?? os.userInfo().username;
   if (command === 'translate') {
-    const request = readTranslateRequest({ query: { system: values.system, code: values.code, targetsystem: values.target } as Record<string, unknown> });
+    const request = readTranslateRequest({ query: { system: values.system, code: values.code, targetsystem: values.target, ...(values.reverse ? { reverse: 'true' } : {}) } as Record<string, unknown> });
     const terminology = config.databaseUrl ? await withDb(config, (db) => syncTerminology(db)) : activeTerminology();
     print(translationParameters(translateRequest(terminology, request)));
     return 0;
@@ -103,7 +111,17 @@ export async function terminologyCommand(command: 'translate' | 'mappings', argv
   };
   switch (sub) {
     case 'build': {
-      for (const file of buildBaseMaps({ whoTable: values.who, outDir: values.dir })) process.stdout.write(`${file}\n`);
+      const configured = configuredWhoMapFiles();
+      const whoTable = values.who ?? configured.oneCategory;
+      const whoMultiple = values['who-multiple'] ?? configured.multipleCategories;
+      if (values.import) {
+        if (!whoTable) throw new HubError('invalid', 'mappings build --import needs the WHO release files: --who FILE, or terminology.whoMapOneCategory in the hub config', 'who');
+        const map = buildWhoMap({ whoTable, whoMultiple });
+        const [result] = await withDb(config, (db) => importConceptMaps(db, [map], actor, values.comment || map.description || ''));
+        process.stdout.write(`${result!.url} ${result!.unchanged ? `unchanged (version ${result!.version})` : `→ version ${result!.version}`} (by ${actor}; ${map.group[0]!.element.length} ICD-10 codes)\n`);
+        return 0;
+      }
+      for (const file of buildBaseMaps({ whoTable, whoMultiple, outDir: values.dir })) process.stdout.write(`${file}\n`);
       return 0;
     }
     case 'import': {
@@ -138,6 +156,9 @@ export async function terminologyCommand(command: 'translate' | 'mappings', argv
       else {
         process.stdout.write(`${'member/channel'.padEnd(24)} ${'system'.padEnd(40)} ${'occurrences'.padStart(11)} ${'mapped %'.padStart(8)} ${'codes'.padStart(6)} ${'mapped %'.padStart(8)}\n`);
         for (const r of report.rows) process.stdout.write(`${`${r.member}/${r.channel}`.padEnd(24)} ${r.system.padEnd(40)} ${String(r.occurrences).padStart(11)} ${r.occurrencePct.toFixed(1).padStart(8)} ${String(r.distinctCodes).padStart(6)} ${r.distinctPct.toFixed(1).padStart(8)}\n`);
+        // The trend: one line per day, so a committee sees coverage move as maps are approved.
+        process.stdout.write(`\ntrend\n${'day'.padEnd(12)} ${'occurrences'.padStart(11)} ${'mapped %'.padStart(8)}\n`);
+        for (const d of report.trend) process.stdout.write(`${d.day.padEnd(12)} ${String(d.occurrences).padStart(11)} ${d.occurrencePct.toFixed(1).padStart(8)}\n`);
       }
       return 0;
     }

@@ -152,3 +152,17 @@ COMMENT ON FUNCTION terminology_count_updated() IS 'As terminology_count_inserte
 CREATE TRIGGER resource_count_inserted AFTER INSERT ON resource REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION terminology_count_inserted();
 CREATE TRIGGER resource_count_updated AFTER UPDATE ON resource REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION terminology_count_updated();
 `;
+
+/**
+ * Migration 9: a reprocess job has one runner at a time. A runner takes the job by writing its id
+ * and a lease end; it extends the lease with every batch it commits (and on a timer between), and
+ * every progress write is conditional on still holding the lease, so a runner that lost it (paused
+ * past the lease) stops instead of writing beside the new one. A crashed runner's lease runs out
+ * and the next runner resumes from the last key.
+ */
+export const reprocessLeaseSql = `
+ALTER TABLE reprocess_job ADD COLUMN runner text;
+ALTER TABLE reprocess_job ADD COLUMN lease_until timestamptz;
+COMMENT ON COLUMN reprocess_job.runner IS 'Who runs the job now (host:pid:random); with lease_until, enforces one runner per job.';
+COMMENT ON COLUMN reprocess_job.lease_until IS 'The runner''s lease: extended by its heartbeat; after it passes, another runner may take the job and resume from the last key.';
+`;

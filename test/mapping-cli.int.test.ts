@@ -81,7 +81,65 @@ test('mappings import records who imported; export writes the approved maps back
       ['approve', 'zhao.committee'],
     ]);
     const coverage = JSON.parse((await run(process.execPath, [cli, 'mappings', 'coverage', '--json'], { env: e })).stdout);
-    expect(coverage).toEqual({ from: null, to: null, rows: [], trend: [] });
+    expect(coverage).toEqual({ from: null, to: null, rows: [], trend: [], trendBy: [] });
+  } finally {
+    await dropTestDatabase(databaseUrl);
+  }
+});
+
+test('the WHO release files and the MMS tabulation named in the hub config: build --import records who loaded them; coverage prints its trend', async () => {
+  const databaseUrl = await createTestDatabase('mapcli2');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'yilian-mapcli2-'));
+  try {
+    // Hand-made files in the official layouts (10To11MapToOneCategory.txt / …MultipleCategories.txt
+    // columns; the MMS SimpleTabulation fixture of test/terminology-fixtures): not WHO data.
+    const header = 'icd10ClassKind\ticd10DepthInKind\ticd10Code\ticd10Chapter\ticd10Title\ticd11ClassKind\ticd11DepthInKind\ticd11Code\ticd11Chapter\ticd11Title';
+    writeFileSync(path.join(dir, 'one.txt'), `${header}\ncategory\t1\tE11\tIV\tType 2 diabetes mellitus\tcategory\t1\t5A11\t05\tType 2 diabetes mellitus\ncategory\t2\tJ18.9\tX\tPneumonia, unspecified\tcategory\t2\tCA40.Z\t12\tPneumonia, organism unspecified\n`);
+    writeFileSync(path.join(dir, 'multiple.txt'), `${header}\ncategory\t2\tA00.0\tI\tCholera due to Vibrio cholerae 01\tcategory\t1\t1A00\t01\tCholera\ncategory\t2\tA00.0\tI\tCholera due to Vibrio cholerae 01\tcategory\t1\t1A00&XN8P1\t01\tCholera & Vibrio cholerae\n`);
+    const config = path.join(dir, 'hub.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        terminology: {
+          whoMapOneCategory: path.join(dir, 'one.txt'),
+          whoMapMultipleCategories: path.join(dir, 'multiple.txt'),
+          icd11Tabulation: { en: path.join(__dirname, 'terminology-fixtures', 'SimpleTabulation-ICD-11-MMS-en.txt') },
+        },
+      }),
+    );
+    const e = env({ DATABASE_URL: databaseUrl });
+    const loaded = await run(process.execPath, [cli, 'mappings', 'build', '--import', '--config', config, '--by', 'zhao.committee'], { env: e });
+    expect(loaded.stdout).toMatch(/who-icd10-icd11 → version 2 \(by zhao.committee; 3 ICD-10 codes\)/);
+    const translate = async (...args: string[]) => JSON.parse((await run(process.execPath, [cli, 'translate', '--config', config, ...args], { env: e })).stdout);
+    const cholera = await translate('--system', ICD10, '--code', 'A00.0', '--target', ICD11);
+    expect(cholera.parameter.filter((p: any) => p.name === 'match').map((m: any) => [m.part[0].valueCode, m.part[1].valueCoding.code])).toEqual([
+      ['narrower', '1A00'],
+      ['narrower', '1A00&XN8P1'],
+    ]);
+    expect((await translate('--system', ICD10, '--code', 'E11.9', '--target', ICD11)).parameter.find((p: any) => p.name === 'match').part[2].valueUri).toBe('https://yilian.example/fhir/ConceptMap/who-icd10-icd11|2');
+    const reverse = await translate('--system', ICD11, '--code', 'CA40.Z', '--reverse');
+    expect(reverse.parameter.find((p: any) => p.name === 'match').part).toContainEqual({ name: 'concept', valueCoding: { system: ICD10, code: 'J18.9', display: 'Pneumonia, unspecified' } });
+
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    const versions = await client.query(`SELECT version, origin, created_by FROM concept_map_version WHERE map_id = 'who-icd10-icd11' ORDER BY version`);
+    expect(versions.rows).toEqual([
+      { version: 1, origin: 'shipped', created_by: 'system' },
+      { version: 2, origin: 'import', created_by: 'zhao.committee' },
+    ]);
+    // coverage counters for two days (as the resource trigger writes them): the trend is printed
+    await client.query(
+      `INSERT INTO coded_element_day (day, member_id, channel_id, system, code, mapped, occurrences) VALUES
+         ('2026-11-01', 'east', 'lis', 'urn:yilian:east:L', 'HB01', false, 4), ('2026-11-02', 'east', 'lis', 'urn:yilian:east:L', 'HB01', true, 3), ('2026-11-02', 'east', 'lis', 'urn:yilian:east:L', 'K01', false, 1)`,
+    );
+    await client.end();
+    const text = (await run(process.execPath, [cli, 'mappings', 'coverage', '--config', config], { env: e })).stdout;
+    expect(text).toMatch(/east\/lis\s+urn:yilian:east:L\s+8\s+37\.5\s+2\s+0\.0/);
+    expect(text).toMatch(/trend\n.*\n2026-11-01\s+4\s+0\.0\n2026-11-02\s+4\s+75\.0\n/);
+    // the ICD-11 tabulation named in the config: the CLI's process loads it for proposals' target checks
+    await expect(run(process.execPath, [cli, 'mappings', 'propose', '--config', config, '--system', ICD10, '--code', 'E11.9', '--target', ICD11, '--target-code', '5A1Y', '--by', 'li.lab'], { env: e })).rejects.toMatchObject({
+      stderr: expect.stringMatching(/not in the loaded MMS tabulation: stem code 5A1Y/),
+    });
   } finally {
     await dropTestDatabase(databaseUrl);
   }

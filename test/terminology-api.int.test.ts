@@ -11,13 +11,17 @@ let base: string;
 const COMMITTEE = 'committee-key-0123456789ab';
 const IT = 'integration-key-0123456789';
 const FEED = 'feed-only-key-0123456789ab';
+const ADMIN = 'admin-key-0123456789abcdef';
+const METRICS = 'metrics-key-0123456789abcd';
 
 beforeAll(async () => {
   hub = await startTestHub('termapi', {
     api: {
       port: 0,
       keys: [
-        { name: 'wang.committee', key: COMMITTEE, scopes: ['admin'] },
+        { name: 'wang.committee', key: COMMITTEE, scopes: ['governance'] },
+        { name: 'ops-admin', key: ADMIN, scopes: ['admin'] },
+        { name: 'dashboards', key: METRICS, scopes: ['metrics'] },
         { name: 'county-it', key: IT, scopes: ['integration'] },
         { name: 'cost-system', key: FEED, scopes: ['feed.read'] },
       ],
@@ -38,12 +42,70 @@ const post = (path: string, body: unknown, key?: string) =>
   fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) }, body: JSON.stringify(body) });
 const q = (o: Record<string, string>) => new URLSearchParams(o).toString();
 
-test('every terminology route needs a key with the right scope', async () => {
-  for (const path of ['/fhir/ConceptMap/$translate?' + q({ system: ICD10, code: 'E11' }), '/fhir/CodeSystem/$lookup?' + q({ system: LOINC, code: '718-7' }), '/api/terminology/worklist', '/api/terminology/coverage', '/api/terminology/proposals']) {
+test('every terminology route needs a key with the right scope: integration or governance read, governance decides', async () => {
+  const reads = [
+    '/fhir/ConceptMap/$translate?' + q({ system: ICD10, code: 'E11' }),
+    '/fhir/CodeSystem/$lookup?' + q({ system: LOINC, code: '718-7' }),
+    '/api/terminology/worklist',
+    '/api/terminology/coverage',
+    '/api/terminology/proposals',
+    '/api/terminology/suggestions?' + q({ member: 'north', system: 'urn:yilian:north:L', code: 'X' }),
+    '/api/terminology/maps/who-icd10-icd11/history',
+  ];
+  for (const path of reads) {
     expect((await get(path)).status).toBe(401);
     expect((await get(path, FEED)).status).toBe(403);
+    expect((await get(path, METRICS)).status).toBe(403);
     expect((await get(path, IT)).status).toBe(200);
+    expect((await get(path, COMMITTEE)).status).toBe(200);
+    expect((await get(path, ADMIN)).status).toBe(200);
   }
+  // proposing: integration or governance
+  const proposal = { sourceSystem: 'urn:yilian:scope:L', sourceCode: 'S1', targetSystem: LOINC, targetCode: '718-7', equivalence: 'equivalent' };
+  expect((await post('/api/terminology/proposals', proposal, FEED)).status).toBe(403);
+  expect((await post('/api/terminology/proposals', proposal, IT)).status).toBe(201);
+  const byCommittee = await post('/api/terminology/proposals', { ...proposal, sourceCode: 'S2' }, COMMITTEE);
+  expect(byCommittee.status).toBe(201);
+  const { id } = (await byCommittee.json()) as any;
+  // deciding: governance (admin implies it); integration is refused on every decision route
+  const decisions: Array<[string, () => Promise<Response>, (key: string) => Promise<Response>]> = [
+    ['impact', () => get(`/api/terminology/proposals/${id}/impact`, IT), (k) => get(`/api/terminology/proposals/${id}/impact`, k)],
+    ['reject', () => post(`/api/terminology/proposals/${id}/reject`, {}, IT), (k) => post(`/api/terminology/proposals/${id}/reject`, { comment: 'no' }, k)],
+    ['import', () => post('/api/terminology/import', [], IT), (k) => post('/api/terminology/import', [], k)],
+  ];
+  for (const [, asIntegration, asKey] of decisions) {
+    expect((await asIntegration()).status).toBe(403);
+    expect((await asKey(FEED)).status).toBe(403);
+    expect((await asKey(COMMITTEE)).status).toBe(200);
+  }
+  for (const action of ['approve', 'retire', 'reprocess']) expect((await post(`/api/terminology/proposals/${id}/${action}`, {}, IT)).status).toBe(403);
+  // admin implies governance: a second proposal approved and retired by the admin key
+  const other = (await (await post('/api/terminology/proposals', { ...proposal, sourceCode: 'S3' }, IT)).json()) as any;
+  expect((await post(`/api/terminology/proposals/${other.id}/approve`, {}, ADMIN)).status).toBe(200);
+  expect((await post(`/api/terminology/proposals/${other.id}/retire`, {}, COMMITTEE)).status).toBe(200);
+  const steps = ((await (await get(`/api/terminology/proposals/${other.id}`, COMMITTEE)).json()) as any).steps.map((s: any) => [s.action, s.actor]);
+  expect(steps).toEqual([
+    ['propose', 'county-it'],
+    ['approve', 'ops-admin'],
+    ['retire', 'wang.committee'],
+  ]);
+});
+
+test('$translate reverse and map precedence over HTTP: the committee map first, the WHO base map after', async () => {
+  const proposal = { sourceSystem: ICD10, sourceCode: 'K29.7', targetSystem: ICD11_MMS, targetCode: 'DA42.0', equivalence: 'narrower', comment: 'committee refinement' };
+  const { id } = (await (await post('/api/terminology/proposals', proposal, IT)).json()) as any;
+  await post(`/api/terminology/proposals/${id}/approve`, {}, COMMITTEE);
+  const forward = (await (await get('/fhir/ConceptMap/$translate?' + q({ system: ICD10, code: 'K29.7', targetsystem: ICD11_MMS }), IT)).json()) as any;
+  const matches = forward.parameter.filter((p: any) => p.name === 'match').map((m: any) => [m.part.find((x: any) => x.name === 'concept').valueCoding.code, m.part.find((x: any) => x.name === 'source').valueUri]);
+  expect(matches).toEqual([
+    ['DA42.0', 'https://yilian.example/fhir/ConceptMap/icd10-icd11-committee|1'],
+    ['DA42.Z', 'https://yilian.example/fhir/ConceptMap/who-icd10-icd11|1'],
+  ]);
+  const reverse = (await (await post('/fhir/ConceptMap/$translate', { resourceType: 'Parameters', parameter: [{ name: 'system', valueUri: ICD11_MMS }, { name: 'code', valueCode: 'DA42.0' }, { name: 'reverse', valueBoolean: true }] }, IT)).json()) as any;
+  const rmatch = reverse.parameter.find((p: any) => p.name === 'match');
+  expect(rmatch.part).toContainEqual({ name: 'equivalence', valueCode: 'wider' });
+  expect(rmatch.part).toContainEqual({ name: 'concept', valueCoding: { system: ICD10, code: 'K29.7' } });
+  expect((await get('/fhir/ConceptMap/$translate?' + q({ system: ICD11_MMS, code: 'DA42.0', reverse: 'sometimes' }), IT)).status).toBe(400);
 });
 
 test('$translate GET and POST return R4 Parameters', async () => {

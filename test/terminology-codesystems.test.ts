@@ -91,5 +91,5 @@ test('a site\'s release files: the LOINC table and the ICD-11 tabulation (Englis
   expect(result(validateCode(t, ICD11_MMS, '1A00&XN8P1'))).toBe(true);
   const missing = validateCode(t, ICD11_MMS, '1A00&XN8P2');
   expect(result(missing)).toBe(false);
-  expect(missing.parameter.find((x) => x.name === 'message')!.valueString).toMatch(/not in the loaded MMS tabulation: XN8P2/);
+  expect(missing.parameter.find((x) => x.name === 'message')!.valueString).toMatch(/not in the loaded MMS tabulation: extension code XN8P2/);
 });

@@ -119,3 +119,95 @@ test('a FHIR member\'s own code system URL is mapped once a map translates from 
   expect(untouched).toMatchObject({ mapped: [], unmapped: [] });
   expect(other.code.coding).toHaveLength(1);
 });
+
+test('every coded element in CODED_ELEMENTS is mapped: reasons, allergens, specimens, coded results; unmapped ones are flagged', () => {
+  // A real converted message: PV2-3 admit reason (ICD-10), AL1-3 allergen and SPM-4 specimen type
+  // (member-local codes), an OBX whose value is a coded local answer.
+  const text = [
+    `MSH|^~\\&|HIS|HOSP|YILIAN|HUB|${T}||ORU^R01^ORU_R01|C9|P|2.5|||||CHN|UNICODE UTF-8`,
+    `PID|1||A1^^^HOSP^MR||张^三||19800101|M`,
+    `PV1|1|I`,
+    `PV2|||J18.9^Pneumonia^I10`,
+    `AL1|1|DA|PEN^青霉素^L`,
+    `OBR|1|C9|C9|CULT^培养^L|||${T}`,
+    `OBX|1|CWE|HGB^血红蛋白^L||POS^阳性^L||||||F|||${T}`,
+    `SPM|1|S1||BLD^全血^L`,
+  ].join('\r') + '\r';
+  const parsed = parseStage({ bytes: Buffer.from(text, 'utf8'), policy: { defaultCharset: 'UTF-8' } });
+  const converted = convertStage(parsed, { memberId: 'lead', channelId: 'lis', rawId: 3, utcOffsetMinutes: 480 });
+  const terminology = new Terminology([
+    ...activeTerminology().maps.values(),
+    { ...localLabMap('lead', 'L', [['HGB', '血红蛋白', '718-7'], ['BLD', '全血', '31208-2']]), id: 'local-lead-L-extra', url: 'https://yilian.example/fhir/ConceptMap/local-lead-L-extra' },
+  ]);
+  const mapped = mapStage(converted, { terminology });
+  const of = (type: string) => mapped.resources.find((r: any) => r.resourceType === type) as any;
+  const encounter = of('Encounter');
+  expect(encounter.reasonCode[0].coding).toEqual([
+    { system: 'http://hl7.org/fhir/sid/icd-10', code: 'J18.9', display: 'Pneumonia' },
+    expect.objectContaining({ system: ICD11_MMS, code: 'CA40.Z' }),
+  ]);
+  expect(encounter.meta.extension).toContainEqual({ url: MAPPED_SOURCE_URL, valueCoding: { system: 'http://hl7.org/fhir/sid/icd-10', code: 'J18.9', display: 'Pneumonia' } });
+  // allergen: no map covers PEN → stored as sent, flagged, listed for the worklist
+  const allergy = of('AllergyIntolerance');
+  expect(allergy.code.coding).toHaveLength(1);
+  expect(allergy.meta.tag).toContainEqual(expect.objectContaining({ code: 'unmapped' }));
+  expect(allergy.meta.extension).toContainEqual({ url: UNMAPPED_SOURCE_URL, valueCoding: { system: 'urn:yilian:lead:L', code: 'PEN', display: '青霉素' } });
+  // specimen type mapped by the member's map; the coded result value is unmapped (no map has POS)
+  expect(of('Specimen').type.coding[1]).toMatchObject({ system: LOINC, code: '31208-2' });
+  const observation = of('Observation');
+  expect(observation.valueCodeableConcept.coding).toHaveLength(1);
+  expect(observation.meta.extension).toContainEqual({ url: UNMAPPED_SOURCE_URL, valueCoding: { system: 'urn:yilian:lead:L', code: 'POS', display: '阳性' } });
+  // re-deriving is exact on every path
+  for (const r of mapped.resources as any[]) {
+    const once = JSON.parse(JSON.stringify(r));
+    mapResource(r, { terminology });
+    expect(r).toEqual(once);
+  }
+});
+
+test('FHIR resources of other types: vaccine, medication, charge item, report conclusion, component value', () => {
+  const terminology = new Terminology([localLabMap('south', 'L', [['X1', 'x', '718-7']])]);
+  const local = (code: string) => ({ coding: [{ system: 'urn:yilian:south:L', code }] });
+  const resources: any[] = [
+    { resourceType: 'Immunization', id: 'i', vaccineCode: local('X1') },
+    { resourceType: 'MedicationRequest', id: 'm', medicationCodeableConcept: local('X1'), reasonCode: [local('NOPE')] },
+    { resourceType: 'ChargeItem', id: 'c', code: local('X1') },
+    { resourceType: 'DiagnosticReport', id: 'd', code: local('X1'), conclusionCode: [local('X1'), local('NOPE2')] },
+    { resourceType: 'Observation', id: 'o', code: local('X1'), component: [{ code: local('X1'), valueCodeableConcept: local('X1') }] },
+    { resourceType: 'Procedure', id: 'p', code: local('X1'), reasonCode: [local('X1')] },
+    { resourceType: 'ServiceRequest', id: 's', code: local('X1'), reasonCode: [local('X1')] },
+    { resourceType: 'Patient', id: 'pt', maritalStatus: local('X1') },
+  ];
+  const results = resources.map((r) => mapResource(r, { terminology }));
+  expect(results.map((r) => [r.mapped.length, r.unmapped.length])).toEqual([[1, 0], [1, 1], [1, 0], [2, 1], [3, 0], [2, 0], [2, 0], [0, 0]]);
+  expect(resources[0].vaccineCode.coding[1]).toMatchObject({ system: LOINC, code: '718-7' });
+  expect(resources[4].component[0].valueCodeableConcept.coding[1]).toMatchObject({ system: LOINC, code: '718-7' });
+  // not a governed element: left alone
+  expect(resources[7].maritalStatus.coding).toHaveLength(1);
+});
+
+test('precedence: the committee map\'s answer is applied before the WHO base map\'s, and both are listed', () => {
+  const shipped = [...activeTerminology().maps.values()];
+  const committee = {
+    resourceType: 'ConceptMap' as const,
+    id: 'icd10-icd11-committee',
+    url: 'https://yilian.example/fhir/ConceptMap/icd10-icd11-committee',
+    version: '3',
+    status: 'active' as const,
+    group: [{ source: 'http://hl7.org/fhir/sid/icd-10', target: ICD11_MMS, element: [{ code: 'J18.9', target: [{ code: 'CA40.0', equivalence: 'narrower' as const }] }] }],
+  };
+  // whatever order the maps are given in
+  for (const maps of [[...shipped, committee], [committee, ...shipped].reverse()]) {
+    const terminology = new Terminology(maps);
+    const t = terminology.translate('http://hl7.org/fhir/sid/icd-10', 'J18.9', ICD11_MMS);
+    expect(t.matches.map((m) => [m.concept!.code, m.source])).toEqual([
+      ['CA40.0', 'https://yilian.example/fhir/ConceptMap/icd10-icd11-committee|3'],
+      ['CA40.Z', 'https://yilian.example/fhir/ConceptMap/who-icd10-icd11|1'],
+    ]);
+    const condition: any = { resourceType: 'Condition', id: 'c', code: { coding: [{ system: 'http://hl7.org/fhir/sid/icd-10', code: 'J18.9' }] } };
+    const result = mapResource(condition, { terminology });
+    expect(condition.code.coding.slice(1)).toEqual([expect.objectContaining({ code: 'CA40.0', extension: [{ url: DERIVED_FROM_URL, valueCanonical: 'https://yilian.example/fhir/ConceptMap/icd10-icd11-committee|3' }, { url: EQUIVALENCE_URL, valueCode: 'narrower' }] })]);
+    expect([...result.versions]).toEqual(['https://yilian.example/fhir/ConceptMap/icd10-icd11-committee|3']);
+    expect(condition.meta.extension).toContainEqual({ url: MAP_VERSION_URL, valueCanonical: 'https://yilian.example/fhir/ConceptMap/icd10-icd11-committee|3' });
+  }
+});

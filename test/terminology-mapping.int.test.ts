@@ -12,6 +12,7 @@ import { PipelineWorker } from '../pipeline/worker';
 import {
   approve,
   coverage,
+  createReprocessJob,
   diffVersions,
   exportConceptMaps,
   getReprocessJob,
@@ -22,6 +23,7 @@ import {
   propose,
   reject,
   reprocessProposal,
+  resumeStaleReprocessJobs,
   retire,
   runReprocess,
   syncTerminology,
@@ -136,7 +138,22 @@ test('unmapped local code: stored and flagged, counted; proposal dry-run, approv
   expect(progress).toEqual([2]);
   const after = await hub.runtime.db.query<{ resource_type: string; id: string; version: number; content: unknown }>(`SELECT resource_type, id, version, content FROM resource ORDER BY 1, 2`);
   const changed = after.rows.filter((r, i) => JSON.stringify(r.content) !== JSON.stringify(before.rows[i]!.content)).map((r) => `${r.resource_type}/${r.id}`);
-  expect(changed.sort()).toEqual(hb.map((o) => `Observation/${o.id}`).sort());
+  // exactly the affected records, and the Provenance of each message they came from
+  const provenances = await hub.runtime.db.query<{ id: string; raw_id: number; content: any; mapping_versions: string[] }>(
+    `SELECT id, raw_id, content, mapping_versions FROM resource WHERE resource_type = 'Provenance' AND raw_id = ANY($1::bigint[]) ORDER BY id`,
+    [[raw1, raw2]],
+  );
+  expect(provenances.rows).toHaveLength(2);
+  expect(changed.sort()).toEqual([...hb.map((o) => `Observation/${o.id}`), ...provenances.rows.map((p) => `Provenance/${p.id}`)].sort());
+  const derivedWith = ['https://yilian.example/fhir/ConceptMap/local-east-L|1', 'https://yilian.example/fhir/ConceptMap/loinc-canonical-units|1'];
+  for (const p of provenances.rows) {
+    expect(p.content.entity.filter((e: any) => e.role === 'derivation').map((e: any) => e.what.identifier.value)).toEqual(derivedWith);
+    expect(p.content.entity[0]).toMatchObject({ role: 'source' });
+    expect(p.mapping_versions).toEqual(derivedWith);
+    // every row of the message says the same, as the merge would have written it
+    const rows = await hub.runtime.db.query<{ mapping_versions: string[] }>(`SELECT mapping_versions FROM resource WHERE raw_id = $1`, [p.raw_id]);
+    expect(new Set(rows.rows.map((r) => r.mapping_versions.join(' ')))).toEqual(new Set([derivedWith.join(' ')]));
+  }
   for (const o of await observationsOf('HB01')) {
     expect(o.content.code.coding[1]).toMatchObject({ system: LOINC, code: '718-7' });
     expect(o.content.valueQuantity).toMatchObject({ value: 135, code: 'g/L' });
@@ -145,7 +162,11 @@ test('unmapped local code: stored and flagged, counted; proposal dry-run, approv
     expect(o.version).toBe(hb.find((x) => x.id === o.id)!.version + 1);
   }
   // running it again changes nothing (idempotent, resumable)
-  expect(await runReprocess(hub.runtime.db, job.id)).toMatchObject({ state: 'done', changed: 2 });
+  expect(await runReprocess(hub.runtime.db, job.id)).toMatchObject({ state: 'done', changed: 2, runner: null });
+  const again = await createReprocessJob(hub.runtime.db, [{ system: LOCAL, code: 'HB01' }], 'wang.committee', 'again');
+  expect(await runReprocess(hub.runtime.db, again.id)).toMatchObject({ state: 'done', total: 2, done: 2, changed: 0 });
+  const unchanged = await hub.runtime.db.query<{ content: unknown }>(`SELECT content FROM resource ORDER BY resource_type, id`);
+  expect(unchanged.rows.map((r) => r.content)).toEqual(after.rows.map((r) => r.content));
   // a new message with the code is mapped in the pipeline now
   await send(simOru({ controlId: 'MAP-4', patient: simPatient(4, 'M') }, [results[0]!]));
   expect((await observationsOf('HB01')).filter((o) => o.content.code.coding.length === 2)).toHaveLength(3);
@@ -167,6 +188,8 @@ test('unmapped local code: stored and flagged, counted; proposal dry-run, approv
   // HB01 ×2 + K01 ×3 unmapped, then HB01 ×1 mapped; the OBR panel code CBC ×4 unmapped
   expect(local).toMatchObject({ occurrences: 10, mappedOccurrences: 1, distinctCodes: 3, mappedCodes: 0 });
   expect(report.trend).toHaveLength(1);
+  // the trend per member, channel and system: today's line of the local system carries the same counts
+  expect(report.trendBy.filter((t) => t.system === LOCAL && t.channel === 'lis')).toEqual([expect.objectContaining({ member: 'east', occurrences: 10, mappedOccurrences: 1, occurrencePct: 10 })]);
 });
 
 test('import and export ConceptMap files: approved versions recorded with who imported them', async () => {
@@ -207,4 +230,73 @@ test('an ICD-10 change reaches the clinical-edition codes that resolve through i
   expect(e10.code.coding[1].code).toBe('5A10');
   const audit = await hub.runtime.db.query<{ actor: string; action: string; detail: any }>(`SELECT actor, action, detail FROM audit_event WHERE entity_id = $1`, [`impact of mapping proposal ${p.id}`]);
   expect(audit.rows).toEqual([{ actor: 'wang.committee', action: 'read', detail: { resources: [`Condition/${e11.id}`] } }]);
+});
+
+test('one runner per reprocess job: a second runner is refused while the lease lives; a crashed runner\'s job resumes', async () => {
+  const results = [{ code: 'NA01', name: '钠', value: '140', unit: 'mmol/L', range: '135-145' }];
+  for (let i = 0; i < 4; i++) await send(simOru({ controlId: `LEASE-${i}`, patient: simPatient(20 + i, 'F') }, results));
+  const proposal = await propose(hub.runtime.db, { sourceSystem: LOCAL, sourceCode: 'NA01', targetSystem: LOINC, targetCode: '2951-2', equivalence: 'equivalent' }, 'li.lab');
+  await approve(hub.runtime.db, proposal.id, 'wang.committee');
+
+  // two runners started together on one job: never both at work; the job is done exactly once
+  const job = await reprocessProposal(hub.runtime.db, proposal.id, 'wang.committee');
+  const outcomes = await Promise.allSettled([runReprocess(hub.runtime.db, job.id, { batchSize: 1 }), runReprocess(hub.runtime.db, job.id, { batchSize: 1 })]);
+  const refused = outcomes.filter((o) => o.status === 'rejected') as PromiseRejectedResult[];
+  for (const r of refused) expect(String(r.reason)).toMatch(/is being run by .*lease until/);
+  expect(await getReprocessJob(hub.runtime.db, job.id)).toMatchObject({ state: 'done', total: 4, done: 4, changed: 4, runner: null });
+
+  // a runner that crashed mid-job (its row still names it, lease live): others are refused until the lease passes, then resume from its last key
+  const second = await createReprocessJob(hub.runtime.db, [{ system: LOCAL, code: 'NA01' }], 'wang.committee', 'crash test');
+  await hub.runtime.db.query(`UPDATE reprocess_job SET runner = 'crashed-host:4242:dead', lease_until = clock_timestamp() + interval '1500 milliseconds', done = 2, last_type = 'Observation', last_id = (SELECT id FROM resource WHERE resource_type = 'Observation' AND content->'code'->'coding'->0->>'code' = 'NA01' ORDER BY id OFFSET 1 LIMIT 1) WHERE id = $1`, [second.id]);
+  await expect(runReprocess(hub.runtime.db, second.id)).rejects.toThrow(/being run by crashed-host:4242:dead/);
+  expect(await getReprocessJob(hub.runtime.db, second.id)).toMatchObject({ state: 'running', runner: 'crashed-host:4242:dead' });
+  await new Promise((r) => setTimeout(r, 1600));
+  const progress: number[] = [];
+  const resumed = await runReprocess(hub.runtime.db, second.id, { batchSize: 1, onProgress: (j) => progress.push(j.done) });
+  // resumed after the crashed runner's last key: the last two records only
+  expect(progress).toEqual([3, 4]);
+  expect(resumed).toMatchObject({ state: 'done', done: 4, changed: 0, runner: null, lease_until: null });
+
+  // nobody runs it by hand: a worker's periodic sweep resumes a job whose runner died long enough ago
+  const orphan = await createReprocessJob(hub.runtime.db, [{ system: LOCAL, code: 'NA01' }], 'wang.committee', 'orphaned');
+  await hub.runtime.db.query(`UPDATE reprocess_job SET runner = 'crashed-host:4242:dead', lease_until = clock_timestamp() - interval '5 minutes' WHERE id = $1`, [orphan.id]);
+  const fresh = await createReprocessJob(hub.runtime.db, [{ system: LOCAL, code: 'NA01' }], 'wang.committee', 'just created, its creator about to run it');
+  expect(await resumeStaleReprocessJobs(hub.runtime.db)).toEqual([orphan.id]);
+  await waitFor(async () => (await getReprocessJob(hub.runtime.db, orphan.id)).state === 'done', 10_000, 'orphaned job resumed');
+  expect(await getReprocessJob(hub.runtime.db, fresh.id)).toMatchObject({ state: 'running', runner: null, done: 0 });
+
+  // a runner that loses its lease mid-run (paused past it, another took over) stops instead of writing beside the new one
+  const third = await createReprocessJob(hub.runtime.db, [{ system: LOCAL, code: 'NA01' }], 'wang.committee', 'stolen lease');
+  await expect(
+    runReprocess(hub.runtime.db, third.id, {
+      batchSize: 1,
+      onProgress: async () => {
+        await hub.runtime.db.query(`UPDATE reprocess_job SET runner = 'other-host:1:x', lease_until = clock_timestamp() + interval '1 minute' WHERE id = $1`, [third.id]);
+      },
+    }),
+  ).rejects.toThrow(/lost its lease/);
+  expect(await getReprocessJob(hub.runtime.db, third.id)).toMatchObject({ runner: 'other-host:1:x', state: 'running' });
+});
+
+test('coded elements beyond code go through the same loop: an unmapped allergen and admit reason reach the worklist; the record is stored', async () => {
+  const T = '20261120080000';
+  const text = [
+    `MSH|^~\\&|HIS|EAST|YILIAN|HUB|${T}||ADT^A01^ADT_A01|ALG-1|P|2.5|||||CHN|UNICODE UTF-8`,
+    `EVN|A01|${T}`,
+    `PID|1||E900^^^EAST^MR||赵^六||19700101|F`,
+    `PV1|1|I|||||||||||||||||V900`,
+    `PV2|||J18.9^肺炎^I10`,
+    `AL1|1|DA|QMS^青霉素^L`,
+  ].join('\r');
+  const icd10 = async () => (await coverage(hub.runtime.db, { member: 'east' })).rows.find((r) => r.system === 'http://hl7.org/fhir/sid/icd-10') ?? { occurrences: 0, mappedOccurrences: 0 };
+  const before = await icd10();
+  await send(text);
+  const allergy = (await hub.runtime.db.query<{ content: any }>(`SELECT content FROM resource WHERE resource_type = 'AllergyIntolerance' AND content->'code'->'coding'->0->>'code' = 'QMS'`)).rows[0]!.content;
+  expect(allergy.meta.tag).toContainEqual(expect.objectContaining({ code: 'unmapped' }));
+  const list = (await worklist(hub.runtime.db, { member: 'east' })) as any[];
+  expect(list.find((w) => w.code === 'QMS')).toMatchObject({ system: LOCAL, display: '青霉素', count: 1 });
+  // the admit reason (ICD-10) was mapped to ICD-11 on the Encounter and counted as mapped
+  const encounter = (await hub.runtime.db.query<{ content: any }>(`SELECT content FROM resource WHERE resource_type = 'Encounter' AND content->'reasonCode' IS NOT NULL AND raw_id = (SELECT max(id) FROM raw_message)`)).rows[0]!.content;
+  expect(encounter.reasonCode[0].coding[1]).toMatchObject({ system: 'http://id.who.int/icd/release/11/mms', code: 'CA40.Z' });
+  expect(await icd10()).toMatchObject({ occurrences: before.occurrences + 1, mappedOccurrences: before.mappedOccurrences + 1 });
 });

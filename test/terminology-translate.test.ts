@@ -80,3 +80,29 @@ test('$translate input (GET query, POST Parameters) and R4 output', () => {
   expect(() => readTranslateRequest({ query: { system: ICD10 } })).toThrow(/code/);
   expect(() => readTranslateRequest({ query: { code: 'E11' } })).toThrow(/system/);
 });
+
+test('reverse (R4): the source codes that map to a target, relation read from the other side', () => {
+  // J18.0…J18.9 are wider-mapped into CA40.x targets; take one target shared by several rows
+  const target = seedRows.find(([c]) => c === 'E11')![1];
+  const sources = seedRows.filter(([, t]) => t === target).map(([c]) => c);
+  const r = terminology.reverse(ICD11_MMS, target, ICD10);
+  expect(r.result).toBe(true);
+  expect(r.matches.map((m) => m.concept!.code).sort()).toEqual(sources.sort());
+  for (const m of r.matches) {
+    const forward = terminology.translate(ICD10, m.concept!.code, ICD11_MMS).matches[0]!;
+    expect(m.equivalence).toBe(forward.equivalence === 'wider' ? 'narrower' : forward.equivalence);
+    expect(m.source).toBe(forward.source);
+    expect(m.concept!.system).toBe(ICD10);
+  }
+  // over the operation: GET reverse=true; targetsystem names the system of the answers
+  const request = readTranslateRequest({ query: { system: LOINC, code: '718-7', targetsystem: 'urn:yilian:lead:L', reverse: 'true' } });
+  const out = translationParameters(translateRequest(terminology, request));
+  expect(out.parameter.filter((p) => p.name === 'match').map((p) => p.part!.find((x) => x.name === 'concept')!.valueCoding)).toEqual([{ system: 'urn:yilian:lead:L', code: 'HGB', display: '血红蛋白' }]);
+  expect(terminology.reverse(ICD11_MMS, 'XX99', ICD10).result).toBe(false);
+  expect(() => readTranslateRequest({ query: { system: LOINC, code: 'x', reverse: 'maybe' } })).toThrow(/reverse/);
+});
+
+test('equivalence inversion: wider ↔ narrower, subsumes ↔ specializes, the rest symmetric', () => {
+  const { invertEquivalence } = jest.requireActual('../mappings/terminology/translator') as typeof import('../mappings/terminology/translator');
+  expect(['wider', 'narrower', 'subsumes', 'specializes', 'equivalent', 'inexact', 'relatedto'].map((e) => invertEquivalence(e as never))).toEqual(['narrower', 'wider', 'specializes', 'subsumes', 'equivalent', 'inexact', 'relatedto']);
+});

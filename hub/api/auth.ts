@@ -38,3 +38,12 @@ export function requireScope(scope: Scope) {
     res.status(403).json({ code: 'forbidden', message: `scope ${scope} required` });
   };
 }
+
+/** For routes any of several scopes may use (`admin` implies all): the one such guard, used by the API and the console. */
+export function requireAnyScope(...wanted: Scope[]) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const scopes = req.principal?.scopes ?? [];
+    if (scopes.includes('admin') || wanted.some((s) => scopes.includes(s))) return next();
+    res.status(403).json({ code: 'forbidden', message: `one of the scopes ${wanted.join(', ')} required` });
+  };
+}

@@ -83,13 +83,8 @@ export function hasScope(scopes: readonly Scope[], ...wanted: Scope[]): boolean 
   return scopes.includes('admin') || wanted.some((s) => scopes.includes(s));
 }
 
-/** Like requireScope (hub/api/auth.ts), for routes any of several scopes may use. */
-export function requireAnyScope(...wanted: Scope[]) {
-  return (req: Request, res: Response, next: NextFunction) => {
-    if (hasScope(req.principal?.scopes ?? [], ...wanted)) return next();
-    res.status(403).json({ code: 'forbidden', message: `one of the scopes ${wanted.join(', ')} required` });
-  };
-}
+/** The one any-of-scopes guard lives beside requireScope (hub/api/auth.ts); re-exported for the console's routes. */
+export { requireAnyScope } from '../api/auth';
 
 /**
  * Replaces the API's authenticator: an API key when one is presented (the CLI, other systems),

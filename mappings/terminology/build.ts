@@ -35,15 +35,29 @@ export function localLabMap(memberId: string, systemName: string, rows: Array<[c
   };
 }
 
-export function buildBaseMaps(options: { whoTable?: string; outDir?: string; version?: string } = {}): string[] {
+/**
+ * The WHO ICD-10 → ICD-11 map from the release files: `10To11MapToOneCategory.txt` and, when given,
+ * `10To11MapToMultipleCategories.txt` merged into the same map (a code with several targets keeps
+ * each, `narrower`). Without files: the seed extract.
+ */
+export function buildWhoMap(options: { whoTable?: string; whoMultiple?: string; version?: string } = {}): ConceptMap {
+  const files = [options.whoTable ?? SEED_WHO_TABLE(), ...(options.whoMultiple ? [options.whoMultiple] : [])];
+  return whoConceptMap(
+    files.flatMap((f) => readWhoTable(f)),
+    {
+      version: options.version ?? '1',
+      sourceNote: options.whoTable
+        ? `Built from ${files.map((f) => path.basename(f)).join(' and ')}.`
+        : 'Built from the seed extract (chapters E, I, J and common K blocks); a site names the full release files in the hub config (terminology.whoMapOneCategory, whoMapMultipleCategories) and runs `yilian mappings build --import`.',
+    },
+  );
+}
+
+export function buildBaseMaps(options: { whoTable?: string; whoMultiple?: string; outDir?: string; version?: string } = {}): string[] {
   const outDir = options.outDir ?? shippedConceptMapDir();
   mkdirSync(outDir, { recursive: true });
-  const whoFile = options.whoTable ?? SEED_WHO_TABLE();
   const maps: ConceptMap[] = [
-    whoConceptMap(readWhoTable(whoFile), {
-      version: options.version ?? '1',
-      sourceNote: options.whoTable ? `Built from ${path.basename(whoFile)}.` : 'Built from the seed extract (chapters E, I, J and common K blocks); a site loads the full release with `yilian mappings build --who <10To11MapToOneCategory.txt>`.',
-    }),
+    buildWhoMap(options),
     canonicalUnitsConceptMap(loincSubset(), options.version ?? '1'),
     // The demo's lead hospital and county hospital LIS codes (cli/simulate.ts); the community
     // centre's are left unmapped on purpose so the demo shows the worklist.

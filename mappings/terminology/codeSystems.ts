@@ -1,13 +1,15 @@
 /**
  * CodeSystem/$lookup and $validate-code over the systems the hub knows: ICD-10 and its China
- * clinical edition (syntax, and the ICD-10 parent), ICD-11 MMS (expression syntax; existence and
- * titles when a tabulation is loaded, else codes the maps use), the shipped LOINC subset (with
- * Chinese designations) and UCUM (any valid unit expression). Answers are FHIR R4 `Parameters`.
+ * clinical edition (syntax, and the ICD-10 parent), ICD-11 MMS (expression syntax; existence of
+ * every stem and extension code and English / Chinese titles when the site's MMS tabulation is
+ * loaded, else syntax only and the message says so), LOINC (the shipped subset with Chinese
+ * designations, or a site's full table) and UCUM (any valid unit expression). The site's release
+ * files are named in the hub config (`terminology`, adapters/config.ts). Answers are FHIR R4 `Parameters`.
  */
 import { readFileSync } from 'node:fs';
 import { UcumLhcUtils } from '@lhncbc/ucum-lhc';
 import { HubError } from '../../pipeline/outcome';
-import { parseIcd11 } from './icd11';
+import { isIcd11Extension, parseIcd11 } from './icd11';
 import { isIcd10Code, reduceClinicalEdition, icd10Parent } from './icd10';
 import { loincSubset } from './store';
 import type { Terminology } from './translator';
@@ -34,31 +36,66 @@ export interface CodeInfo {
   designations?: Array<{ language: string; value: string }>;
   parent?: string;
   name: string;
+  /** Further $lookup properties (ICD-11: kind, chapter, leaf, residual from the tabulation). */
+  properties?: Record<string, string | boolean>;
 }
 
-/** ICD-11 titles from an MMS tabulation (code → { en, zh }), loaded by `loadIcd11Tabulation`. */
-const icd11Titles = new Map<string, { en?: string; zh?: string }>();
+/** One row of the MMS tabulation: titles by language and where the code sits. */
+interface Icd11Entry {
+  en?: string;
+  zh?: string;
+  classKind?: string;
+  chapter?: string;
+  leaf?: boolean;
+  residual?: boolean;
+}
+
+/** ICD-11 MMS codes from a site's tabulation (code → entry), loaded by `loadIcd11Tabulation`. */
+const icd11Tabulation = new Map<string, Icd11Entry>();
 
 /**
- * Load titles from the WHO MMS tabulation (`LinearizationMiniOutput-MMS-<lang>.txt`, tab-separated
- * with Code and Title columns); `language` says which title it holds. Returns the codes read.
+ * Load the WHO MMS tabulation: the official `SimpleTabulation-ICD-11-MMS-<lang>` export (the
+ * browser's "spreadsheet" download; its xlsx saved as tab-separated text, or the txt form), or the
+ * older `LinearizationMiniOutput-MMS-<lang>.txt`. Tab-separated; columns found by name: Code and
+ * Title are required, ClassKind, ChapterNo, isLeaf and IsResidual are read when present. Rows
+ * without a code (chapters, blocks) are skipped; the leading "- " depth markers of Title are
+ * removed. `language` says which title the file holds (WHO publishes one file per language).
+ * Returns the codes read.
  */
 export function loadIcd11Tabulation(file: string, language: 'en' | 'zh'): number {
+  if (/\.xlsx?$/i.test(file)) throw new HubError('invalid', `${file}: the spreadsheet form is not read; save it as tab-separated text (or use the txt export)`, file);
   const lines = readFileSync(file, 'utf8').replace(/^\uFEFF/, '').split(/\r?\n/);
-  const header = lines[0]!.split('\t').map((h) => h.trim().toLowerCase());
-  const code = header.indexOf('code');
-  const title = header.indexOf('title');
-  if (code < 0 || title < 0) throw new HubError('invalid', `${file}: needs Code and Title columns`, file);
+  const unquote = (v: string | undefined) => (v ?? '').trim().replace(/^"(.*)"$/, '$1').replace(/""/g, '"');
+  const header = lines[0]!.split('\t').map((h) => unquote(h).toLowerCase());
+  const col = (name: string) => header.indexOf(name.toLowerCase());
+  const code = col('code');
+  const title = col('title');
+  if (code < 0 || title < 0) throw new HubError('invalid', `${file}: needs Code and Title columns (the MMS tabulation, tab-separated); found ${header.join(', ')}`, file);
+  const classKind = col('classkind');
+  const chapter = col('chapterno');
+  const leaf = col('isleaf');
+  const residual = col('isresidual');
+  const yes = (v: string) => /^(true|1|yes)$/i.test(v);
   let n = 0;
   for (const line of lines.slice(1)) {
+    if (!line.trim()) continue;
     const cells = line.split('\t');
-    const c = cells[code]?.trim();
+    const c = unquote(cells[code]);
     if (!c) continue;
-    const t = (cells[title] ?? '').replace(/^[-\s]+/, '').trim();
-    icd11Titles.set(c, { ...icd11Titles.get(c), [language]: t });
+    const entry: Icd11Entry = { ...icd11Tabulation.get(c), [language]: unquote(cells[title]).replace(/^(?:-\s*)+/, '').trim() };
+    if (classKind >= 0 && unquote(cells[classKind])) entry.classKind = unquote(cells[classKind]);
+    if (chapter >= 0 && unquote(cells[chapter])) entry.chapter = unquote(cells[chapter]);
+    if (leaf >= 0 && unquote(cells[leaf])) entry.leaf = yes(unquote(cells[leaf]));
+    if (residual >= 0 && unquote(cells[residual])) entry.residual = yes(unquote(cells[residual]));
+    icd11Tabulation.set(c, entry);
     n++;
   }
   return n;
+}
+
+/** Whether a tabulation is loaded (existence of ICD-11 codes is checked only then). */
+export function icd11TabulationLoaded(): boolean {
+  return icd11Tabulation.size > 0;
 }
 
 const ucum = UcumLhcUtils.getInstance();
@@ -108,17 +145,49 @@ export function loadLoincTable(file: string): number {
   return n;
 }
 
+/** Official release files a site has (adapters/config.ts `terminology`). */
+export interface SiteTerminologyFiles {
+  whoMapOneCategory?: string;
+  whoMapMultipleCategories?: string;
+  icd11Tabulation?: { en?: string; zh?: string };
+  loincTable?: string;
+}
+
+let siteFiles: SiteTerminologyFiles = {};
 let siteFilesLoaded = false;
+
 /**
- * Release files a site has, named by environment (like DATABASE_URL): YILIAN_LOINC_TABLE (Loinc.csv),
- * YILIAN_ICD11_TABULATION_EN / _ZH (MMS tabulation). Loaded once, on first lookup.
+ * The release files this process uses: the hub config's `terminology` block, each overridden by its
+ * environment variable (YILIAN_WHO_MAP_ONE, YILIAN_WHO_MAP_MULTIPLE, YILIAN_ICD11_TABULATION_EN /
+ * _ZH, YILIAN_LOINC_TABLE). Called when the API, the CLI or a worker starts; the files are read at
+ * the first $lookup / $validate-code (or now, with `load`), so a typo in a path fails loudly there.
  */
+export function useSiteTerminologyFiles(files: SiteTerminologyFiles | undefined, env: NodeJS.ProcessEnv = process.env, load = false): SiteTerminologyFiles {
+  siteFiles = {
+    ...(env.YILIAN_WHO_MAP_ONE ?? files?.whoMapOneCategory ? { whoMapOneCategory: env.YILIAN_WHO_MAP_ONE ?? files?.whoMapOneCategory } : {}),
+    ...(env.YILIAN_WHO_MAP_MULTIPLE ?? files?.whoMapMultipleCategories ? { whoMapMultipleCategories: env.YILIAN_WHO_MAP_MULTIPLE ?? files?.whoMapMultipleCategories } : {}),
+    icd11Tabulation: { en: env.YILIAN_ICD11_TABULATION_EN ?? files?.icd11Tabulation?.en, zh: env.YILIAN_ICD11_TABULATION_ZH ?? files?.icd11Tabulation?.zh },
+    ...(env.YILIAN_LOINC_TABLE ?? files?.loincTable ? { loincTable: env.YILIAN_LOINC_TABLE ?? files?.loincTable } : {}),
+  };
+  siteFilesLoaded = false;
+  if (load) loadSiteFiles();
+  return siteFiles;
+}
+
+/** The WHO map files configured for this process (`yilian mappings build` reads them). */
+export function configuredWhoMapFiles(): { oneCategory?: string; multipleCategories?: string } {
+  return { oneCategory: siteFiles.whoMapOneCategory ?? process.env.YILIAN_WHO_MAP_ONE, multipleCategories: siteFiles.whoMapMultipleCategories ?? process.env.YILIAN_WHO_MAP_MULTIPLE };
+}
+
 function loadSiteFiles(): void {
   if (siteFilesLoaded) return;
   siteFilesLoaded = true;
-  if (process.env.YILIAN_LOINC_TABLE) loadLoincTable(process.env.YILIAN_LOINC_TABLE);
-  if (process.env.YILIAN_ICD11_TABULATION_EN) loadIcd11Tabulation(process.env.YILIAN_ICD11_TABULATION_EN, 'en');
-  if (process.env.YILIAN_ICD11_TABULATION_ZH) loadIcd11Tabulation(process.env.YILIAN_ICD11_TABULATION_ZH, 'zh');
+  // Without a configure call (a library user, a test) the environment alone names the files.
+  const files = Object.keys(siteFiles).length ? siteFiles : useSiteTerminologyFiles(undefined);
+  siteFilesLoaded = true;
+  if (files.loincTable) loadLoincTable(files.loincTable);
+  if (files.icd11Tabulation?.en) loadIcd11Tabulation(files.icd11Tabulation.en, 'en');
+  if (files.icd11Tabulation?.zh) loadIcd11Tabulation(files.icd11Tabulation.zh, 'zh');
 }
 
 function codesUsed(terminology: Terminology, system: string): Set<string> {
@@ -162,29 +231,43 @@ export function describeCode(terminology: Terminology, system: string, code: str
       return { name: 'ICD-10 China clinical edition', valid: true, parent: reduced.icd10, message: `refines ICD-10 ${reduced.icd10}` };
     }
     case ICD11_MMS: {
-      const parsed = parseIcd11(code);
+      // An extension code on its own is a code of the classification (chapter X), though never an
+      // expression by itself: $lookup and $validate-code accept it; the pipeline's maps cannot target it.
+      const alone = isIcd11Extension(code);
+      const parsed = alone ? ({ ok: true, clusters: [], codes: [code] } as const) : parseIcd11(code);
       if (!parsed.ok) return { name: 'ICD-11 MMS', valid: false, message: parsed.reason };
-      const titles = parsed.clusters.length === 1 && parsed.clusters[0]!.extensions.length === 0 ? icd11Titles.get(code) : undefined;
-      const loaded = icd11Titles.size > 0;
-      if (loaded) {
-        const missing = parsed.codes.filter((c) => !icd11Titles.has(c));
-        if (missing.length) return { name: 'ICD-11 MMS', valid: false, message: `not in the loaded MMS tabulation: ${missing.join(', ')}` };
-      }
-      const designations = titles?.zh ? [{ language: 'zh', value: titles.zh }] : undefined;
       const inMaps = used(terminology, ICD11_MMS).has(code);
+      if (!icd11TabulationLoaded()) {
+        return { name: 'ICD-11 MMS', valid: true, message: `syntax checked only: no MMS tabulation is loaded (terminology.icd11Tabulation in the hub config), so existence is not checked${inMaps ? '; a loaded map uses this code' : ''}` };
+      }
+      if (alone && !icd11Tabulation.has(code)) return { name: 'ICD-11 MMS', valid: false, message: `not in the loaded MMS tabulation: extension code ${code}` };
+      const missing = parsed.clusters.flatMap((c) => [
+        ...(icd11Tabulation.has(c.stem) ? [] : [`stem code ${c.stem}`]),
+        ...c.extensions.filter((x) => !icd11Tabulation.has(x)).map((x) => `extension code ${x}`),
+      ]);
+      if (missing.length) return { name: 'ICD-11 MMS', valid: false, message: `not in the loaded MMS tabulation: ${missing.join(', ')}` };
+      // A postcoordinated expression reads as its parts' titles: stem & extension / stem.
+      const title = (language: 'en' | 'zh'): string | undefined => {
+        const parts = (alone ? [[code]] : parsed.clusters.map((c) => [c.stem, ...c.extensions])).map((p) => p.map((x) => icd11Tabulation.get(x)?.[language]));
+        if (parts.some((p) => p.some((t) => !t))) return undefined;
+        return parts.map((p) => p.join(' & ')).join(' / ');
+      };
+      const en = title('en');
+      const zh = title('zh');
+      const single = parsed.codes.length === 1 ? icd11Tabulation.get(code) : undefined;
       return {
         name: 'ICD-11 MMS',
         valid: true,
-        ...(titles?.en ?? titles?.zh ? { display: titles?.en ?? titles?.zh } : {}),
-        ...(designations ? { designations } : {}),
-        ...(loaded || inMaps ? {} : { message: 'valid syntax; no MMS tabulation loaded to check existence' }),
+        ...(en ?? zh ? { display: en ?? zh } : {}),
+        ...(zh && en ? { designations: [{ language: 'zh', value: zh }] } : {}),
+        ...(single ? { properties: { ...(single.classKind ? { kind: single.classKind } : {}), ...(single.chapter ? { chapter: single.chapter } : {}), ...(single.leaf !== undefined ? { leaf: single.leaf } : {}), ...(single.residual !== undefined ? { residual: single.residual } : {}) } } : {}),
       };
     }
     case LOINC: {
       const concept = loincSubset().find((c) => c.code === code);
       const full = loincTable.get(code);
       if (!concept && full !== undefined) return { name: 'LOINC', valid: true, display: full };
-      if (!concept) return { name: 'LOINC', valid: false, message: loincTable.size ? `${code} is not in the loaded LOINC table` : `${code} is not in the LOINC subset the hub ships (load a release with YILIAN_LOINC_TABLE)` };
+      if (!concept) return { name: 'LOINC', valid: false, message: loincTable.size ? `${code} is not in the loaded LOINC table` : `${code} is not in the LOINC subset the hub ships (load a release: terminology.loincTable in the hub config)` };
       return { name: 'LOINC', valid: true, display: concept.display, ...(concept.zh ? { designations: [{ language: 'zh', value: concept.zh }] } : {}) };
     }
     case UCUM: {
@@ -207,6 +290,7 @@ export function lookup(terminology: Terminology, system: string, code: string): 
   if (info.display) parameter.push({ name: 'display', valueString: info.display });
   for (const d of info.designations ?? []) parameter.push({ name: 'designation', part: [{ name: 'language', valueCode: d.language }, { name: 'value', valueString: d.value }] });
   if (info.parent) parameter.push({ name: 'property', part: [{ name: 'code', valueCode: 'parent' }, { name: 'value', valueCode: info.parent }] });
+  for (const [code, value] of Object.entries(info.properties ?? {})) parameter.push({ name: 'property', part: [{ name: 'code', valueCode: code }, typeof value === 'boolean' ? { name: 'value', valueBoolean: value } : { name: 'value', valueString: value }] });
   if (info.message) parameter.push({ name: 'property', part: [{ name: 'code', valueCode: 'note' }, { name: 'value', valueString: info.message }] });
   return { resourceType: 'Parameters', parameter };
 }

@@ -1,8 +1,8 @@
 /**
  * The pure part of the pipeline stage "map": one FHIR resource in, the same resource with standard
- * codings added. Every coded element (`code` of a Condition, Observation, DiagnosticReport,
- * ServiceRequest, Procedure; Observation.component.code) keeps its original codings and gains the
- * ICD-11 / LOINC coding its ConceptMap gives, marked with the map (url|version) and equivalence; an
+ * codings added. Every coded element named in CODED_ELEMENTS (the one list of what is mapped) keeps
+ * its original codings and gains the ICD-11 / LOINC coding its ConceptMap gives, marked with the map
+ * (url|version) and equivalence — the first map in precedence order that holds the code; an
  * Observation's quantity and reference range are converted to the LOINC test's canonical UCUM unit
  * with the original quantity kept beside them. Resource.meta says which map versions were used,
  * which source codings were mapped and which were not (the unmapped worklist and the coverage
@@ -12,7 +12,7 @@
  * mapping change (reprocess) gives the same result as running the message again. Never drops data:
  * an unmapped code or an inconvertible unit leaves the original as it was.
  */
-import type { Terminology } from './translator';
+import { preferredMatches, type Terminology } from './translator';
 import { resolveUnit, roundConverted, unitConversion } from './ucum';
 import {
   DERIVED_FROM_URL,
@@ -76,20 +76,80 @@ export interface ResourceMapping {
 }
 
 const OUR_META_EXTENSIONS = new Set([MAP_VERSION_URL, MAPPED_SOURCE_URL, UNMAPPED_SOURCE_URL]);
-const CODED_TYPES = new Set(['Condition', 'Observation', 'DiagnosticReport', 'ServiceRequest', 'Procedure']);
+
+/**
+ * Every coded element the map stage maps, per resource type: CodeableConcept paths, `x[]` meaning
+ * each element of the array x. These are the clinical codes the committee governs (diagnoses,
+ * tests and results, reasons, allergens, vaccines, specimens, medications, charges), in the
+ * resources the HL7 v2 conversion produces (mappings/hl7v2/segments.ts) and those member FHIR
+ * servers send as they are. Not here on purpose: administrative HL7-table codes (Encounter.type
+ * and serviceType, Condition.category, Observation.method / bodySite / interpretation,
+ * Coverage.type, Patient.maritalStatus), which are bound to HL7 value sets rather than mapped, and
+ * Encounter.diagnosis, which references Conditions that are mapped themselves. A coded element
+ * whose source code no map covers goes to the worklist whichever path it is on.
+ */
+export const CODED_ELEMENTS: Readonly<Record<string, readonly string[]>> = {
+  Condition: ['code'],
+  Observation: ['code', 'valueCodeableConcept', 'component[].code', 'component[].valueCodeableConcept'],
+  DiagnosticReport: ['code', 'conclusionCode[]'],
+  ServiceRequest: ['code', 'reasonCode[]'],
+  Procedure: ['code', 'reasonCode[]'],
+  Encounter: ['reasonCode[]'],
+  AllergyIntolerance: ['code'],
+  Immunization: ['vaccineCode'],
+  Specimen: ['type'],
+  ChargeItem: ['code'],
+  MedicationRequest: ['medicationCodeableConcept', 'reasonCode[]'],
+  MedicationStatement: ['medicationCodeableConcept'],
+  MedicationAdministration: ['medicationCodeableConcept'],
+  MedicationDispense: ['medicationCodeableConcept'],
+  Medication: ['code'],
+};
+
+/** A path split once: each step a property name, and whether it walks every element of an array. */
+type Step = { key: string; each: boolean };
+const compiledPaths = new Map<string, Step[][]>(
+  Object.entries(CODED_ELEMENTS).map(([type, paths]) => [type, paths.map((p) => p.split('.').map((part) => (part.endsWith('[]') ? { key: part.slice(0, -2), each: true } : { key: part, each: false })))]),
+);
+
+/** The CodeableConcepts at a compiled path (none when absent or not objects). */
+function conceptsAt(resource: Json, steps: Step[], out: CodeableConcept[] = []): CodeableConcept[] {
+  const walk = (value: unknown, i: number): void => {
+    if (value === null || typeof value !== 'object') return;
+    if (i === steps.length) {
+      if (!Array.isArray(value)) out.push(value as CodeableConcept);
+      return;
+    }
+    const step = steps[i]!;
+    const next = (value as Json)[step.key];
+    if (step.each) {
+      if (Array.isArray(next)) for (const item of next) walk(item, i + 1);
+    } else walk(next, i + 1);
+  };
+  walk(resource, 0);
+  return out;
+}
+
+/** Every coded element of a resource, in CODED_ELEMENTS order. */
+export function codedElements(resource: Json): CodeableConcept[] {
+  const paths = compiledPaths.get(resource.resourceType as string);
+  if (!paths) return [];
+  const out: CodeableConcept[] = [];
+  for (const steps of paths) conceptsAt(resource, steps, out);
+  return out;
+}
 
 /** Map one resource in place; returns what was used and found. */
 export function mapResource(resource: Json, options: MapOptions): ResourceMapping {
   const out: ResourceMapping = { versions: new Set(), mapped: [], unmapped: [] };
   stripDerived(resource);
   const type = resource.resourceType as string;
-  if (!CODED_TYPES.has(type)) return out;
+  if (!compiledPaths.has(type)) return out;
   const withAliases = !!options.aliases && Object.keys(options.aliases).length > 0;
-  const code = resource.code as CodeableConcept | undefined;
-  if (code) mapConcept(code, options, out, withAliases);
+  for (const concept of codedElements(resource)) mapConcept(concept, options, out, withAliases);
   if (type === 'Observation') {
+    const code = resource.code as CodeableConcept | undefined;
     for (const component of (resource.component as Array<{ code?: CodeableConcept; valueQuantity?: Quantity }> | undefined) ?? []) {
-      if (component.code) mapConcept(component.code, options, out, withAliases);
       if (component.valueQuantity && component.code) convertQuantity(component.code, component.valueQuantity, undefined, options, out);
     }
     if (code && resource.valueQuantity) convertQuantity(code, resource.valueQuantity as Quantity, resource.referenceRange as Json[] | undefined, options, out);
@@ -109,14 +169,13 @@ export function stripDerived(resource: Json): void {
     const original = q?.extension?.find((e) => e.url === ORIGINAL_QUANTITY_URL)?.valueQuantity as Quantity | undefined;
     return original ? { ...original } : q;
   };
-  visitConcept(resource.code as CodeableConcept | undefined);
+  for (const concept of codedElements(resource)) visitConcept(concept);
   if (resource.valueQuantity) resource.valueQuantity = restore(resource.valueQuantity as Quantity);
   for (const range of (resource.referenceRange as Json[] | undefined) ?? []) {
     if (range.low) range.low = restore(range.low as Quantity);
     if (range.high) range.high = restore(range.high as Quantity);
   }
   for (const component of (resource.component as Json[] | undefined) ?? []) {
-    visitConcept(component.code as CodeableConcept | undefined);
     if (component.valueQuantity) component.valueQuantity = restore(component.valueQuantity as Quantity);
   }
   const meta = resource.meta as { extension?: Extension[]; tag?: Coding[] } | undefined;
@@ -162,7 +221,7 @@ function mapConcept(concept: CodeableConcept, options: MapOptions, out: Resource
     const target = coding.system === ICD10 || coding.system === ICD10_CN ? ICD11_MMS : undefined;
     const translation = options.terminology.translate(coding.system, coding.code, target);
     if (!translation.result) continue;
-    for (const match of translation.matches) {
+    for (const match of preferredMatches(translation)) {
       if (!match.concept || match.equivalence === 'unmatched' || match.equivalence === 'disjoint') continue;
       const { system, code } = match.concept;
       if (codings.some((c) => c.system === system && c.code === code) || added.some((c) => c.system === system && c.code === code)) continue;

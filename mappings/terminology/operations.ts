@@ -14,6 +14,8 @@ export interface TranslateRequest {
   targetSystem?: string;
   /** Restrict to one ConceptMap (R4 `url`, or the id in /ConceptMap/:id/$translate). */
   conceptMapUrl?: string;
+  /** R4 `reverse`: `code` is a target code; the answer is the source codes that map to it (Terminology.reverse). */
+  reverse?: boolean;
 }
 
 type Coding = { system?: string; code?: string };
@@ -30,7 +32,9 @@ export function readTranslateRequest(input: { query?: Record<string, unknown>; b
     throw new HubError('invalid', 'a POST body must be a FHIR Parameters resource', 'body');
   }
   for (const [k, v] of Object.entries(input.query ?? {})) if (typeof v === 'string' && !values.has(k)) values.set(k, v);
-  if (values.get('reverse') === true || values.get('reverse') === 'true') throw new HubError('invalid', 'reverse translation is not supported by this server', 'reverse');
+  const reverseValue = values.get('reverse');
+  if (reverseValue !== undefined && reverseValue !== true && reverseValue !== false && reverseValue !== 'true' && reverseValue !== 'false') throw new HubError('invalid', 'reverse must be true or false', 'reverse');
+  const reverse = reverseValue === true || reverseValue === 'true';
   let system = typeof values.get('system') === 'string' ? (values.get('system') as string) : undefined;
   let code = typeof values.get('code') === 'string' ? (values.get('code') as string) : undefined;
   const coding = values.get('coding') as Coding | undefined;
@@ -44,13 +48,17 @@ export function readTranslateRequest(input: { query?: Record<string, unknown>; b
   if (!system) throw new HubError('invalid', 'system is required with code', 'system');
   const targetSystem = (values.get('targetsystem') ?? values.get('targetSystem') ?? values.get('target')) as string | undefined;
   const url = (values.get('url') ?? values.get('conceptMap')) as string | undefined;
-  return { system, code, ...(targetSystem ? { targetSystem } : {}), ...(conceptMapUrl ?? url ? { conceptMapUrl: conceptMapUrl ?? url } : {}) };
+  return { system, code, ...(targetSystem ? { targetSystem } : {}), ...(conceptMapUrl ?? url ? { conceptMapUrl: conceptMapUrl ?? url } : {}), ...(reverse ? { reverse } : {}) };
 }
 
-/** Run a request: the translation, narrowed to one ConceptMap when asked. */
+/**
+ * Run a request: the translation (or, with `reverse`, the source codes reaching the code), narrowed
+ * to one ConceptMap when asked. Matches come in map precedence order: the committee's maps before
+ * the WHO base map (systems.ts `mapPrecedence`); the first map's matches are what the pipeline applies.
+ */
 export function translateRequest(terminology: Terminology, request: TranslateRequest): Translation {
   if (request.conceptMapUrl && !terminology.maps.has(request.conceptMapUrl)) throw new HubError('not-found', `no ConceptMap ${request.conceptMapUrl}`, 'url');
-  const translation = terminology.translate(request.system, request.code, request.targetSystem);
+  const translation = request.reverse ? terminology.reverse(request.system, request.code, request.targetSystem) : terminology.translate(request.system, request.code, request.targetSystem);
   if (!request.conceptMapUrl) return translation;
   const matches = translation.matches.filter((m) => m.source.startsWith(`${request.conceptMapUrl}|`));
   return { result: matches.some((m) => m.equivalence !== 'unmatched' && m.equivalence !== 'disjoint'), matches, ...(matches.length ? { message: translation.message } : { message: 'no mapping in this ConceptMap' }) };

@@ -29,6 +29,20 @@ export const MAPPING_STATUS_SYSTEM = 'https://yilian.example/fhir/CodeSystem/map
 /** Base URL of the hub's ConceptMaps (`<base>/<id>`). */
 export const CONCEPT_MAP_BASE = 'https://yilian.example/fhir/ConceptMap';
 
+/** The WHO ICD-10 → ICD-11 table: a base map, replaced only by importing a WHO release, never edited by proposals. */
+export const WHO_MAP_URL = `${CONCEPT_MAP_BASE}/who-icd10-icd11`;
+
+/**
+ * Precedence of maps that hold the same source code (lower first): the committee's approved maps
+ * (member local maps, the committee's ICD-10 / clinical-edition additions, anything imported) come
+ * before the base maps published by others (the WHO table), because the committee approves a row
+ * precisely to correct or refine the base for this alliance. `$translate` lists matches in this
+ * order (FHIR `match` order) and the map stage applies the first map's answer.
+ */
+export function mapPrecedence(url: string): number {
+  return url === WHO_MAP_URL ? 1 : 0;
+}
+
 /** A member's local code system: `urn:yilian:<member>:<v2 coding system name>` (identifier namespaces `…:id:…` excluded). */
 const LOCAL_SYSTEM = /^urn:yilian:([^:]+):(?!id:)([^:]+)$/;
 

@@ -10,7 +10,7 @@
 import type { ConceptMap, ConceptMapProduct, Equivalence } from './conceptmap';
 import { MOLAR_MASS_PROPERTY } from './conceptmap';
 import { icd10Parent, isIcd10Code, reduceClinicalEdition } from './icd10';
-import { ICD10, ICD10_CN, LOINC, UCUM } from './systems';
+import { ICD10, ICD10_CN, LOINC, UCUM, mapPrecedence } from './systems';
 
 export interface TranslatedConcept {
   readonly system: string;
@@ -30,6 +30,7 @@ export interface TranslationMatch {
 export interface Translation {
   /** True when at least one match is not `unmatched` / `disjoint` (R4 $translate `result`). */
   readonly result: boolean;
+  /** In map precedence order (systems.ts `mapPrecedence`): the committee's maps before the WHO base map. */
   readonly matches: readonly TranslationMatch[];
   readonly message?: string;
 }
@@ -42,6 +43,7 @@ export interface CanonicalUnit {
 
 const NO_MATCH: Translation = Object.freeze({ result: false, matches: Object.freeze([]) as readonly TranslationMatch[], message: 'no mapping for this code' });
 const MAX_DERIVED = 200_000;
+const NO_REVERSE: Translation = Object.freeze({ result: false, matches: Object.freeze([]) as readonly TranslationMatch[], message: 'no map has this code as a target' });
 
 type CodeIndex = Map<string, Translation>;
 
@@ -62,7 +64,9 @@ export class Terminology {
 
   constructor(conceptMaps: readonly ConceptMap[]) {
     const staging = new Map<string, Map<string, Map<string, TranslationMatch[]>>>();
-    for (const map of conceptMaps) {
+    // Matches are listed in map precedence order, whatever order the maps came in.
+    const ordered = [...conceptMaps].sort((a, b) => mapPrecedence(a.url) - mapPrecedence(b.url) || (a.url < b.url ? -1 : a.url > b.url ? 1 : 0));
+    for (const map of ordered) {
       this.maps.set(map.url, map);
       const source = `${map.url}|${map.version}`;
       for (const group of map.group) {
@@ -107,7 +111,7 @@ export class Terminology {
         }
         compiled.set(targetSystem, codes);
       }
-      for (const [code, matches] of anyLists) any.set(code, freezeTranslation(matches));
+      for (const [code, matches] of anyLists) any.set(code, freezeTranslation(byPrecedence(matches)));
       this.index.set(sourceSystem, compiled);
       this.anyTarget.set(sourceSystem, any);
     }
@@ -178,9 +182,82 @@ export class Terminology {
     return NO_MATCH;
   }
 
+  /** target system → target code → the rows that reach it (built on the first reverse lookup). */
+  private reverseIndex?: Map<string, Map<string, Array<{ sourceSystem: string; code: string; display?: string; equivalence: Equivalence; source: string }>>>;
+
+  /**
+   * R4 `$translate` with `reverse=true`: the source codes that map to this (target) code, from every
+   * map (`sourceSystem` narrows to one source code system, R4's `targetsystem` in reverse). The
+   * relation is read from the other side: wider ↔ narrower, subsumes ↔ specializes; the others are
+   * symmetric. Exact rows only (no walking up); in map precedence order like forward matches.
+   */
+  reverse(system: string, code: string, sourceSystem?: string): Translation {
+    if (!this.reverseIndex) {
+      this.reverseIndex = new Map();
+      for (const map of [...this.maps.values()].sort((a, b) => mapPrecedence(a.url) - mapPrecedence(b.url) || (a.url < b.url ? -1 : 1))) {
+        for (const group of map.group) {
+          let byCode = this.reverseIndex.get(group.target);
+          if (!byCode) this.reverseIndex.set(group.target, (byCode = new Map()));
+          for (const element of group.element) for (const target of element.target ?? []) {
+            if (!target.code) continue;
+            const list = byCode.get(target.code) ?? [];
+            list.push({ sourceSystem: group.source, code: element.code, ...(element.display ? { display: element.display } : {}), equivalence: target.equivalence, source: `${map.url}|${map.version}` });
+            byCode.set(target.code, list);
+          }
+        }
+      }
+    }
+    const key = `${system}\u0000${code}\u0000${sourceSystem ?? ''}`;
+    const cached = this.reverseCache.get(key);
+    if (cached) return cached;
+    const rows = (this.reverseIndex.get(system)?.get(code) ?? []).filter((r) => sourceSystem === undefined || r.sourceSystem === sourceSystem);
+    const result =
+      rows.length === 0
+        ? NO_REVERSE
+        : freezeTranslation(rows.map((r) => Object.freeze({ equivalence: invertEquivalence(r.equivalence), concept: Object.freeze({ system: r.sourceSystem, code: r.code, ...(r.display ? { display: r.display } : {}) }), source: r.source })));
+    if (this.reverseCache.size < MAX_DERIVED) this.reverseCache.set(key, result);
+    return result;
+  }
+
+  /** Reverse answers, computed once (frozen and shared like forward ones). */
+  private readonly reverseCache = new Map<string, Translation>();
+
   /** Canonical unit of a LOINC test, when a LOINC → UCUM map names one. */
   canonicalUnit(loinc: string): CanonicalUnit | undefined {
     return this.canonicalUnits.get(loinc);
+  }
+}
+
+const precedenceOf = (source: string): number => mapPrecedence(source.slice(0, source.lastIndexOf('|')));
+
+/** Stable sort of matches by their map's precedence. */
+function byPrecedence(matches: TranslationMatch[]): TranslationMatch[] {
+  return matches.map((m, i) => [m, i] as const).sort(([a, i], [b, j]) => precedenceOf(a.source) - precedenceOf(b.source) || i - j).map(([m]) => m);
+}
+
+/**
+ * The matches the pipeline applies: those of the first map (in precedence order) that holds the
+ * code. A map may give several targets (the WHO multiple-categories rows); all of them are kept.
+ */
+export function preferredMatches(translation: Translation): readonly TranslationMatch[] {
+  const first = translation.matches[0];
+  if (!first || translation.matches.every((m) => m.source === first.source)) return translation.matches;
+  return translation.matches.filter((m) => m.source === first.source);
+}
+
+/** The relation read from the target's side (R4 ConceptMapEquivalence): source wider than target ⇔ target narrower than source. */
+export function invertEquivalence(e: Equivalence): Equivalence {
+  switch (e) {
+    case 'wider':
+      return 'narrower';
+    case 'narrower':
+      return 'wider';
+    case 'subsumes':
+      return 'specializes';
+    case 'specializes':
+      return 'subsumes';
+    default:
+      return e;
   }
 }
 

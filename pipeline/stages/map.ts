@@ -44,8 +44,11 @@ export function mapStage<T extends Pick<ConvertedMessage, 'resources'>>(converte
   return { ...converted, mappingVersions, unmappedCount };
 }
 
-/** The message's Provenance names each ConceptMap version as an entity the targets were derived with. */
-function recordOnProvenance(provenance: Record<string, unknown>, mappingVersions: string[]): void {
+/**
+ * The message's Provenance names each ConceptMap version as an entity the targets were derived with
+ * (replacing what an earlier run recorded). Also used by reprocess (hub/governance.ts) to rewrite it.
+ */
+export function recordOnProvenance(provenance: Record<string, unknown>, mappingVersions: string[]): void {
   type Entity = { role: string; what: { identifier?: { system?: string; value?: string }; display?: string } };
   const entities = ((provenance.entity as Entity[] | undefined) ?? []).filter((e) => !(e.role === 'derivation' && e.what.identifier?.system === CONCEPT_MAP_IDENTIFIER));
   for (const v of mappingVersions) {
@@ -53,6 +56,7 @@ function recordOnProvenance(provenance: Record<string, unknown>, mappingVersions
     entities.push({ role: 'derivation', what: { identifier: { system: CONCEPT_MAP_IDENTIFIER, value: v }, display: `ConceptMap ${url!.split('/').pop()} version ${version}` } });
   }
   if (entities.length) provenance.entity = entities;
+  else delete provenance.entity;
 }
 
 /** Provenance.entity identifier system for a ConceptMap canonical (url|version). */
