@@ -6,6 +6,7 @@
 import type { HubDb } from './db';
 import { reprocessLeaseSql, terminologySchemaSql } from './terminologySchema';
 import { patientIndexChangesSql, patientIndexSchemaSql } from './mpi/schema';
+import { consoleSchemaSql } from './console/schema';
 
 interface Migration {
   id: number;
@@ -195,6 +196,11 @@ COMMENT ON INDEX fhir_bulk_export_channel IS 'The latest export of a channel (re
     id: 9,
     name: 'terminology: one runner per reprocess job (lease with heartbeat)',
     sql: reprocessLeaseSql,
+  },
+  {
+    id: 11,
+    name: 'operations console: hourly rollup of channel counters',
+    sql: consoleSchemaSql,
   },
 ];
 

@@ -7,6 +7,7 @@
  * language switch, and that a viewer has no replay button and is refused by the API (403).
  * Screenshots of each page go to test-results/ (CI artifacts).
  */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
@@ -17,6 +18,7 @@ import { MllpListener } from '../adapters/mllp/listener';
 import type { MllpChannelConfig } from '../adapters/config';
 import { createApi } from '../hub/api/server';
 import { hashPassword } from '../hub/console/password';
+import { SessionStore } from '../hub/console/session';
 import { bloodCount, encodeAs, MllpClient, simAdt, simOru, simPatient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
 import { startTestHub, waitFor, type TestHub } from './support/hub';
@@ -93,6 +95,13 @@ beforeAll(async () => {
   });
   context.setDefaultTimeout(60_000);
   page = context.pages()[0] ?? (await context.newPage());
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+});
+
+/** Script errors in the pages: every test ends by checking there were none. */
+const pageErrors: string[] = [];
+afterEach(() => {
+  expect(pageErrors.splice(0)).toEqual([]);
 });
 
 afterAll(async () => {
@@ -234,7 +243,7 @@ test('dead letters list the quarantined message with its reason; an admin replay
   }, 60_000, 'replayed and quarantined again');
 });
 
-test('the mapping worklist preview lists the lab messages’ local codes, linked to an example message', async () => {
+test('the mapping worklist lists the lab messages’ local codes by frequency, linked to an example message', async () => {
   const labIds = (await hub.runtime.db.query<{ id: string }>(`SELECT id FROM raw_message WHERE channel_id = 'lab'`)).rows.map((r) => Number(r.id));
   await waitFor(async () => (await Promise.all(labIds.map(statusOf))).every((s) => s === 'processed'), 60_000, 'lab messages processed');
   await page.goto(`${base}/console/mappings`);
@@ -243,8 +252,8 @@ test('the mapping worklist preview lists the lab messages’ local codes, linked
   expect(await hgb.locator('td').nth(4).textContent()).toBe('10');
   const example = Number((await hgb.locator('a').getAttribute('href'))!.replace('/console/messages/', ''));
   expect(labIds).toContain(example);
-  expect(await page.locator('p.notice').textContent()).toMatch(/Read-only preview/);
-  await page.screenshot({ path: path.join(RESULTS, 'console-mappings-preview.png'), fullPage: true });
+  expect(await page.locator('p.notice').textContent()).toMatch(/most frequent first/);
+  await page.screenshot({ path: path.join(RESULTS, 'console-mappings-admin.png'), fullPage: true });
 });
 
 test('the audit page shows who read which patient’s data; the language switch relabels the pages', async () => {
@@ -257,10 +266,10 @@ test('the audit page shows who read which patient’s data; the language switch 
   expect(rows.every((r) => r.includes(`console:${users.admin[0]}`))).toBe(true);
   await page.screenshot({ path: path.join(RESULTS, 'console-audit.png'), fullPage: true });
 
-  expect(await page.locator('header nav a').allTextContents()).toEqual(['Channels', 'Messages', 'Dead letters', 'Audit', 'Mapping worklist (preview)']);
+  expect(await page.locator('header nav a').allTextContents()).toEqual(['Channels', 'Messages', 'Dead letters', 'Mappings', 'Match review', 'Dashboards', 'Audit']);
   await Promise.all([page.waitForNavigation(), page.click('#lang-switch')]);
   expect(new URL(page.url()).pathname).toBe('/console/audit');
-  expect(await page.locator('header nav a').allTextContents()).toEqual(['通道', '消息', '死信', '审计', '映射待办（预览）']);
+  expect(await page.locator('header nav a').allTextContents()).toEqual(['通道', '消息', '死信', '映射治理', '患者匹配审核', '联盟看板', '审计']);
   await page.goto(`${base}/console/channels`);
   await counter('received-hour').waitFor();
   await page.screenshot({ path: path.join(RESULTS, 'console-channels-zh.png'), fullPage: true });
@@ -271,7 +280,7 @@ test('a viewer sees messages but has no replay button, and the API refuses the r
   await Promise.all([page.waitForNavigation(), page.click('form.logout button')]);
   expect(new URL(page.url()).pathname).toBe('/console/login');
   await login(users.viewer[0], users.viewer[1]);
-  expect(await page.locator('header nav a').allTextContents()).toEqual(['Channels', 'Messages', 'Dead letters']);
+  expect(await page.locator('header nav a').allTextContents()).toEqual(['Channels', 'Messages', 'Dead letters', 'Match review', 'Dashboards']);
 
   await page.goto(`${base}/console/messages`);
   await page.locator(`#messages tbody tr[data-raw-id="${quarantinedId}"]`).waitFor();
@@ -325,4 +334,24 @@ test('the console API takes the CLI’s API keys too, and a session cannot chang
   const noHeader = await fetch(`${base}/api/replay`, { method: 'POST', headers: { cookie: `yilian_console=${session.value}`, 'content-type': 'application/json' }, body: JSON.stringify({ rawIds: [quarantinedId] }) });
   expect(noHeader.status).toBe(403);
   expect((await fetch(`${base}/api/session`, { headers: { cookie: 'yilian_console=forged-token' } })).status).toBe(401);
+});
+
+test('five wrong passwords lock the name in every API process: the count is in Redis, not in one process', async () => {
+  // A second API process's session store (same Redis, same prefix) takes the five wrong passwords…
+  const otherProcess = new SessionStore(hub.runtime.queues.redis, hub.config, hub.config.pipeline.queuePrefix);
+  for (let i = 0; i < 4; i++) expect(await otherProcess.login(users.viewer[0], 'guess-' + i)).toEqual({ error: 'wrong' });
+  // …four are not enough, and a success would clear them; the fifth locks.
+  expect(await otherProcess.login(users.viewer[0], 'guess-4')).toEqual({ error: 'wrong' });
+  expect(await otherProcess.login(users.viewer[0], users.viewer[1])).toEqual({ error: 'locked' });
+  // This process (the browser's) refuses the right password too.
+  await page.context().clearCookies();
+  await login(users.viewer[0], users.viewer[1]);
+  expect(new URL(page.url()).pathname).toBe('/console/login');
+  expect(await page.locator('#login-error').textContent()).toBe('Too many failed attempts: try again in a minute');
+  // Another name is not locked by them.
+  await login(users.admin[0], users.admin[1]);
+  expect(new URL(page.url()).pathname).toBe('/console/channels');
+  const ttl = await hub.runtime.queues.redis.pttl(`${hub.config.pipeline.queuePrefix}:console:login-failures:${createHash('sha256').update(users.viewer[0]).digest('hex')}`);
+  expect(ttl).toBeGreaterThan(50_000);
+  expect(ttl).toBeLessThanOrEqual(60_000);
 });

@@ -60,7 +60,18 @@ export function consoleApi(runtime: Runtime): express.Router {
   // Who am I, and what may I do: the pages show only the actions the API will accept.
   router.get('/api/session', (req, res) => {
     const scopes = req.principal!.scopes;
-    res.json({ name: req.principal!.name, scopes, can: { replay: hasScope(scopes, 'integration'), readMessages: hasScope(scopes, 'integration', 'patient.read'), readAudit: hasScope(scopes) } });
+    res.json({
+      name: req.principal!.name,
+      scopes,
+      can: {
+        replay: hasScope(scopes, 'integration'),
+        readMessages: hasScope(scopes, 'integration', 'patient.read'),
+        readAudit: hasScope(scopes),
+        proposeMappings: hasScope(scopes, 'integration', 'governance'),
+        decideMappings: hasScope(scopes, 'governance'),
+        decideMatches: hasScope(scopes, 'governance'),
+      },
+    });
   });
 
   router.get('/api/channels', requireAnyScope('integration', 'metrics'), async (_req, res) => {

@@ -46,6 +46,49 @@ form.login label { display: flex; flex-direction: column; gap: 2px; }
 td.seg { font-weight: 600; font-family: ui-monospace, monospace; }
 td.field { font-family: ui-monospace, monospace; white-space: nowrap; }
 td.field sup { color: #6b7785; margin-right: 2px; }
+nav.tabs { display: flex; gap: 2px; border-bottom: 2px solid #2f6690; margin-bottom: 8px; }
+nav.tabs a { padding: 4px 12px; background: #e8edf1; color: #16425b; text-decoration: none; border-radius: 3px 3px 0 0; }
+nav.tabs a.current { background: #2f6690; color: #fff; }
+.split { display: flex; gap: 12px; align-items: flex-start; }
+.split > .pane { flex: 1 1 0; min-width: 0; }
+.split > .side { flex: 0 0 470px; background: #fff; border: 1px solid #d5dbe1; padding: 8px; }
+.stack { display: flex; flex-direction: column; gap: 6px; margin-top: 8px; }
+.stack label { display: flex; flex-direction: column; font-size: 12px; color: #4a5866; }
+.stack input, .stack select, .stack textarea { padding: 3px; font: inherit; }
+dl.summary.two { grid-template-columns: max-content 1fr; }
+tr.selected td { background: #e3f0fb; }
+.state-proposed { color: #8a5a00; font-weight: 600; }
+.state-approved { color: #1b7f3b; font-weight: 600; }
+.state-rejected, .state-retired { color: #6b7785; }
+.charts { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 10px; margin: 8px 0; }
+figure.chart { margin: 0; background: #fff; border: 1px solid #d5dbe1; padding: 6px; }
+figure.chart figcaption { font-weight: 600; margin-bottom: 4px; }
+svg.chart { width: 100%; height: auto; display: block; }
+svg.chart text { font: 10px system-ui, "Noto Sans CJK SC", sans-serif; fill: #4a5866; }
+svg.chart .axis { stroke: #b8c2cc; stroke-width: 1; }
+.legend { display: flex; gap: 12px; font-size: 12px; }
+.legend i { display: inline-block; width: 10px; height: 10px; margin-right: 4px; vertical-align: middle; }
+.cards { display: grid; grid-template-columns: repeat(6, minmax(0, 1fr)); gap: 8px; }
+.card { background: #fff; border: 1px solid #d5dbe1; padding: 6px 8px; }
+.card .label { color: #4a5866; font-size: 12px; }
+.card .value { font-size: 18px; font-weight: 600; font-variant-numeric: tabular-nums; }
+.pair { background: #fff; border: 1px solid #d5dbe1; padding: 8px; margin-bottom: 10px; }
+.pair table.side-by-side td:first-child, .pair table.side-by-side th:first-child { width: 110px; }
+.pair .cols { display: flex; gap: 10px; }
+.pair .cols > * { flex: 1 1 0; min-width: 0; }
+td.agree { background: #eef8f0; }
+td.disagree { background: #fdf0ee; }
+td.pos { color: #1b7f3b; }
+td.neg { color: #b3261e; }
+.diff-before { color: #b3261e; text-decoration: line-through; }
+table.impact { table-layout: fixed; margin-bottom: 6px; }
+table.impact th:first-child { width: 28%; }
+table.impact td { word-break: break-all; font-size: 12px; }
+table.impact td.field { white-space: normal; }
+#proposal.side { flex-basis: 640px; }
+details > summary { cursor: pointer; margin: 4px 0; font-weight: 600; }
+.split > .side { overflow-x: auto; }
+.diff-after { color: #1b7f3b; }
 `;
 
 export const consoleJs = String.raw`
@@ -271,16 +314,10 @@ export const consoleJs = String.raw`
     });
   }
 
-  function mappingsPage() {
-    pagedSearch('#worklist', '/api/terminology/worklist', function (w) {
-      var row = el('tr', { 'data-code': w.system + '|' + w.code });
-      [w.member, w.system, w.code, w.display, w.count, time(w.first_seen), time(w.last_seen)].forEach(function (v) { row.appendChild(td(v)); });
-      row.appendChild(w.example_raw_id ? messageLink(w.example_raw_id) : td(''));
-      return row;
-    });
-  }
-
-  var pages = { mappings: mappingsPage, channels: channelsPage, messages: messagesPage, message: messagePage, 'dead-letters': deadLettersPage, audit: auditPage };
-  if (pages[data.page]) pages[data.page]();
+  var pages = { channels: channelsPage, messages: messagesPage, message: messagePage, 'dead-letters': deadLettersPage, audit: auditPage };
+  // A refused or missing page has no page script to run (data.blocked).
+  if (!data.blocked && pages[data.page]) pages[data.page]();
+  // The governance pages' script (governance.js) builds on these.
+  window.yilian = { data: data, t: t, $: $, el: el, td: td, fmt: fmt, time: time, notice: notice, api: api, formQuery: formQuery, messageLink: messageLink };
 })();
 `;

@@ -24,10 +24,11 @@ export interface ConsoleSession {
   role: ConsoleRole;
 }
 
-export class SessionStore {
-  /** Failed logins per user name: five in a row lock the name for a minute (per process). */
-  private failures = new Map<string, { count: number; until: number }>();
+/** Five wrong passwords for a name, each within LOCK_MS of the previous one, lock it for LOCK_MS. */
+const LOCK_AFTER_FAILURES = 5;
+const LOCK_MS = 60_000;
 
+export class SessionStore {
   constructor(
     private readonly redis: Redis,
     private readonly config: HubConfig,
@@ -38,18 +39,27 @@ export class SessionStore {
     return `${this.prefix}:console:session:${createHash('sha256').update(token).digest('hex')}`;
   }
 
+  /**
+   * Failed logins of a user name, in Redis so that every API process counts the same attempts (a
+   * per-process count would give an attacker five tries per process behind a load balancer). The
+   * counter lives a minute after the last failure: five failures, each within a minute of the
+   * previous one, lock the name until a minute has passed without one.
+   */
+  private failureKey(name: string): string {
+    return `${this.prefix}:console:login-failures:${createHash('sha256').update(name).digest('hex')}`;
+  }
+
   /** Check the password; on success store a session and return its token. */
   async login(name: string, password: string): Promise<{ token: string; session: ConsoleSession } | { error: 'locked' | 'wrong' }> {
-    const lock = this.failures.get(name);
-    if (lock && lock.count >= 5 && lock.until > Date.now()) return { error: 'locked' };
+    const failures = this.failureKey(name);
+    if (Number(await this.redis.get(failures)) >= LOCK_AFTER_FAILURES) return { error: 'locked' };
     const user = consoleSettings(this.config).users.find((u) => u.name === name);
     const ok = await verifyPassword(password, user?.passwordHash ?? unknownUserHash);
     if (!ok || !user) {
-      const count = (lock && lock.until > Date.now() ? lock.count : 0) + 1;
-      this.failures.set(name, { count, until: Date.now() + 60_000 });
+      await this.redis.multi().incr(failures).pexpire(failures, LOCK_MS).exec();
       return { error: 'wrong' };
     }
-    this.failures.delete(name);
+    await this.redis.del(failures);
     const token = randomBytes(32).toString('base64url');
     const session: ConsoleSession = { user: user.name, role: user.role };
     await this.redis.set(this.key(token), JSON.stringify(session), 'PX', Math.round(consoleSettings(this.config).sessionHours * 3600_000));

@@ -1,16 +1,18 @@
 /**
  * Review queue over HTTP (the web page comes later): GET /api/mpi/review lists open items with the
  * record and candidate side by side and the score breakdown (scope patient.read, audited per
- * patient); POST /api/mpi/review/decision records a person's link / not-link (scope admin);
+ * patient); POST /api/mpi/review/decision records a person's link / not-link (scope governance; admin implies it);
+ * GET /api/mpi/patients/:id shows a golden patient with its sources and merge history (patient.read, audited);
  * GET /api/mpi/export returns member,mrn,patient as CSV (scope admin, audited).
  */
 import express, { type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { HubDb } from '../db';
 import { requireScope } from '../api/auth';
+import { parse } from '../api/input';
 import { recordAudit } from '../audit';
 import { HubError } from '../../pipeline/outcome';
-import { decideReview, exportLinks, reviewQueue, syncPatientIndex } from './store';
+import { decideReview, exportLinks, goldenPatient, reviewQueue, syncPatientIndex } from './store';
 
 const decisionBody = z
   .object({
@@ -34,7 +36,7 @@ export function patientIndexRouter(db: HubDb): express.Router {
     }
     res.json({ items });
   });
-  router.post('/review/decision', requireScope('admin'), async (req: Request, res: Response) => {
+  router.post('/review/decision', requireScope('governance'), async (req: Request, res: Response) => {
     const parsed = decisionBody.safeParse(req.body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
@@ -42,6 +44,15 @@ export function patientIndexRouter(db: HubDb): express.Router {
     }
     const result = await decideReview(db, { ...parsed.data, actor: req.principal!.name });
     res.json(result);
+  });
+  // A golden patient with its sources and merge history (what `yilian mpi show` prints): patient data, audited.
+  router.get('/patients/:id', requireScope('patient.read'), async (req: Request, res: Response) => {
+    const { id } = parse(z.object({ id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'a golden patient id') }), req.params, 'path');
+    const golden = await goldenPatient(db, id);
+    if (!golden) throw new HubError('not-found', `no golden patient ${id}`);
+    const history = await db.query(`SELECT at, actor, action, member_id, mrn, detail FROM mpi_history WHERE golden_id = $1 ORDER BY id`, [golden.mergedInto ?? golden.id]);
+    await recordAudit(db, { actor: req.principal!.name, action: 'read', entityType: 'mpi_golden', entityId: golden.id, patientKey: golden.mergedInto ?? golden.id });
+    res.json({ ...golden, history: history.rows });
   });
   router.get('/export', requireScope('admin'), async (req: Request, res: Response) => {
     await syncPatientIndex(db, { actor: 'api' });
