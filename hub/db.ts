@@ -100,7 +100,8 @@ class PgliteDb implements HubDb {
 
   private static wrap<T>(result: { rows: T[]; affectedRows?: number }): QueryResult<T> {
     const rows = result.rows.map((r) => normaliseRow(r as Record<string, unknown>) as T);
-    return { rows, rowCount: result.affectedRows ?? rows.length };
+    // PGlite reports affectedRows 0 for a SELECT; node-postgres's rowCount is the rows returned there.
+    return { rows, rowCount: rows.length > 0 ? Math.max(rows.length, result.affectedRows ?? 0) : (result.affectedRows ?? 0) };
   }
 
   async query<T>(text: string, params?: unknown[]): Promise<QueryResult<T>> {

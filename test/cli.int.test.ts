@@ -58,6 +58,10 @@ test('ingest with no configuration at all runs on the embedded defaults', async 
   const result = await run(process.execPath, [cli, 'ingest', '--member', 'solo', '--json', file], { env: cleanEnv(), cwd: dir });
   expect(JSON.parse(result.stdout.trim().split('\n').pop()!)).toEqual({ received: 1, stored: 1, duplicates: 0, quarantined: 0, failed: 0 });
   expect(readdirSync(path.join(dir, '.yilian'))).toContain('pglite');
+  // A second run opens the same embedded store: its seeded data (the shipped ConceptMaps) is found, not seeded again.
+  writeFileSync(file, encodeAs(simAdt({ controlId: 'EMB-2', patient: simPatient(2, 'E'), charset: 'GB18030', segmentEnd: '\n' }), 'GB18030'));
+  const second = await run(process.execPath, [cli, 'ingest', '--member', 'solo', '--json', file], { env: cleanEnv(), cwd: dir });
+  expect(JSON.parse(second.stdout.trim().split('\n').pop()!)).toEqual({ received: 1, stored: 1, duplicates: 0, quarantined: 0, failed: 0 });
 });
 
 test('a bad configuration exits non-zero naming the bad field', async () => {
