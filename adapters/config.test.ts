@@ -25,6 +25,8 @@ describe('parseConfig', () => {
       dataDir: '.yilian',
       api: { host: '0.0.0.0', port: 8080, keys: [] },
       pipeline: { partitions: 16, queuePrefix: 'yilian', attempts: 5, backoffMs: 1000 },
+      recognition: { accreditation: [], priceLists: [], currency: 'CNY' },
+      feeds: { cost: { pseudonymKeyEnv: 'YILIAN_FEED_PSEUDONYM_KEY', intervalSeconds: 5, referralWindowDays: 30 } },
     });
   });
 

@@ -12,6 +12,7 @@ import type { CharsetPolicy } from '../pipeline/hl7/header';
 import { HubError } from '../pipeline/outcome';
 import { fieldDataTypes, segmentMaps } from '../mappings/hl7v2/segments';
 import { consoleConfigSchema } from '../hub/console/config';
+import { recognitionConfigSchema } from '../hub/recognition/config';
 
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, _ . - (at most 64)');
 
@@ -222,6 +223,30 @@ export const configSchema = z
       .prefault({}),
     /** The operations console: users (role, scrypt hash), session length, channel alert thresholds (hub/console/config.ts). Absent: defaults, no users. */
     console: consoleConfigSchema.optional(),
+    /** Mutual recognition: labs' external-quality-assessment accreditation and members' versioned price lists (hub/recognition/config.ts, docs/recognition.md). */
+    recognition: recognitionConfigSchema.prefault({}),
+    /**
+     * The cost event feed (hub/feeds, docs/cost-feed.md). The pseudonym secret (HMAC key of the
+     * patient key) is never written here: name the environment variable that holds it, or a file.
+     */
+    feeds: z
+      .object({
+        cost: z
+          .object({
+            /** Environment variable holding the pseudonym secret (at least 16 bytes). */
+            pseudonymKeyEnv: z.string().min(1).default('YILIAN_FEED_PSEUDONYM_KEY'),
+            /** Else a file holding it (mode 0600). */
+            pseudonymKeyFile: z.string().min(1).optional(),
+            /** Seconds between feed builds in `yilian serve`. */
+            intervalSeconds: z.number().int().positive().default(5),
+            /** A visit at another member within this many days after one at a member is a referral between them. */
+            referralWindowDays: z.number().int().positive().default(30),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
     /**
      * Official terminology release files the site downloaded (absent: the shipped WHO extract and
      * LOINC subset; docs/terminology.md). Paths relative to the working directory. Loaded once per

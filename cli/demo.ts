@@ -6,6 +6,8 @@
  * resends, a corrected result, out-of-order updates, a bad charset and garbage. It ends with what
  * an information department looks at: per-channel counters, ACK latency, the quarantine, the
  * unified source-patient records with their Chinese names intact, and the FHIR R4 resources stored.
+ * Last, mutual recognition: people seen at several members, recognition checks before ordering,
+ * and the duplicate-test report with its costs (hub/recognition).
  */
 import { ingestFiles } from './ingest';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -15,7 +17,11 @@ import { parseConfig } from '../adapters/config';
 import { openRuntime } from '../hub/runtime';
 import { hubStatus } from '../hub/status';
 import { PipelineWorker } from '../pipeline/worker';
-import { ackCode, bloodCount, encodeAs, MllpClient, simAdt, simOru, simPatient } from './simulate';
+import { ackCode, bloodCount, encodeAs, MllpClient, recognitionTraffic, simAdt, simOru, simPatient } from './simulate';
+import { syncPatientIndex } from '../hub/mpi/store';
+import { syncRecognitionIndex } from '../hub/recognition/resultIndex';
+import { recognitionCheck } from '../hub/recognition/check';
+import { duplicateReport } from '../hub/recognition/duplicates';
 import { startListeners } from './yilian';
 
 function percentile(sorted: number[], p: number): number {
@@ -29,11 +35,25 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
   const config = parseConfig({
     dataDir,
     members: [
-      { id: 'lead', name: '省人民医院 Provincial People’s Hospital', tier: 'tertiary', channels: [{ id: 'his', kind: 'mllp', port: 0, charset: 'UTF-8' }] },
-      { id: 'county', name: '青山县人民医院 Qingshan County Hospital', tier: 'secondary', channels: [{ id: 'lis', kind: 'mllp', port: 0, charset: 'GB18030' }] },
-      { id: 'community', name: '东湖社区卫生服务中心 Donghu Community Health Centre', tier: 'primary', channels: [{ id: 'drop', kind: 'file', dir: dropDir, charset: 'GB18030', pollIntervalMs: 200, stableMs: 300 }] },
+      // PID-19 holds the 居民身份证号 (resident ID) at all three: the patient index links one person's numbers by it.
+      { id: 'lead', name: '省人民医院 Provincial People’s Hospital', tier: 'tertiary', channels: [{ id: 'his', kind: 'mllp', port: 0, charset: 'UTF-8' }], conversion: { residentIdField: 19 } },
+      { id: 'county', name: '青山县人民医院 Qingshan County Hospital', tier: 'secondary', channels: [{ id: 'lis', kind: 'mllp', port: 0, charset: 'GB18030' }], conversion: { residentIdField: 19 } },
+      { id: 'community', name: '东湖社区卫生服务中心 Donghu Community Health Centre', tier: 'primary', channels: [{ id: 'drop', kind: 'file', dir: dropDir, charset: 'GB18030', pollIntervalMs: 200, stableMs: 300 }], conversion: { residentIdField: 19 } },
       { id: 'platform', name: '区域健康信息平台 Regional Health Platform (FHIR R4)', tier: 'unknown', channels: [] },
     ],
+    // Mutual recognition: the labs' external quality assessment (the community's covers HbA1c only) and price lists.
+    recognition: {
+      accreditation: [
+        { member: 'lead', scheme: 'NCCL-EQA', validFrom: '2026-01-01', validTo: '2026-12-31' },
+        { member: 'county', scheme: 'ZJ-CCL-EQA', validFrom: '2026-01-01', validTo: '2026-12-31' },
+        { member: 'community', scheme: 'ZJ-CCL-EQA', codes: ['4548-4'], validFrom: '2026-01-01', validTo: '2026-12-31' },
+      ],
+      priceLists: [
+        { member: 'lead', version: '2026', effectiveFrom: '2026-01-01', prices: { '14749-6': 12, '718-7': 20, '36643-5': 90, '4548-4': 70 } },
+        { member: 'county', version: '2026', effectiveFrom: '2026-01-01', prices: { '14749-6': 10, '718-7': 16, '36643-5': 70, '4548-4': 60 } },
+        { member: 'community', version: '2026', effectiveFrom: '2026-01-01', prices: { '14749-6': 8, '718-7': 12, '4548-4': 50 } },
+      ],
+    },
   });
   out('Yilian Hub demo — embedded PGlite and a private redis-server; four members connect (three HL7 v2, one FHIR R4).');
   const started = Date.now();
@@ -112,12 +132,28 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
     const ndjson = readdirSync(fhirDir).filter((f) => f.endsWith('.ndjson')).map((f) => path.join(fhirDir, f));
     await ingestFiles(runtime, platform, ndjson, { fhirSource: 'https://platform.example/fhir', noWait: true });
 
+    // 5. Mutual recognition traffic: six people seen at several members, results repeated inside and outside their windows.
+    out('[recognition] six patients seen at the lead, the county and the community: lab results, chest X-rays, repeats…');
+    const traffic = recognitionTraffic();
+    const recLead = await MllpClient.connect(ports.lead!);
+    const recCounty = await MllpClient.connect(ports.county!);
+    for (const m of traffic) {
+      if (m.member === 'lead') await timedSend(recLead, encodeAs(m.text, 'UTF-8'));
+      else if (m.member === 'county') await timedSend(recCounty, encodeAs(m.text, 'GB18030'));
+    }
+    await recLead.close();
+    await recCounty.close();
+    const communityTraffic = traffic.filter((m) => m.member === 'community').map((m) => m.text.trimEnd().replace(/\r/g, '\r\n'));
+    writeFileSync(path.join(dropDir, '.recognition.tmp'), encodeAs(communityTraffic.join('\r\n') + '\r\n', 'GB18030'));
+    renameSync(path.join(dropDir, '.recognition.tmp'), path.join(dropDir, 'donghu-recognition.hl7'));
+    const dropExpected = 40 + communityTraffic.length;
+
     // Wait for the file to be picked up and every stored message to be through every stage.
     for (let i = 0; i < 600; i++) {
       const left = await runtime.db.query<{ queued: number; drop: number }>(
         `SELECT count(*) FILTER (WHERE status = 'queued')::int AS queued, count(*) FILTER (WHERE channel_id = 'drop')::int AS drop FROM raw_message`,
       );
-      if (left.rows[0]!.queued === 0 && left.rows[0]!.drop >= 40) break;
+      if (left.rows[0]!.queued === 0 && left.rows[0]!.drop >= dropExpected) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     const seconds = (Date.now() - started) / 1000;
@@ -159,6 +195,30 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
     const p = example.rows[0];
     if (p) out(`e.g. Patient ${p.content.name?.[0]?.text ?? ''} (MRN ${p.content.identifier?.[0]?.value}, ${p.content.gender}, born ${p.content.birthDate}), version ${p.version} after its updates`);
     const totals = await runtime.db.query<{ n: number; patients: number }>(`SELECT (SELECT count(*)::int FROM raw_message) AS n, (SELECT count(*)::int FROM source_patient) AS patients`);
+
+    // Mutual recognition: what a clinician's HIS asks before ordering, and what management sees.
+    await syncPatientIndex(runtime.db, { actor: 'demo' });
+    await syncRecognitionIndex(runtime.db);
+    out('\n== Mutual recognition: the community asks before ordering (patient by its own MRN, tests by code or the lead\'s local code) ==');
+    const asked = [
+      { at: '2026-11-12T00:00:00Z', tests: ['14749-6', { member: 'lead', code: 'HGB' }, '36643-5', '2823-3'] },
+      { at: '2026-11-20T00:00:00Z', tests: ['14749-6', '36643-5'] },
+    ];
+    for (const q of asked) {
+      const answer = await recognitionCheck(runtime.db, config, { patient: { member: 'community', mrn: simPatient(503, 'DR').mrn }, tests: q.tests, at: q.at, requestingMember: 'community' }, 'demo');
+      out(`check at ${q.at.slice(0, 10)} for golden patient ${answer.patient} (${answer.sourcePatients} source patients):`);
+      for (const t of answer.tests) {
+        const name = `${typeof t.requested === 'string' ? t.requested : `${t.requested.member}:${t.requested.code}`}${t.code && t.code !== t.requested ? ` → ${t.code}` : ''} ${t.display ?? ''}`.trim();
+        const r = t.recognisable[0];
+        if (r) out(`  ${name}: recognisable — ${r.value.value === null ? `${r.resourceType} (report)` : `${r.value.value} ${r.value.unit ?? ''}`}${r.original.unit && r.original.unit !== r.value.unit ? ` (sent as ${r.original.value} ${r.original.unit})` : ''} from ${r.member} on ${r.time.slice(0, 10)}, valid until ${r.expires.slice(0, 10)}`);
+        else out(`  ${name}: not recognisable — ${t.reasons.join(', ')}`);
+      }
+    }
+    const duplicates = await duplicateReport(runtime.db, config, {});
+    out('\n== Duplicate tests (a repeat while another member\'s result was still valid; `yilian recognition duplicates --format csv`) ==');
+    for (const d of duplicates.pairs) out(`${d.code} ${d.firstMember} ${d.firstTime.slice(0, 10)} → repeated at ${d.repeatMember} ${d.repeatTime.slice(0, 10)} (${d.wastedCost} ${duplicates.totals.currency})`);
+    const rate = duplicates.totals.recognitionRate;
+    out(`totals: ${duplicates.totals.repeats} repeats, wasted ${duplicates.totals.wastedCost} ${duplicates.totals.currency}; ${duplicates.totals.recognised} checks recognised (avoided ${duplicates.totals.avoidedCost} ${duplicates.totals.currency}); recognition rate ${rate === null ? 'n/a' : `${(rate * 100).toFixed(0)} %`}`);
     out(`\n${totals.rows[0]!.n} messages stored, ${totals.rows[0]!.patients} source patients, in ${seconds.toFixed(1)} s. Queues: ${JSON.stringify(status.queues)}`);
     out('Next: `yilian serve` with a configuration file (see README), `yilian worker` on as many machines as needed.');
     return 0;

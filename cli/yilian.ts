@@ -22,7 +22,11 @@ import { Reconciler } from '../pipeline/reconciler';
 import { ingestFiles, pullChannel } from './ingest';
 import { terminologyCommand, terminologyUsage } from '../hub/terminologyCli';
 import { runMpiCommand } from '../hub/mpi/command';
+import { recognitionCommand, recognitionUsage } from '../hub/recognition/cli';
+import { startRecognitionIndexSync } from '../hub/recognition/resultIndex';
 import { startPatientIndexSync } from '../hub/mpi/store';
+import { costFeedCommand, costFeedUsage } from '../hub/feeds/cli';
+import { startCostFeedBuilder } from '../hub/feeds/builder';
 
 /**
  * Loaded when a command needs them: the HL7 v2 conversion behind these holds about 100 MB of tables,
@@ -50,6 +54,8 @@ const usage = `usage: yilian <command> [options]
   replay [--raw-id N]… [--member M] [--channel C] [--from ISO] [--to ISO] [--status s,…]
   status [--json]               queue depths, dead letters, per-channel counters
 ${terminologyUsage}
+${costFeedUsage}
+${recognitionUsage}
   mpi sync [--full] | export [--format csv|json] | review [--json] | show <golden id> | train
   mpi decide --member M --mrn X --golden G (--link|--not-link) [--reason TEXT]
                                 the master patient index (export prints member,mrn,patient)
@@ -61,6 +67,10 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   // Terminology commands parse their own options (hub/terminologyCli.ts).
   if (command === 'translate' || command === 'mappings') return terminologyCommand(command, rest);
+  // Cost feed and KPI commands parse their own options (hub/feeds/cli.ts).
+  if (command === 'feed' || command === 'kpi') return costFeedCommand(command, rest);
+  // Recognition commands parse their own options (hub/recognition/cli.ts).
+  if (command === 'recognition') return recognitionCommand(rest);
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
@@ -184,6 +194,10 @@ async function main(argv: string[]): Promise<number> {
           stops.push(() => new Promise<void>((r) => server.close(() => r())));
           // golden ids for new and changed source patients without waiting for a read or an export
           stops.push(startPatientIndexSync(runtime.db, 5000, log));
+          // the recognition index follows the stored results (hub/recognition/resultIndex.ts)
+          stops.push(startRecognitionIndexSync(runtime.db, 2000, log));
+          // the cost event feed, appended every few seconds (hub/feeds/builder.ts)
+          stops.push(startCostFeedBuilder(runtime.db, config, log));
         }
         if (!values['api-only']) stops.push(...(await startListeners(runtime)));
         // PGlite lives in this one process, so with embedded defaults the stages run here too.

@@ -6,6 +6,8 @@
 import type { HubDb } from './db';
 import { reprocessLeaseSql, terminologySchemaSql } from './terminologySchema';
 import { patientIndexChangesSql, patientIndexSchemaSql } from './mpi/schema';
+import { recognitionSchemaSql } from './recognition/schema';
+import { costFeedSchemaSql } from './feeds/schema';
 import { consoleSchemaSql } from './console/schema';
 
 interface Migration {
@@ -191,6 +193,16 @@ COMMENT ON INDEX fhir_bulk_export_channel IS 'The latest export of a channel (re
     id: 6,
     name: 'master patient index: source patients by change time',
     sql: patientIndexChangesSql,
+  },
+  {
+    id: 7,
+    name: 'mutual recognition: rule versions, recognition index, check log',
+    sql: recognitionSchemaSql,
+  },
+  {
+    id: 8,
+    name: 'cost event feed: append-only event log, builder state',
+    sql: costFeedSchemaSql,
   },
   {
     id: 9,

@@ -21,7 +21,9 @@ import { resourcesOfNotification } from '../../adapters/fhir/subscription';
 import { fhirRouter } from './fhirApi';
 import { patientIndexRouter } from '../mpi/api';
 import { terminologyRouter } from '../terminologyApi';
+import { recognitionRouter } from '../recognition/api';
 import { mountConsole } from '../console';
+import { costFeedRouter } from '../feeds/api';
 import { idParam, parse } from './input';
 
 const statusEnum = z.enum(['queued', 'processed', 'quarantined', 'failed']);
@@ -103,11 +105,15 @@ export function createApi(runtime: Runtime): express.Express {
   // Terminology: $translate, $lookup, $validate-code, worklist, proposals, coverage (hub/terminologyApi.ts).
   // Before the FHIR read API, whose router answers every other /fhir path (patient.read, 404).
   app.use(terminologyRouter(runtime));
+  // Mutual recognition: check, duplicate report, rules (hub/recognition/api.ts).
+  app.use(recognitionRouter(runtime));
 
   // FHIR R4 read API over the unified record (golden patients, clinical and shared resources).
   app.use('/fhir', fhirRouter(runtime));
   // Patient index review queue and export (hub/mpi/api.ts).
   app.use('/api/mpi', patientIndexRouter(runtime.db));
+  // Cost event feed (scope feed.read) and alliance KPIs (hub/feeds/api.ts).
+  app.use(costFeedRouter(runtime));
 
   app.get('/metrics', requireScope('metrics'), async (_req, res) => {
     const depths = await runtime.queues.depths();

@@ -1,0 +1,582 @@
+/**
+ * The cost feed builder: derives cost events from the hub's resource table and appends them to the
+ * cost_event log. Owns the derivation rules (which resource yields which event kind, how referral
+ * direction, outreach, department and diagnosis are worked out) and the log's write discipline.
+ * Never updates or deletes an event (the table refuses it), never reads or writes an identity into
+ * an event: patients appear only as the keyed pseudonym of their golden id.
+ *
+ * Write discipline, the reason a consumer that stores its cursor gets every event exactly once:
+ * every append runs in a transaction holding one advisory lock (so builders in several processes
+ * run one at a time), and the cursor (seq) is max(seq)+1 read under that lock. The lock is held
+ * until commit, so a batch with lower cursors is always committed before any batch with higher
+ * ones begins: a reader can never see cursor n+1 while n is still invisible.
+ *
+ * Incremental and idempotent: resources are read in (updated_at, type, id) order from a watermark
+ * (minus an overlap for transactions that committed after their clock time); each (resource,
+ * kind) remembers the hash of the content it last produced, so the same state never yields a second
+ * event, a changed state yields a correction naming the earlier event, and a resource that no longer
+ * yields a kind (a cancelled appointment, a result entered in error) yields a `void` correction.
+ *
+ * Derivation rules (docs/cost-feed.md):
+ * - Encounter → encounter; plus referral when the same golden patient's previous visit within
+ *   feeds.cost.referralWindowDays was at another member (direction by tiers); plus outreach-session
+ *   when a practitioner of the visit also works at a tertiary (lead) member and this member is not one.
+ * - Observation of a result message (ORU/OUL) or with category laboratory, status final/amended/
+ *   corrected → lab-test. DiagnosticReport with an imaging category or an imaging code (the
+ *   recognition rules' imaging codes), and ImagingStudy → imaging-exam.
+ * - Procedure (completed) → procedure. ChargeItem (billable/billed) → charge.
+ * - Appointment with a Device participant, not cancelled → device-usage (quantity: minutes).
+ */
+import { createHash } from 'node:crypto';
+import type { HubConfig } from '../../adapters/config';
+import type { HubDb, Sql } from '../db';
+import { HubError } from '../../pipeline/outcome';
+import { ICD11_MMS, LOINC } from '../../mappings/terminology/systems';
+import { syncPatientIndex } from '../mpi/store';
+import { priceAt } from '../recognition/config';
+import { repeatsOf } from '../recognition/duplicates';
+import { listRules } from '../recognition/rules';
+import { syncRecognitionIndex } from '../recognition/resultIndex';
+import { COST_EVENT_SCHEMA_VERSION, costEventSchema, type CostEvent, type CostEventKind } from './costEvents';
+import { feedSecret, pseudonymiser, type Pseudonymiser } from './pseudonym';
+
+/** pg advisory lock of the feed's writers (one builder at a time, cursors in commit order). */
+export const COST_FEED_LOCK = 7317008;
+/** Re-read this much before the watermark: pipeline transactions commit a little after their updated_at. */
+const OVERLAP_MS = 60_000;
+/** A resource whose patient is still unknown after this long is appended without a patient key. */
+const PENDING_LIMIT_MS = 24 * 3600_000;
+
+const SOURCE_TYPES = ['Encounter', 'Observation', 'DiagnosticReport', 'ImagingStudy', 'Procedure', 'ChargeItem', 'Appointment'];
+const TIER_RANK: Record<string, number> = { tertiary: 3, secondary: 2, primary: 1, unknown: 0 };
+const IMAGING_CATEGORIES = new Set(['RAD', 'IMG', 'CT', 'MR', 'MRI', 'US', 'XR', 'NMR', 'CUS', 'RX', 'DX', 'IMAGING']);
+
+type Json = Record<string, any>; // FHIR content as stored
+
+interface SourceRow {
+  resource_type: string;
+  id: string;
+  member_id: string;
+  version: number;
+  content: Json;
+  event_time: Date | null;
+  raw_id: number | null;
+  mapping_versions: string[];
+  updated_at: Date;
+  /** updated_at exactly (microseconds; a JS Date keeps milliseconds): the keyset and the seen-state compare on it. */
+  updated_at_exact: string;
+  message_type: string | null;
+  pending_since: Date | null;
+}
+
+export interface BuildSummary {
+  scanned: number;
+  appended: number;
+  corrections: number;
+  voided: number;
+  pending: number;
+  lastCursor: number;
+}
+
+export interface BuildOptions {
+  /** Resources per transaction. */
+  batch?: number;
+  /** The pseudonym secret; default: from configuration (hub/feeds/pseudonym.ts). */
+  secret?: Buffer;
+  /** Bring the patient index and the recognition index up to date first (default true), so events get their golden patient and their duplicate flag. */
+  syncPatients?: boolean;
+  now?: () => Date;
+}
+
+/** Build the feed up to date; safe to run from several processes at once (they take turns). */
+export async function buildCostFeed(db: HubDb, config: HubConfig, options: BuildOptions = {}): Promise<BuildSummary> {
+  const pseudonym = pseudonymiser(options.secret ?? feedSecret(config, { embedded: db.kind === 'pglite' }));
+  if (options.syncPatients !== false) {
+    await syncPatientIndex(db, { actor: 'cost-feed' });
+    await syncRecognitionIndex(db);
+  }
+  const batch = options.batch ?? 2000;
+  const now = options.now ?? (() => new Date());
+  const summary: BuildSummary = { scanned: 0, appended: 0, corrections: 0, voided: 0, pending: 0, lastCursor: 0 };
+  // Imaging procedure codes: those the recognition rules call imaging (results messages carry no category).
+  const imagingCodes = new Set((await listRules(db, { all: true })).filter((r) => r.content.kind === 'imaging').map((r) => r.code));
+  let after: { at: string; type: string; id: string } | undefined;
+  let retriedPending = false;
+  for (;;) {
+    const more = await db.transaction(async (tx) => {
+      await tx.query(`SELECT pg_advisory_xact_lock(${COST_FEED_LOCK})`);
+      if (!after) {
+        const state = (await tx.query<{ watermark: Date | null }>(`SELECT watermark FROM cost_feed_state WHERE id = 1`)).rows[0];
+        after = { at: new Date((state?.watermark?.getTime() ?? 0) - OVERLAP_MS).toISOString(), type: '', id: '' };
+      }
+      let rows: SourceRow[] = [];
+      if (!retriedPending) {
+        retriedPending = true;
+        rows = (
+          await tx.query<SourceRow>(
+            `SELECT r.resource_type, r.id, r.member_id, r.version, r.content, r.event_time, r.raw_id, r.mapping_versions, r.updated_at, r.updated_at::text AS updated_at_exact, m.message_type, s.pending_since
+               FROM cost_feed_seen s JOIN resource r ON r.resource_type = s.resource_type AND r.id = s.resource_id
+               LEFT JOIN raw_message m ON m.id = r.raw_id
+              WHERE s.pending_since IS NOT NULL ORDER BY s.pending_since LIMIT $1`,
+            [batch],
+          )
+        ).rows;
+      }
+      if (!rows.length) {
+        rows = (
+          await tx.query<SourceRow>(
+            `SELECT r.resource_type, r.id, r.member_id, r.version, r.content, r.event_time, r.raw_id, r.mapping_versions, r.updated_at, r.updated_at::text AS updated_at_exact, m.message_type, s.pending_since
+               FROM resource r
+               LEFT JOIN raw_message m ON m.id = r.raw_id
+               LEFT JOIN cost_feed_seen s ON s.resource_type = r.resource_type AND s.resource_id = r.id
+              WHERE (r.updated_at, r.resource_type, r.id) > ($1::timestamptz, $2::text, $3::text) AND r.resource_type = ANY($4::text[])
+              ORDER BY r.updated_at, r.resource_type, r.id LIMIT $5`,
+            [after.at, after.type, after.id, SOURCE_TYPES, batch],
+          )
+        ).rows;
+        if (!rows.length) return false;
+        const last = rows[rows.length - 1]!;
+        after = { at: last.updated_at_exact, type: last.resource_type, id: last.id };
+        // The watermark only moves forward (an overlap re-read must not move it back).
+        await tx.query(
+          `INSERT INTO cost_feed_state (id, watermark, built_at) VALUES (1, $1, clock_timestamp())
+             ON CONFLICT (id) DO UPDATE SET watermark = GREATEST(cost_feed_state.watermark, EXCLUDED.watermark), built_at = EXCLUDED.built_at`,
+          [last.updated_at],
+        );
+      }
+      // Already derived in this state (the overlap re-read): skipped without deriving.
+      const seen = await seenStates(tx, rows);
+      const fresh = rows.filter((r) => r.pending_since || seen.get(`${r.resource_type}/${r.id}`) !== r.updated_at_exact);
+      summary.scanned += rows.length;
+      if (fresh.length) await deriveAndAppend(db, tx, config, imagingCodes, pseudonym, fresh, summary, now());
+      return true;
+    });
+    if (!more) break;
+  }
+  summary.lastCursor = Number((await db.query<{ seq: number | null }>(`SELECT max(seq) AS seq FROM cost_event`)).rows[0]?.seq ?? 0);
+  return summary;
+}
+
+async function seenStates(tx: Sql, rows: SourceRow[]): Promise<Map<string, string>> {
+  if (!rows.length) return new Map();
+  const found = await tx.query<{ resource_type: string; resource_id: string; updated_at: string }>(
+    `SELECT s.resource_type, s.resource_id, s.updated_at::text AS updated_at FROM cost_feed_seen s
+       JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON s.resource_type = k.t AND s.resource_id = k.i`,
+    [rows.map((r) => r.resource_type), rows.map((r) => r.id)],
+  );
+  return new Map(found.rows.map((r) => [`${r.resource_type}/${r.resource_id}`, r.updated_at]));
+}
+
+/** What a batch's derivation needs to know beyond the resources themselves (looked up once per batch). */
+interface Context {
+  config: HubConfig;
+  golden: Map<string, string>;
+  encounters: Map<string, Json & { member_id: string }>;
+  diagnoses: Map<string, { system: string; code: string; display: string | null }>;
+  locations: Map<string, string>;
+  practitioners: Map<string, string | null>;
+  devices: Map<string, string | null>;
+  experts: Set<string>;
+  repeats: Map<string, { earlierResourceId: string; earlierMember: string }>;
+  imagingCodes: Set<string>;
+}
+
+type Draft = Omit<CostEvent, 'schemaVersion' | 'id' | 'cursor' | 'corrects' | 'recordedAt' | 'status'>;
+
+const refId = (ref: unknown, type: string): string | undefined => {
+  const reference = (ref as { reference?: string } | undefined)?.reference;
+  return reference?.startsWith(`${type}/`) ? reference.slice(type.length + 1) : undefined;
+};
+
+const subjectOf = (c: Json): string | undefined =>
+  refId(c.subject, 'Patient') ?? refId(c.patient, 'Patient') ?? (c.participant as Json[] | undefined)?.map((p) => refId(p.actor, 'Patient')).find(Boolean);
+
+const encounterOf = (type: string, c: Json): string | undefined => (type === 'Encounter' ? undefined : refId(c.encounter, 'Encounter') ?? refId(c.context, 'Encounter'));
+
+function practitionersOf(type: string, c: Json): string[] {
+  const refs: unknown[] = [];
+  if (type === 'Encounter') for (const p of (c.participant as Json[] | undefined) ?? []) refs.push(p.individual);
+  if (type === 'Appointment') for (const p of (c.participant as Json[] | undefined) ?? []) refs.push(p.actor);
+  if (type === 'ChargeItem') for (const p of (c.performer as Json[] | undefined) ?? []) refs.push(p.actor);
+  if (type === 'Observation' || type === 'DiagnosticReport') refs.push(...((c.performer as unknown[] | undefined) ?? []));
+  if (type === 'Procedure') for (const p of (c.performer as Json[] | undefined) ?? []) refs.push(p.actor);
+  return refs.map((r) => refId(r, 'Practitioner')).filter((x): x is string => !!x);
+}
+
+/**
+ * A practitioner's identity across members: the converter scopes an identifier system to its member
+ * (`urn:yilian:<member>:id:<authority>`), so the assigning authority and staff number are the key.
+ */
+export function practitionerKey(content: Json): string | null {
+  const identifier = (content.identifier as Json[] | undefined)?.find((i) => i.value);
+  if (!identifier) return null;
+  const system = String(identifier.system ?? '');
+  const scoped = /^urn:yilian:[^:]+:id:(.+)$/.exec(system);
+  return `${scoped ? scoped[1] : system}|${identifier.value}`;
+}
+
+async function loadContext(db: HubDb, tx: Sql, config: HubConfig, imagingCodes: Set<string>, rows: SourceRow[]): Promise<Context> {
+  const patientIds = new Set<string>();
+  const encounterIds = new Set<string>();
+  const practitionerIds = new Set<string>();
+  const deviceIds = new Set<string>();
+  for (const r of rows) {
+    const subject = subjectOf(r.content);
+    if (subject) patientIds.add(subject);
+    const enc = r.resource_type === 'Encounter' ? r.id : encounterOf(r.resource_type, r.content);
+    if (enc) encounterIds.add(enc);
+    for (const p of practitionersOf(r.resource_type, r.content)) practitionerIds.add(p);
+    if (r.resource_type === 'Appointment') for (const p of (r.content.participant as Json[] | undefined) ?? []) {
+      const d = refId(p.actor, 'Device');
+      if (d) deviceIds.add(d);
+    }
+  }
+  const golden = new Map(
+    (
+      await tx.query<{ patient_resource_id: string; golden: string }>(
+        `SELECT s.patient_resource_id, coalesce(g.merged_into, g.id) AS golden
+           FROM mpi_source s JOIN mpi_link l ON l.member_id = s.member_id AND l.mrn = s.mrn AND l.state = 'MATCH' JOIN mpi_golden g ON g.id = l.golden_id
+          WHERE s.patient_resource_id = ANY($1::text[])`,
+        [[...patientIds]],
+      )
+    ).rows.map((r) => [r.patient_resource_id, r.golden]),
+  );
+  const encounterRows = (await tx.query<{ id: string; member_id: string; content: Json }>(`SELECT id, member_id, content FROM resource WHERE resource_type = 'Encounter' AND id = ANY($1::text[])`, [[...encounterIds]])).rows;
+  const encounters = new Map(encounterRows.map((e) => [e.id, { ...e.content, member_id: e.member_id }]));
+  for (const e of encounterRows) for (const p of practitionersOf('Encounter', e.content)) practitionerIds.add(p);
+  const locationIds = encounterRows.flatMap((e) => ((e.content.location as Json[] | undefined) ?? []).map((l) => refId(l.location, 'Location')).filter((x): x is string => !!x));
+  const locations = new Map(
+    (await tx.query<{ id: string; name: string | null }>(`SELECT id, content->>'name' AS name FROM resource WHERE resource_type = 'Location' AND id = ANY($1::text[])`, [locationIds])).rows.map((l) => [l.id, l.name ?? '']),
+  );
+  // Principal diagnosis of a visit: its ICD-11-coded Condition from the first DG1 (segment path order), else any.
+  const diagnoses = new Map<string, { system: string; code: string; display: string | null }>();
+  const conditions = await tx.query<{ encounter: string; content: Json }>(
+    `SELECT content->'encounter'->>'reference' AS encounter, content FROM resource
+      WHERE resource_type = 'Condition' AND content->'encounter'->>'reference' = ANY($1::text[])`,
+    [[...encounterIds].map((id) => `Encounter/${id}`)],
+  );
+  const ranked = conditions.rows
+    .map((c) => ({ encounter: c.encounter.slice('Encounter/'.length), content: c.content, path: String((c.content.meta?.extension as Json[] | undefined)?.find((x) => /segment-path$/.test(x.url))?.valueString ?? '~') }))
+    .sort((a, b) => a.path.localeCompare(b.path, 'en', { numeric: true }));
+  for (const c of ranked) {
+    if (diagnoses.has(c.encounter)) continue;
+    const icd11 = (c.content.code?.coding as Json[] | undefined)?.find((x) => x.system === ICD11_MMS && x.code);
+    if (icd11) diagnoses.set(c.encounter, { system: ICD11_MMS, code: icd11.code, display: icd11.display ?? null });
+  }
+  const practitioners = new Map(
+    (await tx.query<{ id: string; content: Json }>(`SELECT id, content FROM resource WHERE resource_type = 'Practitioner' AND id = ANY($1::text[])`, [[...practitionerIds]])).rows.map((p) => [p.id, practitionerKey(p.content)]),
+  );
+  const devices = new Map(
+    (await tx.query<{ id: string; name: string | null }>(`SELECT id, content->'deviceName'->0->>'name' AS name FROM resource WHERE resource_type = 'Device' AND id = ANY($1::text[])`, [[...deviceIds]])).rows.map((d) => [d.id, d.name]),
+  );
+  const tertiary = config.members.filter((m) => m.tier === 'tertiary').map((m) => m.id);
+  const experts = new Set<string>();
+  if (tertiary.length) {
+    const rowsOfExperts = await tx.query<{ content: Json }>(`SELECT content FROM resource WHERE resource_type = 'Practitioner' AND member_id = ANY($1::text[])`, [tertiary]);
+    for (const p of rowsOfExperts.rows) {
+      const key = practitionerKey(p.content);
+      if (key) experts.add(key);
+    }
+  }
+  const testIds = rows.filter((r) => ['Observation', 'DiagnosticReport', 'ImagingStudy'].includes(r.resource_type)).map((r) => r.id);
+  const repeats = testIds.length ? await repeatsOf(db, config, testIds) : new Map();
+  return { config, golden, encounters, diagnoses, locations, practitioners, devices, experts, repeats, imagingCodes };
+}
+
+function tierOf(config: HubConfig, member: string): CostEvent['memberTier'] {
+  return config.members.find((m) => m.id === member)?.tier ?? 'unknown';
+}
+
+function offsetOf(config: HubConfig, member: string): number {
+  const offset = config.members.find((m) => m.id === member)?.utcOffset ?? '+08:00';
+  const sign = offset.startsWith('-') ? -1 : 1;
+  const [h, m] = offset.slice(1).split(':').map(Number);
+  return sign * (h! * 60 + m!);
+}
+
+function instant(value: unknown): Date | undefined {
+  if (typeof value !== 'string' || !value) return undefined;
+  const t = Date.parse(value);
+  return Number.isNaN(t) ? undefined : new Date(t);
+}
+
+function codingOf(cc: Json | undefined, prefer?: string): { system: string | null; code: string; display?: string | null } | null {
+  const codings = ((cc?.coding as Json[] | undefined) ?? []).filter((c) => c.code);
+  const chosen = (prefer && codings.find((c) => c.system === prefer)) || codings[0];
+  return chosen ? { system: chosen.system ?? null, code: String(chosen.code), display: chosen.display ?? null } : null;
+}
+
+function departmentOf(encounter: Json | undefined, ctx: Context): string | null {
+  if (!encounter) return null;
+  const service = codingOf(encounter.serviceType);
+  if (service) return service.display ?? service.code;
+  const location = ((encounter.location as Json[] | undefined) ?? []).map((l) => refId(l.location, 'Location')).find(Boolean);
+  const name = location ? ctx.locations.get(location) : undefined;
+  return name ? name.split(' / ')[0]! : null;
+}
+
+/** The events one resource yields in its current state, per kind. */
+function derive(r: SourceRow, ctx: Context, pseudonym: Pseudonymiser): Map<CostEventKind, Draft> {
+  const out = new Map<CostEventKind, Draft>();
+  const c = r.content;
+  const subject = subjectOf(c);
+  const golden = subject ? ctx.golden.get(subject) : undefined;
+  const encounterId = r.resource_type === 'Encounter' ? r.id : encounterOf(r.resource_type, c);
+  const encounter = encounterId ? ctx.encounters.get(encounterId) : undefined;
+  const practitioner = practitionersOf(r.resource_type, c)[0] ?? (encounter ? practitionersOf('Encounter', encounter)[0] : undefined);
+  const location = encounter ? ((encounter.location as Json[] | undefined) ?? []).map((l) => refId(l.location, 'Location')).filter(Boolean).pop() : undefined;
+  const base = (kind: CostEventKind, occurred: Date | undefined): Draft => ({
+    kind,
+    occurredAt: occurred?.toISOString() ?? null,
+    localDate: occurred ? new Date(occurred.getTime() + offsetOf(ctx.config, r.member_id) * 60_000).toISOString().slice(0, 10) : null,
+    member: r.member_id,
+    memberTier: tierOf(ctx.config, r.member_id),
+    department: departmentOf(encounter, ctx),
+    patientKey: golden ? pseudonym(golden) : null,
+    diagnosis: encounterId ? ctx.diagnoses.get(encounterId) ?? null : null,
+    serviceCode: null,
+    sourceStatus: typeof c.status === 'string' ? c.status : null,
+    quantity: 1,
+    unit: '1',
+    unitPrice: null,
+    currency: null,
+    resources: { device: null, deviceName: null, modality: null, practitioner: practitioner ?? null, practitionerKey: practitioner ? ctx.practitioners.get(practitioner) ?? null : null, location: location ?? null },
+    referral: null,
+    duplicate: null,
+    source: { resourceType: r.resource_type, resourceId: r.id, resourceVersion: r.version, rawMessageId: r.raw_id, mappingVersions: r.mapping_versions },
+  });
+  const listPrice = (code: string | undefined, at: Date | undefined) => {
+    if (!code || !at) return { unitPrice: null, currency: null };
+    const price = priceAt(ctx.config.recognition, r.member_id, code, at);
+    return price > 0 ? { unitPrice: price, currency: ctx.config.recognition.currency } : { unitPrice: null, currency: null };
+  };
+  const occurredOf = (...values: unknown[]) => values.map(instant).find(Boolean) ?? r.event_time ?? undefined;
+  switch (r.resource_type) {
+    case 'Encounter': {
+      if (['cancelled', 'entered-in-error'].includes(c.status)) break;
+      const at = occurredOf(c.period?.start, c.period?.end);
+      out.set('encounter', { ...base('encounter', at), serviceCode: c.class?.code ? { system: c.class.system ?? null, code: c.class.code, display: c.class.display ?? null } : null });
+      // Outreach: a lead-hospital practitioner working at a member that is not a lead hospital.
+      if (tierOf(ctx.config, r.member_id) !== 'tertiary') {
+        const expert = practitionersOf('Encounter', c).find((p) => {
+          const key = ctx.practitioners.get(p);
+          return key && ctx.experts.has(key);
+        });
+        if (expert) out.set('outreach-session', { ...base('outreach-session', at), resources: { ...base('outreach-session', at).resources, practitioner: expert, practitionerKey: ctx.practitioners.get(expert) ?? null } });
+      }
+      break;
+    }
+    case 'Observation': {
+      const lab = /^(ORU|OUL)/.test(r.message_type ?? '') || ((c.category as Json[] | undefined) ?? []).some((cat) => (cat.coding as Json[] | undefined)?.some((x) => x.code === 'laboratory'));
+      const code = codingOf(c.code, LOINC);
+      // The findings of an imaging report are not lab tests (the report is the imaging exam).
+      if (!lab || !['final', 'amended', 'corrected'].includes(c.status) || (code?.system === LOINC && ctx.imagingCodes.has(code.code))) break;
+      const at = occurredOf(c.effectiveDateTime, c.effectivePeriod?.start, c.issued);
+      const repeat = ctx.repeats.get(r.id);
+      out.set('lab-test', { ...base('lab-test', at), serviceCode: code, ...listPrice(code?.code, at), duplicate: { repeat: !!repeat, earlierMember: repeat?.earlierMember ?? null } });
+      break;
+    }
+    case 'DiagnosticReport': {
+      const code = codingOf(c.code, LOINC);
+      const imaging =
+        ((c.category as Json[] | undefined) ?? []).some((cat) => (cat.coding as Json[] | undefined)?.some((x) => IMAGING_CATEGORIES.has(String(x.code).toUpperCase()))) ||
+        (code?.system === LOINC && ctx.imagingCodes.has(code.code));
+      if (!imaging || ['cancelled', 'entered-in-error', 'registered', 'partial'].includes(c.status)) break;
+      const at = occurredOf(c.effectiveDateTime, c.effectivePeriod?.start, c.issued);
+      const repeat = ctx.repeats.get(r.id);
+      out.set('imaging-exam', { ...base('imaging-exam', at), serviceCode: code, ...listPrice(code?.code, at), duplicate: { repeat: !!repeat, earlierMember: repeat?.earlierMember ?? null } });
+      break;
+    }
+    case 'ImagingStudy': {
+      if (['cancelled', 'entered-in-error', 'registered'].includes(c.status)) break;
+      const at = occurredOf(c.started);
+      const code = codingOf((c.procedureCode as Json[] | undefined)?.[0], LOINC);
+      const repeat = ctx.repeats.get(r.id);
+      const b = base('imaging-exam', at);
+      const modality = (c.modality as Json[] | undefined)?.[0]?.code ?? (c.series as Json[] | undefined)?.[0]?.modality?.code ?? null;
+      out.set('imaging-exam', { ...b, serviceCode: code, ...listPrice(code?.code, at), duplicate: { repeat: !!repeat, earlierMember: repeat?.earlierMember ?? null }, resources: { ...b.resources, modality } });
+      break;
+    }
+    case 'Procedure': {
+      if (c.status !== 'completed') break;
+      const at = occurredOf(c.performedDateTime, c.performedPeriod?.start);
+      const code = codingOf(c.code);
+      out.set('procedure', { ...base('procedure', at), serviceCode: code, ...listPrice(code?.code, at) });
+      break;
+    }
+    case 'ChargeItem': {
+      if (!['billable', 'billed'].includes(c.status)) break;
+      const at = occurredOf(c.occurrenceDateTime, c.occurrencePeriod?.start, c.enteredDate);
+      const code = codingOf(c.code);
+      const quantity = typeof c.quantity?.value === 'number' ? c.quantity.value : 1;
+      // The converter puts FT1-11 (extended amount, the line total) in priceOverride: the unit price is total / quantity.
+      const total = typeof c.priceOverride?.value === 'number' ? c.priceOverride.value : undefined;
+      const priced = total !== undefined && quantity > 0 ? { unitPrice: Math.round((total / quantity) * 10000) / 10000, currency: c.priceOverride.currency ?? ctx.config.recognition.currency } : listPrice(code?.code, at);
+      out.set('charge', { ...base('charge', at), serviceCode: code, quantity, ...priced });
+      break;
+    }
+    case 'Appointment': {
+      if (['cancelled', 'noshow', 'entered-in-error', 'proposed', 'waitlist', 'pending'].includes(c.status)) break;
+      const deviceParticipant = ((c.participant as Json[] | undefined) ?? []).find((p) => refId(p.actor, 'Device'));
+      if (!deviceParticipant) break;
+      const device = refId(deviceParticipant.actor, 'Device')!;
+      const start = instant(c.start);
+      const end = instant(c.end);
+      const minutes = typeof c.minutesDuration === 'number' ? c.minutesDuration : start && end ? Math.round((end.getTime() - start.getTime()) / 60_000) : null;
+      const modality = codingOf(deviceParticipant.type?.[0]);
+      const code = codingOf(c.serviceType?.[0]);
+      const b = base('device-usage', occurredOf(c.start));
+      out.set('device-usage', {
+        ...b,
+        serviceCode: code,
+        quantity: minutes,
+        unit: 'min',
+        ...listPrice(code?.code, start),
+        resources: { ...b.resources, device, deviceName: ctx.devices.get(device) ?? null, modality: modality?.code ?? null },
+      });
+      break;
+    }
+  }
+  return out;
+}
+
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+/** Hash of what the event says, without its provenance: a re-conversion giving the same service is not a change. */
+function stateHash(draft: Draft, status: string): string {
+  const { source: _source, ...content } = draft;
+  return createHash('sha256').update(canonical({ ...content, status })).digest('hex');
+}
+
+interface Appender {
+  seq: number;
+}
+
+async function append(tx: Sql, appender: Appender, draft: Draft, status: 'active' | 'void', previous: string | null, hash: string, recordedAt: Date): Promise<CostEvent> {
+  appender.seq += 1;
+  const id = `ce_${createHash('sha256').update(`${draft.source.resourceType}|${draft.source.resourceId}|${draft.kind}|${hash}|${previous ?? ''}`).digest('hex').slice(0, 32)}`;
+  const event = costEventSchema.parse({ schemaVersion: COST_EVENT_SCHEMA_VERSION, id, cursor: appender.seq, status, ...draft, corrects: previous, recordedAt: recordedAt.toISOString() });
+  await tx.query(
+    `INSERT INTO cost_event (seq, id, kind, status, member_id, occurred_at, local_day, patient_key, source_type, source_id, corrects, event, recorded_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+    [event.cursor, id, event.kind, status, event.member, event.occurredAt, event.localDate, event.patientKey, event.source.resourceType, event.source.resourceId, previous, JSON.stringify(event), recordedAt],
+  );
+  return event;
+}
+
+async function deriveAndAppend(db: HubDb, tx: Sql, config: HubConfig, imagingCodes: Set<string>, pseudonym: Pseudonymiser, rows: SourceRow[], summary: BuildSummary, now: Date): Promise<void> {
+  const ctx = await loadContext(db, tx, config, imagingCodes, rows);
+  const appender: Appender = { seq: Number((await tx.query<{ seq: number | null }>(`SELECT max(seq) AS seq FROM cost_event`)).rows[0]?.seq ?? 0) };
+  const previous = await tx.query<{ source_type: string; source_id: string; kind: string; state_hash: string; last_event_id: string }>(
+    `SELECT f.source_type, f.source_id, f.kind, f.state_hash, f.last_event_id FROM cost_feed_source f
+       JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON f.source_type = k.t AND f.source_id = k.i`,
+    [rows.map((r) => r.resource_type), rows.map((r) => r.id)],
+  );
+  const before = new Map<string, { hash: string; eventId: string }>();
+  for (const p of previous.rows) before.set(`${p.source_type}/${p.source_id}/${p.kind}`, { hash: p.state_hash, eventId: p.last_event_id });
+  // Visits in the order they happened, so a referral finds the visit before it in the same batch.
+  const visitTime = (r: SourceRow) => (r.resource_type === 'Encounter' ? instant(r.content.period?.start)?.getTime() ?? 0 : Number.MAX_SAFE_INTEGER);
+  const ordered = [...rows].sort((a, b) => visitTime(a) - visitTime(b));
+  for (const r of ordered) {
+    const drafts = derive(r, ctx, pseudonym);
+    const subject = subjectOf(r.content);
+    const unresolved = !!subject && !ctx.golden.has(subject);
+    if (unresolved && now.getTime() - (r.pending_since ?? now).getTime() < PENDING_LIMIT_MS) {
+      summary.pending += 1;
+      await markSeen(tx, r, r.pending_since ?? now);
+      continue;
+    }
+    const enc = drafts.get('encounter');
+    if (enc?.patientKey && enc.occurredAt) {
+      const referral = await referralOf(tx, config, enc);
+      if (referral) drafts.set('referral', { ...enc, kind: 'referral', referral });
+    }
+    const kinds = new Set<string>([...drafts.keys(), ...[...before.keys()].filter((k) => k.startsWith(`${r.resource_type}/${r.id}/`)).map((k) => k.split('/')[2]!)]);
+    for (const kind of kinds) {
+      const key = `${r.resource_type}/${r.id}/${kind}`;
+      const prior = before.get(key);
+      const draft = drafts.get(kind as CostEventKind);
+      let event: CostEvent | undefined;
+      let hash: string;
+      if (draft) {
+        hash = stateHash(draft, 'active');
+        if (prior?.hash === hash) continue;
+        event = await append(tx, appender, draft, 'active', prior?.eventId ?? null, hash, now);
+      } else {
+        // The source no longer yields this kind: void the last event (once).
+        const last = (await tx.query<{ event: CostEvent }>(`SELECT event FROM cost_event WHERE id = $1`, [prior!.eventId])).rows[0]!.event;
+        if (last.status === 'void') continue;
+        const { schemaVersion: _v, id: _i, cursor: _c, corrects: _x, recordedAt: _r, status: _s, ...content } = last;
+        const voided: Draft = { ...content, source: { resourceType: r.resource_type, resourceId: r.id, resourceVersion: r.version, rawMessageId: r.raw_id, mappingVersions: r.mapping_versions } };
+        hash = stateHash(voided, 'void');
+        event = await append(tx, appender, voided, 'void', prior!.eventId, hash, now);
+        summary.voided += 1;
+      }
+      summary.appended += 1;
+      if (prior) summary.corrections += 1;
+      await tx.query(
+        `INSERT INTO cost_feed_source (source_type, source_id, kind, state_hash, last_event_id) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (source_type, source_id, kind) DO UPDATE SET state_hash = EXCLUDED.state_hash, last_event_id = EXCLUDED.last_event_id`,
+        [r.resource_type, r.id, kind, hash, event.id],
+      );
+    }
+    await markSeen(tx, r, null);
+  }
+}
+
+async function markSeen(tx: Sql, r: SourceRow, pendingSince: Date | null): Promise<void> {
+  await tx.query(
+    `INSERT INTO cost_feed_seen (resource_type, resource_id, updated_at, pending_since) VALUES ($1, $2, $3::timestamptz, $4)
+       ON CONFLICT (resource_type, resource_id) DO UPDATE SET updated_at = EXCLUDED.updated_at, pending_since = EXCLUDED.pending_since`,
+    [r.resource_type, r.id, r.updated_at_exact, pendingSince],
+  );
+}
+
+/** The patient's previous visit within the window, if at another member: a referral from there to here. */
+async function referralOf(tx: Sql, config: HubConfig, visit: Draft): Promise<CostEvent['referral']> {
+  const previous = (
+    await tx.query<{ member_id: string }>(
+      `SELECT e.member_id FROM cost_event e
+        WHERE e.patient_key = $1 AND e.kind = 'encounter' AND e.status = 'active' AND e.occurred_at < $2 AND e.occurred_at >= $2::timestamptz - make_interval(days => $3)
+          AND e.source_id <> $4 AND NOT EXISTS (SELECT 1 FROM cost_event c WHERE c.corrects = e.id)
+        ORDER BY e.occurred_at DESC, e.seq DESC LIMIT 1`,
+      [visit.patientKey, visit.occurredAt, config.feeds.cost.referralWindowDays, visit.source.resourceId],
+    )
+  ).rows[0];
+  if (!previous || previous.member_id === visit.member) return null;
+  const from = TIER_RANK[tierOf(config, previous.member_id)] ?? 0;
+  const to = TIER_RANK[visit.memberTier] ?? 0;
+  return { direction: to > from ? 'up' : to < from ? 'down' : 'lateral', fromMember: previous.member_id, toMember: visit.member };
+}
+
+/** `yilian serve`: build every few seconds, never two at once in this process (other processes wait on the lock). */
+export function startCostFeedBuilder(db: HubDb, config: HubConfig, log?: (text: string) => void): () => void {
+  let secret: Buffer;
+  try {
+    secret = feedSecret(config, { embedded: db.kind === 'pglite' });
+  } catch (error) {
+    log?.(`cost feed not built: ${(error as HubError).message}`);
+    return () => undefined;
+  }
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    buildCostFeed(db, config, { secret })
+      .catch((error) => log?.(`cost feed build: ${(error as Error).message}`))
+      .finally(() => {
+        running = false;
+      });
+  }, config.feeds.cost.intervalSeconds * 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}

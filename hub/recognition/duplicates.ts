@@ -1,0 +1,279 @@
+/**
+ * The duplicate-test report. A repeat is a result produced at one member while a recognisable
+ * result of ANOTHER member for the same standard code on the same golden patient was still inside
+ * its window (the rule in force at the time of the repeat gives the window). Each repeat is
+ * reported once, paired with the most recent such earlier result. "Recognisable" is what the check
+ * API would have offered (hub/recognition/check.ts): rule not "never", status final/amended/
+ * corrected, canonical unit, tier or named member, accreditation valid when the earlier result was
+ * produced — a repeat of a result the check would have refused is justified, not a duplicate.
+ *
+ * One pass in SQL: results joined to their golden patient (through the MPI, as it stands now),
+ * then, per (golden patient, code) ordered by time, a window aggregate per member gives the time of
+ * that member's last recognisable result before each row; the greatest over the other members is
+ * the candidate. Totals, recognition rate (from the check log) and money (price lists in config)
+ * are computed here too. Reads only; writes nothing.
+ */
+import type { HubDb, Sql } from '../db';
+import type { HubConfig } from '../../adapters/config';
+import { syncTerminology } from '../governance';
+import { priceAt } from './config';
+import { ruleBook, type RuleBook } from './rules';
+import type { Terminology } from '../../mappings/terminology/translator';
+
+export interface DuplicateTest {
+  patient: string; // golden patient id
+  code: string; // LOINC or standard imaging code
+  firstMember: string;
+  firstTime: string;
+  firstResourceId: string; // ISO 8601 times
+  repeatMember: string;
+  repeatTime: string;
+  repeatResourceId: string;
+  wastedCost: number; // price of the repeat at the repeating member's price list (0 if no price)
+}
+
+export interface DuplicateReport {
+  from?: string;
+  to?: string;
+  pairs: DuplicateTest[];
+  totals: { repeats: number; recognised: number; recognitionRate: number | null; avoidedCost: number; wastedCost: number; currency: string };
+  byMemberPair: Array<{ firstMember: string; repeatMember: string; repeats: number; wastedCost: number }>;
+  byTest: Array<{ code: string; repeats: number; wastedCost: number }>;
+  byMonth: Array<{ month: string /* YYYY-MM */; repeats: number; recognised: number; avoidedCost: number; wastedCost: number }>;
+}
+
+const DAY_MS = 86_400_000;
+
+/** Rule intervals and accreditations as SQL rows (jsonb parameters). */
+function ruleRows(book: RuleBook, terminology: Terminology): unknown[] {
+  return book.intervals().map((i) => ({
+    code: i.code,
+    vfrom: i.from === -Infinity ? '-infinity' : new Date(i.from).toISOString(),
+    vto: i.to === Infinity ? 'infinity' : new Date(i.to).toISOString(),
+    window_days: i.rule.windowDays,
+    recognised: i.rule.recognised,
+    tiers: i.rule.tiers,
+    members: i.rule.members,
+    accred: i.rule.requireAccreditation,
+    statuses: i.rule.statuses,
+    canon_unit: i.rule.requireCanonicalUnit ? (terminology.canonicalUnit(i.code)?.unit ?? null) : null,
+    specimen: i.rule.specimen ?? null,
+  }));
+}
+
+function accreditationRows(config: HubConfig): unknown[] {
+  const bound = (v: string | undefined, end: boolean) => (v === undefined ? 'infinity' : v.length === 10 ? new Date(Date.parse(`${v}T00:00:00Z`) + (end ? DAY_MS : 0)).toISOString() : v);
+  return config.recognition.accreditation.map((a) => ({ member: a.member, lab: a.lab ?? null, codes: a.codes, vfrom: bound(a.validFrom, false), vto: bound(a.validTo, true) }));
+}
+
+interface RepeatRow {
+  golden: string;
+  code: string;
+  first_member: string;
+  first_time: Date;
+  first_resource: string;
+  repeat_member: string;
+  repeat_time: Date;
+  repeat_resource: string;
+}
+
+interface Scope {
+  from?: Date;
+  to?: Date;
+  member?: string;
+  goldens?: string[];
+  codes?: string[];
+}
+
+/** The repeats (each with its earlier result) whose repeat time is inside the scope. */
+async function findRepeats(db: Sql, config: HubConfig, book: RuleBook, terminology: Terminology, scope: Scope): Promise<RepeatRow[]> {
+  const members = (await db.query<{ id: string }>(`SELECT id FROM member ORDER BY id`)).rows.map((r) => r.id);
+  for (const m of config.members) if (!members.includes(m.id)) members.push(m.id);
+  if (members.length < 2) return [];
+  const maxWindow = Math.max(0, ...book.intervals().map((i) => i.rule.windowDays));
+  const params: unknown[] = [JSON.stringify(ruleRows(book, terminology)), JSON.stringify(accreditationRows(config))];
+  const p = (v: unknown) => `$${params.push(v)}`;
+  const where: string[] = [];
+  if (scope.from) where.push(`r.effective_at >= ${p(new Date(scope.from.getTime() - maxWindow * DAY_MS).toISOString())}::timestamptz`);
+  if (scope.to) where.push(`r.effective_at < ${p(scope.to.toISOString())}::timestamptz`);
+  if (scope.codes) where.push(`r.code = ANY(${p(scope.codes)}::text[])`);
+  const goldFilter = scope.goldens ? `AND l.golden_id = ANY(${p(scope.goldens)}::text[])` : '';
+  const memberParams = members.map((m) => p(m));
+  const lastCols = memberParams.map((mp, k) => `max(effective_at) FILTER (WHERE ok AND member_id = ${mp}) OVER w AS last_${k}`).join(',\n           ');
+  const others = memberParams.map((mp, k) => `CASE WHEN member_id <> ${mp} THEN last_${k} END`).join(', ');
+  const candidates = memberParams.map((mp, k) => `(${mp}, last_${k})`).join(', ');
+  const repeatWhere: string[] = [];
+  if (scope.from) repeatWhere.push(`effective_at >= ${p(scope.from.toISOString())}::timestamptz`);
+  if (scope.member) repeatWhere.push(`member_id = ${p(scope.member)}`);
+  const rows = await db.query<RepeatRow>(
+    `WITH rules AS (
+       SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(code text, vfrom timestamptz, vto timestamptz, window_days int, recognised boolean, tiers text[], members text[], accred boolean, statuses text[], canon_unit text, specimen text)
+     ), accr AS (
+       SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(member text, lab text, codes text[], vfrom timestamptz, vto timestamptz)
+     ), gold AS ${scope.goldens ? '' : 'MATERIALIZED'} (
+       -- MATCH links always point at an active golden patient (a merged one is emptied first, hub/mpi/store.ts)
+       SELECT s.patient_resource_id AS patient_id, l.golden_id AS golden
+         FROM mpi_link l JOIN mpi_source s ON s.member_id = l.member_id AND s.mrn = l.mrn
+        WHERE l.state = 'MATCH' AND s.patient_resource_id IS NOT NULL ${goldFilter}
+     ), rr AS ${!scope.goldens && (scope.from || scope.to) ? 'MATERIALIZED' : ''} (
+       -- A whole range: read its results and the patient index once each and hash-join them (the
+       -- planner, misled by the rule intervals, otherwise probes an index per row: measured 2-3x
+       -- slower); a few patients (repeatsOf): index probes are right, so nothing is materialised.
+       SELECT r.* FROM recognition_result r ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+     ), res AS (
+       SELECT r.resource_id, r.code, r.member_id, r.effective_at, gold.golden, ru.window_days,
+              (ru.recognised AND r.status = ANY(ru.statuses)
+               AND (ru.canon_unit IS NULL OR r.value IS NULL OR r.unit = ru.canon_unit)
+               AND (ru.specimen IS NULL OR r.specimen IS NULL OR r.specimen = ru.specimen)
+               AND (m.tier = ANY(ru.tiers) OR r.member_id = ANY(ru.members))
+               AND (NOT ru.accred OR EXISTS (SELECT 1 FROM accr a WHERE a.member = r.member_id AND (a.lab IS NULL OR a.lab = r.lab)
+                                             AND (cardinality(a.codes) = 0 OR r.code = ANY(a.codes)) AND a.vfrom <= r.effective_at AND r.effective_at < a.vto))) AS ok
+         FROM rr r
+         JOIN gold ON gold.patient_id = r.patient_id
+         JOIN rules ru ON ru.code = r.code AND ru.vfrom <= r.effective_at AND r.effective_at < ru.vto
+         LEFT JOIN member m ON m.id = r.member_id
+     ), lasts AS (
+       SELECT resource_id, code, member_id, effective_at, golden, window_days,
+           ${lastCols}
+         FROM res
+       WINDOW w AS (PARTITION BY golden, code ORDER BY effective_at, resource_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+     ), repeats AS (
+       SELECT *, greatest(${others}) AS first_time FROM lasts
+     ), found AS (
+       SELECT * FROM repeats
+        WHERE first_time IS NOT NULL AND first_time < effective_at AND effective_at < first_time + make_interval(days => window_days)
+          ${repeatWhere.length ? `AND ${repeatWhere.join(' AND ')}` : ''}
+     )
+     SELECT f.golden, f.code, fm.member AS first_member, f.first_time, fr.resource_id AS first_resource,
+            f.member_id AS repeat_member, f.effective_at AS repeat_time, f.resource_id AS repeat_resource
+       FROM found f
+       CROSS JOIN LATERAL (SELECT c.m AS member FROM (VALUES ${candidates}) AS c(m, t) WHERE c.m <> f.member_id AND c.t = f.first_time ORDER BY c.m LIMIT 1) fm
+       -- the earlier result itself, by index probes (res is not materialised: it is read once, above)
+       CROSS JOIN LATERAL (SELECT x.resource_id FROM mpi_link l JOIN mpi_source s ON s.member_id = l.member_id AND s.mrn = l.mrn JOIN recognition_result x ON x.patient_id = s.patient_resource_id
+                            WHERE l.golden_id = f.golden AND l.state = 'MATCH' AND x.code = f.code AND x.member_id = fm.member AND x.effective_at = f.first_time ORDER BY x.resource_id LIMIT 1) fr
+      ORDER BY f.effective_at, f.golden, f.code, f.resource_id`,
+    params,
+  );
+  return rows.rows;
+}
+
+interface RecognisedRow {
+  at: Date;
+  requesting_member: string;
+  code: string;
+}
+
+/** Checks that offered a recognisable result and were not followed by a repeat at the requesting member before it expired. */
+async function recognisedChecks(db: Sql, range: { from?: Date; to?: Date; member?: string }): Promise<RecognisedRow[]> {
+  const params: unknown[] = [];
+  const where = ['c.recognisable'];
+  if (range.from) where.push(`c.at >= $${params.push(range.from.toISOString())}::timestamptz`);
+  if (range.to) where.push(`c.at < $${params.push(range.to.toISOString())}::timestamptz`);
+  if (range.member) where.push(`c.requesting_member = $${params.push(range.member)}`);
+  const rows = await db.query<RecognisedRow>(
+    `SELECT DISTINCT ON (c.requesting_member, c.golden_id, c.code, c.result_resource_id) c.at, c.requesting_member, c.code
+       FROM recognition_check c
+      WHERE ${where.join(' AND ')}
+        AND NOT EXISTS (
+          SELECT 1 FROM mpi_link l JOIN mpi_source s ON s.member_id = l.member_id AND s.mrn = l.mrn
+            JOIN recognition_result r ON r.patient_id = s.patient_resource_id
+           WHERE l.golden_id = (SELECT coalesce(g.merged_into, g.id) FROM mpi_golden g WHERE g.id = c.golden_id) AND l.state = 'MATCH'
+             AND r.code = c.code AND r.member_id = c.requesting_member AND r.effective_at > c.at AND r.effective_at < c.expires_at)
+      ORDER BY c.requesting_member, c.golden_id, c.code, c.result_resource_id, c.at`,
+    params,
+  );
+  return rows.rows;
+}
+
+/**
+ * The report sorts every result of the range by (golden patient, code, time): with the default
+ * 4 MB of work_mem that sort spills to disk; 256 MB for this one transaction keeps a month in memory.
+ * JIT off: compiling this statement's many expressions cost about 0.5 s and saved nothing measurable.
+ */
+async function inReportTransaction<T>(db: HubDb, work: (tx: Sql) => Promise<T>): Promise<T> {
+  return db.transaction(async (tx) => {
+    await tx.query(`SET LOCAL work_mem = '256MB'`);
+    await tx.query(`SET LOCAL jit = off`);
+    return work(tx);
+  });
+}
+
+const month = (d: Date) => d.toISOString().slice(0, 7);
+const round2 = (n: number) => Math.round(n * 100) / 100;
+
+export async function duplicateReport(db: HubDb, config: HubConfig, range: { from?: Date; to?: Date; member?: string }): Promise<DuplicateReport> {
+  const [book, terminology] = [await ruleBook(db), await syncTerminology(db)];
+  const repeats = await inReportTransaction(db, (tx) => findRepeats(tx, config, book, terminology, range));
+  const pairs: DuplicateTest[] = repeats.map((r) => ({
+    patient: r.golden,
+    code: r.code,
+    firstMember: r.first_member,
+    firstTime: r.first_time.toISOString(),
+    firstResourceId: r.first_resource,
+    repeatMember: r.repeat_member,
+    repeatTime: r.repeat_time.toISOString(),
+    repeatResourceId: r.repeat_resource,
+    wastedCost: priceAt(config.recognition, r.repeat_member, r.code, r.repeat_time),
+  }));
+  const recognised = await recognisedChecks(db, range);
+  const pairKey = new Map<string, { firstMember: string; repeatMember: string; repeats: number; wastedCost: number }>();
+  const testKey = new Map<string, { code: string; repeats: number; wastedCost: number }>();
+  const monthKey = new Map<string, { month: string; repeats: number; recognised: number; avoidedCost: number; wastedCost: number }>();
+  const monthOf = (m: string) => monthKey.get(m) ?? monthKey.set(m, { month: m, repeats: 0, recognised: 0, avoidedCost: 0, wastedCost: 0 }).get(m)!;
+  let wasted = 0;
+  for (const d of pairs) {
+    wasted += d.wastedCost;
+    const pk = `${d.firstMember}\u0000${d.repeatMember}`;
+    const mp = pairKey.get(pk) ?? pairKey.set(pk, { firstMember: d.firstMember, repeatMember: d.repeatMember, repeats: 0, wastedCost: 0 }).get(pk)!;
+    mp.repeats++;
+    mp.wastedCost += d.wastedCost;
+    const t = testKey.get(d.code) ?? testKey.set(d.code, { code: d.code, repeats: 0, wastedCost: 0 }).get(d.code)!;
+    t.repeats++;
+    t.wastedCost += d.wastedCost;
+    const m = monthOf(d.repeatTime.slice(0, 7));
+    m.repeats++;
+    m.wastedCost += d.wastedCost;
+  }
+  let avoided = 0;
+  for (const c of recognised) {
+    // The test the requesting member did not do, at its own price.
+    const price = priceAt(config.recognition, c.requesting_member, c.code, c.at);
+    avoided += price;
+    const m = monthOf(month(c.at));
+    m.recognised++;
+    m.avoidedCost += price;
+  }
+  const total = recognised.length + pairs.length;
+  return {
+    ...(range.from ? { from: range.from.toISOString() } : {}),
+    ...(range.to ? { to: range.to.toISOString() } : {}),
+    pairs,
+    totals: { repeats: pairs.length, recognised: recognised.length, recognitionRate: total ? recognised.length / total : null, avoidedCost: round2(avoided), wastedCost: round2(wasted), currency: config.recognition.currency },
+    byMemberPair: [...pairKey.values()].map((v) => ({ ...v, wastedCost: round2(v.wastedCost) })).sort((a, b) => b.repeats - a.repeats || a.firstMember.localeCompare(b.firstMember) || a.repeatMember.localeCompare(b.repeatMember)),
+    byTest: [...testKey.values()].map((v) => ({ ...v, wastedCost: round2(v.wastedCost) })).sort((a, b) => b.repeats - a.repeats || a.code.localeCompare(b.code)),
+    byMonth: [...monthKey.values()].map((v) => ({ ...v, avoidedCost: round2(v.avoidedCost), wastedCost: round2(v.wastedCost) })).sort((a, b) => a.month.localeCompare(b.month)),
+  };
+}
+
+/** For the cost feed's flag: which of these stored results (resource ids of Observation/DiagnosticReport/ImagingStudy) are repeats, and of what. */
+export async function repeatsOf(db: HubDb, config: HubConfig, resourceIds: string[]): Promise<Map<string, { earlierResourceId: string; earlierMember: string }>> {
+  const out = new Map<string, { earlierResourceId: string; earlierMember: string }>();
+  if (!resourceIds.length) return out;
+  // Ids may come bare or as Type/id.
+  const bare = new Map(resourceIds.map((id) => [id.includes('/') ? id.slice(id.lastIndexOf('/') + 1) : id, id]));
+  const wanted = await db.query<{ golden: string; code: string }>(
+    `SELECT DISTINCT l.golden_id AS golden, r.code
+       FROM recognition_result r JOIN mpi_source s ON s.patient_resource_id = r.patient_id
+       JOIN mpi_link l ON l.member_id = s.member_id AND l.mrn = s.mrn AND l.state = 'MATCH'
+      WHERE r.resource_id = ANY($1::text[])`,
+    [[...bare.keys()]],
+  );
+  if (!wanted.rows.length) return out;
+  const [book, terminology] = [await ruleBook(db), await syncTerminology(db)];
+  const repeats = await inReportTransaction(db, (tx) => findRepeats(tx, config, book, terminology, { goldens: [...new Set(wanted.rows.map((r) => r.golden))], codes: [...new Set(wanted.rows.map((r) => r.code))] }));
+  for (const r of repeats) {
+    const asked = bare.get(r.repeat_resource);
+    if (asked !== undefined && !out.has(asked)) out.set(asked, { earlierResourceId: r.first_resource, earlierMember: r.first_member });
+  }
+  return out;
+}
