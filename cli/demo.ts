@@ -22,6 +22,9 @@ import { syncPatientIndex } from '../hub/mpi/store';
 import { syncRecognitionIndex } from '../hub/recognition/resultIndex';
 import { recognitionCheck } from '../hub/recognition/check';
 import { duplicateReport } from '../hub/recognition/duplicates';
+import { costFeedSummary } from '../hub/feeds/summary';
+import { readPage } from '../hub/feeds/api';
+import { computeKpis, formatKpis } from '../hub/feeds/kpi';
 import { startListeners } from './yilian';
 
 function percentile(sorted: number[], p: number): number {
@@ -219,6 +222,14 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
     for (const d of duplicates.pairs) out(`${d.code} ${d.firstMember} ${d.firstTime.slice(0, 10)} → repeated at ${d.repeatMember} ${d.repeatTime.slice(0, 10)} (${d.wastedCost} ${duplicates.totals.currency})`);
     const rate = duplicates.totals.recognitionRate;
     out(`totals: ${duplicates.totals.repeats} repeats, wasted ${duplicates.totals.wastedCost} ${duplicates.totals.currency}; ${duplicates.totals.recognised} checks recognised (avoided ${duplicates.totals.avoidedCost} ${duplicates.totals.currency}); recognition rate ${rate === null ? 'n/a' : `${(rate * 100).toFixed(0)} %`}`);
+    // What the cost-accounting system pulls, and the indicators the alliance is judged on.
+    const feed = await costFeedSummary(runtime.db, config);
+    out('\n== Cost event feed (pseudonymous patient keys, never names or IDs; `yilian feed cost --format ndjson`) ==');
+    out(`${feed.events} events up to cursor ${feed.lastCursor}, ${feed.patients} pseudonymous patients, ${feed.corrections} corrections: ${Object.entries(feed.byKind).map(([kind, n]) => `${kind} ${n}`).join(', ')}`);
+    const sample = (await readPage(runtime.db, 0, 1000)).events.map((e) => JSON.parse(e) as { kind: string; duplicateOf?: unknown }).find((e) => e.kind === 'lab-test');
+    if (sample) out(`e.g. ${JSON.stringify(sample)}`);
+    out('\n== Alliance KPIs (`yilian kpi`) ==');
+    out(formatKpis(await computeKpis(runtime.db, config, { from: '2026-09', to: '2026-11' })).trimEnd());
     out(`\n${totals.rows[0]!.n} messages stored, ${totals.rows[0]!.patients} source patients, in ${seconds.toFixed(1)} s. Queues: ${JSON.stringify(status.queues)}`);
     out('Next: `yilian serve` with a configuration file (see README), `yilian worker` on as many machines as needed.');
     return 0;

@@ -3,6 +3,7 @@
  * PostgreSQL, compiled to WebAssembly, in-process, no fsync) as the embedded demo default. Both run
  * the same SQL; this module hides only how a query and a transaction are issued.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import pg from 'pg';
 import { migrate } from './migrations';
@@ -104,12 +105,27 @@ class PgliteDb implements HubDb {
     return { rows, rowCount: rows.length > 0 ? Math.max(rows.length, result.affectedRows ?? 0) : (result.affectedRows ?? 0) };
   }
 
+  /**
+   * The transaction whose callback is running, per async context. PGlite has one connection, which
+   * an open transaction holds until it ends: code written for a pool (a read through the db handle,
+   * or a nested transaction, from inside a transaction's callback) would wait for it forever. Here
+   * such a query runs inside that transaction, and a nested transaction becomes part of it.
+   */
+  private readonly current = new AsyncLocalStorage<Sql>();
+
   async query<T>(text: string, params?: unknown[]): Promise<QueryResult<T>> {
+    const tx = this.current.getStore();
+    if (tx) return tx.query<T>(text, params);
     return PgliteDb.wrap(await this.lite.query<T>(text, params));
   }
 
   async transaction<T>(work: (tx: Sql) => Promise<T>): Promise<T> {
-    return this.lite.transaction(async (inner) => work({ query: async <R>(text: string, params?: unknown[]) => PgliteDb.wrap(await inner.query<R>(text, params)) }));
+    const enclosing = this.current.getStore();
+    if (enclosing) return work(enclosing);
+    return this.lite.transaction(async (inner) => {
+      const tx: Sql = { query: async <R>(text: string, params?: unknown[]) => PgliteDb.wrap(await inner.query<R>(text, params)) };
+      return this.current.run(tx, () => work(tx));
+    });
   }
 
   async close(): Promise<void> {
