@@ -205,6 +205,32 @@ export const apiKeySchema = z
   })
   .refine((k) => !!k.key !== !!k.sha256, { message: 'give exactly one of key or sha256' });
 
+/**
+ * JWT bearer tokens (hub/api/jwt.ts): who may issue them and with which keys. The algorithm is set
+ * by the key (HS256 secret, RS256 / ES256 public keys), never by the token. The HS256 secret is
+ * never written here: name the environment variable holding it, or a file (mode 0600).
+ */
+export const jwtSchema = z
+  .object({
+    /** `iss` must equal this. */
+    issuer: z.string().min(1),
+    /** `aud` (a string or an array) must contain this. */
+    audience: z.string().min(1),
+    /** Environment variable holding the HS256 shared secret (at least 32 bytes). */
+    hs256SecretEnv: z.string().min(1).optional(),
+    /** Else a file holding it. */
+    hs256SecretFile: z.string().min(1).optional(),
+    /** RS256 (RSA) or ES256 (P-256) public keys as PEM (SPKI); `kid` picks one when tokens name it. */
+    publicKeys: z.array(z.object({ kid: z.string().min(1).optional(), alg: z.enum(['RS256', 'ES256']), pem: z.string().includes('-----BEGIN PUBLIC KEY-----') })).default([]),
+    /** A JWKS file (the provider's `jwks_uri` document, saved): its RSA and P-256 signing keys. */
+    jwksFile: z.string().min(1).optional(),
+    /** Tolerance on exp and nbf. */
+    clockSkewSeconds: z.number().int().min(0).max(300).default(60),
+    /** Provider scope → our scope (e.g. `"hub/patient.read": "patient.read"`); our own names are accepted as they are. */
+    scopeMap: z.record(z.string().min(1), scopeSchema).default({}),
+  })
+  .refine((j) => !!(j.hs256SecretEnv || j.hs256SecretFile || j.publicKeys.length || j.jwksFile), { message: 'give a key: hs256SecretEnv, hs256SecretFile, publicKeys or jwksFile' });
+
 export const configSchema = z
   .object({
     members: z.array(memberSchema).default([]),
@@ -219,6 +245,8 @@ export const configSchema = z
         host: z.string().default('0.0.0.0'),
         port: z.number().int().min(0).max(65535).default(8080),
         keys: z.array(apiKeySchema).default([]),
+        /** JWT bearer tokens from an identity provider, accepted next to the keys (hub/api/jwt.ts). Absent: API keys only. */
+        jwt: jwtSchema.optional(),
       })
       .prefault({}),
     /** The operations console: users (role, scrypt hash), session length, channel alert thresholds (hub/console/config.ts). Absent: defaults, no users. */
@@ -308,6 +336,7 @@ export type FhirBulkChannelConfig = z.infer<typeof fhirBulkChannelSchema>;
 export type FhirSubscriptionChannelConfig = z.infer<typeof fhirSubscriptionChannelSchema>;
 export type FhirAuthConfig = z.infer<typeof fhirAuthSchema>;
 export type Scope = z.infer<typeof scopeSchema>;
+export type JwtConfig = z.infer<typeof jwtSchema>;
 
 /** Validate a parsed config object; throws HubError('invalid') naming the first bad field's path. */
 export function parseConfig(input: unknown): HubConfig {

@@ -25,6 +25,8 @@ import { runMpiCommand } from '../hub/mpi/command';
 import { recognitionCommand, recognitionUsage } from '../hub/recognition/cli';
 import { startRecognitionIndexSync } from '../hub/recognition/resultIndex';
 import { startPatientIndexSync } from '../hub/mpi/store';
+import { sharedResourcesCommand, sharedResourcesUsage } from '../hub/resources/command';
+import { startSharedResourceSync } from '../hub/resources/store';
 import { costFeedCommand, costFeedUsage } from '../hub/feeds/cli';
 import { startCostFeedBuilder } from '../hub/feeds/builder';
 
@@ -56,6 +58,7 @@ const usage = `usage: yilian <command> [options]
 ${terminologyUsage}
 ${costFeedUsage}
 ${recognitionUsage}
+${sharedResourcesUsage}
   mpi sync [--full] | export [--format csv|json] | review [--json] | show <golden id> | train
   mpi decide --member M --mrn X --golden G (--link|--not-link) [--reason TEXT]
                                 the master patient index (export prints member,mrn,patient)
@@ -71,6 +74,8 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'feed' || command === 'kpi') return costFeedCommand(command, rest);
   // Recognition commands parse their own options (hub/recognition/cli.ts).
   if (command === 'recognition') return recognitionCommand(rest);
+  // Unified shared-resource commands parse their own options (hub/resources/command.ts).
+  if (command === 'resources') return sharedResourcesCommand(rest);
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
@@ -194,6 +199,8 @@ async function main(argv: string[]): Promise<number> {
           stops.push(() => new Promise<void>((r) => server.close(() => r())));
           // golden ids for new and changed source patients without waiting for a read or an export
           stops.push(startPatientIndexSync(runtime.db, 5000, log));
+          // unified shared resources (devices, experts, wards…) follow the resource table (hub/resources/store.ts)
+          stops.push(startSharedResourceSync(runtime.db, 5000, log));
           // the recognition index follows the stored results (hub/recognition/resultIndex.ts)
           stops.push(startRecognitionIndexSync(runtime.db, 2000, log));
           // the cost event feed, appended every few seconds (hub/feeds/builder.ts)

@@ -5,9 +5,10 @@
  */
 import type { HubDb } from './db';
 import { reprocessLeaseSql, terminologySchemaSql } from './terminologySchema';
-import { patientIndexChangesSql, patientIndexSchemaSql } from './mpi/schema';
+import { patientIndexChangesSql, patientIndexFollowSql, patientIndexSchemaSql } from './mpi/schema';
 import { recognitionSchemaSql } from './recognition/schema';
 import { costFeedSchemaSql } from './feeds/schema';
+import { sharedResourceSchemaSql } from './resources/schema';
 import { consoleSchemaSql } from './console/schema';
 
 interface Migration {
@@ -210,9 +211,19 @@ COMMENT ON INDEX fhir_bulk_export_channel IS 'The latest export of a channel (re
     sql: reprocessLeaseSql,
   },
   {
+    id: 10,
+    name: 'master patient index: the safety-net sync starts by index; per-field event times of source patients',
+    sql: patientIndexFollowSql,
+  },
+  {
     id: 11,
     name: 'operations console: hourly rollup of channel counters',
     sql: consoleSchemaSql,
+  },
+  {
+    id: 12,
+    name: 'unified shared resources: stable unified records, member sources and their match evidence',
+    sql: sharedResourceSchemaSql,
   },
 ];
 

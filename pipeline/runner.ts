@@ -12,7 +12,7 @@ import { addQuarantine, loadRaw } from '../hub/rawStore';
 import { metrics } from './metrics';
 import { asHubError, HubError } from './outcome';
 import { convertStage } from './stages/convert';
-import { identifyStage } from './stages/identify';
+import { identifyStage, linkToPatientIndex, type IdentifiedMessage } from './stages/identify';
 import { mapStage } from './stages/map';
 import { mergeStage } from './stages/merge';
 import { parseStage } from './stages/parse';
@@ -35,6 +35,22 @@ function timed<T>(stage: StageName, work: () => T): T {
   end();
   metrics.processed.inc({ stage });
   return value;
+}
+
+/**
+ * Identify's second half, after the merge committed: the source patient gets its golden patient now.
+ * The message is already processed, so a failure here must not quarantine it; the index's periodic
+ * sync (`yilian serve`, `yilian mpi sync`) matches whatever this step missed.
+ */
+async function linkIdentity(ctx: RunnerContext, memberId: string, identified: Pick<IdentifiedMessage, 'patient' | 'merge'>): Promise<void> {
+  const end = metrics.stageSeconds.startTimer({ stage: 'identify' });
+  try {
+    await linkToPatientIndex(ctx.db, memberId, identified);
+  } catch {
+    metrics.processed.inc({ stage: 'identify-deferred' });
+  } finally {
+    end();
+  }
 }
 
 /**
@@ -66,6 +82,7 @@ export async function runPipeline(ctx: RunnerContext, rawId: number, finalAttemp
       await mergeStage(ctx.db.derived, identified, { rawId, memberId: raw.member_id, charset: raw.charset });
       end();
       metrics.processed.inc({ stage: 'merge' });
+      await linkIdentity(ctx, raw.member_id, identified);
       return 'processed';
     }
     const parsed = timed('parse', () => parseStage({ bytes: raw.content, policy: charsetPolicyOf(ctx.config, raw.member_id, raw.channel_id) }));
@@ -85,6 +102,7 @@ export async function runPipeline(ctx: RunnerContext, rawId: number, finalAttemp
     await mergeStage(ctx.db.derived, identified, { rawId, memberId: raw.member_id, charset: parsed.charset });
     end();
     metrics.processed.inc({ stage: 'merge' });
+    await linkIdentity(ctx, raw.member_id, identified);
     return 'processed';
   } catch (thrown) {
     const error = asHubError(thrown);

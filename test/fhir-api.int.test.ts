@@ -128,8 +128,12 @@ test('$everything returns the records of all three members, each referencing the
     expect(r.subject.extension[0].valueReference.reference).toMatch(/^Patient\//);
   }
   expect(observations.map((o: any) => o.valueQuantity?.value)).not.toContain(150);
+  // $everything presents resources in SQL, search in JS: the same resource must come out the same.
+  const searched = await get(`/fhir/Observation?patient=${id}&_count=100`, READER);
+  expect(searched.body.entry.map((e: any) => e.resource).sort((a: any, b: any) => a.id.localeCompare(b.id))).toEqual([...observations].sort((a: any, b: any) => a.id.localeCompare(b.id)));
+  expect((await get(`/fhir/Patient/${id}/$everything?_type=Observation`, READER)).body.entry).toHaveLength(6);
   const audit = await hub.runtime.db.query(`SELECT 1 FROM audit_event WHERE patient_key = $1 AND entity_id = $2`, [id, `${id}/$everything`]);
-  expect(audit.rows).toHaveLength(1);
+  expect(audit.rows).toHaveLength(2); // one per $everything read
 });
 
 test('search: patient, code, date, status, _lastUpdated, paging with _count', async () => {

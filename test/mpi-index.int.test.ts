@@ -1,6 +1,6 @@
 /**
  * The patient index on real PostgreSQL, fed through the real pipeline (HL7 v2 → source_patient →
- * syncPatientIndex): one person at three members becomes one golden patient; twins stay apart; an
+ * the identify stage's link, with syncPatientIndex as the safety net): one person at three members becomes one golden patient; twins stay apart; an
  * A40 merge inside a member links both numbers to one golden patient; out-of-order A08 updates end
  * in the latest state; a manual not-link survives re-matching; the review queue and decisions; the
  * `yilian mpi export --format csv` contract.
@@ -86,16 +86,76 @@ test('one person at three members (simplified, traditional, pinyin-only; ID mist
   expect(golden.sources.every((s) => s.patientResourceId)).toBe(true);
 });
 
-test('in a long-running process the index follows new source patients by itself (startPatientIndexSync, as yilian serve runs it)', async () => {
-  const member = hub.config.members[0] as MemberConfig;
-  const stored = await hub.runtime.intake.receive({ member, channel, bytes: encodeAs(adt('m1', { mrn: 'S1', family: '周', given: '敏', birth: '19750102', sex: 'F' }), 'UTF-8') });
-  expect(await runPipeline({ db: hub.runtime.db, config: hub.config }, stored.rawId, true)).toBe('processed');
-  expect((await exportLinks(hub.runtime.db)).some((l) => l.member === 'm1' && l.mrn === 'S1')).toBe(false); // nobody synced yet
+test('the pipeline links a new registration while it processes the message: no sync needed, and a replay writes nothing', async () => {
+  const run = async (memberId: string, text: string) => {
+    const member = hub.config.members.find((m) => m.id === memberId) as MemberConfig;
+    const stored = await hub.runtime.intake.receive({ member, channel, bytes: encodeAs(text, 'UTF-8') });
+    expect(await runPipeline({ db: hub.runtime.db, config: hub.config }, stored.rawId, true)).toBe('processed');
+    return stored.rawId;
+  };
+  const rid = makeResidentId('330106', '19850704', 321, 'F');
+  const first = await run('m1', adt('m1', { mrn: 'P1', family: '黄', given: '丽娟', birth: '19850704', sex: 'F', rid, phone: '13500000001' }, { trigger: 'A04' }));
+  const golden = await goldenOf('m1', 'P1'); // no syncPatientIndex call in this test
+  // Two members registering the same person at the same moment (two partitions): one golden patient.
+  await Promise.all([
+    run('m2', adt('m2', { mrn: 'P2', family: '黃', given: '麗娟', birth: '19850704', sex: 'F', rid, phone: '13500000001' }, { trigger: 'A04' })),
+    run('m3', adt('m3', { mrn: 'P3', family: 'HUANG', given: 'Lijuan', birth: '19850704', sex: 'F', rid, phone: '13500000001' }, { trigger: 'A04' })),
+  ]);
+  expect(await goldenOf('m2', 'P2')).toBe(golden);
+  expect(await goldenOf('m3', 'P3')).toBe(golden);
+  // Replay of the first message (status back to queued, as `yilian replay` does): the index is current, nothing is written.
+  const before = await hub.runtime.db.query(`SELECT (SELECT count(*)::int FROM mpi_history) AS history, (SELECT max(matched_at) FROM mpi_source) AS matched, (SELECT max(updated_at) FROM mpi_link) AS links`);
+  await hub.runtime.db.query(`UPDATE raw_message SET status = 'queued' WHERE id = $1`, [first]);
+  expect(await runPipeline({ db: hub.runtime.db, config: hub.config }, first, true)).toBe('processed');
+  const after = await hub.runtime.db.query(`SELECT (SELECT count(*)::int FROM mpi_history) AS history, (SELECT max(matched_at) FROM mpi_source) AS matched, (SELECT max(updated_at) FROM mpi_link) AS links`);
+  expect(after.rows).toEqual(before.rows);
+  // A result for a known patient (identity unchanged) takes the fast path: same golden, no history.
+  await run('m1', adt('m1', { mrn: 'P1', family: '黄', given: '丽娟', birth: '19850704', sex: 'F', rid, phone: '13500000001' }, { time: '20261124093000' }));
+  expect(await goldenOf('m1', 'P1')).toBe(golden);
+  expect((await hub.runtime.db.query(`SELECT count(*)::int AS n FROM mpi_history`)).rows).toEqual([{ n: before.rows[0]!.history }]);
+});
+
+test('the pipeline matching does not depend on arrival order (event time wins before the index sees the record)', async () => {
+  // The same story twice, for two different persons, delivered in opposite orders.
+  // The registration (oldest) is the only message stating the address: it must survive arriving last.
+  const story = (tag: string, rid: string, family: string, given: string): Array<[string, string]> => [
+    ['m1', adt('m1', { mrn: `${tag}1`, family, given, birth: '19700210', sex: 'M', phone: '13100000001', address: '仅登记时有的地址' }, { trigger: 'A04', time: '20261101080000' })],
+    ['m1', adt('m1', { mrn: `${tag}1`, family, given, birth: '19700210', sex: 'M', rid, phone: '13100000002' }, { time: '20261110080000' })],
+    ['m2', adt('m2', { mrn: `${tag}2`, family, given, birth: '19700210', sex: 'M', rid }, { trigger: 'A04', time: '20261105080000' })],
+  ];
+  const run = async (messages: Array<[string, string]>) => {
+    for (const [memberId, text] of messages) {
+      const member = hub.config.members.find((m) => m.id === memberId) as MemberConfig;
+      const stored = await hub.runtime.intake.receive({ member, channel, bytes: encodeAs(text, 'UTF-8') });
+      expect(await runPipeline({ db: hub.runtime.db, config: hub.config }, stored.rawId, true)).toBe('processed');
+    }
+  };
+  await run(story('Q', makeResidentId('330106', '19700210', 51, 'M'), '钱', '国栋'));
+  await run(story('W', makeResidentId('330106', '19700210', 53, 'M'), '魏', '建业').reverse());
+  for (const tag of ['Q', 'W']) {
+    const g = await goldenOf('m1', `${tag}1`);
+    expect(await goldenOf('m2', `${tag}2`)).toBe(g);
+    const golden = (await goldenPatient(hub.runtime.db, g))!;
+    expect(golden.sources).toHaveLength(2);
+    expect(golden.survivor).toMatchObject({ phone: '13100000002', address: '仅登记时有的地址', residentIdValid: true });
+  }
+  // Same source state in both orders (per-field event times in the merge stage).
+  const states = await hub.runtime.db.query<{ mrn: string; demographics: Record<string, string>; event_time: Date }>(`SELECT mrn, demographics, event_time FROM source_patient WHERE mrn IN ('Q1', 'W1') ORDER BY mrn`);
+  const [q, w] = states.rows;
+  expect(Object.keys(q!.demographics).sort()).toEqual(Object.keys(w!.demographics).sort());
+  expect([q!.demographics.phone, q!.demographics.address]).toEqual([w!.demographics.phone, w!.demographics.address]);
+  expect(q!.event_time).toEqual(w!.event_time);
+});
+
+test('the periodic sync stays a safety net: a source patient the pipeline did not link (its link step failed) is linked by startPatientIndexSync', async () => {
+  // As if the worker died between the merge's commit and the index link.
+  await hub.runtime.db.query(`INSERT INTO source_patient (member_id, mrn, demographics, event_time, last_raw_id) VALUES ('m1', 'S0', '{"family":"周","given":"敏","birthDate":"19750102","sex":"F"}', now(), 0)`);
+  expect((await exportLinks(hub.runtime.db)).some((l) => l.member === 'm1' && l.mrn === 'S0')).toBe(false);
   const stop = startPatientIndexSync(hub.runtime.db, 100);
   try {
     const deadline = Date.now() + 20_000;
-    while (!(await exportLinks(hub.runtime.db)).some((l) => l.member === 'm1' && l.mrn === 'S1')) {
-      if (Date.now() > deadline) throw new Error('the background sync never linked m1|S1');
+    while (!(await exportLinks(hub.runtime.db)).some((l) => l.member === 'm1' && l.mrn === 'S0')) {
+      if (Date.now() > deadline) throw new Error('the background sync never linked m1|S0');
       await new Promise((r) => setTimeout(r, 100));
     }
   } finally {

@@ -79,11 +79,23 @@ COMMENT ON INDEX resource_subject IS 'A patient''s clinical resources (FHIR sear
 `;
 
 /**
- * Not yet in the migration list (migration 5 was released without it, and migrations are never
- * edited): to be appended by the lead as the next free id. Without it a sync still works; it
- * filters source_patient by time with a scan instead of an index probe.
+ * Migration 6 (added after migration 5 was released; migrations are never edited): the sync
+ * filters source_patient by change time with an index probe instead of a scan.
  */
 export const patientIndexChangesSql = `
 CREATE INDEX source_patient_updated ON source_patient (updated_at);
 COMMENT ON INDEX source_patient_updated IS 'The patient index finds source patients changed since its last sync without scanning them all.';
+`;
+
+/**
+ * Migration 10. The pipeline now links each source patient as its message is processed, and the
+ * sync that backs it up (`yilian serve`, every 5 s) starts from the newest source it has matched:
+ * without this index that is a scan of mpi_source every 5 s (a million rows at scale). And each
+ * demographic field's event time, so that the merge stage's result is order-independent per field.
+ */
+export const patientIndexFollowSql = `
+CREATE INDEX mpi_source_updated ON mpi_source (source_updated_at);
+ALTER TABLE source_patient ADD COLUMN field_times jsonb NOT NULL DEFAULT '{}';
+COMMENT ON COLUMN source_patient.field_times IS 'Per demographic field, the [event time, raw id] of the message that set it: the merge stage lets a late older message fill only fields no newer one stated, so the state (and the patient index match) does not depend on arrival order.';
+COMMENT ON INDEX mpi_source_updated IS 'The safety-net sync finds the newest source it has matched (max(source_updated_at)) with one index probe instead of a scan.';
 `;

@@ -88,7 +88,7 @@ const SOURCE_SELECT = `
     FROM source_patient sp`;
 
 /** Whether a source patient is already in the index (matched before, or given a golden patient as a merge survivor). */
-const KNOWN_SELECT = `SELECT (EXISTS (SELECT 1 FROM mpi_source k WHERE k.member_id = sp.member_id AND k.mrn = sp.mrn)
+const KNOWN_SELECT = `SELECT sp.updated_at::text AS cursor_at, (EXISTS (SELECT 1 FROM mpi_source k WHERE k.member_id = sp.member_id AND k.mrn = sp.mrn)
      OR EXISTS (SELECT 1 FROM mpi_link k WHERE k.member_id = sp.member_id AND k.mrn = sp.mrn AND k.state = 'MATCH')) AS known, sp.member_id`;
 
 /** Match every source patient that is new or changed since it was last matched. */
@@ -103,20 +103,27 @@ export async function syncPatientIndex(db: HubDb, options: { actor?: string; bat
   const since = options.full
     ? null
     : ((await db.query<{ since: Date | null }>(`SELECT max(source_updated_at) - interval '5 minutes' AS since FROM mpi_source`)).rows[0]?.since ?? null);
+  // Keyset cursor over (updated_at, member, mrn): each batch starts after the last one, so a long
+  // sync does not re-skip every row it already matched (that anti-join made the initial load
+  // quadratic). A row changed meanwhile gets a later updated_at and is met again further on.
+  let cursor: { at: string; member: string; mrn: string } | null = null;
   for (;;) {
     const done = await db.transaction(async (tx) => {
       await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
       // The index tables grow inside this transaction faster than statistics follow: a planner that
       // still believes them empty scans them whole for every candidate look-up (quadratic cost).
       await tx.query(`SET LOCAL enable_seqscan = off`);
-      const dirty = await tx.query<SourceRow>(
+      const dirty = await tx.query<SourceRow & { cursor_at: string }>(
         `${SOURCE_SELECT.replace('SELECT sp.member_id', KNOWN_SELECT)}
           WHERE ($2::timestamptz IS NULL OR sp.updated_at > $2)
+            AND ($3::timestamptz IS NULL OR (sp.updated_at, sp.member_id, sp.mrn) > ($3::timestamptz, $4::text, $5::text))
             AND NOT EXISTS (SELECT 1 FROM mpi_source s WHERE s.member_id = sp.member_id AND s.mrn = sp.mrn AND s.source_updated_at >= sp.updated_at)
-          ORDER BY sp.updated_at LIMIT $1`,
-        [batch, since],
+          ORDER BY sp.updated_at, sp.member_id, sp.mrn LIMIT $1`,
+        [batch, since, cursor?.at ?? null, cursor?.member ?? null, cursor?.mrn ?? null],
       );
       if (!dirty.rows.length) return true;
+      const last = dirty.rows[dirty.rows.length - 1]!;
+      cursor = { at: last.cursor_at, member: last.member_id, mrn: last.mrn };
       const population = Number((await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM source_patient`)).rows[0]!.n);
       const model = modelForPopulation(await loadModel(tx), population);
       const touched = new Set<string>();
@@ -135,6 +142,134 @@ export async function syncPatientIndex(db: HubDb, options: { actor?: string; bat
     }
     if (done) return summary;
   }
+}
+
+/**
+ * The pipeline's link (stages identify → merge, pipeline/runner.ts): after a message has been applied
+ * to `source_patient`, bring these source patients of one member into the index at once, so a new
+ * registration has its golden patient when its message is processed. It matches the source
+ * patient's *current* state (event time already decided by the merge), never the message, so the
+ * outcome does not depend on arrival order, and a redelivered or replayed message finds the index
+ * already current (no write). Concurrency: a new or changed identity is matched under the same
+ * exclusive lock as `syncPatientIndex` and review decisions (two registrations of one person in two
+ * partitions see each other); the common case — a known patient whose identity record did not
+ * change (results, orders, a repeated A08) — takes no lock (one read, one write), or the lock
+ * shared and the golden patient's row when survivorship must be recomputed, so partitions do not
+ * queue behind each other. Returns member MRN → golden id.
+ */
+export async function linkSourcePatients(db: HubDb, memberId: string, mrns: string[], actor = 'pipeline'): Promise<Map<string, string>> {
+  const linked = new Map<string, string>();
+  for (const mrn of mrns) {
+    const golden = (await followUnchanged(db, memberId, mrn)) ?? (await matchChanged(db, memberId, mrn, actor));
+    if (golden) linked.set(mrn, golden);
+  }
+  return linked;
+}
+
+const INDEXED_SELECT = `${SOURCE_SELECT.replace(
+  'FROM source_patient sp',
+  `, s.record AS indexed_record, s.patient_resource_id AS indexed_resource, s.event_time AS indexed_event_time,
+     s.source_updated_at >= sp.updated_at AS current, l.golden_id,
+     (SELECT count(*)::int FROM mpi_link m WHERE m.golden_id = l.golden_id AND m.state = 'MATCH') AS golden_sources
+    FROM source_patient sp
+    LEFT JOIN mpi_source s ON s.member_id = sp.member_id AND s.mrn = sp.mrn
+    LEFT JOIN mpi_link l ON l.member_id = sp.member_id AND l.mrn = sp.mrn AND l.state = 'MATCH'`,
+)} WHERE sp.member_id = $1 AND sp.mrn = $2`;
+
+interface IndexedSourceRow extends SourceRow {
+  indexed_record: PersonRecord | null;
+  indexed_resource: string | null;
+  indexed_event_time: Date | null;
+  current: boolean | null;
+  golden_id: string | null;
+  golden_sources: number;
+}
+
+/**
+ * The fast path: already current (a replay: one read), or the identity record as matched is
+ * unchanged and only the times moved (a result or an order for a known patient: one read, one
+ * write). Undefined: needs matching.
+ */
+async function followUnchanged(db: HubDb, memberId: string, mrn: string): Promise<string | undefined> {
+  // On the pipeline's own pool (db.derived): the fast path must not wait for a connection behind
+  // jobs queued on the exclusive lock with a connection of the main pool each.
+  const row = (await db.derived.query<IndexedSourceRow>(INDEXED_SELECT, [memberId, mrn], 'mpi_indexed_source')).rows[0];
+  if (!row?.golden_id || !row.indexed_record || row.merged_into) return undefined;
+  if (row.current) return row.golden_id;
+  const resourceId = row.patient?.id ?? null;
+  if (!sameRecord(recordOfSource(row), row.indexed_record) || (resourceId && resourceId !== row.indexed_resource)) return undefined;
+  // Same identity record: same blocking keys, same decision; only the times follow. Survivorship
+  // (latest phone and address by event time) can move only when the event time did and the golden
+  // patient has other sources: then under the shared lock and the golden row's lock, so that
+  // concurrent refreshes of one golden patient take turns and the last one sees every source.
+  const follow = (sql: Sql) =>
+    sql.query(
+      `UPDATE mpi_source s SET event_time = sp.event_time, source_updated_at = sp.updated_at, patient_resource_id = coalesce($3, s.patient_resource_id)
+         FROM source_patient sp WHERE sp.member_id = s.member_id AND sp.mrn = s.mrn AND s.member_id = $1 AND s.mrn = $2`,
+      [memberId, mrn, resourceId],
+      'mpi_follow_source',
+    );
+  const moved = (row.event_time?.getTime() ?? null) !== (row.indexed_event_time?.getTime() ?? null);
+  // Nothing here issues or moves a golden id, and all of it is re-derived from source_patient if a
+  // PostgreSQL crash loses it (the sync sees source_updated_at behind): so it does not wait for the
+  // WAL flush, like the merge. New links and golden patients (matchChanged) do.
+  if (!moved || Number(row.golden_sources) <= 1) {
+    await follow(db.derived);
+    return row.golden_id;
+  }
+  return db.transaction(async (tx) => {
+    await tx.query(`SET LOCAL synchronous_commit = off`);
+    await tx.query(`SELECT pg_advisory_xact_lock_shared(${LOCK})`);
+    const still = (await tx.query<{ golden_id: string }>(`SELECT golden_id FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND state = 'MATCH'`, [memberId, mrn])).rows[0]?.golden_id;
+    if (!still) return undefined;
+    await tx.query(`SELECT 1 FROM mpi_golden WHERE id = $1 FOR UPDATE`, [still]);
+    await follow(tx);
+    await refreshGolden(tx, still);
+    return still;
+  });
+}
+
+async function matchChanged(db: HubDb, memberId: string, mrn: string, actor: string): Promise<string | undefined> {
+  return db.transaction(async (tx) => {
+    await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
+    // Read again under the lock: a sync or another partition may have matched it meanwhile.
+    const row = (await tx.query<IndexedSourceRow>(INDEXED_SELECT, [memberId, mrn], 'mpi_indexed_source')).rows[0];
+    if (!row) return undefined;
+    if (row.current && row.golden_id) return row.golden_id;
+    const model = await populationModel(db, tx);
+    const summary: SyncSummary = { matched: 0, created: 0, linked: 0, review: 0, memberMerges: 0 };
+    const touched = new Set<string>();
+    // Exactly what a sync does with this row, so the pipeline and the safety-net sync agree.
+    if (row.indexed_record || row.golden_id || row.merged_into) await matchSource(tx, model, row, actor, summary, touched);
+    else await matchNewSources(tx, model, [row], actor, summary, touched);
+    await refreshGoldens(tx, [...touched]);
+    return (await tx.query<{ golden_id: string }>(`SELECT golden_id FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND state = 'MATCH'`, [memberId, mrn])).rows[0]?.golden_id;
+  });
+}
+
+function sameRecord(a: PersonRecord, b: PersonRecord): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  for (const k of keys) if ((a as unknown as Record<string, unknown>)[k] !== (b as unknown as Record<string, unknown>)[k]) return false;
+  return true;
+}
+
+/**
+ * The model scaled to the population (the prior depends on it). One message must not count a
+ * million rows: above 10,000 source patients the planner's estimate is close enough (the prior
+ * moves with the logarithm of the population).
+ */
+async function populationModel(db: HubDb, tx: Sql): Promise<MatchModel> {
+  const estimate = Number((await tx.query<{ n: number }>(`SELECT greatest(reltuples, 0)::float8 AS n FROM pg_class WHERE oid = 'source_patient'::regclass`)).rows[0]?.n ?? 0);
+  const population = estimate > 10_000 ? estimate : Number((await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM source_patient`)).rows[0]!.n);
+  return modelForPopulation(await cachedModel(db, tx), population);
+}
+
+const modelCache = new WeakMap<HubDb, { model: MatchModel; at: number }>();
+/** The stored model changes only with `yilian mpi train`: read it at most every 10 s per hub and process. */
+async function cachedModel(db: HubDb, tx: Sql): Promise<MatchModel> {
+  let cached = modelCache.get(db);
+  if (!cached || Date.now() - cached.at > 10_000) modelCache.set(db, (cached = { model: await loadModel(tx), at: Date.now() }));
+  return cached.model;
 }
 
 async function matchSource(tx: Sql, model: MatchModel, row: SourceRow, actor: string, summary: SyncSummary, touched: Set<string>): Promise<void> {
@@ -319,10 +454,14 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
 
 async function candidatesFor(tx: Sql, keys: string[], memberId: string, mrn: string, excluded: Set<string>): Promise<Candidate[]> {
   if (!keys.length) return [];
+  // Per key at most BLOCK_CAP, as in bulk matching: one crowded key (a phone shared by a whole
+  // ward's test patients, a common name) must not fill the candidates and the scoring time.
   const rows = await tx.query<{ member_id: string; mrn: string; record: PersonRecord; golden_id: string }>(
-    `SELECT s.member_id, s.mrn, s.record, l.golden_id FROM mpi_source s
+    `SELECT DISTINCT ON (s.member_id, s.mrn) s.member_id, s.mrn, s.record, l.golden_id
+       FROM unnest($1::text[]) AS k(key)
+       CROSS JOIN LATERAL (SELECT member_id, mrn, record FROM mpi_source WHERE block_keys && ARRAY[k.key] AND NOT (member_id = $2 AND mrn = $3) LIMIT ${BLOCK_CAP}) s
        JOIN mpi_link l ON l.member_id = s.member_id AND l.mrn = s.mrn AND l.state = 'MATCH'
-      WHERE s.block_keys && $1::text[] AND NOT (s.member_id = $2 AND s.mrn = $3) LIMIT ${MAX_CANDIDATES}`,
+      LIMIT ${MAX_CANDIDATES}`,
     [keys, memberId, mrn],
   );
   return rows.rows.filter((r) => !excluded.has(r.golden_id)).map((r) => ({ goldenId: r.golden_id, features: featuresOf({ ...r.record, id: `${r.member_id}|${r.mrn}` }) }));
@@ -599,5 +738,6 @@ export async function trainStoredModel(db: HubDb): Promise<MatchModel> {
   const rows = await db.query<SourceRow>(`${SOURCE_SELECT} WHERE sp.merged_into IS NULL`);
   const model = trainModel(rows.rows.map((r) => featuresOf(recordOfSource(r))));
   await db.query(`INSERT INTO mpi_model (id, model) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET model = excluded.model, trained_at = clock_timestamp()`, [JSON.stringify(model)]);
+  modelCache.delete(db);
   return model;
 }

@@ -1,9 +1,13 @@
 /**
  * Stage "identify": whose record does this message change? Reads the member's patient number
  * (PID-3, MR-typed repetition first), the surviving patient of a merge (PID-3 when MRG-1 names the
- * retired one), the event time and the demographics the member states. The patient index issue adds
- * cross-member matching on top of this source identity. Pure.
+ * retired one), the event time and the demographics the member states. Pure; then, once the merge
+ * has applied the message to the member's source patient, `linkToPatientIndex` gives that source
+ * patient its golden (cross-member) patient in the same job — the one part of this stage that does
+ * I/O, kept apart from the pure part.
  */
+import type { HubDb } from '../../hub/db';
+import { linkSourcePatients } from '../../hub/mpi/store';
 import { parseHl7Time } from '../hl7/time';
 import type { Hl7Segment } from '../hl7/message';
 import type { PatientRef } from '../hl7/header';
@@ -42,6 +46,25 @@ export function identifyStage(mapped: MappedMessage, utcOffsetMinutes: number): 
     return { ...mapped, eventType, eventTime, patient: { ...ref, demographics: {} }, merge: { retired: ref, survivor } };
   }
   return { ...mapped, eventType, eventTime, patient: { ...ref, demographics } };
+}
+
+/**
+ * The member's source patients a message changes, in the order the index must see them: a merge's
+ * survivor before the retired number (which joins the survivor's golden patient).
+ */
+export function sourcesToLink(message: Pick<IdentifiedMessage, 'patient' | 'merge'>): string[] {
+  if (message.merge) return [message.merge.survivor.mrn, message.merge.retired.mrn];
+  return message.patient ? [message.patient.mrn] : [];
+}
+
+/**
+ * After the merge: match these source patients in the patient index now (hub/mpi/store.ts
+ * `linkSourcePatients`: the current state of each, so arrival order does not matter, and nothing is
+ * written again on a replay). Returns MRN → golden id.
+ */
+export async function linkToPatientIndex(db: HubDb, memberId: string, message: Pick<IdentifiedMessage, 'patient' | 'merge'>): Promise<Map<string, string>> {
+  const mrns = sourcesToLink(message);
+  return mrns.length ? linkSourcePatients(db, memberId, mrns) : new Map();
 }
 
 function mrTypedRepetition(pid: Hl7Segment): number {
