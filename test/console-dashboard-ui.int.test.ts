@@ -7,12 +7,10 @@
  * hand-computed figures of that story, that the member and month filters change them, and that a
  * viewer (scope metrics: aggregates only) may see it. Screenshots go to test-results/.
  */
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { MllpListener } from '../adapters/mllp/listener';
 import type { MllpChannelConfig } from '../adapters/config';
 import { createApi } from '../hub/api/server';
@@ -22,10 +20,10 @@ import { syncTerminology } from '../hub/governance';
 import { syncRecognitionIndex } from '../hub/recognition/resultIndex';
 import { encodeAs, MllpClient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
-import { ctExam, charge, lab, members, people, visit } from './cost-feed-fixture';
+import { members, story } from './cost-feed-fixture';
+import { openConsoleBrowser, RESULTS, type ConsoleBrowser } from './support/browser';
 import { startTestHub, waitFor, type TestHub } from './support/hub';
 
-const RESULTS = path.join(__dirname, '..', 'test-results');
 const viewer = ['board.viewer', 'viewer-pass-0001'] as const;
 
 let hub: TestHub;
@@ -34,7 +32,7 @@ const ports: Record<string, number> = {};
 let worker: PipelineWorker;
 let server: Server;
 let base: string;
-let profile: string;
+let browser: ConsoleBrowser;
 let context: BrowserContext;
 let page: Page;
 const pageErrors: string[] = [];
@@ -60,23 +58,9 @@ async function send(member: string, text: string): Promise<void> {
   }, 60_000, `${member} ${control} processed`);
 }
 
-/** The cost-feed test's story (test/cost-feed.int.test.ts), sent over MLLP. */
+/** The cost-feed test's story (test/cost-feed-fixture.ts) without the imaging report, sent over MLLP. */
 async function sendStory(): Promise<void> {
-  const { p1, p2, p3 } = people;
-  await send('clinic', visit({ member: 'clinic', p: p1, control: 'S-V1', time: '20260301090000', visitNo: 'SV1', dept: '全科', doctor: 'S001', icd10: 'I10' }));
-  await send('county', visit({ member: 'county', p: p1, control: 'C-V1', time: '20260304090000', visitNo: 'CV1', dept: '内分泌科', doctor: 'C001', icd10: 'E11.9' }));
-  await send('county', lab({ member: 'county', p: p1, control: 'C-L1', time: '20260304093000', order: 'CO1', loinc: '4548-4', value: '7.9', unit: '%' }));
-  await send('county', ctExam({ member: 'county', p: p1, control: 'C-S1', time: '20260304100000', appt: 'CA1', minutes: 15 }));
-  await send('county', charge({ member: 'county', p: p1, control: 'C-F1', time: '20260304100000', txn: 'CT1', code: 'CT001', quantity: 1, amount: 320 }));
-  await send('lead', visit({ member: 'lead', p: p1, control: 'L-V1', time: '20260310090000', visitNo: 'LV1', dept: '心内科', doctor: 'D001', icd10: 'I10' }));
-  await send('lead', lab({ member: 'lead', p: p1, control: 'L-L1', time: '20260310093000', order: 'LO1', loinc: '4548-4', value: '8.1', unit: '%' }));
-  await send('clinic', visit({ member: 'clinic', p: p1, control: 'S-V2', time: '20260320090000', visitNo: 'SV2', dept: '全科', doctor: 'D001', icd10: 'I10' }));
-  await send('lead', visit({ member: 'lead', p: p2, control: 'L-V2', time: '20260402090000', visitNo: 'LV2', dept: '心内科', doctor: 'D002', icd10: 'I10' }));
-  await send('clinic', visit({ member: 'clinic', p: p2, control: 'S-V3', time: '20260409090000', visitNo: 'SV3', dept: '全科', doctor: 'D001', icd10: 'I10' }));
-  await send('county', ctExam({ member: 'county', p: p2, control: 'C-S2', time: '20260412100000', appt: 'CA2', minutes: 20 }));
-  await send('county', visit({ member: 'county', p: p3, control: 'C-V2', time: '20260405090000', visitNo: 'CV2', dept: '内科', doctor: 'C001', icd10: 'I10' }));
-  await send('county', ctExam({ member: 'county', p: p3, control: 'C-S3', time: '20260405110000', appt: 'CA3', minutes: 10 }));
-  await send('clinic', visit({ member: 'clinic', p: p3, control: 'S-V4', time: '20260409100000', visitNo: 'SV4', dept: '全科', doctor: 'D001', icd10: 'I10' }));
+  for (const { member, text } of story({ imagingReport: false })) await send(member, text);
 }
 
 beforeAll(async () => {
@@ -106,18 +90,8 @@ beforeAll(async () => {
   await syncRecognitionIndex(hub.runtime.db);
   expect((await buildCostFeed(hub.runtime.db, hub.config, { secret: Buffer.from('console-dashboard-test-secret-0123') })).pending).toBe(0);
 
-  mkdirSync(RESULTS, { recursive: true });
-  profile = mkdtempSync(path.join(os.tmpdir(), 'yilian-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1366, height: 768 },
-    locale: 'en-US',
-  });
-  context.setDefaultTimeout(60_000);
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on('pageerror', (error) => pageErrors.push(error.message));
+  browser = await openConsoleBrowser(pageErrors);
+  ({ context, page } = browser);
 }, 180_000);
 
 afterEach(() => {
@@ -125,8 +99,7 @@ afterEach(() => {
 });
 
 afterAll(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
   if (server) await new Promise((r) => server.close(r));
   for (const l of listeners) await l.close();
   await worker?.close();

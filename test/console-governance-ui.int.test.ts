@@ -10,12 +10,11 @@
  * an integration user and a viewer cannot approve (no button; the API answers 403 to their
  * sessions). Screenshots (1366×768) of each page go to test-results/ (CI artifacts).
  */
-import { existsSync, mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { MllpListener } from '../adapters/mllp/listener';
 import type { MllpChannelConfig } from '../adapters/config';
 import { createApi } from '../hub/api/server';
@@ -23,9 +22,9 @@ import { hashPassword } from '../hub/console/password';
 import { makeResidentId } from '../hub/mpi/residentId';
 import { bloodCount, encodeAs, MllpClient, simOru, simPatient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
+import { openConsoleBrowser, RESULTS, type ConsoleBrowser } from './support/browser';
 import { startTestHub, waitFor, type TestHub } from './support/hub';
 
-const RESULTS = path.join(__dirname, '..', 'test-results');
 const LOINC = 'http://loinc.org';
 const users = {
   it: ['wang.it', 'integration-pass-1', 'integration'],
@@ -39,7 +38,7 @@ const ports: Record<string, number> = {};
 let worker: PipelineWorker;
 let server: Server;
 let base: string;
-let profile: string;
+let browser: ConsoleBrowser;
 let context: BrowserContext;
 let page: Page;
 
@@ -80,18 +79,8 @@ beforeAll(async () => {
   await new Promise((r) => server.once('listening', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
-  mkdirSync(RESULTS, { recursive: true });
-  profile = mkdtempSync(path.join(os.tmpdir(), 'yilian-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1366, height: 768 },
-    locale: 'en-US',
-  });
-  context.setDefaultTimeout(60_000);
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on('pageerror', (error) => pageErrors.push(error.message));
+  browser = await openConsoleBrowser(pageErrors);
+  ({ context, page } = browser);
 });
 
 /** Script errors in the pages: every test ends by checking there were none. */
@@ -101,8 +90,7 @@ afterEach(() => {
 });
 
 afterAll(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
   if (server) await new Promise((r) => server.close(r));
   for (const l of listeners) await l.close();
   await worker?.close();

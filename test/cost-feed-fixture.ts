@@ -112,3 +112,32 @@ export function imagingReport(o: { member: string; p: FixturePerson; control: st
     `OBX|1|TX|${o.loinc}^头颅CT平扫^LN||未见明显异常||||||F|||${o.time}`,
   ].join('\r') + '\r';
 }
+
+/**
+ * The story the cost-feed and dashboard tests send, in sending order (times are the members' local
+ * time, +08:00; D001 and D002 are lead-hospital doctors). `imagingReport: false` leaves out the
+ * county's chest CT report.
+ */
+export function story(options: { imagingReport?: boolean } = {}): Array<{ member: string; text: string }> {
+  const { p1, p2, p3 } = people;
+  return [
+    // P1: clinic → county (up) → lead (up) → clinic with the lead's D001 (down, outreach)
+    { member: 'clinic', text: visit({ member: 'clinic', p: p1, control: 'S-V1', time: '20260301090000', visitNo: 'SV1', dept: '全科', doctor: 'S001', icd10: 'I10' }) },
+    { member: 'county', text: visit({ member: 'county', p: p1, control: 'C-V1', time: '20260304090000', visitNo: 'CV1', dept: '内分泌科', doctor: 'C001', icd10: 'E11.9' }) },
+    { member: 'county', text: lab({ member: 'county', p: p1, control: 'C-L1', time: '20260304093000', order: 'CO1', loinc: '4548-4', value: '7.9', unit: '%' }) },
+    { member: 'county', text: ctExam({ member: 'county', p: p1, control: 'C-S1', time: '20260304100000', appt: 'CA1', minutes: 15 }) },
+    ...(options.imagingReport === false ? [] : [{ member: 'county', text: imagingReport({ member: 'county', p: p1, control: 'C-R1', time: '20260304103000', order: 'CR1', loinc: '30799-1' }) }]),
+    { member: 'county', text: charge({ member: 'county', p: p1, control: 'C-F1', time: '20260304100000', txn: 'CT1', code: 'CT001', quantity: 1, amount: 320 }) },
+    { member: 'lead', text: visit({ member: 'lead', p: p1, control: 'L-V1', time: '20260310090000', visitNo: 'LV1', dept: '心内科', doctor: 'D001', icd10: 'I10' }) },
+    { member: 'lead', text: lab({ member: 'lead', p: p1, control: 'L-L1', time: '20260310093000', order: 'LO1', loinc: '4548-4', value: '8.1', unit: '%' }) },
+    { member: 'clinic', text: visit({ member: 'clinic', p: p1, control: 'S-V2', time: '20260320090000', visitNo: 'SV2', dept: '全科', doctor: 'D001', icd10: 'I10' }) },
+    // P2: lead (D002) → clinic with D001 (down, outreach); a CT at the county hospital
+    { member: 'lead', text: visit({ member: 'lead', p: p2, control: 'L-V2', time: '20260402090000', visitNo: 'LV2', dept: '心内科', doctor: 'D002', icd10: 'I10' }) },
+    { member: 'clinic', text: visit({ member: 'clinic', p: p2, control: 'S-V3', time: '20260409090000', visitNo: 'SV3', dept: '全科', doctor: 'D001', icd10: 'I10' }) },
+    { member: 'county', text: ctExam({ member: 'county', p: p2, control: 'C-S2', time: '20260412100000', appt: 'CA2', minutes: 20 }) },
+    // P3: county (home) with its own CT → clinic with D001 the same day as P2 (down, outreach)
+    { member: 'county', text: visit({ member: 'county', p: p3, control: 'C-V2', time: '20260405090000', visitNo: 'CV2', dept: '内科', doctor: 'C001', icd10: 'I10' }) },
+    { member: 'county', text: ctExam({ member: 'county', p: p3, control: 'C-S3', time: '20260405110000', appt: 'CA3', minutes: 10 }) },
+    { member: 'clinic', text: visit({ member: 'clinic', p: p3, control: 'S-V4', time: '20260409100000', visitNo: 'SV4', dept: '全科', doctor: 'D001', icd10: 'I10' }) },
+  ];
+}

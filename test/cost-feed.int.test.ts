@@ -26,7 +26,7 @@ import { costFeedSummary } from '../hub/feeds/summary';
 import { costEventCsvColumns, costEventSchema, type CostEvent } from '../hub/feeds/costEvents';
 import { repeatsOf, duplicateReport } from '../hub/recognition/duplicates';
 import { startTestHub, type TestHub } from './support/hub';
-import { charge, ctExam, identities, imagingReport, lab, members, people, visit } from './cost-feed-fixture';
+import { charge, identities, lab, members, people, story } from './cost-feed-fixture';
 
 const ADMIN = 'admin-key-0123456789abcdef';
 const FEED = 'feed-key-0123456789abcdef';
@@ -58,27 +58,8 @@ async function allEvents(): Promise<CostEvent[]> {
   return (await hub.runtime.db.query<{ event: CostEvent }>(`SELECT event FROM cost_event ORDER BY seq`)).rows.map((r) => r.event);
 }
 
-/** The story (times are the members' local time, +08:00). D001 and D002 are lead-hospital doctors. */
 async function sendStory(): Promise<void> {
-  const { p1, p2, p3 } = people;
-  // P1: clinic → county (up) → lead (up) → clinic with the lead's D001 (down, outreach)
-  await send('clinic', visit({ member: 'clinic', p: p1, control: 'S-V1', time: '20260301090000', visitNo: 'SV1', dept: '全科', doctor: 'S001', icd10: 'I10' }));
-  await send('county', visit({ member: 'county', p: p1, control: 'C-V1', time: '20260304090000', visitNo: 'CV1', dept: '内分泌科', doctor: 'C001', icd10: 'E11.9' }));
-  await send('county', lab({ member: 'county', p: p1, control: 'C-L1', time: '20260304093000', order: 'CO1', loinc: '4548-4', value: '7.9', unit: '%' }));
-  await send('county', ctExam({ member: 'county', p: p1, control: 'C-S1', time: '20260304100000', appt: 'CA1', minutes: 15 }));
-  await send('county', imagingReport({ member: 'county', p: p1, control: 'C-R1', time: '20260304103000', order: 'CR1', loinc: '30799-1' }));
-  await send('county', charge({ member: 'county', p: p1, control: 'C-F1', time: '20260304100000', txn: 'CT1', code: 'CT001', quantity: 1, amount: 320 }));
-  await send('lead', visit({ member: 'lead', p: p1, control: 'L-V1', time: '20260310090000', visitNo: 'LV1', dept: '心内科', doctor: 'D001', icd10: 'I10' }));
-  await send('lead', lab({ member: 'lead', p: p1, control: 'L-L1', time: '20260310093000', order: 'LO1', loinc: '4548-4', value: '8.1', unit: '%' }));
-  await send('clinic', visit({ member: 'clinic', p: p1, control: 'S-V2', time: '20260320090000', visitNo: 'SV2', dept: '全科', doctor: 'D001', icd10: 'I10' }));
-  // P2: lead (D002) → clinic with D001 (down, outreach); a CT at the county hospital
-  await send('lead', visit({ member: 'lead', p: p2, control: 'L-V2', time: '20260402090000', visitNo: 'LV2', dept: '心内科', doctor: 'D002', icd10: 'I10' }));
-  await send('clinic', visit({ member: 'clinic', p: p2, control: 'S-V3', time: '20260409090000', visitNo: 'SV3', dept: '全科', doctor: 'D001', icd10: 'I10' }));
-  await send('county', ctExam({ member: 'county', p: p2, control: 'C-S2', time: '20260412100000', appt: 'CA2', minutes: 20 }));
-  // P3: county (home) with its own CT → clinic with D001 the same day as P2 (down, outreach)
-  await send('county', visit({ member: 'county', p: p3, control: 'C-V2', time: '20260405090000', visitNo: 'CV2', dept: '内科', doctor: 'C001', icd10: 'I10' }));
-  await send('county', ctExam({ member: 'county', p: p3, control: 'C-S3', time: '20260405110000', appt: 'CA3', minutes: 10 }));
-  await send('clinic', visit({ member: 'clinic', p: p3, control: 'S-V4', time: '20260409100000', visitNo: 'SV4', dept: '全科', doctor: 'D001', icd10: 'I10' }));
+  for (const { member, text } of story()) await send(member, text);
 }
 
 beforeAll(async () => {
