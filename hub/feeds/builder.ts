@@ -19,13 +19,19 @@
  *
  * Derivation rules (docs/cost-feed.md):
  * - Encounter → encounter; plus referral when the same golden patient's previous visit within
- *   feeds.cost.referralWindowDays was at another member (direction by tiers); plus outreach-session
+ *   feeds.cost.referralWindowDays was at another member (direction by tiers) that sends no referral
+ *   messages of its own; plus outreach-session
  *   when a practitioner of the visit also works at a tertiary (lead) member and this member is not one.
  * - Observation of a result message (ORU/OUL) or with category laboratory, status final/amended/
  *   corrected → lab-test. DiagnosticReport with an imaging category or an imaging code (the
  *   recognition rules' imaging codes), and ImagingStudy → imaging-exam.
  * - Procedure (completed) → procedure. ChargeItem (billable/billed) → charge.
  * - Appointment with a Device participant, not cancelled → device-usage (quantity: minutes).
+ * - ServiceRequest with a referral category (SNOMED CT 3457005) → referral, from the requester's
+ *   member to the performer's member (Organizations matched to members by id or name).
+ * - A new or changed lab/imaging result also re-derives the published later results of the same
+ *   golden patient and code inside the longest window: an earlier result arriving late sets (or,
+ *   withdrawn, clears) their duplicate flag by a correction.
  */
 import { createHash } from 'node:crypto';
 import type { HubConfig } from '../../adapters/config';
@@ -47,8 +53,13 @@ const OVERLAP_MS = 60_000;
 /** A resource whose patient is still unknown after this long is appended without a patient key. */
 const PENDING_LIMIT_MS = 24 * 3600_000;
 
-const SOURCE_TYPES = ['Encounter', 'Observation', 'DiagnosticReport', 'ImagingStudy', 'Procedure', 'ChargeItem', 'Appointment'];
+const SOURCE_TYPES = ['Encounter', 'Observation', 'DiagnosticReport', 'ImagingStudy', 'Procedure', 'ChargeItem', 'Appointment', 'ServiceRequest'];
 const TIER_RANK: Record<string, number> = { tertiary: 3, secondary: 2, primary: 1, unknown: 0 };
+/**
+ * A ServiceRequest that is a referral: SNOMED CT 3457005 "Patient referral", or the v2-to-FHIR IG's
+ * category for RF1 (REF^I12–I15).
+ */
+const REFERRAL_CATEGORIES = new Set(['http://snomed.info/sct|3457005', 'http://example.com/v2-to-fhir-converter/CodeSystem/additional-service-request-category-codes|patient-referral-request']);
 const IMAGING_CATEGORIES = new Set(['RAD', 'IMG', 'CT', 'MR', 'MRI', 'US', 'XR', 'NMR', 'CUS', 'RX', 'DX', 'IMAGING']);
 
 type Json = Record<string, any>; // FHIR content as stored
@@ -99,7 +110,14 @@ export async function buildCostFeed(db: HubDb, config: HubConfig, options: Build
   const now = options.now ?? (() => new Date());
   const summary: BuildSummary = { scanned: 0, appended: 0, corrections: 0, voided: 0, pending: 0, lastCursor: 0 };
   // Imaging procedure codes: those the recognition rules call imaging (results messages carry no category).
-  const imagingCodes = new Set((await listRules(db, { all: true })).filter((r) => r.content.kind === 'imaging').map((r) => r.code));
+  const rules = await listRules(db, { all: true });
+  const imagingCodes = new Set(rules.filter((r) => r.content.kind === 'imaging').map((r) => r.code));
+  // How far after a result its presence can make another member's result a repeat (any rule version).
+  const maxWindowDays = Math.max(0, ...rules.map((r) => r.content.windowDays ?? 0));
+  // Members that send referral messages (read once per build; a batch adds the senders it holds).
+  const referringMembers = new Set(
+    (await db.query<{ member_id: string }>(`SELECT DISTINCT member_id FROM cost_event WHERE kind = 'referral' AND source_type = 'ServiceRequest'`)).rows.map((r) => r.member_id),
+  );
   let after: { at: string; type: string; id: string } | undefined;
   let retriedPending = false;
   for (;;) {
@@ -147,14 +165,57 @@ export async function buildCostFeed(db: HubDb, config: HubConfig, options: Build
       // Already derived in this state (the overlap re-read): skipped without deriving.
       const seen = await seenStates(tx, rows);
       const fresh = rows.filter((r) => r.pending_since || seen.get(`${r.resource_type}/${r.id}`) !== r.updated_at_exact);
+      // A new or changed result can make later results of other members repeats (or stop them being):
+      // their events are derived again; an unchanged flag hashes the same and appends nothing.
+      if (fresh.length) fresh.push(...(await laterResultsOfSameTests(tx, fresh, maxWindowDays)));
       summary.scanned += rows.length;
-      if (fresh.length) await deriveAndAppend(db, tx, config, imagingCodes, pseudonym, fresh, summary, now());
+      if (fresh.length) await deriveAndAppend(db, tx, config, imagingCodes, referringMembers, pseudonym, fresh, summary, now());
       return true;
     });
     if (!more) break;
   }
   summary.lastCursor = Number((await db.query<{ seq: number | null }>(`SELECT max(seq) AS seq FROM cost_event`)).rows[0]?.seq ?? 0);
   return summary;
+}
+
+/**
+ * The already-published results that share a golden patient and standard code with the given
+ * changed results and fall inside the longest window after them — after the result's time now or
+ * in its last published event (a result whose time moved affects those after its old time too).
+ * Only results with an event are returned: the others are derived when the scan reaches them.
+ * Keeps the duplicate flag of the feed converging on what repeatsOf says, whatever the arrival order.
+ */
+async function laterResultsOfSameTests(tx: Sql, changed: SourceRow[], maxWindowDays: number): Promise<SourceRow[]> {
+  const tests = changed.filter((r) => ['Observation', 'DiagnosticReport', 'ImagingStudy'].includes(r.resource_type));
+  if (!tests.length) return [];
+  const found = await tx.query<SourceRow>(
+    `WITH changed AS (
+       SELECT r.resource_type, r.resource_id, r.code, r.patient_id, r.effective_at FROM recognition_result r
+         JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON r.resource_type = k.t AND r.resource_id = k.i
+     ), since AS (
+       SELECT l.golden_id AS golden, c.code, least(c.effective_at, e.occurred_at) AS t
+         FROM changed c
+         JOIN mpi_source s ON s.patient_resource_id = c.patient_id
+         JOIN mpi_link l ON l.member_id = s.member_id AND l.mrn = s.mrn AND l.state = 'MATCH'
+         LEFT JOIN cost_feed_source f ON f.source_type = c.resource_type AND f.source_id = c.resource_id AND f.kind IN ('lab-test', 'imaging-exam')
+         LEFT JOIN cost_event e ON e.id = f.last_event_id
+     ), later AS (
+       SELECT DISTINCT x.resource_type, x.resource_id
+         FROM since g
+         JOIN mpi_link l ON l.golden_id = g.golden AND l.state = 'MATCH'
+         JOIN mpi_source s ON s.member_id = l.member_id AND s.mrn = l.mrn
+         JOIN recognition_result x ON x.patient_id = s.patient_resource_id AND x.code = g.code
+                                  AND x.effective_at > g.t AND x.effective_at <= g.t + make_interval(days => $3)
+        WHERE EXISTS (SELECT 1 FROM cost_feed_source f WHERE f.source_type = x.resource_type AND f.source_id = x.resource_id)
+     )
+     SELECT r.resource_type, r.id, r.member_id, r.version, r.content, r.event_time, r.raw_id, r.mapping_versions, r.updated_at, r.updated_at::text AS updated_at_exact, m.message_type, s.pending_since
+       FROM later x JOIN resource r ON r.resource_type = x.resource_type AND r.id = x.resource_id
+       LEFT JOIN raw_message m ON m.id = r.raw_id
+       LEFT JOIN cost_feed_seen s ON s.resource_type = r.resource_type AND s.resource_id = r.id`,
+    [tests.map((r) => r.resource_type), tests.map((r) => r.id), maxWindowDays],
+  );
+  const inBatch = new Set(changed.map((r) => `${r.resource_type}/${r.id}`));
+  return found.rows.filter((r) => !inBatch.has(`${r.resource_type}/${r.id}`));
 }
 
 async function seenStates(tx: Sql, rows: SourceRow[]): Promise<Map<string, string>> {
@@ -179,6 +240,10 @@ interface Context {
   experts: Set<string>;
   repeats: Map<string, { earlierResourceId: string; earlierMember: string }>;
   imagingCodes: Set<string>;
+  /** Organization id → the member it is (by identifier value = member id, or name = member name). */
+  organisations: Map<string, string>;
+  /** Members that send referral messages: no referral is inferred from their visits (docs/cost-feed.md). */
+  referringMembers: Set<string>;
 }
 
 type Draft = Omit<CostEvent, 'schemaVersion' | 'id' | 'cursor' | 'corrects' | 'recordedAt' | 'status'>;
@@ -200,6 +265,7 @@ function practitionersOf(type: string, c: Json): string[] {
   if (type === 'ChargeItem') for (const p of (c.performer as Json[] | undefined) ?? []) refs.push(p.actor);
   if (type === 'Observation' || type === 'DiagnosticReport') refs.push(...((c.performer as unknown[] | undefined) ?? []));
   if (type === 'Procedure') for (const p of (c.performer as Json[] | undefined) ?? []) refs.push(p.actor);
+  if (type === 'ServiceRequest') refs.push(c.requester, ...((c.performer as unknown[] | undefined) ?? []));
   return refs.map((r) => refId(r, 'Practitioner')).filter((x): x is string => !!x);
 }
 
@@ -215,7 +281,7 @@ export function practitionerKey(content: Json): string | null {
   return `${scoped ? scoped[1] : system}|${identifier.value}`;
 }
 
-async function loadContext(db: HubDb, tx: Sql, config: HubConfig, imagingCodes: Set<string>, rows: SourceRow[]): Promise<Context> {
+async function loadContext(db: HubDb, tx: Sql, config: HubConfig, imagingCodes: Set<string>, referringMembers: Set<string>, rows: SourceRow[]): Promise<Context> {
   const patientIds = new Set<string>();
   const encounterIds = new Set<string>();
   const practitionerIds = new Set<string>();
@@ -280,7 +346,30 @@ async function loadContext(db: HubDb, tx: Sql, config: HubConfig, imagingCodes: 
   }
   const testIds = rows.filter((r) => ['Observation', 'DiagnosticReport', 'ImagingStudy'].includes(r.resource_type)).map((r) => r.id);
   const repeats = testIds.length ? await repeatsOf(db, config, testIds) : new Map();
-  return { config, golden, encounters, diagnoses, locations, practitioners, devices, experts, repeats, imagingCodes };
+  const organisationIds = rows
+    .filter((r) => r.resource_type === 'ServiceRequest')
+    .flatMap((r) => [r.content.requester, ...((r.content.performer as unknown[] | undefined) ?? [])].map((ref) => refId(ref, 'Organization')))
+    .filter((x): x is string => !!x);
+  const organisations = new Map<string, string>();
+  if (organisationIds.length) {
+    const orgs = await tx.query<{ id: string; content: Json }>(`SELECT id, content FROM resource WHERE resource_type = 'Organization' AND id = ANY($1::text[])`, [organisationIds]);
+    for (const o of orgs.rows) {
+      const member = memberOfOrganisation(config, o.content);
+      if (member) organisations.set(o.id, member);
+    }
+  }
+  for (const r of rows) if (r.resource_type === 'ServiceRequest' && isReferral(r.content)) referringMembers.add(r.member_id);
+  return { config, golden, encounters, diagnoses, locations, practitioners, devices, experts, repeats, imagingCodes, organisations, referringMembers };
+}
+
+function isReferral(c: Json): boolean {
+  return ((c.category as Json[] | undefined) ?? []).some((cat) => ((cat.coding as Json[] | undefined) ?? []).some((x) => REFERRAL_CATEGORIES.has(`${x.system}|${x.code}`)));
+}
+
+/** The member an Organization resource is: an identifier whose value is a member id, else the member's configured name. */
+function memberOfOrganisation(config: HubConfig, org: Json): string | undefined {
+  const values = new Set(((org.identifier as Json[] | undefined) ?? []).map((i) => String(i.value ?? '')));
+  return config.members.find((m) => values.has(m.id))?.id ?? config.members.find((m) => m.name === org.name)?.id;
 }
 
 function tierOf(config: HubConfig, member: string): CostEvent['memberTier'] {
@@ -415,6 +504,17 @@ function derive(r: SourceRow, ctx: Context, pseudonym: Pseudonymiser): Map<CostE
       out.set('charge', { ...base('charge', at), serviceCode: code, quantity, ...priced });
       break;
     }
+    case 'ServiceRequest': {
+      // A referral message (REF^I12, or a member's FHIR ServiceRequest): from the requester's member
+      // (else the sender) to the performer's member; only when both are members and differ.
+      if (!isReferral(c) || ['revoked', 'entered-in-error', 'draft'].includes(c.status)) break;
+      const from = refId(c.requester, 'Organization') ? ctx.organisations.get(refId(c.requester, 'Organization')!) : r.member_id;
+      const to = ((c.performer as unknown[] | undefined) ?? []).map((p) => refId(p, 'Organization')).map((o) => (o ? ctx.organisations.get(o) : undefined)).find(Boolean);
+      if (!from || !to || from === to) break;
+      const at = occurredOf(c.authoredOn, c.occurrencePeriod?.start, c.occurrenceDateTime);
+      out.set('referral', { ...base('referral', at), referral: directionOf(ctx.config, from, to) });
+      break;
+    }
     case 'Appointment': {
       if (['cancelled', 'noshow', 'entered-in-error', 'proposed', 'waitlist', 'pending'].includes(c.status)) break;
       const deviceParticipant = ((c.participant as Json[] | undefined) ?? []).find((p) => refId(p.actor, 'Device'));
@@ -473,8 +573,8 @@ async function append(tx: Sql, appender: Appender, draft: Draft, status: 'active
   return event;
 }
 
-async function deriveAndAppend(db: HubDb, tx: Sql, config: HubConfig, imagingCodes: Set<string>, pseudonym: Pseudonymiser, rows: SourceRow[], summary: BuildSummary, now: Date): Promise<void> {
-  const ctx = await loadContext(db, tx, config, imagingCodes, rows);
+async function deriveAndAppend(db: HubDb, tx: Sql, config: HubConfig, imagingCodes: Set<string>, referringMembers: Set<string>, pseudonym: Pseudonymiser, rows: SourceRow[], summary: BuildSummary, now: Date): Promise<void> {
+  const ctx = await loadContext(db, tx, config, imagingCodes, referringMembers, rows);
   const appender: Appender = { seq: Number((await tx.query<{ seq: number | null }>(`SELECT max(seq) AS seq FROM cost_event`)).rows[0]?.seq ?? 0) };
   const previous = await tx.query<{ source_type: string; source_id: string; kind: string; state_hash: string; last_event_id: string }>(
     `SELECT f.source_type, f.source_id, f.kind, f.state_hash, f.last_event_id FROM cost_feed_source f
@@ -497,7 +597,7 @@ async function deriveAndAppend(db: HubDb, tx: Sql, config: HubConfig, imagingCod
     }
     const enc = drafts.get('encounter');
     if (enc?.patientKey && enc.occurredAt) {
-      const referral = await referralOf(tx, config, enc);
+      const referral = await referralOf(tx, config, enc, ctx.referringMembers);
       if (referral) drafts.set('referral', { ...enc, kind: 'referral', referral });
     }
     const kinds = new Set<string>([...drafts.keys(), ...[...before.keys()].filter((k) => k.startsWith(`${r.resource_type}/${r.id}/`)).map((k) => k.split('/')[2]!)]);
@@ -542,7 +642,7 @@ async function markSeen(tx: Sql, r: SourceRow, pendingSince: Date | null): Promi
 }
 
 /** The patient's previous visit within the window, if at another member: a referral from there to here. */
-async function referralOf(tx: Sql, config: HubConfig, visit: Draft): Promise<CostEvent['referral']> {
+async function referralOf(tx: Sql, config: HubConfig, visit: Draft, referringMembers: Set<string>): Promise<CostEvent['referral']> {
   const previous = (
     await tx.query<{ member_id: string }>(
       `SELECT e.member_id FROM cost_event e
@@ -552,10 +652,15 @@ async function referralOf(tx: Sql, config: HubConfig, visit: Draft): Promise<Cos
       [visit.patientKey, visit.occurredAt, config.feeds.cost.referralWindowDays, visit.source.resourceId],
     )
   ).rows[0];
-  if (!previous || previous.member_id === visit.member) return null;
-  const from = TIER_RANK[tierOf(config, previous.member_id)] ?? 0;
-  const to = TIER_RANK[visit.memberTier] ?? 0;
-  return { direction: to > from ? 'up' : to < from ? 'down' : 'lateral', fromMember: previous.member_id, toMember: visit.member };
+  // A member that sends referral messages has its referrals from them, not inferred from visits.
+  if (!previous || previous.member_id === visit.member || referringMembers.has(previous.member_id)) return null;
+  return directionOf(config, previous.member_id, visit.member);
+}
+
+function directionOf(config: HubConfig, fromMember: string, toMember: string): NonNullable<CostEvent['referral']> {
+  const from = TIER_RANK[tierOf(config, fromMember)] ?? 0;
+  const to = TIER_RANK[tierOf(config, toMember)] ?? 0;
+  return { direction: to > from ? 'up' : to < from ? 'down' : 'lateral', fromMember, toMember };
 }
 
 /** `yilian serve`: build every few seconds, never two at once in this process (other processes wait on the lock). */

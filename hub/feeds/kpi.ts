@@ -102,9 +102,9 @@ export async function computeKpis(db: HubDb, config: HubConfig, range: KpiRange)
     `WITH ${CURRENT}
      SELECT to_char(local_day, 'YYYY-MM') AS month,
             count(*) FILTER (WHERE kind = 'referral' AND event->'referral'->>'direction' = 'up'
-                             AND ($3::text IS NULL OR member_id = $3 OR event->'referral'->>'fromMember' = $3))::int AS up,
+                             AND ($3::text IS NULL OR event->'referral'->>'toMember' = $3 OR event->'referral'->>'fromMember' = $3))::int AS up,
             count(*) FILTER (WHERE kind = 'referral' AND event->'referral'->>'direction' = 'down'
-                             AND ($3::text IS NULL OR member_id = $3 OR event->'referral'->>'fromMember' = $3))::int AS down,
+                             AND ($3::text IS NULL OR event->'referral'->>'toMember' = $3 OR event->'referral'->>'fromMember' = $3))::int AS down,
             count(*) FILTER (WHERE kind = 'encounter' AND NOT member_id = ANY($4::text[]) AND ($3::text IS NULL OR member_id = $3))::int AS lower_visits,
             count(*) FILTER (WHERE kind = 'encounter' AND NOT member_id = ANY($5::text[]) AND ($3::text IS NULL OR member_id = $3))::int AS upper_visits
        FROM current WHERE kind IN ('referral', 'encounter') GROUP BY 1`,

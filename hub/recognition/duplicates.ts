@@ -94,7 +94,16 @@ async function findRepeats(db: Sql, config: HubConfig, book: RuleBook, terminolo
   const params: unknown[] = [JSON.stringify(ruleRows(book, terminology)), JSON.stringify(accreditationRows(config))];
   const p = (v: unknown) => `$${params.push(v)}`;
   const where: string[] = [];
-  if (scope.from) where.push(`r.effective_at >= ${p(new Date(scope.from.getTime() - maxWindow * DAY_MS).toISOString())}::timestamptz`);
+  let lookBack = '';
+  if (scope.from) {
+    where.push(`r.effective_at >= ${p(new Date(scope.from.getTime() - maxWindow * DAY_MS).toISOString())}::timestamptz`);
+    // Each code's own look-back before the range (its longest window in any rule version), not the
+    // longest of all codes: a month's report of 7-day tests reads a month and a week, not four months.
+    const codeWindows = new Map<string, number>();
+    for (const i of book.intervals()) codeWindows.set(i.code, Math.max(codeWindows.get(i.code) ?? 0, i.rule.windowDays));
+    lookBack = `JOIN unnest(${p([...codeWindows.keys()])}::text[], ${p([...codeWindows.values()])}::int[]) AS cw(code, days)
+                  ON cw.code = r.code AND r.effective_at >= ${p(scope.from.toISOString())}::timestamptz - make_interval(days => cw.days)`;
+  }
   if (scope.to) where.push(`r.effective_at < ${p(scope.to.toISOString())}::timestamptz`);
   if (scope.codes) where.push(`r.code = ANY(${p(scope.codes)}::text[])`);
   const goldFilter = scope.goldens ? `AND l.golden_id = ANY(${p(scope.goldens)}::text[])` : '';
@@ -119,7 +128,7 @@ async function findRepeats(db: Sql, config: HubConfig, book: RuleBook, terminolo
        -- A whole range: read its results and the patient index once each and hash-join them (the
        -- planner, misled by the rule intervals, otherwise probes an index per row: measured 2-3x
        -- slower); a few patients (repeatsOf): index probes are right, so nothing is materialised.
-       SELECT r.* FROM recognition_result r ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+       SELECT r.* FROM recognition_result r ${lookBack} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
      ), res AS (
        SELECT r.resource_id, r.code, r.member_id, r.effective_at, gold.golden, ru.window_days,
               (ru.recognised AND r.status = ANY(ru.statuses)
