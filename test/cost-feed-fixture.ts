@@ -70,6 +70,22 @@ export function visit(o: { member: string; p: FixturePerson; control: string; ti
   ].join('\r') + '\r';
 }
 
+/**
+ * An HL7 v2 referral (REF^I12): RF1 with the referral id, and PRD for the referring (RP) and
+ * referred-to (RT) providers, each with its facility (PRD-4: facility code, and the member's name as
+ * the location description).
+ */
+export function referralMessage(o: { from: string; to: string; p: FixturePerson; control: string; time: string; referralId: string }): string {
+  const name = (id: string) => members.find((m) => m.id === id)!.name;
+  return [
+    header(o.from, 'REF^I12^REF_I12', o.control, o.time),
+    `RF1|A^Accepted^HL70283|R^Routine^HL70280|Med^Medical^HL70281||O^Outpatient^HL70284|${o.referralId}^${facility[o.from]}|${o.time.slice(0, 8)}`,
+    `PRD|RP^Referring Provider^HL70286|张^医生||^^^${facility[o.from]}^^^^^${name(o.from)}`,
+    `PRD|RT^Referred to Provider^HL70286|李^医生||^^^${facility[o.to]}^^^^^${name(o.to)}`,
+    pid(o.from, o.p),
+  ].join('\r') + '\r';
+}
+
 /** A lab result with a LOINC-coded OBX (the code the recognition rules and duplicate report look at). */
 export function lab(o: { member: string; p: FixturePerson; control: string; time: string; order: string; loinc: string; value: string; unit: string; status?: string }): string {
   return [

@@ -15,7 +15,7 @@ import { buildCostFeed } from '../hub/feeds/builder';
 import type { CostEvent } from '../hub/feeds/costEvents';
 import { RESIDENT_ID_SYSTEM } from '../mappings/hl7v2/segments';
 import { startTestHub, type TestHub } from './support/hub';
-import { members, people, visit } from './cost-feed-fixture';
+import { members, people, referralMessage, visit } from './cost-feed-fixture';
 
 const SECRET = 'cost-feed-test-secret-0123456789';
 const channel = { id: 'his', policy: { defaultCharset: 'UTF-8' as const }, ackMode: 'original' as const };
@@ -101,4 +101,17 @@ test('a referral message yields a referral event; the referring member then gets
   expect(await build()).toMatchObject({ appended: 1, voided: 1 });
   const last = (await referrals()).pop()!;
   expect(last).toMatchObject({ status: 'void', corrects: fromMessage[0]!.id });
+});
+
+test('an HL7 v2 REF^I12 is a referral from the member of the referring facility to that of the referred-to one', async () => {
+  const { p3 } = people;
+  await send('county', visit({ member: 'county', p: p3, control: 'C-V9', time: '20260405090000', visitNo: 'CV9', dept: '内科', doctor: 'C001', icd10: 'I10' }));
+  await send('county', referralMessage({ from: 'county', to: 'clinic', p: p3, control: 'C-REF1', time: '20260405100000', referralId: 'R-0001' }));
+  await send('clinic', visit({ member: 'clinic', p: p3, control: 'S-V9', time: '20260409100000', visitNo: 'SV9', dept: '全科', doctor: 'S001', icd10: 'I10' }));
+  expect((await build()).pending).toBe(0);
+  const fromMessage = (await referrals()).filter((e) => e.source.resourceType === 'ServiceRequest' && e.member === 'county');
+  expect(fromMessage).toHaveLength(1);
+  expect(fromMessage[0]).toMatchObject({ referral: { direction: 'down', fromMember: 'county', toMember: 'clinic' } });
+  // The county sends referral messages now: its visits' referrals are no longer inferred.
+  expect((await referrals()).filter((e) => e.source.resourceType === 'Encounter' && e.member === 'clinic' && e.occurredAt?.startsWith('2026-04-09'))).toHaveLength(0);
 });

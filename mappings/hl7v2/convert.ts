@@ -220,6 +220,11 @@ const appointmentStatusByFiller: Readonly<Record<string, string>> = {
 /** Table 0276 appointment reason codes (SCH-7). */
 const APPOINTMENT_REASONS: ReadonlySet<string> = new Set(['ROUTINE', 'WALKIN', 'CHECKUP', 'FOLLOWUP', 'EMERGENCY']);
 
+/** Table 0283 referral status → R4 request-status (A accepted, P pending, R rejected, E expired). */
+const referralStatus: Record<string, string> = { A: 'active', P: 'on-hold', R: 'revoked', E: 'completed' };
+/** Table 0280 referral priority → R4 request-priority. */
+const referralPriority: Record<string, string> = { S: 'stat', A: 'asap', R: 'routine' };
+
 /** SIU trigger event → Appointment.status when SCH-25 says nothing usable. */
 const appointmentStatusByEvent: Readonly<Record<string, string>> = {
   S12: 'booked',
@@ -291,6 +296,7 @@ class Conversion {
   private appointment?: { sch: Hl7Segment; tq1?: Hl7Segment; ais: Hl7Segment[]; participants: Json[] };
   private document?: { txa: Hl7Segment; obx: Hl7Segment[] };
   private immunizationOrc?: Hl7Segment;
+  private referral?: { rf1: Hl7Segment; providers: Hl7Segment[] };
   private immunization?: Resource;
   private immunizationKey?: string;
 
@@ -400,8 +406,16 @@ class Conversion {
         case 'SPM':
           this.spm(segment);
           break;
+        case 'RF1':
+          this.referral = { rf1: segment, providers: [] };
+          break;
+        case 'PRD':
+          this.referral?.providers.push(segment);
+          break;
       }
     }
+    // In REF_I12 the PID follows RF1 and PRD: the referral is built once the whole message is read.
+    this.closeReferral();
     this.closeReport();
     this.closeOrder();
     this.closeAppointment();
@@ -1233,6 +1247,56 @@ class Conversion {
     for (const p of paths.slice(1)) addMeta(resource, SEGMENT_PATH_URL, p);
     for (const n of nulls) addMeta(resource, EXPLICIT_NULL_URL, n);
     this.attachZ(resource, this.pendingZ.splice(0));
+  }
+
+  // ---- referrals (REF/RRI^I12–I15): RF1 + PRD → ServiceRequest ------------------------------
+
+  private closeReferral(): void {
+    const referral = this.referral;
+    if (!referral) return;
+    this.referral = undefined;
+    const rf1 = referral.rf1;
+    const body: Json = {};
+    const nulls = this.applyRules(body, rf1, this.maps.RF1!);
+    const trigger = this.message.msh.value(9, 0, 2).trim().toUpperCase();
+    const status = trigger === 'I14' ? 'revoked' : (referralStatus[rf1.value(1).trim().toUpperCase()] ?? 'active');
+    const priority = referralPriority[rf1.value(2).trim().toUpperCase()];
+    const category = [{ coding: [{ system: 'http://snomed.info/sct', code: '3457005', display: 'Patient referral' }] }, ...((body.category as Json[] | undefined) ?? [])];
+    const idOf = (field: number) => {
+      const c = rf1.isExplicitNull(field) ? undefined : rf1.components(field);
+      return (c?.[0] ?? '').trim() ? `referral:${eiSystem(c!, this.member, this.sub) ?? ''}|${c![0]!.trim()}` : undefined;
+    };
+    const key = idOf(6) ?? idOf(11) ?? `${this.msgScope}|${this.path(rf1)}`;
+    const facility = (role: string) => {
+      const prd = referral.providers.find((p) => p.value(1, 0, 1).trim().toUpperCase() === role);
+      if (!prd) return undefined;
+      const id = prd.value(4, 0, 4).split(this.sub)[0]!.trim();
+      const name = prd.value(4, 0, 9).trim() || id;
+      if (!id && !name) return undefined;
+      return this.add('Organization', `facility:${id || name}`, { ...(id ? { identifier: [{ system: `urn:yilian:${this.member}:facility`, value: id }] } : {}), name }, this.path(prd, 4), true);
+    };
+    const requester = facility('RP') ?? this.add('Organization', `member:${this.member}`, { identifier: [{ system: MEMBER_SYSTEM, value: this.member }], name: this.ctx.member?.name ?? this.member, active: true }, undefined, true);
+    const performer = facility('RT');
+    const ref = this.add(
+      'ServiceRequest',
+      key,
+      {
+        ...body,
+        status,
+        intent: 'order',
+        ...(priority ? { priority } : {}),
+        category,
+        ...(this.patient ? { subject: this.patient.ref } : {}),
+        requester,
+        ...(performer ? { performer: [performer] } : {}),
+      },
+      this.path(rf1),
+      false,
+    );
+    if (!this.patient) throw new HubError('structure', `${this.message.msh.value(9, 0, 1)}: the referral has no patient (no PID)`, this.path(rf1));
+    const resource = this.resourceOf(ref);
+    for (const p of referral.providers) addMeta(resource, SEGMENT_PATH_URL, this.path(p));
+    for (const n of nulls) addMeta(resource, EXPLICIT_NULL_URL, n);
   }
 
   // ---- financial (DFT^P03/P11): FT1 → ChargeItem, PID-18 → Account ---------------------------

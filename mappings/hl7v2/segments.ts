@@ -276,6 +276,25 @@ export const segmentMaps: Readonly<Record<string, SegmentMap>> = {
       'id from ORC-3/OBR-3 filler order number, else ORC-2/OBR-2 placer, else message-scoped; identifiers typed PLAC/FILL; status ORC-5 (table 0038), else ORC-1 (table 0119); intent order; code OBR-4; requester ORC-12 else OBR-16 → Practitioner; occurrence TQ1-7/8 else OBR-7; priority TQ1-9; specimen → SPM of the order (or OBR-15 specimen source, v2.3); subject, encounter',
     fields: [{ field: 9, datatype: 'DTM', to: 'authoredOn' }],
   },
+  /**
+   * Referrals (REF^I12–I15, RRI^I12–I15): RF1 is a ServiceRequest of category "patient referral"
+   * (SNOMED CT 3457005); the PRD segments name the referring (RP) and referred-to (RT) providers,
+   * whose facilities are the requester and performer Organizations — what the cost feed counts as
+   * a referral between members.
+   */
+  RF1: {
+    segment: 'RF1',
+    resource: 'ServiceRequest',
+    byCode:
+      'id from RF1-6 originating referral id, else RF1-11 external id, else message-scoped; status RF1-1 (table 0283), a cancel (I14) revoked; intent order; priority RF1-2 (table 0280); category 3457005 + RF1-3; requester the RP provider\'s facility (PRD-4.4, PRD-4.9), else the sending member; performer the RT provider\'s facility; subject',
+    fields: [
+      { field: 3, datatype: 'CWE', to: 'category[]' },
+      { field: 6, datatype: 'EI', to: 'identifier[]' },
+      { field: 11, datatype: 'EI', to: 'identifier[]' },
+      { field: 7, datatype: 'DTM', to: 'authoredOn' },
+      { field: 10, datatype: 'CWE', to: 'reasonCode[]', repeat: true },
+    ],
+  },
   /** Scheduling (SIU^S12–S26): SCH + the AIS/AIG/AIL/AIP resources are one Appointment. */
   SCH: {
     segment: 'SCH',
@@ -336,13 +355,13 @@ export function withOverrides(conversion: ConversionOverrides | undefined): Read
 
 /**
  * Which segment maps a message type uses. Results (ORU, OUL), orders (ORM, OML, OMG), schedules
- * (SIU), charges (DFT), documents (MDM), immunizations (VXU) and ADT merges have profiles of their
- * own; their special segments (ORC, SCH/AIx, FT1, TXA, RXA/RXR, MRG) are read by code in
+ * (SIU), charges (DFT), documents (MDM), immunizations (VXU), referrals (REF, RRI) and ADT merges
+ * have profiles of their own; their special segments (ORC, SCH/AIx, FT1, TXA, RXA/RXR, MRG, RF1/PRD) are read by code in
  * convert.ts. Everything else, ADT included, gets the common profile.
  */
 export const messageProfiles: Readonly<Record<string, readonly string[]>> = {
   /**
-   * ADT (but merges) and every message type without a profile of its own (BAR, REF, RDE, RDS …):
+   * ADT (but merges) and every message type without a profile of its own (BAR, RDE, RDS …):
    * what any structure may carry about the patient and the visit.
    */
   common: ['PID', 'PV1', 'PV2', 'DG1', 'AL1', 'GT1', 'DB1', 'IN1', 'IN2', 'OBX', 'FT1', 'PDA'],
@@ -360,7 +379,12 @@ export const messageProfiles: Readonly<Record<string, readonly string[]>> = {
   immunization: ['PID', 'PV1', 'PV2', 'ORC', 'RXA', 'RXR', 'OBX'],
   /** ADT^A34/A39/A40/A47: the survivor (PID) and the retired (MRG-1) Patient, linked. */
   merge: ['PID', 'PV1', 'PV2', 'MRG'],
+  /** REF/RRI^I12–I15: the common profile plus RF1 (+ its PRD providers) → a referral ServiceRequest. */
+  referral: ['PID', 'PV1', 'PV2', 'DG1', 'AL1', 'GT1', 'DB1', 'IN1', 'IN2', 'OBX', 'FT1', 'PDA', 'RF1', 'PRD'],
 };
+
+/** Referral message types converted with the referral profile. */
+export const referralMessages: ReadonlySet<string> = new Set(['REF^I12', 'REF^I13', 'REF^I14', 'REF^I15', 'RRI^I12', 'RRI^I13', 'RRI^I14', 'RRI^I15']);
 
 /** Financial message types (DFT) converted with the financial profile. */
 export const financialMessages: ReadonlySet<string> = new Set(['DFT^P03', 'DFT^P11']);
@@ -386,5 +410,6 @@ export function profileFor(messageCode: string, triggerEvent: string): readonly 
   if (code === 'MDM' && documentEvents.has(event)) return messageProfiles.document!;
   if (code === 'VXU' && event === 'V04') return messageProfiles.immunization!;
   if (code === 'ADT' && mergeEvents.has(event)) return messageProfiles.merge!;
+  if (referralMessages.has(`${code}^${event}`)) return messageProfiles.referral!;
   return messageProfiles.common!;
 }
