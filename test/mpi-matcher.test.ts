@@ -6,7 +6,7 @@
 import { parseResidentId, makeResidentId, residentIdCheckChar } from '../hub/mpi/residentId';
 import { normaliseName, soundKey } from '../hub/mpi/names';
 import { blockingKeys, featuresOf, type PersonRecord } from '../hub/mpi/features';
-import { scorePair, trainModel, decide, type MatchModel } from '../hub/mpi/matcher';
+import { scorePair, trainModel, decide, modelForPopulation, type MatchModel } from '../hub/mpi/matcher';
 import { survivorship } from '../hub/mpi/survivorship';
 import { evaluate } from '../bench/mpi';
 import { generateChineseSet, loadFebrl, loadSplinkFake1000 } from '../bench/mpiData';
@@ -66,6 +66,59 @@ test('day/month transposition is its own level and shares a blocking key', () =>
   const b = featuresOf({ id: 'b', family: '王', given: '芳', birthDate: '1980-05-03' });
   expect(scorePair(model, a, b).fields.find((f) => f.field === 'birth')!.label).toBe('day/month transposed');
   expect(blockingKeys(a).filter((k) => blockingKeys(b).includes(k)).length).toBeGreaterThan(0);
+});
+
+test('a birth date within a month (also after a one-keystroke year) and within two years are their own levels; a sibling that close is still kept apart', () => {
+  const level = (x: string, y: string) => scorePair(model, featuresOf({ id: 'a', family: '王', given: '芳', birthDate: x }), featuresOf({ id: 'b', family: '王', given: '芳', birthDate: y })).fields.find((f) => f.field === 'birth')!.label;
+  expect(level('19710524', '19710624')).toBe('one part differs');
+  expect(level('19770913', '19771010')).toBe('within a month');
+  expect(level('19761228', '19770110')).toBe('within a month');
+  expect(level('20080827', '20180901')).toBe('within a month');
+  expect(level('19850521', '19860301')).toBe('within two years');
+  expect(level('19850521', '19900521')).toBe('different');
+  // Weights are learned: the default model (Chinese registrations, where a date is mistyped in one
+  // part, not drifted) counts a month apart as less than one part off, and a wholly different date lowest.
+  const w = (x: string, y: string) => scorePair(model, featuresOf({ id: 'a', birthDate: x }), featuresOf({ id: 'b', birthDate: y })).fields.find((f) => f.field === 'birth')!.weight;
+  expect(w('19710524', '19710624')).toBeGreaterThan(w('19770913', '19771010'));
+  expect(w('19770913', '19771010')).toBeGreaterThan(w('19850521', '19900521'));
+  expect(w('19850521', '19860301')).toBeLessThan(0);
+  // Two children of one household a year apart, different given names: never one person.
+  const home = { family: '李', sex: 'M', address: '浙江省杭州市上城区人民路5号', phone: '13900000001' };
+  const older = featuresOf({ id: 'o', ...home, given: '明', birthDate: '20100601' });
+  const younger = featuresOf({ id: 'y', ...home, given: '亮', birthDate: '20110801' });
+  expect(scorePair(model, older, younger).outcome).toBe('NO_MATCH');
+});
+
+test('a model stored before the birth levels were added still scores (its levels are mapped)', () => {
+  const legacy: MatchModel = { ...model, fields: { ...model.fields, birth: { m: [0.86, 0.02, 0.03, 0.09], u: [0.00015, 0.00001, 0.0017, 0.998] } } };
+  const a = featuresOf({ id: 'a', family: '王', given: '芳', birthDate: '19770913' });
+  const close = scorePair(legacy, a, featuresOf({ id: 'b', family: '王', given: '芳', birthDate: '19771010' })).fields.find((f) => f.field === 'birth')!;
+  const far = scorePair(legacy, a, featuresOf({ id: 'c', family: '王', given: '芳', birthDate: '19780301' })).fields.find((f) => f.field === 'birth')!;
+  expect(close.weight).toBeCloseTo(Math.log2(0.03 / 0.0017), 2);
+  expect(far.weight).toBeCloseTo(Math.log2(0.09 / 0.998), 2);
+});
+
+test('family and given name swapped with a typo in one of them still agree, no more than a close spelling', () => {
+  const a = featuresOf({ id: 'a', given: 'Moore', family: 'Oscar' });
+  const b = featuresOf({ id: 'b', given: 'Osacar', family: 'Moore' });
+  const f = scorePair(model, a, b).fields;
+  const levels = ['family', 'given'].map((x) => f.find((s) => s.field === x)!.level).sort();
+  expect(levels).toEqual([2, 3]);
+  // Two different Chinese names are not made to agree by trying them swapped.
+  const c = scorePair(model, featuresOf({ id: 'c', family: '王', given: '李' }), featuresOf({ id: 'd', family: '张', given: '伟' })).fields;
+  expect(c.find((s) => s.field === 'family')!.level).toBe(4);
+});
+
+test('at 200,000 records a given name the model never saw is not taken as one in 200,000: same name, other birth date is a new person', () => {
+  const big = modelForPopulation(model, 200_000);
+  expect(big.tfFloor).toBe(model.tfFloor);
+  const a = featuresOf({ id: 'a', family: '张', given: '骁骐', birthDate: '19490704', sex: 'M' });
+  const b = featuresOf({ id: 'b', family: '张', given: '骁骐', birthDate: '19420104', sex: 'M', phone: '13953141463' });
+  expect(scorePair(big, a, b).outcome).toBe('NO_MATCH');
+  // The same person with a mistyped phone digit still links.
+  const c = featuresOf({ id: 'c', family: '张', given: '骁骐', birthDate: '19490704', sex: 'M', phone: '13953141463', address: '浙江省杭州市余杭区文一路18号' });
+  const d = featuresOf({ id: 'd', family: '張', given: '驍騏', birthDate: '19490704', sex: 'M', phone: '13953141464', address: '浙江省杭州市余杭区文一路18号' });
+  expect(scorePair(big, c, d).outcome).toBe('MATCH');
 });
 
 test('a resident ID typed into the phone field is read as the resident ID', () => {
@@ -148,6 +201,6 @@ describe('training and accuracy', () => {
   test('Splink fake_1000 is measured (its target is not met yet: see docs/mpi.md)', () => {
     const r = evaluate('fake_1000', loadSplinkFake1000());
     expect(r.precision).toBeGreaterThan(0.99);
-    expect(r.f1).toBeGreaterThan(0.75);
+    expect(r.f1).toBeGreaterThan(0.84);
   });
 });

@@ -26,6 +26,8 @@ interface Comparison {
   /** Term-frequency table the agreeing levels use (value of side a). */
   tf?: (f: PersonFeatures) => string | undefined;
   tfLevels?: number[];
+  /** A model trained before levels were added (stored by `yilian mpi train`) has fewer: level → its level. */
+  legacy?: Record<number, number[]>;
 }
 
 function nameLevel(a?: string, b?: string, sa?: string, sb?: string): number | null {
@@ -48,7 +50,17 @@ function birthLevel(a?: string, b?: string): number | null {
   if (ya === yb && ma === db && da === mb) return 1;
   // One part off: a mistyped day or month, or a year one keystroke away (not a parent's birth year).
   if (ya === yb ? ma === mb || da === db : ma === mb && da === db && editDistance(ya, yb, 1) <= 1) return 2;
-  return 3;
+  // Within a month, also after a year one keystroke away (1977 vs 1976, 2008 vs 2018): a mistyped or
+  // misremembered date. Within two years: weaker still (a sibling can be that close; its weight is
+  // learned from the data, and the household guard treats it as a different birth date).
+  const apart = Math.abs(dayNumber(ya, ma, da) - dayNumber(yb, mb, db));
+  if (apart <= 31 || (editDistance(ya, yb, 1) <= 1 && Math.abs(dayNumber(ya, ma, da) - dayNumber(ya, mb, db)) <= 31)) return 3;
+  if (apart <= 731) return 4;
+  return 5;
+}
+
+function dayNumber(y: string, m: string, d: string): number {
+  return Date.UTC(Number(y), Number(m) - 1, Number(d)) / 86_400_000;
 }
 
 function simpleLevel(a: string | undefined, b: string | undefined, close: (x: string, y: string) => boolean): number | null {
@@ -67,6 +79,11 @@ function nameLevels(a: PersonFeatures, b: PersonFeatures): [number | null, numbe
     const resplit = a.familySound + a.givenSound === b.familySound + b.givenSound;
     if (swapped || resplit) return [1, 1];
     if (jaroWinkler(a.familySound, b.givenSound) >= 0.92 && jaroWinkler(a.givenSound, b.familySound) >= 0.92) return [2, 2];
+    // Swapped with a typo in one part (MOORE|OSCAR vs OSACAR|MOORE): one part agrees in sound, the
+    // other is similar — credited no more than a close spelling and a similar one.
+    const x = nameLevel(a.family, b.given, a.familySound, b.givenSound)!;
+    const y = nameLevel(a.given, b.family, a.givenSound, b.familySound)!;
+    if (Math.min(x, y) <= 1 && Math.max(x, y) <= 3 && (family ?? 4) + (given ?? 4) > 5) return x <= y ? [2, 3] : [3, 2];
   }
   return [family, given];
 }
@@ -95,7 +112,7 @@ export const comparisons: Comparison[] = [
     tf: (f) => f.givenSound,
     tfLevels: [0, 1],
   },
-  { field: 'birth', levels: ['exact', 'day/month transposed', 'one part differs', 'different'], level: (a, b) => birthLevel(a.birth, b.birth) },
+  { field: 'birth', levels: ['exact', 'day/month transposed', 'one part differs', 'within a month', 'within two years', 'different'], level: (a, b) => birthLevel(a.birth, b.birth), legacy: { 4: [0, 1, 2, 2, 3, 3] } },
   { field: 'sex', levels: ['same', 'different'], level: (a, b) => (a.sex && b.sex ? (a.sex === b.sex ? 0 : 1) : null) },
   {
     field: 'rid',
@@ -181,6 +198,7 @@ export function pairLevels(a: PersonFeatures, b: PersonFeatures): Array<number |
 
 function fieldWeight(model: MatchModel, c: Comparison, level: number, a: PersonFeatures): { weight: number; tf?: number } {
   const p = model.fields[c.field];
+  if (p.m.length !== c.levels.length) level = c.legacy?.[p.m.length]?.[level] ?? Math.min(level, p.m.length - 1);
   const m = p.m[level]!;
   let u = p.u[level]!;
   let tf: number | undefined;
@@ -231,7 +249,7 @@ export function scorePair(model: MatchModel, a: PersonFeatures, b: PersonFeature
     // sex they are two people.
     outcome = levelOf('sex') === 1 ? 'NO_MATCH' : 'POSSIBLE_MATCH';
     rule = 'twin-guard';
-  } else if (outcome !== 'NO_MATCH' && birth === 3 && given !== null && given >= 3 && !sharesIdentifier(levelOf)) {
+  } else if (outcome !== 'NO_MATCH' && birth !== null && birth !== undefined && birth >= 4 && given !== null && given >= 3 && !sharesIdentifier(levelOf)) {
     // Only the household agrees (family name, phone, address, perhaps a parent's ID under which a
     // newborn was registered) while birth date and given name differ: two members of one family.
     outcome = 'NO_MATCH';
@@ -480,10 +498,13 @@ function estimatePriorLog2(model: MatchModel, records: PersonFeatures[], random:
 
 /**
  * The same model for a population of another size: the prior odds that two records picked at
- * random match scale with 1 / records (each person has a few records, pairs grow with the square),
- * and a value seen once is 1 / records of them.
+ * random match scale with 1 / records (each person has a few records, pairs grow with the square).
+ * The term-frequency floor is 1 / records, but never below the floor of the records the model was
+ * trained on: a name missing from the training table is only known to be rarer than that sample can
+ * tell, not to be one in the whole population (at 200,000 records a floor of 1 / 200,000 credited
+ * two different people sharing an ordinary given name with ~17 bits and sent them to review).
  */
 export function modelForPopulation(model: MatchModel, records: number): MatchModel {
   const n = Math.max(records, 2);
-  return { ...model, priorLog2: model.priorLog2 + Math.log2(model.trainedOn.records / n), tfFloor: 1 / n };
+  return { ...model, priorLog2: model.priorLog2 + Math.log2(model.trainedOn.records / n), tfFloor: Math.max(1 / n, model.tfFloor) };
 }
