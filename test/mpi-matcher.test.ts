@@ -89,6 +89,24 @@ test('a birth date within a month (also after a one-keystroke year) and within t
   expect(scorePair(model, older, younger).outcome).toBe('NO_MATCH');
 });
 
+test('a shared placeholder phone and address never link people whose names or birth dates disagree', () => {
+  // 13800138000 is China's best-known placeholder number; registration desks type it, and the
+  // hospital's own address, for many patients. Found in the demo: these pairs were auto-linked.
+  const desk = { phone: '13800138000', address: '浙江省杭州市人民路1号' };
+  const wang = featuresOf({ id: 'w', ...desk, family: '王', given: '伟', sex: 'M', birthDate: '19410202' });
+  const zhang = featuresOf({ id: 'z', ...desk, family: '张', given: '娟', sex: 'F', birthDate: '19420303' });
+  // However much contact data weighs in a population (here: a model whose threshold any pair
+  // passes), the guards decide.
+  const lenient: MatchModel = { ...model, matchThreshold: -1000, reviewThreshold: -1000 };
+  expect(scorePair(lenient, wang, zhang)).toMatchObject({ outcome: 'NO_MATCH', rule: 'name-conflict' });
+  // Homophone given names (䶮 / 艳, both yan) in one family, 46 years apart: a person decides.
+  const mother = featuresOf({ id: 'm', ...desk, family: '黄', given: '䶮', sex: 'F', birthDate: '19460707' });
+  const daughter = featuresOf({ id: 'd', ...desk, family: '黄', given: '艳', sex: 'F', birthDate: '19920525' });
+  expect(scorePair(lenient, mother, daughter)).toMatchObject({ outcome: 'POSSIBLE_MATCH', rule: 'birth-conflict' });
+  // The same person at two members still links.
+  expect(scorePair(model, wang, featuresOf({ id: 'w2', ...desk, family: '王', given: '伟', sex: 'M', birthDate: '19410202' })).outcome).toBe('MATCH');
+});
+
 test('a model stored before the birth levels were added still scores (its levels are mapped)', () => {
   const legacy: MatchModel = { ...model, fields: { ...model.fields, birth: { m: [0.86, 0.02, 0.03, 0.09], u: [0.00015, 0.00001, 0.0017, 0.998] } } };
   const a = featuresOf({ id: 'a', family: '王', given: '芳', birthDate: '19770913' });
@@ -201,6 +219,8 @@ describe('training and accuracy', () => {
   test('Splink fake_1000 is measured (its target is not met yet: see docs/mpi.md)', () => {
     const r = evaluate('fake_1000', loadSplinkFake1000());
     expect(r.precision).toBeGreaterThan(0.99);
-    expect(r.f1).toBeGreaterThan(0.84);
+    // 0.8477 before the name-conflict and birth-conflict guards (2026-11-26): true pairs whose birth
+    // dates differ outright now go to review instead of linking on names and contact data alone.
+    expect(r.f1).toBeGreaterThan(0.83);
   });
 });

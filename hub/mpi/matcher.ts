@@ -188,7 +188,7 @@ export interface PairScore {
   probability: number;
   fields: FieldScore[];
   /** A deterministic rule that decided (or capped) the outcome. */
-  rule?: 'resident-id' | 'resident-id-conflict' | 'twin-guard' | 'household-guard';
+  rule?: 'resident-id' | 'resident-id-conflict' | 'twin-guard' | 'household-guard' | 'name-conflict' | 'birth-conflict';
   outcome: Outcome;
 }
 
@@ -254,9 +254,24 @@ export function scorePair(model: MatchModel, a: PersonFeatures, b: PersonFeature
     // newborn was registered) while birth date and given name differ: two members of one family.
     outcome = 'NO_MATCH';
     rule = 'household-guard';
+  } else if (outcome !== 'NO_MATCH' && family === 4 && given === 4 && !sharesIdentifier(levelOf)) {
+    // Neither family nor given name agrees even by sound, and no identifier does: what agrees is
+    // contact data (a shared or placeholder phone such as 13800138000, an institution's address),
+    // which many people share. A person's whole name does not change between members: two people.
+    outcome = 'NO_MATCH';
+    rule = 'name-conflict';
+  } else if (outcome === 'MATCH' && birth === BIRTH_DIFFERENT && !sharesIdentifier(levelOf)) {
+    // Birth dates that differ outright (not a transposition, a typo or a near date) and no identifier
+    // in common: name and contact data alone (a mother and daughter with homophone names at one
+    // address) never link on their own; a person decides.
+    outcome = 'POSSIBLE_MATCH';
+    rule = 'birth-conflict';
   }
   return { weight: round(weight), probability, fields, outcome, ...(rule ? { rule } : {}) };
 }
+
+/** The birth-date level "different" (the last one). */
+const BIRTH_DIFFERENT = 5;
 
 /** An identifier agrees: a strong resident ID, another national number, or e-mail (a weak resident ID may be a parent's). */
 function sharesIdentifier(levelOf: (field: FieldName) => number | null | undefined): boolean {
