@@ -34,7 +34,7 @@
  *   withdrawn, clears) their duplicate flag by a correction.
  */
 import { createHash } from 'node:crypto';
-import type { HubConfig } from '../../adapters/config';
+import { offsetMinutes, type HubConfig } from '../../adapters/config';
 import type { HubDb, Sql } from '../db';
 import { HubError } from '../../pipeline/outcome';
 import { ICD11_MMS, LOINC } from '../../mappings/terminology/systems';
@@ -376,11 +376,10 @@ function tierOf(config: HubConfig, member: string): CostEvent['memberTier'] {
   return config.members.find((m) => m.id === member)?.tier ?? 'unknown';
 }
 
+/** The member's UTC offset in minutes (adapters/config.ts offsetMinutes); +08:00, the config default, for a member not configured. */
 function offsetOf(config: HubConfig, member: string): number {
-  const offset = config.members.find((m) => m.id === member)?.utcOffset ?? '+08:00';
-  const sign = offset.startsWith('-') ? -1 : 1;
-  const [h, m] = offset.slice(1).split(':').map(Number);
-  return sign * (h! * 60 + m!);
+  const configured = config.members.find((m) => m.id === member);
+  return configured ? offsetMinutes(configured) : 8 * 60;
 }
 
 function instant(value: unknown): Date | undefined {

@@ -444,10 +444,15 @@ class Conversion {
     return { bundle, keys };
   }
 
+  /** The sending member as an Organization (one per bundle): the Provenance's agent, a referral's default requester. */
+  private memberOrganization(): Ref {
+    return this.add('Organization', `member:${this.member}`, { identifier: [{ system: MEMBER_SYSTEM, value: this.member }], name: this.ctx.member?.name ?? this.member, active: true }, undefined, true);
+  }
+
   /** One Provenance per message: target every produced resource; entity the raw message; agents the member (an Organization in the bundle) and the channel. */
   private provenance(targets: Ref[], controlId: string, timestamp: string | undefined, unattachedZ: Hl7Segment[]): void {
     const msh = this.message.msh;
-    const memberOrg = this.add('Organization', `member:${this.member}`, { identifier: [{ system: MEMBER_SYSTEM, value: this.member }], name: this.ctx.member?.name ?? this.member, active: true }, undefined, true);
+    const memberOrg = this.memberOrganization();
     const raw =
       this.ctx.rawId !== undefined
         ? { system: 'urn:ietf:rfc:3986', value: `urn:yilian:raw:${this.ctx.rawId}` }
@@ -1275,7 +1280,7 @@ class Conversion {
       if (!id && !name) return undefined;
       return this.add('Organization', `facility:${id || name}`, { ...(id ? { identifier: [{ system: `urn:yilian:${this.member}:facility`, value: id }] } : {}), name }, this.path(prd, 4), true);
     };
-    const requester = facility('RP') ?? this.add('Organization', `member:${this.member}`, { identifier: [{ system: MEMBER_SYSTEM, value: this.member }], name: this.ctx.member?.name ?? this.member, active: true }, undefined, true);
+    const requester = facility('RP') ?? this.memberOrganization();
     const performer = facility('RT');
     const ref = this.add(
       'ServiceRequest',
