@@ -5,6 +5,7 @@
  * neither, the embedded defaults (PGlite, a redis-server started here) are used.
  */
 import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { ensureMember, loadConfig, type HubConfig } from '../adapters/config';
 import { DropFolder } from '../adapters/file/dropFolder';
@@ -154,7 +155,7 @@ async function main(argv: string[]): Promise<number> {
       return withRuntime(config, async (runtime) => {
         const summary = await pullChannel(runtime, member, channelId, { wait: values.wait, timeoutMs: values.timeout ? Number(values.timeout) * 1000 : undefined, log });
         // maxRssKb: this process's peak resident memory (the streaming import's memory budget is checked on it).
-        const out = { ...summary, maxRssKb: process.resourceUsage().maxRSS };
+        const out = { ...summary, maxRssKb: peakRssKb() };
         process.stdout.write(values.json ? `${JSON.stringify(out)}\n` : `${summary.kind} ${member.id}/${summary.channel}: stored ${summary.stored}, duplicates ${summary.duplicates}, quarantined ${summary.quarantined}\n`);
         return (summary.processed?.failed ?? 0) > 0 ? 1 : 0;
       });
@@ -314,4 +315,17 @@ if (require.main === module) {
       process.exit(1);
     },
   );
+}
+
+/**
+ * Peak resident memory of this program image, in KiB: VmHWM of /proc/self/status. Not
+ * `process.resourceUsage().maxRSS`: Linux carries getrusage's peak across fork and exec, so a child
+ * started by a large parent (a jest worker, a `yilian serve`) reports the parent's size as its own.
+ */
+function peakRssKb(): number {
+  try {
+    return Number(/VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? process.resourceUsage().maxRSS);
+  } catch {
+    return process.resourceUsage().maxRSS; // no /proc (not Linux): getrusage is the best there is
+  }
 }
