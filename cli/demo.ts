@@ -19,6 +19,7 @@ import { hubStatus } from '../hub/status';
 import { PipelineWorker } from '../pipeline/worker';
 import { ackCode, bloodCount, encodeAs, MllpClient, recognitionTraffic, simAdt, simOru, simPatient } from './simulate';
 import { syncPatientIndex } from '../hub/mpi/store';
+import { coverage, worklist } from '../hub/governance';
 import { syncRecognitionIndex } from '../hub/recognition/resultIndex';
 import { recognitionCheck } from '../hub/recognition/check';
 import { duplicateReport } from '../hub/recognition/duplicates';
@@ -199,8 +200,25 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
     if (p) out(`e.g. Patient ${p.content.name?.[0]?.text ?? ''} (MRN ${p.content.identifier?.[0]?.value}, ${p.content.gender}, born ${p.content.birthDate}), version ${p.version} after its updates`);
     const totals = await runtime.db.query<{ n: number; patients: number }>(`SELECT (SELECT count(*)::int FROM raw_message) AS n, (SELECT count(*)::int FROM source_patient) AS patients`);
 
-    // Mutual recognition: what a clinician's HIS asks before ordering, and what management sees.
+    // The committee's view: how much of what arrived maps to the shared standards, and what does not yet.
+    const cover = await coverage(runtime.db);
+    out('\n== Code mapping coverage (local codes → ICD-11 / LOINC / UCUM; `yilian mappings coverage`, `worklist`) ==');
+    for (const c of cover.rows) out(`${`${c.member}/${c.channel}`.padEnd(20)}${c.system.padEnd(44)} ${String(c.occurrencePct).padStart(6)} % of ${c.occurrences} occurrences, ${c.mappedCodes}/${c.distinctCodes} codes`);
+    const unmapped = (await worklist(runtime.db, { limit: 5 })) as Array<{ member: string; system: string; code: string; display: string | null; count: number }>;
+    if (unmapped.length) out(`most frequent unmapped: ${unmapped.map((u) => `${u.member} ${u.code}${u.display ? ` (${u.display})` : ''} ×${u.count}`).join('; ')}`);
+
+    // One person = one record across members: what the patient index made of the source patients.
     await syncPatientIndex(runtime.db, { actor: 'demo' });
+    const index = await runtime.db.query<{ golden: number; multi: number; largest: number; review: number; manual: number }>(
+      `WITH g AS (SELECT golden_id, count(*) AS n FROM mpi_link WHERE state = 'MATCH' GROUP BY golden_id)
+       SELECT (SELECT count(*)::int FROM g) AS golden, (SELECT count(*)::int FROM g WHERE n > 1) AS multi, (SELECT coalesce(max(n), 0)::int FROM g) AS largest,
+              (SELECT count(*)::int FROM mpi_link WHERE state = 'POSSIBLE_MATCH') AS review, (SELECT count(*)::int FROM mpi_link WHERE mode = 'MANUAL') AS manual`,
+    );
+    const idx = index.rows[0]!;
+    out('\n== Patient index (golden patients across members; `yilian mpi export --format csv`, `mpi review`) ==');
+    out(`${totals.rows[0]!.patients} source patients → ${idx.golden} golden patients; ${idx.multi} of them registered at more than one member (at most ${idx.largest} source records on one); ${idx.review} pairs waiting for review, ${idx.manual} manual decisions`);
+
+    // Mutual recognition: what a clinician's HIS asks before ordering, and what management sees.
     await syncRecognitionIndex(runtime.db);
     out('\n== Mutual recognition: the community asks before ordering (patient by its own MRN, tests by code or the lead\'s local code) ==');
     const asked = [
@@ -219,7 +237,7 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
     }
     const duplicates = await duplicateReport(runtime.db, config, {});
     out('\n== Duplicate tests (a repeat while another member\'s result was still valid; `yilian recognition duplicates --format csv`) ==');
-    for (const d of duplicates.pairs) out(`${d.code} ${d.firstMember} ${d.firstTime.slice(0, 10)} → repeated at ${d.repeatMember} ${d.repeatTime.slice(0, 10)} (${d.wastedCost} ${duplicates.totals.currency})`);
+    for (const d of duplicates.pairs) out(`patient ${d.patient.slice(0, 8)} ${d.code} ${d.firstMember} ${d.firstTime.slice(0, 10)} → repeated at ${d.repeatMember} ${d.repeatTime.slice(0, 10)} (${d.wastedCost} ${duplicates.totals.currency})`);
     const rate = duplicates.totals.recognitionRate;
     out(`totals: ${duplicates.totals.repeats} repeats, wasted ${duplicates.totals.wastedCost} ${duplicates.totals.currency}; ${duplicates.totals.recognised} checks recognised (avoided ${duplicates.totals.avoidedCost} ${duplicates.totals.currency}); recognition rate ${rate === null ? 'n/a' : `${(rate * 100).toFixed(0)} %`}`);
     // What the cost-accounting system pulls, and the indicators the alliance is judged on.
@@ -229,7 +247,9 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
     const sample = (await readPage(runtime.db, 0, 1000)).events.map((e) => JSON.parse(e) as { kind: string; duplicateOf?: unknown }).find((e) => e.kind === 'lab-test');
     if (sample) out(`e.g. ${JSON.stringify(sample)}`);
     out('\n== Alliance KPIs (`yilian kpi`) ==');
-    out(formatKpis(await computeKpis(runtime.db, config, { from: '2026-09', to: '2026-11' })).trimEnd());
+    // From the demo's first results (2026-09) to this month: mapping coverage counts codes on the day they were stored.
+    const thisMonth = new Date().toISOString().slice(0, 7);
+    out(formatKpis(await computeKpis(runtime.db, config, { from: '2026-09', to: thisMonth > '2026-11' ? thisMonth : '2026-11' })).trimEnd());
     out(`\n${totals.rows[0]!.n} messages stored, ${totals.rows[0]!.patients} source patients, in ${seconds.toFixed(1)} s. Queues: ${JSON.stringify(status.queues)}`);
     out('Next: `yilian serve` with a configuration file (see README), `yilian worker` on as many machines as needed.');
     return 0;
