@@ -3,7 +3,9 @@
  * is stored": inspects a message (charset, MSH), stores its original bytes — group-committed, so
  * many messages share one transaction and one fsync — and only then returns the ACK to send. Then
  * enqueues the stored messages for the pipeline, in commit order; if that enqueue fails, the
- * message is still safe in the raw store and the reconciler enqueues it later.
+ * message is still safe in the raw store and the reconciler enqueues it later. A corrected message
+ * (fix-and-replay, pipeline/fix.ts) comes in here too, committed on its own together with its link
+ * to the original, so that there is one way into the raw store.
  */
 import type { MemberConfig } from './config';
 import { ackCodeFor, buildAck } from '../pipeline/hl7/ack';
@@ -12,8 +14,8 @@ import { type CharsetPolicy, inspectMessage, type MessageHeader, senderOf, sniff
 import { metrics } from '../pipeline/metrics';
 import { asHubError, HubError } from '../pipeline/outcome';
 import type { EnqueueItem } from '../pipeline/queues';
-import type { HubDb } from '../hub/db';
-import { addQuarantine, type NewRawMessage, storeRawBatch } from '../hub/rawStore';
+import type { HubDb, Sql } from '../hub/db';
+import { addQuarantine, type NewRawMessage, storeRawBatch, type StoredRaw } from '../hub/rawStore';
 
 export interface IntakeChannel {
   id: string;
@@ -27,7 +29,16 @@ export interface Inbound {
   bytes: Buffer;
   /** A problem the adapter already found (frame too large, cut off, bytes outside a frame): stored and quarantined as is. */
   problem?: HubError;
+  /** Flags to store with the message besides the intake's own (`fix` for a corrected message). */
+  flags?: string[];
 }
+
+/**
+ * Work that must commit or roll back together with one stored message: it runs in the message's
+ * transaction after the row is written (a duplicate shows as such), and a throw stores nothing and
+ * rejects receive() with that error.
+ */
+export type WithinStore = (tx: Sql, result: IntakeResult) => Promise<void>;
 
 export interface IntakeResult {
   rawId: number;
@@ -46,6 +57,7 @@ export interface Enqueuer {
 interface Pending {
   row: NewRawMessage;
   error?: HubError;
+  within?: WithinStore;
   resolve: (result: IntakeResult) => void;
   reject: (error: unknown) => void;
 }
@@ -61,12 +73,16 @@ export class RawIntake {
     private readonly options: { maxBatch?: number; log?: (text: string) => void } = {},
   ) {}
 
-  /** Resolves once the message is durably stored (or counted as a duplicate). Rejects only when the store itself failed: then nothing may be ACKed. */
-  receive(inbound: Inbound): Promise<IntakeResult> {
+  /**
+   * Resolves once the message is durably stored (or counted as a duplicate). Rejects only when the
+   * store itself failed — then nothing may be ACKed — or when `within` threw. A message with
+   * `within` is committed in a batch of its own, so its work cannot roll back other senders' messages.
+   */
+  receive(inbound: Inbound, within?: WithinStore): Promise<IntakeResult> {
     metrics.received.inc({ member: inbound.member.id, channel: inbound.channel.id });
     const { row, error } = prepare(inbound);
     return new Promise((resolve, reject) => {
-      this.pending.push({ row, error, resolve, reject });
+      this.pending.push({ row, error, within, resolve, reject });
       if (!this.flushing) {
         this.flushing = true;
         // Let the current I/O tick add its messages to the same batch.
@@ -77,29 +93,39 @@ export class RawIntake {
 
   private async flush(): Promise<void> {
     while (this.pending.length > 0) {
-      const batch = this.pending.splice(0, this.options.maxBatch ?? 500);
+      const batch = this.pending.splice(0, this.batchLength());
       try {
         const rows = batch.map((item) => item.row);
+        const resultOf = (item: Pending, s: StoredRaw): IntakeResult => ({
+          rawId: s.id,
+          outcome: s.duplicate ? 'duplicate' : item.error ? 'quarantined' : 'stored',
+          ack: s.ack ?? undefined,
+          ackCode: ackCodeOf(s.ack),
+          revision: s.revision,
+          error: item.error,
+        });
         // The batch insert is one statement, atomic by itself; a transaction (two more round trips on
-        // every ACK's path) is needed only to store quarantine entries together with their messages.
-        const stored = batch.some((item) => item.error)
+        // every ACK's path) is needed only to store quarantine entries, or a message's `within` work,
+        // together with their messages.
+        const stored = batch.some((item) => item.error || item.within)
           ? await this.db.transaction(async (tx) => {
               const out = await storeRawBatch(tx, rows);
               for (let i = 0; i < batch.length; i++) {
                 const error = batch[i]!.error;
                 if (error && !out[i]!.duplicate) await addQuarantine(tx, out[i]!.id, 'intake', error);
               }
+              // batchLength() gives a message with `within` a batch of its own.
+              if (batch[0]!.within) await batch[0]!.within(tx, resultOf(batch[0]!, out[0]!));
               return out;
             })
           : await storeRawBatch(this.db, rows);
         const toEnqueue: EnqueueItem[] = [];
         batch.forEach((item, i) => {
-          const s = stored[i]!;
-          const outcome = s.duplicate ? 'duplicate' : item.error ? 'quarantined' : 'stored';
-          metrics.stored.inc({ member: item.row.memberId, channel: item.row.channelId, outcome });
-          if (outcome === 'quarantined') metrics.quarantined.inc({ stage: 'intake', code: item.error!.code });
-          if (outcome === 'stored') toEnqueue.push({ rawId: s.id, patientKey: item.row.patientKey });
-          item.resolve({ rawId: s.id, outcome, ack: s.ack ?? undefined, ackCode: ackCodeOf(s.ack), revision: s.revision, error: item.error });
+          const result = resultOf(item, stored[i]!);
+          metrics.stored.inc({ member: item.row.memberId, channel: item.row.channelId, outcome: result.outcome });
+          if (result.outcome === 'quarantined') metrics.quarantined.inc({ stage: 'intake', code: item.error!.code });
+          if (result.outcome === 'stored') toEnqueue.push({ rawId: result.rawId, patientKey: item.row.patientKey });
+          item.resolve(result);
         });
         if (toEnqueue.length) this.enqueue(toEnqueue);
       } catch (error) {
@@ -107,6 +133,13 @@ export class RawIntake {
       }
     }
     this.flushing = false;
+  }
+
+  /** How many pending messages go into the next batch: up to maxBatch, and a message with `within` alone. */
+  private batchLength(): number {
+    if (this.pending[0]?.within) return 1;
+    const alone = this.pending.findIndex((item) => item.within);
+    return Math.min(this.options.maxBatch ?? 500, alone < 0 ? this.pending.length : alone);
   }
 
   private enqueue(items: EnqueueItem[]): void {
@@ -160,7 +193,7 @@ function prepare(inbound: Inbound): { row: NewRawMessage; error?: HubError } {
       charset,
       bytes,
       status: error ? 'quarantined' : 'queued',
-      flags: error?.code === 'too-large' ? ['truncated'] : [],
+      flags: [...(error?.code === 'too-large' ? ['truncated'] : []), ...(inbound.flags ?? [])],
       ack,
       patientKey,
       eventTime,

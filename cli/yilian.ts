@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `yilian` — the one command line of Yilian Hub: demo, serve, worker, ingest, replay, status.
+ * `yilian` — the one command line of Yilian Hub: demo, serve, worker, ingest, replay, fix, status.
  * Configuration from --config or YILIAN_CONFIG; DATABASE_URL and REDIS_URL override it; with
  * neither, the embedded defaults (PGlite, a redis-server started here) are used.
  */
@@ -19,6 +19,8 @@ import { hubStatus } from '../hub/status';
 import { registry } from '../pipeline/metrics';
 import { HubError } from '../pipeline/outcome';
 import { replay } from '../pipeline/replay';
+import { fixRawMessage } from '../pipeline/fix';
+import { decodeStrict } from '../pipeline/hl7/charset';
 import { Reconciler } from '../pipeline/reconciler';
 import { ingestFiles, pullChannel } from './ingest';
 import { terminologyCommand, terminologyUsage } from '../hub/terminologyCli';
@@ -55,6 +57,9 @@ const usage = `usage: yilian <command> [options]
   convert [--member M] <files…>  HL7 v2 files → one FHIR R4 Bundle per message as NDJSON on stdout (stores nothing;
                                 an OperationOutcome line for what cannot be converted, and exit code 1)
   replay [--raw-id N]… [--member M] [--channel C] [--from ISO] [--to ISO] [--status s,…]
+  fix --raw-id N --file corrected.hl7 --comment TEXT [--actor NAME]
+                                fix and replay a quarantined or failed message: the file's text (UTF-8, segments one a
+                                line or CR-separated) is stored as a new message linked to it, which is marked fixed
   status [--json]               queue depths, dead letters, per-channel counters
 ${terminologyUsage}
 ${costFeedUsage}
@@ -93,6 +98,8 @@ async function main(argv: string[]): Promise<number> {
       from: { type: 'string' },
       to: { type: 'string' },
       status: { type: 'string' },
+      file: { type: 'string' },
+      comment: { type: 'string' },
       timeout: { type: 'string' },
       source: { type: 'string' },
       'no-wait': { type: 'boolean', default: false },
@@ -173,6 +180,21 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${JSON.stringify({ replayed: result.replayed })}\n`);
         return 0;
       });
+    case 'fix': {
+      const rawIds = values['raw-id'] ?? [];
+      const rawId = Number(rawIds[0]);
+      if (rawIds.length !== 1 || !Number.isSafeInteger(rawId) || rawId <= 0) throw new HubError('invalid', 'fix takes one --raw-id N', 'raw-id');
+      if (!values.file) throw new HubError('invalid', 'fix needs --file with the corrected message', 'file');
+      if (!values.comment?.trim()) throw new HubError('invalid', 'fix needs --comment: say what was wrong and what was changed', 'comment');
+      // The file is text a person edited: read strictly as UTF-8, so a mis-saved file is refused rather than mangled.
+      const text = decodeStrict(readFileSync(values.file), 'UTF-8');
+      const comment = values.comment;
+      return withRuntime(config, async (runtime) => {
+        const fixed = await fixRawMessage(runtime, { rawId, text, comment, actor: values.actor ?? process.env.USER ?? 'cli' });
+        process.stdout.write(`${JSON.stringify(fixed)}\n`);
+        return 0;
+      });
+    }
     case 'status':
       return withRuntime(config, async (runtime) => {
         const status = await hubStatus(runtime.db, runtime.queues);

@@ -3,7 +3,8 @@ import type { Sql } from './db';
 
 export interface AuditEntry {
   actor: string;
-  action: 'read' | 'search' | 'replay' | 'export';
+  /** `fix`: a person stored a corrected copy of a message (pipeline/fix.ts). */
+  action: 'read' | 'search' | 'replay' | 'export' | 'fix';
   entityType: string;
   entityId: string;
   patientKey?: string | null;

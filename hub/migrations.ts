@@ -225,6 +225,29 @@ COMMENT ON INDEX fhir_bulk_export_channel IS 'The latest export of a channel (re
     name: 'unified shared resources: stable unified records, member sources and their match evidence',
     sql: sharedResourceSchemaSql,
   },
+  {
+    id: 13,
+    name: 'fix-and-replay: a corrected message is a new raw message linked to its original, which is marked fixed',
+    sql: `
+ALTER TABLE raw_message DROP CONSTRAINT raw_message_status_check;
+ALTER TABLE raw_message ADD CONSTRAINT raw_message_status_check CHECK (status IN ('queued', 'processed', 'quarantined', 'failed', 'fixed'));
+COMMENT ON COLUMN raw_message.status IS 'queued → processed, or quarantined (bad input) / failed (retries exhausted); fixed: a person stored a corrected copy as a new message (raw_message_fix) — the bytes here stay as received, and replay no longer selects it.';
+ALTER TABLE quarantine DROP CONSTRAINT quarantine_state_check;
+ALTER TABLE quarantine ADD CONSTRAINT quarantine_state_check CHECK (state IN ('open', 'replayed', 'resolved', 'fixed'));
+COMMENT ON COLUMN quarantine.state IS 'open (a dead letter); replayed (the message ran again); fixed (a corrected copy was stored and sent through the pipeline instead).';
+
+CREATE TABLE raw_message_fix (
+  original_id bigint PRIMARY KEY REFERENCES raw_message(id),
+  fix_id bigint NOT NULL REFERENCES raw_message(id),
+  fixed_by text NOT NULL,
+  fixed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  comment text NOT NULL CHECK (comment <> '')
+);
+COMMENT ON TABLE raw_message_fix IS 'Fix-and-replay: the raw store never rewrites bytes, so a corrected message is stored as a new raw message of the same member and channel; this row links it to the original, with who fixed it, when and why. One fix per original (the key): fixing a fixed message is refused. Never updated.';
+CREATE UNIQUE INDEX raw_message_fix_fix ON raw_message_fix (fix_id);
+COMMENT ON INDEX raw_message_fix_fix IS 'A message page shows which original a fix corrects; a message corrects at most one original.';
+`,
+  },
 ];
 
 export async function migrate(db: HubDb): Promise<void> {

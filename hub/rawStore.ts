@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import type { HubError } from '../pipeline/outcome';
 import type { Sql } from './db';
 
-export type RawStatus = 'queued' | 'processed' | 'quarantined' | 'failed';
+/** `fixed`: a corrected copy was stored as a new message (pipeline/fix.ts); this one is never run again. */
+export type RawStatus = 'queued' | 'processed' | 'quarantined' | 'failed' | 'fixed';
 
 export interface NewRawMessage {
   memberId: string;

@@ -16,6 +16,7 @@ export type HubErrorCode =
   | 'unsupported' // well-formed but not something this hub takes (e.g. batch over MLLP)
   | 'invalid' // configuration or request input that fails validation
   | 'not-found'
+  | 'conflict' // the request contradicts stored state (fixing a message that was already fixed)
   | 'exhausted' // transient failures outlasted every retry
   | 'internal';
 
@@ -30,6 +31,7 @@ const fhirIssueType: Record<HubErrorCode, string> = {
   unsupported: 'not-supported',
   invalid: 'invalid',
   'not-found': 'not-found',
+  conflict: 'conflict',
   exhausted: 'transient',
   internal: 'exception',
 };
@@ -45,6 +47,7 @@ const hl7Condition: Record<HubErrorCode, { code: string; text: string; ack: 'AE'
   unsupported: { code: '200', text: 'Unsupported message type', ack: 'AR' },
   invalid: { code: '207', text: 'Application internal error', ack: 'AE' },
   'not-found': { code: '204', text: 'Unknown key identifier', ack: 'AE' },
+  conflict: { code: '207', text: 'Application internal error', ack: 'AE' },
   exhausted: { code: '207', text: 'Application internal error', ack: 'AE' },
   internal: { code: '207', text: 'Application internal error', ack: 'AE' },
 };

@@ -29,7 +29,10 @@ export async function replay(db: HubDb, queues: PipelineQueues, filter: ReplayFi
   if (filter.channel) add('channel_id = ?', filter.channel);
   if (filter.from) add('received_at >= ?', filter.from);
   if (filter.to) add('received_at < ?', filter.to);
-  add('status = ANY(?::text[])', filter.status?.length ? filter.status : filter.rawIds?.length ? ['queued', 'processed', 'quarantined', 'failed'] : ['quarantined', 'failed']);
+  // Never a `fixed` message: its corrected copy (pipeline/fix.ts) went through the pipeline instead,
+  // and running the original again as well would apply the same event twice.
+  const statuses = filter.status?.length ? filter.status.filter((s) => s !== 'fixed') : filter.rawIds?.length ? ['queued', 'processed', 'quarantined', 'failed'] : ['quarantined', 'failed'];
+  add('status = ANY(?::text[])', statuses);
   const selected = await db.transaction(async (tx) => {
     const rows = await tx.query<{ id: number; patient_key: string | null }>(
       `UPDATE raw_message SET status = 'queued', attempts = 0 WHERE ${where.join(' AND ')} RETURNING id, patient_key`,

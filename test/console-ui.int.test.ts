@@ -19,7 +19,7 @@ import { hashPassword } from '../hub/console/password';
 import { SessionStore } from '../hub/console/session';
 import { bloodCount, encodeAs, MllpClient, simAdt, simOru, simPatient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
-import { openConsoleBrowser, RESULTS, type ConsoleBrowser } from './support/browser';
+import { consoleLogin, openConsoleBrowser, RESULTS, type ConsoleBrowser } from './support/browser';
 import { startTestHub, waitFor, type TestHub } from './support/hub';
 
 const API_KEY = 'console-test-key-0123456789';
@@ -101,12 +101,7 @@ afterAll(async () => {
   await hub?.close();
 });
 
-async function login(name: string, password: string): Promise<void> {
-  await page.goto(`${base}/console/login`);
-  await page.fill('input[name=user]', name);
-  await page.fill('input[name=password]', password);
-  await Promise.all([page.waitForNavigation(), page.click('form#login button[type=submit]')]);
-}
+const login = (name: string, password: string) => consoleLogin(page, base, name, password);
 
 const counter = (name: string) => page.locator(`tr[data-member="m1"][data-channel="his"] td[data-counter="${name}"]`);
 

@@ -12,6 +12,7 @@ import { requireScope } from './auth';
 import { recordAudit } from '../audit';
 import { hubStatus } from '../status';
 import { replay } from '../../pipeline/replay';
+import { fixLinks, fixRawMessage } from '../../pipeline/fix';
 import { registry, metrics } from '../../pipeline/metrics';
 import { HubError } from '../../pipeline/outcome';
 import { timingSafeEqual } from 'node:crypto';
@@ -27,6 +28,8 @@ import { costFeedRouter } from '../feeds/api';
 import { idParam, parse } from './input';
 
 const statusEnum = z.enum(['queued', 'processed', 'quarantined', 'failed']);
+/** Statuses a search may ask for; a `fixed` message is never replayed (pipeline/replay.ts), so statusEnum lacks it. */
+const searchStatusEnum = z.enum([...statusEnum.options, 'fixed']);
 
 const replayBody = z
   .object({
@@ -40,10 +43,18 @@ const replayBody = z
   .strict()
   .refine((b) => b.rawIds?.length || b.member || b.channel || b.from || b.to || b.status, { message: 'give at least one selector' });
 
+const fixBody = z
+  .object({
+    /** The corrected message; lines (LF or CRLF) are taken as segments. */
+    text: z.string().max(4_000_000).refine((t) => t.trim() !== '', 'the corrected text is empty'),
+    comment: z.string().trim().min(1, 'a comment is required: say what was wrong and what was changed').max(2000),
+  })
+  .strict();
+
 const rawSearch = z.object({
   member: z.string().optional(),
   channel: z.string().optional(),
-  status: statusEnum.optional(),
+  status: searchStatusEnum.optional(),
   controlId: z.string().optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   before: z.coerce.number().int().positive().optional(),
@@ -158,7 +169,16 @@ export function createApi(runtime: Runtime): express.Express {
     await recordAudit(runtime.db, { actor: req.principal!.name, action: 'read', entityType: 'raw_message', entityId: String(id), patientKey: raw.patient_key });
     const quarantine = await runtime.db.query(`SELECT id, stage, code, reason, location, state, created_at FROM quarantine WHERE raw_id = $1 ORDER BY id`, [id]);
     const { content, ...rest } = raw;
-    res.json({ ...rest, contentBase64: content.toString('base64'), quarantine: quarantine.rows });
+    res.json({ ...rest, contentBase64: content.toString('base64'), quarantine: quarantine.rows, ...(await fixLinks(runtime.db, id)) });
+  });
+
+  // Fix-and-replay (pipeline/fix.ts): the corrected text becomes a new raw message linked to this
+  // one, which is marked fixed; its bytes stay as received. The fix is audited there, in its transaction.
+  app.post('/api/raw-messages/:id/fix', requireScope('integration'), async (req, res) => {
+    const { id } = parse(idParam, req.params, 'path');
+    const body = parse(fixBody, req.body, 'body');
+    const fixed = await fixRawMessage(runtime, { rawId: id, text: body.text, comment: body.comment, actor: req.principal!.name });
+    res.status(201).json(fixed);
   });
 
   app.get('/api/quarantine', requireScope('integration'), async (_req, res) => {
@@ -181,7 +201,7 @@ export function createApi(runtime: Runtime): express.Express {
   });
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (error instanceof HubError) {
-      const status = error.code === 'invalid' ? 400 : error.code === 'not-found' ? 404 : 500;
+      const status = error.code === 'invalid' ? 400 : error.code === 'not-found' ? 404 : error.code === 'conflict' ? 409 : 500;
       return res.status(status).json({ code: error.code, message: error.message, outcome: error.toOperationOutcome() });
     }
     if ((error as { type?: string }).type === 'entity.parse.failed') return res.status(400).json({ code: 'invalid', message: 'request body is not valid JSON' });

@@ -1,7 +1,8 @@
 /**
  * The console's JSON API, under /api/ next to the CLI's routes and authenticated the same way (an API
  * key, or a console session: session.ts). The console's pages call only these and the existing
- * routes (POST /api/replay for replay). Reads of patient data write audit events (hub/audit.ts).
+ * routes (POST /api/replay for replay, POST /api/raw-messages/:id/fix for fix and replay). Reads of
+ * patient data write audit events (hub/audit.ts).
  */
 import express, { type Request } from 'express';
 import { z } from 'zod';
@@ -26,7 +27,7 @@ const messageQuery = z
     controlId: text,
     patient: text,
     type: z.string().trim().regex(/^[A-Z0-9]{1,3}(\^[A-Z0-9]{0,3})?(\^[A-Z0-9_]*)?$/, 'a message type such as ADT or ADT^A01').optional(),
-    status: z.enum(['queued', 'processed', 'quarantined', 'failed']).optional(),
+    status: z.enum(['queued', 'processed', 'quarantined', 'failed', 'fixed']).optional(),
     from: time,
     to: time,
     before,
@@ -40,7 +41,7 @@ const auditQuery = z
   .object({
     actor: text,
     patient: text,
-    action: z.enum(['read', 'search', 'replay', 'export']).optional(),
+    action: z.enum(['read', 'search', 'replay', 'export', 'fix']).optional(),
     entityType: text,
     from: time,
     to: time,
@@ -65,6 +66,7 @@ export function consoleApi(runtime: Runtime): express.Router {
       scopes,
       can: {
         replay: hasScope(scopes, 'integration'),
+        fix: hasScope(scopes, 'integration'),
         readMessages: hasScope(scopes, 'integration', 'patient.read'),
         readAudit: hasScope(scopes),
         proposeMappings: hasScope(scopes, 'integration', 'governance'),

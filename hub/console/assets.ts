@@ -89,6 +89,8 @@ table.impact td.field { white-space: normal; }
 details > summary { cursor: pointer; margin: 4px 0; font-weight: 600; }
 .split > .side { overflow-x: auto; }
 .diff-after { color: #1b7f3b; }
+#fix-text { font-family: ui-monospace, "Noto Sans Mono CJK SC", monospace; font-size: 12px; white-space: pre; overflow-x: auto; }
+p.fix-link { background: #fff8e1; border: 1px solid #e6d28a; padding: 4px 8px; }
 `;
 
 export const consoleJs = String.raw`
@@ -292,9 +294,47 @@ export const consoleJs = String.raw`
         var json = el('details', {}, [el('summary', { text: r.id }), el('pre', { text: JSON.stringify(r.content, null, 2) })]);
         res.appendChild(el('tr', {}, [td(r.resource_type), el('td', {}, [json]), td(r.version), td((r.mapping_versions || []).join(', ')), td((r.provenanceTargets || []).join(', '))]));
       });
+      fixLinks(m);
+      fixForm(m);
     }).catch(function (e) { notice(t.error + ': ' + e.message, true); });
     var one = $('#replay-one');
     if (one) one.addEventListener('click', function () { replay([id]); });
+  }
+
+  /** The fix of this message, or the original it fixes (pipeline/fix.ts): both ways, as links. */
+  function fixLinks(m) {
+    [['#fixed-by', m.fixedBy, t.fixedBy], ['#fix-of', m.fixOf, t.fixOf]].forEach(function (p) {
+      var box = $(p[0]);
+      var link = p[1];
+      if (!link) return;
+      box.hidden = false;
+      box.appendChild(document.createTextNode(p[2] + ' '));
+      box.appendChild(el('a', { href: '/console/messages/' + link.rawId, text: '#' + link.rawId }));
+      box.appendChild(document.createTextNode(' (' + link.status + ') · ' + link.fixedBy + ' · ' + time(link.fixedAt) + ' · ' + link.comment));
+    });
+    // A fixed message is not replayed again (its fix went through instead): no replay button.
+    var one = $('#replay-one');
+    if (one && m.status === 'fixed') one.hidden = true;
+  }
+
+  /** Fix and replay: the textarea holds the text as the hub reads it, one segment a line. */
+  function fixForm(m) {
+    var section = $('#fix');
+    if (!section || (m.status !== 'quarantined' && m.status !== 'failed')) return;
+    // Bytes invalid in their charset: start from a reading that decodes cleanly, when there is one.
+    var start = m.decodeError && m.alternatives && m.alternatives.length ? m.alternatives[0].text : m.text;
+    $('#fix-text').value = start.replace(/\r\n?/g, '\n');
+    section.hidden = false;
+    $('#fix-form').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var button = $('#fix-submit');
+      var n = $('#fix-notice');
+      button.disabled = true;
+      n.textContent = '';
+      api('/api/raw-messages/' + m.id + '/fix', { method: 'POST', body: { text: $('#fix-text').value, comment: $('#fix-comment').value } })
+        .then(function (r) { location.href = '/console/messages/' + r.fixId; })
+        .catch(function (e) { button.disabled = false; n.textContent = t.error + ': ' + e.message; n.className = 'error'; });
+    });
   }
 
   function deadLettersPage() {

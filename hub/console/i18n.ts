@@ -47,6 +47,13 @@ const labels = {
   replaySelected: ['重放所选', 'Replay selected'],
   replayed: ['已重放 {n} 条', '{n} replayed'],
   older: ['更早', 'Older'],
+  // Fix-and-replay
+  fixAndReplay: ['修正并重放', 'Fix and replay'],
+  fixNote: ['原始字节不会被改写：修正后的文本作为同一成员单位、同一通道的一条新消息存储，与本消息关联，并像接收到的消息一样进入处理流程。本消息随即标记为“已修正”。', 'The original bytes are never rewritten: the corrected text is stored as a new message of the same member and channel, linked to this one, and goes through the pipeline like a received message. This message is then marked fixed.'],
+  correctedText: ['修正后的文本（每行一个段）', 'Corrected text (one segment per line)'],
+  fixComment: ['修正说明（必填）', 'Comment (required)'],
+  fixedBy: ['已修正，修正后的消息：', 'Fixed by message'],
+  fixOf: ['本消息修正自：', 'Fix of message'],
   none: ['无', 'none'],
   raw: ['原始文本', 'Raw text'],
   hex: ['十六进制', 'Hex view'],

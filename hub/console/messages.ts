@@ -1,13 +1,15 @@
 /**
  * The message browser's reads: search the raw store, one message with everything known about it
  * (raw bytes, parsed segments, produced resources with their Provenance targets, quarantine
- * history), the open dead letters, and the audit trail. Queries only; the routes (api.ts) check
- * scopes and write the audit events.
+ * history, its fix or the original it fixes), the open dead letters, and the audit trail. Queries
+ * only; the routes (api.ts) check scopes and write the audit events.
  */
 import type { HubDb } from '../db';
+import type { RawStatus } from '../rawStore';
 import { decodeStrict, type Charset } from '../../pipeline/hl7/charset';
 import { Hl7Message } from '../../pipeline/hl7/message';
 import { asHubError } from '../../pipeline/outcome';
+import { fixLinks } from '../../pipeline/fix';
 
 export interface MessageFilter {
   member?: string;
@@ -17,7 +19,7 @@ export interface MessageFilter {
   patient?: string;
   /** Message type prefix: `ADT` or `ADT^A01`. */
   type?: string;
-  status?: 'queued' | 'processed' | 'quarantined' | 'failed';
+  status?: RawStatus;
   from?: Date;
   to?: Date;
   /** Page: ids below this one. */
@@ -112,12 +114,13 @@ export async function messageDetail(db: HubDb, id: number): Promise<MessageDetai
       parseError = asHubError(error).message;
     }
   }
-  const [quarantine, resources] = await Promise.all([
+  const [quarantine, resources, links] = await Promise.all([
     db.query(`SELECT id, stage, code, reason, location, state, created_at, closed_at FROM quarantine WHERE raw_id = $1 ORDER BY id`, [id]),
     db.query<{ resource_type: string; id: string; version: number; mapping_versions: string[]; event_time: Date | null; updated_at: Date; content: Record<string, unknown> }>(
       `SELECT resource_type, id, version, mapping_versions, event_time, updated_at, content FROM resource WHERE raw_id = $1 ORDER BY resource_type, id`,
       [id],
     ),
+    fixLinks(db, id),
   ]);
   return {
     ...rest,
@@ -130,6 +133,8 @@ export async function messageDetail(db: HubDb, id: number): Promise<MessageDetai
     parseError,
     ack: ack ? (ack as Buffer).toString('latin1') : null,
     quarantine: quarantine.rows,
+    fixedBy: links.fixedBy,
+    fixOf: links.fixOf,
     resources: resources.rows.map((r) => ({
       ...r,
       // What the Provenance of this message says it produced, and with which mapping versions.

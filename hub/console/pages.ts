@@ -70,6 +70,7 @@ function navPageOf(page: PageName): PageName {
 function permissions(scopes: ReturnType<typeof principalOf>['scopes']) {
   return {
     replay: hasScope(scopes, 'integration'),
+    fix: hasScope(scopes, 'integration'),
     propose: hasScope(scopes, 'integration', 'governance'),
     decide: hasScope(scopes, 'governance'),
     reviewDecide: hasScope(scopes, 'governance'),
@@ -146,7 +147,7 @@ ${filterForm(t, [
   ['controlId', 'controlId'],
   ['patient', 'patient'],
   ['type', 'type'],
-  ['status', 'status', 'select:queued,processed,quarantined,failed'],
+  ['status', 'status', 'select:queued,processed,quarantined,failed,fixed'],
   ['from', 'from', 'datetime-local'],
   ['to', 'to', 'datetime-local'],
 ])}
@@ -156,8 +157,17 @@ ${filterForm(t, [
     case 'message':
       return `<div class="toolbar"><h1>${esc(t.message)} #${id}</h1>${canReplay ? `<button type="button" id="replay-one">${esc(t.replay)}</button>` : ''}<span id="notice" class="muted"></span></div>
 <dl id="summary" class="summary"></dl>
+<p id="fixed-by" class="fix-link" hidden></p><p id="fix-of" class="fix-link" hidden></p>
 <section><h2>${esc(t.quarantine)}</h2><table id="quarantine"><thead><tr><th>${esc(t.at)}</th><th>${esc(t.stage)}</th><th>${esc(t.code)}</th><th>${esc(t.reason)}</th><th>${esc(t.state)}</th></tr></thead><tbody></tbody></table></section>
 <section><h2>${esc(t.raw)}</h2><p id="decode-error" class="error" hidden></p><pre id="raw"></pre><div id="alternatives"></div></section>
+${
+  perms.fix
+    ? `<section id="fix" hidden><h2>${esc(t.fixAndReplay)}</h2><p class="muted">${esc(t.fixNote)}</p>
+<form id="fix-form" class="stack"><label>${esc(t.correctedText)}<textarea id="fix-text" name="text" rows="12" spellcheck="false" required></textarea></label>
+<label>${esc(t.fixComment)}<textarea id="fix-comment" name="comment" rows="2" maxlength="2000" required></textarea></label>
+<div class="toolbar"><button type="submit" id="fix-submit">${esc(t.fixAndReplay)}</button><span id="fix-notice" class="muted"></span></div></form></section>`
+    : ''
+}
 <section><h2>${esc(t.hex)}</h2><pre id="hex"></pre></section>
 <section><h2>${esc(t.segments)}</h2><p id="parse-error" class="error" hidden></p><div class="scroll"><table id="segments"><tbody></tbody></table></div></section>
 <section><h2>${esc(t.resources)}</h2><table id="resources"><thead><tr><th>${esc(t.type)}</th><th>id</th><th>${esc(t.version)}</th><th>${esc(t.mappingVersions)}</th><th>${esc(t.provenanceTargets)}</th></tr></thead><tbody></tbody></table></section>`;
@@ -176,7 +186,7 @@ ${filterForm(t, [
 ${filterForm(t, [
   ['actor', 'actor'],
   ['patient', 'patient'],
-  ['action', 'action', 'select:read,search,replay,export'],
+  ['action', 'action', 'select:read,search,replay,export,fix'],
   ['entityType', 'entity'],
   ['from', 'from', 'datetime-local'],
   ['to', 'to', 'datetime-local'],

@@ -1,6 +1,6 @@
 import iconv from 'iconv-lite';
 import { HubError } from '../outcome';
-import { Charset, charsetFromName, decodeStrict, encode } from './charset';
+import { Charset, charsetFromName, decodeStrict, encode, encodeStrict } from './charset';
 
 function decodeError(bytes: number[], charset: Charset): HubError {
   try {
@@ -116,5 +116,21 @@ describe('encode', () => {
     expect(encode('张', 'UTF-8').toString('hex')).toBe('e5bca0');
     expect(encode('é', 'ISO-8859-1').toString('hex')).toBe('e9');
     expect(encode('MSH', 'ASCII').toString('hex')).toBe('4d5348');
+  });
+});
+
+describe('encodeStrict (text a person typed, fix-and-replay)', () => {
+  it('encodes what the charset holds, byte for byte as encode does', () => {
+    expect(encodeStrict('PID|1||黄^䶮\r', 'GB18030').equals(iconv.encode('PID|1||黄^䶮\r', 'gb18030'))).toBe(true);
+    expect(encodeStrict('PID|1||Müller\r', 'ISO-8859-1').equals(Buffer.from('PID|1||Müller\r', 'latin1'))).toBe(true);
+    expect(encodeStrict('MSH|^~\\&|\r', 'ASCII').toString('latin1')).toBe('MSH|^~\\&|\r');
+  });
+
+  it.each([
+    ['MSH|^~\\&\rPID|1||Müller', 'ASCII', 'character "ü" (U+00FC) at line 2, column 9 cannot be written in ASCII'],
+    ['MSH|^~\\&\rPID|1||黄', 'ISO-8859-1', 'character "黄" (U+9EC4) at line 2, column 8 cannot be written in ISO-8859-1'],
+    ['MSH|^~\\&\rPID|1||x\ud800', 'UTF-8', 'character "\ud800" (U+D800) at line 2, column 9 cannot be written in UTF-8'],
+  ] as const)('refuses %j in %s, naming the character and where it is', (text, charset, message) => {
+    expect(() => encodeStrict(text, charset)).toThrow(new HubError('invalid', message));
   });
 });

@@ -3,7 +3,8 @@
  * Owns: the mapping from MSH-18 names to decoders, and the rule that bytes invalid in the chosen
  * charset are an error (`charset`) — never silently replaced by U+FFFD. Decoding uses Node's ICU
  * TextDecoder in fatal mode; iconv-lite is used only to *encode* (ACKs in the sender's charset),
- * because it cannot decode strictly.
+ * because it cannot decode strictly. Text a person typed (fix-and-replay) is encoded strictly too:
+ * a character the charset cannot hold is an error, never a '?'.
  */
 import iconv from 'iconv-lite';
 import { TextDecoder } from 'node:util';
@@ -113,5 +114,38 @@ export function encode(text: string, charset: Charset): Buffer {
     case 'GB18030':
     case 'GBK':
       return iconv.encode(text, 'gb18030');
+  }
+}
+
+/**
+ * Encode text that must survive the round trip (a corrected message typed in the console): the
+ * bytes are decoded back strictly and compared, so a character the charset cannot hold (é in
+ * ASCII, 黄 in ISO-8859-1, a lone surrogate anywhere) is a HubError('invalid') naming the character
+ * and its line and column — never silently replaced, as Buffer's latin1 and iconv would do.
+ */
+export function encodeStrict(text: string, charset: Charset): Buffer {
+  const bytes = encode(text, charset);
+  if (roundTrips(bytes, text, charset)) return bytes;
+  // Only on failure: find the first character that does not survive on its own.
+  let line = 1;
+  let column = 1;
+  for (const c of text) {
+    if (!roundTrips(encode(c, charset), c, charset)) {
+      const codePoint = `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+      throw new HubError('invalid', `character "${c}" (${codePoint}) at line ${line}, column ${column} cannot be written in ${charset}`, `line ${line}, column ${column}`);
+    }
+    if (c === '\r' || c === '\n') {
+      line++;
+      column = 1;
+    } else column++;
+  }
+  throw new HubError('invalid', `the text does not survive encoding in ${charset}`);
+}
+
+function roundTrips(bytes: Buffer, text: string, charset: Charset): boolean {
+  try {
+    return decodeStrict(bytes, charset) === text;
+  } catch {
+    return false;
   }
 }

@@ -2,6 +2,8 @@
  * Debian's chromium driven by playwright-core, as the console's browser tests use it: a private
  * profile, a 1366×768 viewport (the smallest screen the console must serve), and every page script
  * error collected so that each test can assert there was none. Screenshots go to RESULTS (CI artifacts).
+ * `consoleLogin` logs in through the console's login form, as a person does; `checkedPageErrors`
+ * gives a test file the list to hand to openConsoleBrowser, checked empty after each test.
  */
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -38,4 +40,21 @@ export async function openConsoleBrowser(pageErrors: string[]): Promise<ConsoleB
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/** Log in through the login form at `base` and wait for the page it leads to (or back to the form). */
+export async function consoleLogin(page: Page, base: string, name: string, password: string): Promise<void> {
+  await page.goto(`${base}/console/login`);
+  await page.fill('input[name=user]', name);
+  await page.fill('input[name=password]', password);
+  await Promise.all([page.waitForNavigation(), page.click('form#login button[type=submit]')]);
+}
+
+/** The page script errors of a test file, to pass to openConsoleBrowser: every test must end with none. */
+export function checkedPageErrors(): string[] {
+  const errors: string[] = [];
+  afterEach(() => {
+    expect(errors.splice(0)).toEqual([]);
+  });
+  return errors;
 }

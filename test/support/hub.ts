@@ -4,6 +4,8 @@
  * files can run in parallel without seeing each other's data.
  */
 import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { parseConfig, type HubConfig } from '../../adapters/config';
 import { openRuntime, type Runtime } from '../../hub/runtime';
@@ -60,6 +62,15 @@ export async function startTestHub(label: string, configInput: Record<string, un
       await dropTestDatabase(databaseUrl);
     },
   };
+}
+
+/** The hub's HTTP API (and console) on a free port of 127.0.0.1; `base` is its URL. */
+export async function listenApi(runtime: Runtime): Promise<{ server: Server; base: string }> {
+  // Loaded here, not at the top: most tests of this harness never serve the API and need not load all its routers.
+  const { createApi } = require('../../hub/api/server') as typeof import('../../hub/api/server');
+  const server = createApi(runtime).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  return { server, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
 /** Poll until `check` is true (integration tests wait on real processes, never on fixed sleeps). */
