@@ -3,7 +3,8 @@
  * ../shared/data/matching (read as they are), and a generator of our own with the noise Chinese
  * registration data has — traditional characters, pinyin-only names (吕 as LV / LU / LYU),
  * homophones, missing and mistyped resident IDs, an ID typed into the phone field, day/month
- * transposition, twins, very common names, newborns under a parent's ID, in-member duplicates.
+ * transposition, twins, very common names, newborns under a parent's ID, in-member duplicates;
+ * optionally the registration desk's placeholders (13800138000 and the hospital's own address).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -106,7 +107,18 @@ interface Person {
 export interface ChineseSetOptions {
   persons?: number;
   seed?: number;
+  /**
+   * Share of registrations where the desk typed the placeholder phone 13800138000 (and, seven times
+   * in ten, its own hospital's address) instead of the patient's. Off by default: the default set,
+   * and the built-in model trained on it, stay as they were.
+   */
+  deskPlaceholders?: number;
 }
+
+/** The placeholder phone desks type: China's best-known dummy mobile number. */
+export const PLACEHOLDER_PHONE = '13800138000';
+/** Each member hospital's own address (m1…m6), typed for patients who did not give theirs. */
+const HOSPITAL_ADDRESSES = ['浙江省杭州市上城区解放路88号', '浙江省杭州市拱墅区米市巷54号', '浙江省杭州市西湖区浙大路1号', '浙江省杭州市滨江区江虹路1511号', '浙江省湖州市德清县武康镇英溪南路', '浙江省诸暨市暨阳路521号'];
 
 /** A labelled set of registrations of `persons` people at 1–3 members each, with Chinese noise. */
 export function generateChineseSet(options: ChineseSetOptions = {}): LabelledRecord[] {
@@ -202,6 +214,11 @@ export function generateChineseSet(options: ChineseSetOptions = {}): LabelledRec
     let addr: string | undefined = chance(0.7) ? p.address : chance(0.5) ? address() : undefined;
     if (addr && chance(0.15)) addr = toTraditional(addr);
     if (addr && chance(0.2)) addr = addr.replace(/^浙江省/, '');
+    // (chance() is not drawn when the option is off: the default set keeps its random stream.)
+    if (options.deskPlaceholders && chance(options.deskPlaceholders)) {
+      phoneValue = PLACEHOLDER_PHONE;
+      if (chance(0.7)) addr = HOSPITAL_ADDRESSES[Number(member.slice(1)) - 1];
+    }
     return {
       id: `${member}:${records.length}`,
       entity: p.entity,

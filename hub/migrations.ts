@@ -5,7 +5,7 @@
  */
 import type { HubDb } from './db';
 import { reprocessLeaseSql, terminologySchemaSql } from './terminologySchema';
-import { patientIndexChangesSql, patientIndexFollowSql, patientIndexSchemaSql } from './mpi/schema';
+import { patientIndexChangesSql, patientIndexFollowSql, patientIndexSchemaSql, patientIndexSharedValuesSql } from './mpi/schema';
 import { recognitionSchemaSql } from './recognition/schema';
 import { costFeedSchemaSql } from './feeds/schema';
 import { sharedResourceSchemaSql } from './resources/schema';
@@ -247,6 +247,11 @@ COMMENT ON TABLE raw_message_fix IS 'Fix-and-replay: the raw store never rewrite
 CREATE UNIQUE INDEX raw_message_fix_fix ON raw_message_fix (fix_id);
 COMMENT ON INDEX raw_message_fix_fix IS 'A message page shows which original a fix corrects; a message corrects at most one original.';
 `,
+  },
+  {
+    id: 14,
+    name: 'master patient index: how many different people carry each phone, address and identifier (term frequencies of shared values)',
+    sql: patientIndexSharedValuesSql,
   },
 ];
 

@@ -241,6 +241,54 @@ test('out-of-order A08 updates end in the latest state', async () => {
   expect(golden.survivor).toMatchObject({ address: '新地址 3号', phone: '13700000003' });
 });
 
+test('a registration desk\'s placeholder phone and address link no strangers; the counts behind that are kept and rebuilt', async () => {
+  // 13800138000 and the hospital's own address, typed for every patient who gave none (as the demo's
+  // simulated desks do). Without the population's counts, 刘芳 and 林芳 (similar family names, birth
+  // dates a day apart) were linked on them.
+  const desk = { address: '浙江省杭州市人民路1号', phone: '13800138000' };
+  const families = ['王', '李', '张', '陈', '杨', '赵'];
+  const givens = ['伟', '娜', '敏', '静'];
+  const crowd: Array<[string, string]> = [];
+  for (let i = 0; i < 24; i++) {
+    crowd.push(['m1', adt('m1', { mrn: `D${i}`, family: families[i % 6]!, given: givens[Math.floor(i / 6)]!, birth: `19${50 + i}0${1 + (i % 9)}1${i % 10}`, sex: i % 2 ? 'M' : 'F', ...desk })]);
+  }
+  await ingest([
+    ...crowd,
+    ['m1', adt('m1', { mrn: 'DL1', family: '刘', given: '芳', birth: '19800315', sex: 'F', ...desk })],
+    ['m2', adt('m2', { mrn: 'DL2', family: '林', given: '芳', birth: '19800316', sex: 'F', ...desk })],
+    ['m3', adt('m3', { mrn: 'DL3', family: '刘', given: '芳', birth: '19800315', sex: 'F', ...desk })],
+  ]);
+  const liu = await goldenOf('m1', 'DL1');
+  expect(await goldenOf('m2', 'DL2')).not.toBe(liu);
+  // The same person still links with the same placeholder contact data.
+  expect(await goldenOf('m3', 'DL3')).toBe(liu);
+  const crowdGoldens = new Set(await Promise.all(crowd.map((_, i) => goldenOf('m1', `D${i}`))));
+  expect(crowdGoldens.size).toBe(24);
+  // The decision says why: the phone agreed, on a value many people carry, for little weight.
+  const link = (await hub.runtime.db.query<{ breakdown: { nearest?: { fields?: Array<{ field: string; weight: number; tf?: number }> } } }>(
+    `SELECT breakdown FROM mpi_link WHERE member_id = 'm2' AND mrn = 'DL2' AND state = 'MATCH'`,
+  )).rows[0]!;
+  const phone = link.breakdown.nearest!.fields!.find((f) => f.field === 'phone')!;
+  expect(phone.tf).toBeGreaterThan(0.1);
+  expect(phone.weight).toBeLessThan(3);
+  const counts = async () =>
+    (await hub.runtime.db.query<{ field: string; people: number }>(`SELECT field, people FROM mpi_shared_value WHERE value IN ('13800138000') OR field = '#backfill' ORDER BY field`)).rows;
+  const before = await counts();
+  // 24 + 刘芳 + 林芳 (the second 刘芳 is the same person by name).
+  expect(before).toEqual([{ field: 'phone', people: 26 }]);
+  // A hub upgraded from before the counts existed: migration 14 leaves a marker; the next sync counts every indexed source.
+  for (const sql of [`DELETE FROM mpi_shared_person`, `DELETE FROM mpi_shared_value`, `INSERT INTO mpi_shared_value (field, value, people) VALUES ('#backfill', '', 0)`]) await hub.runtime.db.query(sql);
+  // … and where the matcher of that time linked strangers on them (林芳 into 刘芳's golden patient), it undoes the link.
+  await hub.runtime.db.query(`DELETE FROM mpi_link WHERE member_id = 'm2' AND mrn = 'DL2' AND golden_id = $1`, [liu]);
+  await hub.runtime.db.query(`UPDATE mpi_link SET golden_id = $1 WHERE member_id = 'm2' AND mrn = 'DL2' AND state = 'MATCH'`, [liu]);
+  await syncPatientIndex(hub.runtime.db);
+  expect(await counts()).toEqual(before);
+  expect(await goldenOf('m2', 'DL2')).not.toBe(liu);
+  expect(await goldenOf('m3', 'DL3')).toBe(liu);
+  const undone = await hub.runtime.db.query<{ detail: { field: string } }>(`SELECT detail FROM mpi_history WHERE action = 'unlink' AND member_id = 'm2' AND mrn = 'DL2'`);
+  expect(undone.rows.map((r) => r.detail.field)).toContain('phone');
+});
+
 test('yilian mpi export --format csv prints member,mrn,patient for every source patient', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mpi-cli-'));
   try {

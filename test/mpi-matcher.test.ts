@@ -6,7 +6,7 @@
 import { parseResidentId, makeResidentId, residentIdCheckChar } from '../hub/mpi/residentId';
 import { normaliseName, soundKey } from '../hub/mpi/names';
 import { blockingKeys, featuresOf, type PersonRecord } from '../hub/mpi/features';
-import { scorePair, trainModel, decide, modelForPopulation, type MatchModel } from '../hub/mpi/matcher';
+import { scorePair, trainModel, decide, modelForPopulation, SharedValueTally, HOUSEHOLD, type MatchModel } from '../hub/mpi/matcher';
 import { survivorship } from '../hub/mpi/survivorship';
 import { evaluate } from '../bench/mpi';
 import { generateChineseSet, loadFebrl, loadSplinkFake1000 } from '../bench/mpiData';
@@ -105,6 +105,39 @@ test('a shared placeholder phone and address never link people whose names or bi
   expect(scorePair(lenient, mother, daughter)).toMatchObject({ outcome: 'POSSIBLE_MATCH', rule: 'birth-conflict' });
   // The same person at two members still links.
   expect(scorePair(model, wang, featuresOf({ id: 'w2', ...desk, family: '王', given: '伟', sex: 'M', birthDate: '19410202' })).outcome).toBe('MATCH');
+});
+
+test('contact data many different people carry weighs little (term frequency of shared values); a household\'s does not', () => {
+  const desk = { phone: '13800138000', address: '浙江省杭州市人民路1号' };
+  const liu = featuresOf({ id: 'a', ...desk, family: '刘', given: '芳', sex: 'F', birthDate: '19800315' });
+  const lin = featuresOf({ id: 'b', ...desk, family: '林', given: '芳', sex: 'F', birthDate: '19800316' });
+  // A population of 200 registrations, 60 different people of them given the desk's contact data.
+  const tally = new SharedValueTally();
+  const families = ['王', '李', '张', '刘', '陈', '杨', '赵', '黄', '周', '吴'];
+  const givens = ['伟', '芳', '娜', '敏', '静', '丽'];
+  for (let i = 0; i < 60; i++) tally.add(featuresOf({ id: `d${i}`, ...desk, family: families[i % 10], given: givens[Math.floor(i / 10)], birthDate: '19700101' }));
+  for (let i = 0; i < 140; i++) tally.add(featuresOf({ id: `o${i}`, family: '孙', given: `x${i}`, phone: `139${10_000_000 + i}`, address: `浙江省杭州市某路${i}号` }));
+  // Counted as ordinary contact data the pair links (what the demo did); with the counts it does not.
+  expect(scorePair(modelForPopulation(model, 200), liu, lin).outcome).toBe('MATCH');
+  const counted = modelForPopulation(model, 200, tally);
+  const s = scorePair(counted, liu, lin);
+  expect(s.outcome).not.toBe('MATCH');
+  const phone = s.fields.find((f) => f.field === 'phone')!;
+  expect(phone.tf).toBeCloseTo((60 - HOUSEHOLD) / 200, 6);
+  expect(phone.weight).toBeLessThan(2);
+  expect(phone.weight).toBeGreaterThanOrEqual(0);
+  // The same person with the desk's contact data still links, on name, birth date and sex.
+  expect(scorePair(counted, liu, featuresOf({ id: 'c', ...desk, family: '劉', given: '芳', sex: 'F', birthDate: '19800315' })).outcome).toBe('MATCH');
+  // A phone four people of one household share keeps its full weight.
+  const home = new SharedValueTally();
+  for (const given of ['明', '亮', '红', '军']) home.add(featuresOf({ id: given, family: '李', given, phone: '13900000001' }));
+  const a = featuresOf({ id: 'x', family: '李', given: '明', phone: '13900000001' });
+  const b = featuresOf({ id: 'y', family: '李', given: '明', phone: '13900000001' });
+  expect(scorePair(modelForPopulation(model, 200, home), a, b).fields.find((f) => f.field === 'phone')).toEqual(scorePair(modelForPopulation(model, 200), a, b).fields.find((f) => f.field === 'phone'));
+  // One person registered at several members is one person, however many records: their phone is not shared.
+  const one = new SharedValueTally();
+  for (let i = 0; i < 10; i++) one.add(featuresOf({ id: `r${i}`, family: '王', given: i % 2 ? 'Wei' : '伟', phone: '13600000000' }));
+  expect(one.table('phone')).toEqual({});
 });
 
 test('a model stored before the birth levels were added still scores (its levels are mapped)', () => {

@@ -3,10 +3,12 @@
  * indexed that share a blocking key, and joins the golden patient the matcher chose or starts a new
  * one. The same decision procedure the database store runs (hub/mpi/store.ts); this one serves the
  * benchmark and unit tests, where nothing is persisted. Blocks past `maxBlock` records stop growing
- * (a key that common says little), which keeps the cost per record bounded.
+ * (a key that common says little), which keeps the cost per record bounded. The population's own
+ * counts of shared values (phone, address, identifiers) follow every record added, as the store's
+ * `mpi_shared_value` does.
  */
 import { blockingKeys, type PersonFeatures } from './features';
-import { decide, type Candidate, type MatchDecision, type MatchModel } from './matcher';
+import { decide, modelForPopulation, SharedValueTally, type Candidate, type MatchDecision, type MatchModel } from './matcher';
 
 export interface LinkResult {
   goldenId: string;
@@ -17,14 +19,21 @@ export class InMemoryLinker {
   private readonly blocks = new Map<string, number[]>();
   private readonly records: Array<{ features: PersonFeatures; goldenId: string }> = [];
   private nextGolden = 1;
+  private readonly shared = new SharedValueTally();
+  private readonly model: MatchModel;
   comparisons = 0;
 
+  /** `model` as it is for the population to be linked (its prior); the shared-value counts are the linker's own. */
   constructor(
-    private readonly model: MatchModel,
+    model: MatchModel,
     private readonly maxBlock = 100,
-  ) {}
+  ) {
+    this.model = modelForPopulation(model, model.trainedOn.records, this.shared);
+  }
 
   add(features: PersonFeatures): LinkResult {
+    // The record is part of the population it is matched in (as in the store, which counts it first).
+    this.shared.add(features);
     const keys = blockingKeys(features);
     const seen = new Set<number>();
     const candidates: Candidate[] = [];

@@ -1,7 +1,9 @@
 /**
  * The matcher: field comparisons with graded agreement levels, a Fellegi–Sunter model whose m and
- * u probabilities are estimated from the records themselves, term-frequency adjustment for common
- * names, a few deterministic rules that outrank the score, and the three outcomes. Every decision
+ * u probabilities are estimated from the records themselves, term-frequency adjustment (rare names
+ * count more; a phone, address or identifier many different people carry — a registration desk's
+ * placeholder — counts less, down to nothing), a few deterministic rules that outrank the score,
+ * and the three outcomes. Every decision
  * carries its explanation (each field's level and weight). Pure: owns no storage, never decides
  * anything a person decided (the store filters candidates before they get here).
  *
@@ -23,9 +25,18 @@ interface Comparison {
   levels: string[];
   /** Level index, or null when either side lacks the field (it then weighs nothing). */
   level(a: PersonFeatures, b: PersonFeatures): number | null;
-  /** Term-frequency table the agreeing levels use (value of side a). */
+  /** Term-frequency table the agreeing levels use (the value of either side; the commoner one counts). */
   tf?: (f: PersonFeatures) => string | undefined;
   tfLevels?: number[];
+  /**
+   * How a value's frequency moves the weight. `rare` (names, city): a value rarer than average counts
+   * more, a common one never less than average; a value missing from the table is rare. `shared`
+   * (contact data and identifiers): a value is normally one person's or one household's, which the
+   * average u already describes; a value more different people carry than a household (a
+   * placeholder phone, the hospital's address) counts less, down to nothing; a value missing from
+   * the table is ordinary.
+   */
+  tfMode?: 'rare' | 'shared';
   /** A model trained before levels were added (stored by `yilian mpi train`) has fewer: level → its level. */
   legacy?: Record<number, number[]>;
 }
@@ -104,6 +115,7 @@ export const comparisons: Comparison[] = [
     level: (a, b) => cachedNameLevels(a, b)[0],
     tf: (f) => f.familySound,
     tfLevels: [0, 1],
+    tfMode: 'rare',
   },
   {
     field: 'given',
@@ -111,6 +123,7 @@ export const comparisons: Comparison[] = [
     level: (a, b) => cachedNameLevels(a, b)[1],
     tf: (f) => f.givenSound,
     tfLevels: [0, 1],
+    tfMode: 'rare',
   },
   { field: 'birth', levels: ['exact', 'day/month transposed', 'one part differs', 'within a month', 'within two years', 'different'], level: (a, b) => birthLevel(a.birth, b.birth), legacy: { 4: [0, 1, 2, 2, 3, 3] } },
   { field: 'sex', levels: ['same', 'different'], level: (a, b) => (a.sex && b.sex ? (a.sex === b.sex ? 0 : 1) : null) },
@@ -123,9 +136,13 @@ export const comparisons: Comparison[] = [
       if (a.rid.valid && b.rid.valid && a.ridStrong && b.ridStrong) return 4;
       return editDistance(a.rid.value, b.rid.value, 2) <= 2 ? 2 : 3;
     },
+    // A dummy number typed for patients without papers (a weak one: its check digit fails or its birth date is not theirs).
+    tf: (f) => f.rid?.value,
+    tfLevels: [0, 1],
+    tfMode: 'shared',
   },
-  { field: 'phone', levels: ['same', 'one digit off', 'different'], level: (a, b) => simpleLevel(a.phone, b.phone, (x, y) => editDistance(x, y, 1) <= 1) },
-  { field: 'email', levels: ['same', 'close', 'different'], level: (a, b) => simpleLevel(a.email, b.email, (x, y) => jaroWinkler(x, y) >= 0.9) },
+  { field: 'phone', levels: ['same', 'one digit off', 'different'], level: (a, b) => simpleLevel(a.phone, b.phone, (x, y) => editDistance(x, y, 1) <= 1), tf: (f) => f.phone, tfLevels: [0], tfMode: 'shared' },
+  { field: 'email', levels: ['same', 'close', 'different'], level: (a, b) => simpleLevel(a.email, b.email, (x, y) => jaroWinkler(x, y) >= 0.9), tf: (f) => f.email, tfLevels: [0], tfMode: 'shared' },
   {
     field: 'address',
     levels: ['same', 'close', 'similar', 'different'],
@@ -135,8 +152,12 @@ export const comparisons: Comparison[] = [
       const jw = jaroWinkler(a.address, b.address);
       return jw >= 0.92 ? 1 : jw >= 0.8 ? 2 : 3;
     },
+    // "Close" too: the desk's address typed with and without the province is still the desk's.
+    tf: (f) => f.address,
+    tfLevels: [0, 1],
+    tfMode: 'shared',
   },
-  { field: 'city', levels: ['same', 'close', 'different'], level: (a, b) => simpleLevel(a.city, b.city, (x, y) => jaroWinkler(x, y) >= 0.88), tf: (f) => f.city, tfLevels: [0] },
+  { field: 'city', levels: ['same', 'close', 'different'], level: (a, b) => simpleLevel(a.city, b.city, (x, y) => jaroWinkler(x, y) >= 0.88), tf: (f) => f.city, tfLevels: [0], tfMode: 'rare' },
   { field: 'postcode', levels: ['same', 'one digit off', 'different'], level: (a, b) => simpleLevel(a.postcode, b.postcode, (x, y) => editDistance(x, y, 1) <= 1) },
   {
     field: 'otherId',
@@ -147,8 +168,92 @@ export const comparisons: Comparison[] = [
       const d = editDistance(a.otherId, b.otherId, 2);
       return d <= 1 ? 1 : d === 2 ? 2 : 3;
     },
+    tf: (f) => f.otherId,
+    tfLevels: [0],
+    tfMode: 'shared',
   },
 ];
+
+/**
+ * People who may share a phone, an address or even a resident ID (a newborn under a parent's)
+ * without it being a placeholder: a household. Up to this many different people a value is
+ * ordinary (the household guard tells them apart); each one beyond makes it weaker evidence.
+ */
+export const HOUSEHOLD = 4;
+
+/**
+ * People are told apart by name: the sound keys of family and given name, in either order (a
+ * swapped order is the same person). Undefined without a name (such a record is not counted).
+ */
+export function personKey(f: PersonFeatures): string | undefined {
+  if (!f.familySound && !f.givenSound) return undefined;
+  return [f.familySound ?? '', f.givenSound ?? ''].sort().join('|');
+}
+
+/**
+ * The population's own term frequencies of the `shared` fields: for each value, how many different
+ * people (by `personKey`) carry it, among how many records. Kept current as records are added
+ * (`SharedValueTally` in memory, table `mpi_shared_value` in the store); attached to a model by
+ * `modelForPopulation`, never stored with it.
+ */
+export interface SharedValueCounts {
+  records: number;
+  people: Partial<Record<FieldName, { get(value: string): number | undefined }>>;
+}
+
+/** The `shared` values of a record: (field, value) for each such field it states. */
+export function sharedValues(f: PersonFeatures): Array<{ field: FieldName; value: string }> {
+  const out: Array<{ field: FieldName; value: string }> = [];
+  for (const c of comparisons) {
+    if (c.tfMode !== 'shared') continue;
+    const value = c.tf!(f);
+    if (value !== undefined) out.push({ field: c.field, value });
+  }
+  return out;
+}
+
+/** Distinct people per shared value, in memory (training, InMemoryLinker). */
+export class SharedValueTally implements SharedValueCounts {
+  records = 0;
+  private readonly names = new Map<FieldName, Map<string, Set<string>>>();
+  readonly people: SharedValueCounts['people'] = {};
+
+  constructor() {
+    for (const c of comparisons) {
+      if (c.tfMode !== 'shared') continue;
+      const byValue = new Map<string, Set<string>>();
+      this.names.set(c.field, byValue);
+      this.people[c.field] = { get: (value) => byValue.get(value)?.size };
+    }
+  }
+
+  add(f: PersonFeatures): void {
+    this.records++;
+    const person = personKey(f);
+    if (person === undefined) return;
+    for (const { field, value } of sharedValues(f)) {
+      const byValue = this.names.get(field)!;
+      const set = byValue.get(value);
+      if (set) set.add(person);
+      else byValue.set(value, new Set([person]));
+    }
+  }
+
+  /** Values more people carry than a household, with their share: (people − HOUSEHOLD) / records. */
+  table(field: FieldName): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [value, set] of this.names.get(field) ?? []) if (set.size > HOUSEHOLD) out[value] = sharedShare(set.size, this.records);
+    return out;
+  }
+}
+
+/**
+ * The share that stands for u when two records agree on a value that `people` different people
+ * carry: only the people beyond a household count (see HOUSEHOLD).
+ */
+function sharedShare(people: number, records: number): number {
+  return Math.max(0, people - HOUSEHOLD) / Math.max(records, 1);
+}
 
 export interface FieldParameters {
   /** P(level | same person). */
@@ -161,10 +266,18 @@ export interface MatchModel {
   /** log2 of the prior odds that two records picked at random are the same person. */
   priorLog2: number;
   fields: Record<FieldName, FieldParameters>;
-  /** Per field with term frequencies: value → share of records with it (common values only). */
+  /**
+   * Per field with term frequencies: value → share. `rare` fields: share of records with it (common
+   * values only); `shared` fields: (different people carrying it − HOUSEHOLD) / records, for values
+   * more people carry than a household.
+   */
   tf: Partial<Record<FieldName, Record<string, number>>>;
   /** Share below which a value counts as rare (1 / records). */
   tfFloor: number;
+  /** The population's own counts of shared values (set by `modelForPopulation`; not stored). */
+  shared?: SharedValueCounts;
+  /** The number of records the prior is scaled to (set by `modelForPopulation`; not stored). */
+  population?: number;
   /** Match weight (log2 posterior odds) at or above which a pair links automatically. */
   matchThreshold: number;
   /** At or above this (and below matchThreshold) a pair goes to review. */
@@ -178,7 +291,10 @@ export interface FieldScore {
   label: string;
   /** log2 Bayes factor this field contributes (0 when missing). */
   weight: number;
-  /** Term frequency used instead of u, when the agreement was on a common value. */
+  /**
+   * Term frequency used instead of u, when the agreement was on a common value (a `shared` field:
+   * only when that value's share exceeded the average, i.e. the agreement was discounted).
+   */
   tf?: number;
 }
 
@@ -196,22 +312,40 @@ export function pairLevels(a: PersonFeatures, b: PersonFeatures): Array<number |
   return comparisons.map((c) => c.level(a, b));
 }
 
-function fieldWeight(model: MatchModel, c: Comparison, level: number, a: PersonFeatures): { weight: number; tf?: number } {
+function fieldWeight(model: MatchModel, c: Comparison, level: number, a: PersonFeatures, b: PersonFeatures): { weight: number; tf?: number } {
   const p = model.fields[c.field];
   if (p.m.length !== c.levels.length) level = c.legacy?.[p.m.length]?.[level] ?? Math.min(level, p.m.length - 1);
   const m = p.m[level]!;
   let u = p.u[level]!;
   let tf: number | undefined;
   if (c.tf && c.tfLevels?.includes(level)) {
-    const value = c.tf(a);
     const table = model.tf[c.field];
-    if (value !== undefined && table) {
-      tf = table[value] ?? model.tfFloor;
-      // Never more credit than an exact agreement on the rarest value, never less than on the average one.
-      u = Math.min(Math.max(tf, model.tfFloor), Math.max(u, p.u[0]!));
+    if (c.tfMode === 'shared') {
+      // The commoner of the two values (they differ only on a "close" level), by the trained table
+      // and by the population's own counts, whichever says it is shared more widely.
+      const share = Math.max(sharedShareOf(model, c.field, c.tf(a)), sharedShareOf(model, c.field, c.tf(b)));
+      if (share > u) {
+        tf = share;
+        // Less credit than average, down to none (never evidence against: agreeing is not disagreeing).
+        u = Math.min(share, m);
+      }
+    } else {
+      const value = c.tf(a);
+      if (value !== undefined && table) {
+        tf = table[value] ?? model.tfFloor;
+        // Never more credit than an exact agreement on the rarest value, never less than on the average one.
+        u = Math.min(Math.max(tf, model.tfFloor), Math.max(u, p.u[0]!));
+      }
     }
   }
   return { weight: Math.log2(m / u), tf };
+}
+
+function sharedShareOf(model: MatchModel, field: FieldName, value: string | undefined): number {
+  if (value === undefined) return 0;
+  const trained = model.tf[field]?.[value] ?? 0;
+  const people = model.shared?.people[field]?.get(value);
+  return Math.max(trained, people === undefined ? 0 : sharedShare(people, model.shared!.records));
 }
 
 export function scorePair(model: MatchModel, a: PersonFeatures, b: PersonFeatures): PairScore {
@@ -224,12 +358,17 @@ export function scorePair(model: MatchModel, a: PersonFeatures, b: PersonFeature
       fields.push({ field: c.field, level: null, label: 'missing', weight: 0 });
       return;
     }
-    const w = fieldWeight(model, c, level, a);
+    const w = fieldWeight(model, c, level, a, b);
     weight += w.weight;
     fields.push({ field: c.field, level, label: c.levels[level]!, weight: round(w.weight), ...(w.tf !== undefined ? { tf: w.tf } : {}) });
   });
   const probability = 1 / (1 + 2 ** -weight);
-  const levelOf = (field: FieldName) => levels[comparisons.findIndex((c) => c.field === field)];
+  const levelOf = (field: FieldName) => {
+    const i = comparisons.findIndex((c) => c.field === field);
+    // An agreement on a value many different people carry is no identifier in common (a dummy
+    // resident ID, a placeholder e-mail): for the rules it is as if the field were missing.
+    return comparisons[i]!.tfMode === 'shared' && fields[i]!.tf !== undefined ? null : levels[i];
+  };
   const rid = levelOf('rid');
   const family = levelOf('family');
   const given = levelOf('given');
@@ -364,22 +503,16 @@ export function trainModel(records: PersonFeatures[], options: TrainOptions = {}
   const random = rng(options.seed ?? 42);
   const n = records.length;
   const F = comparisons.length;
-  // u from random pairs.
-  const uCounts = comparisons.map((c) => new Array<number>(c.levels.length).fill(0));
-  const wanted = Math.min(options.randomPairs ?? 200_000, (n * (n - 1)) / 2);
-  let drawn = 0;
-  for (let k = 0; k < wanted && n > 1; k++) {
-    const i = Math.floor(random() * n);
-    let j = Math.floor(random() * (n - 1));
-    if (j >= i) j++;
-    const levels = pairLevels(records[i]!, records[j]!);
-    for (let f = 0; f < F; f++) if (levels[f] !== null) uCounts[f]![levels[f]!]!++;
-    drawn++;
-  }
-  // Term frequencies.
+  // Term frequencies: of records (rare-value fields), of different people (shared-value fields).
   const tf: MatchModel['tf'] = {};
+  const tally = new SharedValueTally();
+  for (const r of records) tally.add(r);
   for (const c of comparisons) {
     if (!c.tf) continue;
+    if (c.tfMode === 'shared') {
+      tf[c.field] = tally.table(c.field);
+      continue;
+    }
     const counts = new Map<string, number>();
     let total = 0;
     for (const r of records) {
@@ -392,6 +525,26 @@ export function trainModel(records: PersonFeatures[], options: TrainOptions = {}
     const common = [...counts.entries()].filter(([, k]) => k >= 2).sort((x, y) => y[1] - x[1]).slice(0, 50_000);
     for (const [v, k] of common) table[v] = k / total;
     tf[c.field] = table;
+  }
+  // u from random pairs. A pair agreeing on a widely shared value (a placeholder) is left out of
+  // that field's u: its own share stands for it, and counted in the average it would make every
+  // ordinary phone or address look as weak as the placeholder.
+  const uCounts = comparisons.map((c) => new Array<number>(c.levels.length).fill(0));
+  const wanted = Math.min(options.randomPairs ?? 200_000, (n * (n - 1)) / 2);
+  let drawn = 0;
+  for (let k = 0; k < wanted && n > 1; k++) {
+    const i = Math.floor(random() * n);
+    let j = Math.floor(random() * (n - 1));
+    if (j >= i) j++;
+    const levels = pairLevels(records[i]!, records[j]!);
+    for (let f = 0; f < F; f++) {
+      const level = levels[f];
+      if (level === null) continue;
+      const c = comparisons[f]!;
+      if (c.tfMode === 'shared' && c.tfLevels!.includes(level) && (isShared(tf, c, records[i]!) || isShared(tf, c, records[j]!))) continue;
+      uCounts[f]![level]!++;
+    }
+    drawn++;
   }
   const u = uCounts.map((counts) => smooth(counts, 0.5));
   // m per blocking rule, leave-one-out posteriors.
@@ -451,6 +604,11 @@ export function trainModel(records: PersonFeatures[], options: TrainOptions = {}
   };
   model.priorLog2 = round(estimatePriorLog2(model, records, random));
   return model;
+}
+
+function isShared(tf: MatchModel['tf'], c: Comparison, f: PersonFeatures): boolean {
+  const value = c.tf!(f);
+  return value !== undefined && tf[c.field]?.[value] !== undefined;
 }
 
 function round6(x: number): number {
@@ -518,8 +676,11 @@ function estimatePriorLog2(model: MatchModel, records: PersonFeatures[], random:
  * trained on: a name missing from the training table is only known to be rarer than that sample can
  * tell, not to be one in the whole population (at 200,000 records a floor of 1 / 200,000 credited
  * two different people sharing an ordinary given name with ~17 bits and sent them to review).
+ * `shared`: the population's own counts of shared values (a hub's placeholder phone is its own, not
+ * the training set's); a value counts as shared as widely as either the training table or the
+ * population says.
  */
-export function modelForPopulation(model: MatchModel, records: number): MatchModel {
+export function modelForPopulation(model: MatchModel, records: number, shared?: SharedValueCounts): MatchModel {
   const n = Math.max(records, 2);
-  return { ...model, priorLog2: model.priorLog2 + Math.log2(model.trainedOn.records / n), tfFloor: Math.max(1 / n, model.tfFloor) };
+  return { ...model, priorLog2: model.priorLog2 + Math.log2(model.trainedOn.records / n), tfFloor: Math.max(1 / n, model.tfFloor), population: n, ...(shared ? { shared } : {}) };
 }

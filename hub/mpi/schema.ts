@@ -99,3 +99,31 @@ ALTER TABLE source_patient ADD COLUMN field_times jsonb NOT NULL DEFAULT '{}';
 COMMENT ON COLUMN source_patient.field_times IS 'Per demographic field, the [event time, raw id] of the message that set it: the merge stage lets a late older message fill only fields no newer one stated, so the state (and the patient index match) does not depend on arrival order.';
 COMMENT ON INDEX mpi_source_updated IS 'The safety-net sync finds the newest source it has matched (max(source_updated_at)) with one index probe instead of a scan.';
 `;
+
+/**
+ * Migration 14: the population's own term frequencies of contact data and identifiers (hub/mpi/
+ * sharedValues.ts). A registration desk types one placeholder phone (13800138000) or its own
+ * address for many different people; agreeing on such a value must weigh less, down to nothing.
+ * Filled as sources are matched; sources matched before this migration are counted by the next
+ * sync (the marker row below).
+ */
+export const patientIndexSharedValuesSql = `
+CREATE TABLE mpi_shared_person (
+  field text NOT NULL,
+  value text NOT NULL,
+  person text NOT NULL,
+  member_id text NOT NULL,
+  mrn text NOT NULL,
+  PRIMARY KEY (field, value, person)
+);
+COMMENT ON TABLE mpi_shared_person IS 'Which different people (by the sound keys of their names) have carried each phone, address, e-mail, resident ID or other identifier (normalised as the matcher compares them), with the first source seen carrying it: when a value turns out to be shared (more people than a household), those sources are matched again, so links made on it while it still looked like one household''s are undone. Only grows: a value a person stops using still counts them (a slight overcount, on the side of caution).';
+
+CREATE TABLE mpi_shared_value (
+  field text NOT NULL,
+  value text NOT NULL,
+  people integer NOT NULL,
+  PRIMARY KEY (field, value)
+);
+COMMENT ON TABLE mpi_shared_value IS 'Per value: how many different people carry it (rows of mpi_shared_person, kept in step in the same statement). The matcher reads the values of a record and its candidates that more people carry than a household. A row with field ''#backfill'' means: sources matched before these counts existed are still to be counted (the sync does it, then deletes the row).';
+INSERT INTO mpi_shared_value (field, value, people) SELECT '#backfill', '', 0 WHERE EXISTS (SELECT 1 FROM mpi_source);
+`;

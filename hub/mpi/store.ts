@@ -15,6 +15,7 @@ import type { HubDb, Sql } from '../db';
 import { HubError } from '../../pipeline/outcome';
 import { blockingKeys, featuresOf, type PersonRecord } from './features';
 import { decide, modelForPopulation, scorePair, trainModel, type Candidate, type MatchDecision, type MatchModel, type PairScore } from './matcher';
+import { backfillSharedValues, carriersOf, countSharedValues, withSharedCounts, type CrossedValue } from './sharedValues';
 import { survivorship, type GoldenDemographics } from './survivorship';
 import defaultModelJson from './defaultModel.json';
 
@@ -107,6 +108,18 @@ export async function syncPatientIndex(db: HubDb, options: { actor?: string; bat
   // sync does not re-skip every row it already matched (that anti-join made the initial load
   // quadratic). A row changed meanwhile gets a later updated_at and is met again further on.
   let cursor: { at: string; member: string; mrn: string } | null = null;
+  // Sources matched before the shared-value counts existed (migration 14) are counted first, and
+  // links made on values they show to be shared are looked at again.
+  const backfilled = await backfillSharedValues(db, LOCK);
+  if (backfilled.length) {
+    await db.transaction(async (tx) => {
+      await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
+      const population = Number((await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM source_patient`)).rows[0]!.n);
+      const touched = new Set<string>();
+      await rematchCarriers(tx, modelForPopulation(await loadModel(tx), population), backfilled, options.actor ?? 'matcher', summary, touched);
+      await refreshGoldens(tx, [...touched]);
+    });
+  }
   for (;;) {
     const done = await db.transaction(async (tx) => {
       await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
@@ -127,12 +140,14 @@ export async function syncPatientIndex(db: HubDb, options: { actor?: string; bat
       const population = Number((await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM source_patient`)).rows[0]!.n);
       const model = modelForPopulation(await loadModel(tx), population);
       const touched = new Set<string>();
+      const crossed: CrossedValue[] = [];
       // New sources (an initial load, a new registration) in bulk: one candidate query and a few
       // multi-row writes per batch. Known ones (updates, merges, manual decisions) one by one.
       const fresh = dirty.rows.filter((r) => !r.known && !r.merged_into);
-      await matchNewSources(tx, model, fresh, options.actor ?? 'matcher', summary, touched);
+      await matchNewSources(tx, model, fresh, options.actor ?? 'matcher', summary, touched, crossed);
       // (a member merge whose survivor comes in a later batch creates the survivor's golden patient itself)
-      for (const row of dirty.rows) if (row.known || row.merged_into) await matchSource(tx, model, row, options.actor ?? 'matcher', summary, touched);
+      for (const row of dirty.rows) if (row.known || row.merged_into) await matchSource(tx, model, row, options.actor ?? 'matcher', summary, touched, crossed);
+      await rematchCarriers(tx, model, crossed, options.actor ?? 'matcher', summary, touched);
       await refreshGoldens(tx, [...touched]);
       return dirty.rows.length < batch;
     });
@@ -239,9 +254,11 @@ async function matchChanged(db: HubDb, memberId: string, mrn: string, actor: str
     const model = await populationModel(db, tx);
     const summary: SyncSummary = { matched: 0, created: 0, linked: 0, review: 0, memberMerges: 0 };
     const touched = new Set<string>();
+    const crossed: CrossedValue[] = [];
     // Exactly what a sync does with this row, so the pipeline and the safety-net sync agree.
-    if (row.indexed_record || row.golden_id || row.merged_into) await matchSource(tx, model, row, actor, summary, touched);
-    else await matchNewSources(tx, model, [row], actor, summary, touched);
+    if (row.indexed_record || row.golden_id || row.merged_into) await matchSource(tx, model, row, actor, summary, touched, crossed);
+    else await matchNewSources(tx, model, [row], actor, summary, touched, crossed);
+    await rematchCarriers(tx, model, crossed, actor, summary, touched);
     await refreshGoldens(tx, [...touched]);
     return (await tx.query<{ golden_id: string }>(`SELECT golden_id FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND state = 'MATCH'`, [memberId, mrn])).rows[0]?.golden_id;
   });
@@ -272,11 +289,12 @@ async function cachedModel(db: HubDb, tx: Sql): Promise<MatchModel> {
   return cached.model;
 }
 
-async function matchSource(tx: Sql, model: MatchModel, row: SourceRow, actor: string, summary: SyncSummary, touched: Set<string>): Promise<void> {
+async function matchSource(tx: Sql, model: MatchModel, row: SourceRow, actor: string, summary: SyncSummary, touched: Set<string>, crossed: CrossedValue[]): Promise<void> {
   summary.matched++;
   const record = recordOfSource(row);
   const features = featuresOf(record);
   const keys = blockingKeys(features);
+  crossed.push(...(await countSharedValues(tx, [features])));
   await tx.query(
     `INSERT INTO mpi_source (member_id, mrn, record, block_keys, patient_resource_id, event_time, source_updated_at)
      VALUES ($1, $2, $3, $4, $5, $6, (SELECT updated_at FROM source_patient WHERE member_id = $1 AND mrn = $2))
@@ -320,6 +338,7 @@ async function matchSource(tx: Sql, model: MatchModel, row: SourceRow, actor: st
     for (const r of reverse.rows) notLinked.add(r.golden_id);
   }
   const candidates = await candidatesFor(tx, keys, row.member_id, row.mrn, notLinked);
+  model = await withSharedCounts(tx, model, [features, ...candidates.map((c) => c.features)]);
   const decision = decide(model, features, candidates);
   const explanation = explain(decision);
   let golden = current?.golden_id;
@@ -358,13 +377,14 @@ async function matchSource(tx: Sql, model: MatchModel, row: SourceRow, actor: st
 /** Candidates of many records in one query: per blocking key at most BLOCK_CAP sources (a common key says little). */
 const BLOCK_CAP = 100;
 
-async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], actor: string, summary: SyncSummary, touched: Set<string>): Promise<void> {
+async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], actor: string, summary: SyncSummary, touched: Set<string>, crossed: CrossedValue[]): Promise<void> {
   if (!rows.length) return;
   const items = rows.map((row) => {
     const record = recordOfSource(row);
     const features = featuresOf(record);
     return { row, record, features, keys: blockingKeys(features), golden: '' };
   });
+  crossed.push(...(await countSharedValues(tx, items.map((i) => i.features))));
   const byKey = new Map<string, Candidate[]>();
   const featureCache = new Map<string, ReturnType<typeof featuresOf>>();
   const allKeys = [...new Set(items.flatMap((i) => i.keys))];
@@ -385,6 +405,7 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
       else byKey.set(r.key, [{ goldenId: r.golden_id, features: f }]);
     }
   }
+  model = await withSharedCounts(tx, model, [...items.map((i) => i.features), ...featureCache.values()]);
   const goldens: string[] = [];
   const links: Array<Record<string, unknown>> = [];
   const events: Array<Record<string, unknown>> = [];
@@ -452,6 +473,35 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
   );
 }
 
+/**
+ * Values that just became shared (more different people carry them than a household): a source
+ * linked to others while such a value still looked like one household's is matched again, with
+ * the new counts, if none of its golden patient's other sources still matches it — it leaves that
+ * golden patient and is matched as if new (a review item with it when the pair is still possible).
+ * Manual links and member merges stand.
+ */
+async function rematchCarriers(tx: Sql, model: MatchModel, crossed: CrossedValue[], actor: string, summary: SyncSummary, touched: Set<string>): Promise<void> {
+  for (const c of await carriersOf(tx, crossed)) {
+    const link = (
+      await tx.query<{ golden_id: string; mode: LinkMode; rule: string | null; company: number }>(
+        `SELECT l.golden_id, l.mode, l.rule, (SELECT count(*)::int FROM mpi_link m WHERE m.golden_id = l.golden_id AND m.state = 'MATCH') AS company
+           FROM mpi_link l WHERE l.member_id = $1 AND l.mrn = $2 AND l.state = 'MATCH'`,
+        [c.member_id, c.mrn],
+      )
+    ).rows[0];
+    if (!link || link.mode === 'MANUAL' || link.rule === 'member-merge' || Number(link.company) < 2) continue;
+    const row = (await tx.query<SourceRow>(`${SOURCE_SELECT} WHERE sp.member_id = $1 AND sp.mrn = $2`, [c.member_id, c.mrn])).rows[0];
+    if (!row || row.merged_into) continue;
+    const merged = await tx.query(`SELECT 1 FROM source_patient WHERE member_id = $1 AND merged_into = $2 LIMIT 1`, [c.member_id, c.mrn]);
+    if (merged.rows.length) continue; // a member merge's survivor keeps its retired numbers
+    if (await stillBelongs(tx, model, featuresOf(recordOfSource(row)), link.golden_id, c.member_id, c.mrn)) continue;
+    await tx.query(`DELETE FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND golden_id = $3`, [c.member_id, c.mrn, link.golden_id]);
+    await history(tx, actor, 'unlink', link.golden_id, c.member_id, c.mrn, { reason: 'linked on a value since found shared', field: c.field, value: c.value });
+    touched.add(link.golden_id);
+    await matchSource(tx, model, row, actor, summary, touched, []);
+  }
+}
+
 async function candidatesFor(tx: Sql, keys: string[], memberId: string, mrn: string, excluded: Set<string>): Promise<Candidate[]> {
   if (!keys.length) return [];
   // Per key at most BLOCK_CAP, as in bulk matching: one crowded key (a phone shared by a whole
@@ -472,7 +522,9 @@ async function stillBelongs(tx: Sql, model: MatchModel, features: ReturnType<typ
     `SELECT s.member_id, s.mrn, s.record FROM mpi_link l JOIN mpi_source s USING (member_id, mrn) WHERE l.golden_id = $1 AND l.state = 'MATCH' AND NOT (l.member_id = $2 AND l.mrn = $3)`,
     [goldenId, memberId, mrn],
   );
-  return others.rows.some((o) => scorePair(model, features, featuresOf({ ...o.record, id: `${o.member_id}|${o.mrn}` })).outcome === 'MATCH');
+  const theirs = others.rows.map((o) => featuresOf({ ...o.record, id: `${o.member_id}|${o.mrn}` }));
+  const counted = await withSharedCounts(tx, model, [features, ...theirs]);
+  return theirs.some((o) => scorePair(counted, features, o).outcome === 'MATCH');
 }
 
 function explain(decision: MatchDecision): { rule?: string; score: number | null; breakdown: Record<string, unknown> } {
@@ -724,9 +776,11 @@ export async function matchPerson(sql: Sql, record: PersonRecord, limit = 10): P
   const model = modelForPopulation(await loadModel(sql), population + 1);
   const features = featuresOf(record);
   const candidates = await candidatesFor(sql, blockingKeys(features), '', '', new Set());
+  // Read only: the person asked about is not counted (nothing of a $match is stored).
+  const counted = await withSharedCounts(sql, model, [features, ...candidates.map((c) => c.features)]);
   const best = new Map<string, PairScore>();
   for (const c of candidates) {
-    const s = scorePair(model, features, c.features);
+    const s = scorePair(counted, features, c.features);
     const prev = best.get(c.goldenId);
     if (!prev || s.weight > prev.weight) best.set(c.goldenId, s);
   }
