@@ -42,6 +42,8 @@ async function main(): Promise<void> {
     const t0 = process.hrtime.bigint();
     const summary = await syncPatientIndex(db, { batch: 2000 });
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const shared = await db.query<{ field: string; n: number; max: number }>(`SELECT field, count(*)::int AS n, max(people)::int AS max FROM mpi_shared_value WHERE people > 4 GROUP BY field ORDER BY field`);
+    process.stdout.write(`values more than a household carries: ${shared.rows.map((r) => `${r.field} ${r.n} (at most ${r.max} people)`).join(', ') || 'none'}\n`);
     // Accuracy of what was stored (pairwise, review = not linked).
     const truth = new Map(records.map((r) => [`${r.id.split(':')[0]}|MRN${r.id.split(':')[1]}`, r.entity]));
     const links = await exportLinks(db);

@@ -125,5 +125,7 @@ CREATE TABLE mpi_shared_value (
   PRIMARY KEY (field, value)
 );
 COMMENT ON TABLE mpi_shared_value IS 'Per value: how many different people carry it (rows of mpi_shared_person, kept in step in the same statement). The matcher reads the values of a record and its candidates that more people carry than a household. A row with field ''#backfill'' means: sources matched before these counts existed are still to be counted (the sync does it, then deletes the row).';
+CREATE INDEX mpi_shared_value_shared ON mpi_shared_value (field, value) INCLUDE (people) WHERE people > 4;
+COMMENT ON INDEX mpi_shared_value_shared IS 'The values more people carry than a household (HOUSEHOLD in hub/mpi/matcher.ts): a bulk match reads them all at once.';
 INSERT INTO mpi_shared_value (field, value, people) SELECT '#backfill', '', 0 WHERE EXISTS (SELECT 1 FROM mpi_source);
 `;
