@@ -250,7 +250,7 @@ COMMENT ON INDEX raw_message_fix_fix IS 'A message page shows which original a f
   },
   {
     id: 14,
-    name: 'master patient index: how many different people carry each phone, address and identifier (term frequencies of shared values)',
+    name: 'master patient index: how many different people carry each phone, address and identifier (term frequencies of shared values); the sync cursor as an index range',
     sql: patientIndexSharedValuesSql,
   },
 ];

@@ -130,7 +130,7 @@ export function blockingKeys(f: PersonFeatures): string[] {
   if (b && f.givenSound) keys.push(`gb:${f.givenSound}|${b}`);
   if (f.familySound && f.givenSound) {
     keys.push(`fg:${f.familySound}|${f.givenSound}`);
-    keys.push(`gf:${f.givenSound}|${f.familySound}`);
+    keys.push(`fg:${f.givenSound}|${f.familySound}`);
   }
   if (f.phone) keys.push(`ph:${f.phone}`);
   if (f.otherId) keys.push(`oid:${f.otherId}`);

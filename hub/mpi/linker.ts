@@ -2,8 +2,10 @@
  * Incremental linking in memory: each record arriving is matched against the records already
  * indexed that share a blocking key, and joins the golden patient the matcher chose or starts a new
  * one. The same decision procedure the database store runs (hub/mpi/store.ts); this one serves the
- * benchmark and unit tests, where nothing is persisted. Blocks past `maxBlock` records stop growing
- * (a key that common says little), which keeps the cost per record bounded. The population's own
+ * benchmark and unit tests, where nothing is persisted. A block that reached `maxBlock` records is
+ * no longer a source of candidates (a key that common says little: 张伟 has thousands of holders,
+ * and its first hundred are no better candidates than any other), which keeps the cost per record
+ * bounded as the population grows. The population's own
  * counts of shared values (phone, address, identifiers) follow every record added, as the store's
  * `mpi_shared_value` does.
  */
@@ -38,7 +40,9 @@ export class InMemoryLinker {
     const seen = new Set<number>();
     const candidates: Candidate[] = [];
     for (const key of keys) {
-      for (const i of this.blocks.get(key) ?? []) {
+      const block = this.blocks.get(key);
+      if (!block || block.length >= this.maxBlock) continue;
+      for (const i of block) {
         if (seen.has(i)) continue;
         seen.add(i);
         candidates.push({ goldenId: this.records[i]!.goldenId, features: this.records[i]!.features });

@@ -125,6 +125,9 @@ CREATE TABLE mpi_shared_value (
   PRIMARY KEY (field, value)
 );
 COMMENT ON TABLE mpi_shared_value IS 'Per value: how many different people carry it (rows of mpi_shared_person, kept in step in the same statement). The matcher reads the values of a record and its candidates that more people carry than a household. A row with field ''#backfill'' means: sources matched before these counts existed are still to be counted (the sync does it, then deletes the row).';
+CREATE INDEX source_patient_changes ON source_patient (updated_at, member_id, mrn);
+COMMENT ON INDEX source_patient_changes IS 'The sync''s keyset cursor (updated_at, member, mrn) as an index range: a bulk load stores thousands of source patients with one updated_at, and on updated_at alone every batch sorted all the rows after the cursor (quadratic: 219 ms a batch at 200,000 records).';
+DROP INDEX source_patient_updated;
 CREATE INDEX mpi_shared_value_shared ON mpi_shared_value (field, value) INCLUDE (people) WHERE people > 4;
 COMMENT ON INDEX mpi_shared_value_shared IS 'The values more people carry than a household (HOUSEHOLD in hub/mpi/matcher.ts): a bulk match reads them all at once.';
 INSERT INTO mpi_shared_value (field, value, people) SELECT '#backfill', '', 0 WHERE EXISTS (SELECT 1 FROM mpi_source);

@@ -72,34 +72,38 @@ export async function carriersOf(tx: Sql, crossed: CrossedValue[]): Promise<Arra
   return rows.rows;
 }
 
-/** Above this many distinct values, read all shared values instead of looking each one up. */
-const BULK_VALUES = 2000;
+/** Above this many records (a bulk batch and its candidates), read all shared values instead of looking each one up. */
+const BULK_RECORDS = 500;
 
 /**
  * The model with the population's counts for the values these records state attached: only values
  * more people carry than a household are read (the others weigh as the trained average).
  */
 export async function withSharedCounts(tx: Sql, model: MatchModel, records: PersonFeatures[]): Promise<MatchModel> {
-  const wanted = new Map<string, { field: string; value: string }>();
-  for (const f of records) for (const v of sharedValues(f)) wanted.set(`${v.field}\u0000${v.value}`, v);
   const byField = new Map<FieldName, Map<string, number>>();
-  if (wanted.size) {
-    const list = [...wanted.values()];
-    // Few values are shared (at 50,000 generated records: 2). A bulk batch states tens of
-    // thousands of values: reading every shared one (partial index) is cheaper than probing each.
-    const rows =
-      list.length > BULK_VALUES
-        ? await tx.query<{ field: FieldName; value: string; people: number }>(`SELECT field, value, people FROM mpi_shared_value WHERE people > ${HOUSEHOLD}`, [], 'mpi_read_all_shared')
-        : await tx.query<{ field: FieldName; value: string; people: number }>(
-            `SELECT v.field, v.value, v.people FROM unnest($1::text[], $2::text[]) AS w(field, value)
-               JOIN mpi_shared_value v ON v.field = w.field AND v.value = w.value WHERE v.people > ${HOUSEHOLD}`,
-            [list.map((v) => v.field), list.map((v) => v.value)],
-            'mpi_read_shared',
-          );
-    for (const r of rows.rows) {
+  const keep = (rows: Array<{ field: FieldName; value: string; people: number }>) => {
+    for (const r of rows) {
       let m = byField.get(r.field);
       if (!m) byField.set(r.field, (m = new Map()));
       m.set(r.value, Number(r.people));
+    }
+  };
+  if (records.length > BULK_RECORDS) {
+    // Few values are shared (at 200,000 generated records: 545 addresses). A bulk batch states
+    // tens of thousands of values: reading every shared one (partial index) beats probing each.
+    keep((await tx.query<{ field: FieldName; value: string; people: number }>(`SELECT field, value, people FROM mpi_shared_value WHERE people > ${HOUSEHOLD}`, [], 'mpi_read_all_shared')).rows);
+  } else {
+    const wanted = new Map<string, { field: string; value: string }>();
+    for (const f of records) for (const v of sharedValues(f)) wanted.set(`${v.field}\u0000${v.value}`, v);
+    const list = [...wanted.values()];
+    if (list.length) {
+      const rows = await tx.query<{ field: FieldName; value: string; people: number }>(
+        `SELECT v.field, v.value, v.people FROM unnest($1::text[], $2::text[]) AS w(field, value)
+           JOIN mpi_shared_value v ON v.field = w.field AND v.value = w.value WHERE v.people > ${HOUSEHOLD}`,
+        [list.map((v) => v.field), list.map((v) => v.value)],
+        'mpi_read_shared',
+      );
+      keep(rows.rows);
     }
   }
   const shared: SharedValueCounts = { records: model.population ?? model.trainedOn.records, people: {} };
