@@ -348,26 +348,42 @@ function sharedShareOf(model: MatchModel, field: FieldName, value: string | unde
   return Math.max(trained, people === undefined ? 0 : sharedShare(people, model.shared!.records));
 }
 
+/** Position of each field in `comparisons`. */
+const FIELD_INDEX = Object.fromEntries(comparisons.map((c, i) => [c.field, i])) as Record<FieldName, number>;
+
 export function scorePair(model: MatchModel, a: PersonFeatures, b: PersonFeatures): PairScore {
-  const fields: FieldScore[] = [];
+  return score(model, a, b, true) as PairScore;
+}
+
+/**
+ * The pair's weight, outcome and rule; with `explain`, also each field's level and weight
+ * (`decide` explains only the pairs it reports: building eleven field objects for every candidate
+ * was much of the bulk sync's allocation).
+ */
+function score(model: MatchModel, a: PersonFeatures, b: PersonFeatures, explain: boolean): Omit<PairScore, 'fields'> & { fields?: FieldScore[] } {
+  const fields: FieldScore[] | undefined = explain ? [] : undefined;
   let weight = model.priorLog2;
   const levels = pairLevels(a, b);
-  comparisons.forEach((c, i) => {
+  /** Fields whose agreement was on a value many different people carry. */
+  let discounted = 0;
+  for (let i = 0; i < comparisons.length; i++) {
+    const c = comparisons[i]!;
     const level = levels[i]!;
     if (level === null) {
-      fields.push({ field: c.field, level: null, label: 'missing', weight: 0 });
-      return;
+      fields?.push({ field: c.field, level: null, label: 'missing', weight: 0 });
+      continue;
     }
     const w = fieldWeight(model, c, level, a, b);
     weight += w.weight;
-    fields.push({ field: c.field, level, label: c.levels[level]!, weight: round(w.weight), ...(w.tf !== undefined ? { tf: w.tf } : {}) });
-  });
+    if (c.tfMode === 'shared' && w.tf !== undefined) discounted |= 1 << i;
+    fields?.push({ field: c.field, level, label: c.levels[level]!, weight: round(w.weight), ...(w.tf !== undefined ? { tf: w.tf } : {}) });
+  }
   const probability = 1 / (1 + 2 ** -weight);
   const levelOf = (field: FieldName) => {
-    const i = comparisons.findIndex((c) => c.field === field);
+    const i = FIELD_INDEX[field];
     // An agreement on a value many different people carry is no identifier in common (a dummy
     // resident ID, a placeholder e-mail): for the rules it is as if the field were missing.
-    return comparisons[i]!.tfMode === 'shared' && fields[i]!.tf !== undefined ? null : levels[i];
+    return discounted & (1 << i) ? null : levels[i];
   };
   const rid = levelOf('rid');
   const family = levelOf('family');
@@ -406,7 +422,7 @@ export function scorePair(model: MatchModel, a: PersonFeatures, b: PersonFeature
     outcome = 'POSSIBLE_MATCH';
     rule = 'birth-conflict';
   }
-  return { weight: round(weight), probability, fields, outcome, ...(rule ? { rule } : {}) };
+  return { weight: round(weight), probability, ...(fields ? { fields } : {}), outcome, ...(rule ? { rule } : {}) };
 }
 
 /** The birth-date level "different" (the last one). */
@@ -440,23 +456,30 @@ export interface MatchDecision {
 
 /** Score a record against its candidates; per golden patient its best-scoring source record counts. */
 export function decide(model: MatchModel, record: PersonFeatures, candidates: Candidate[]): MatchDecision {
-  const perGolden = new Map<string, PairScore & { candidateId: string }>();
+  const perGolden = new Map<string, { rank: number; outcome: Outcome; candidate: PersonFeatures }>();
   const vetoed = new Set<string>();
   for (const c of candidates) {
-    const s = scorePair(model, record, c.features);
+    const s = score(model, record, c.features, false);
     // One source of a golden record with a different valid resident ID vetoes that golden record.
     if (s.rule === 'resident-id-conflict') vetoed.add(c.goldenId);
     const prev = perGolden.get(c.goldenId);
-    if (!prev || rank(s) > rank(prev)) perGolden.set(c.goldenId, { ...s, candidateId: c.features.id });
+    const r = rank(s);
+    if (!prev || r > prev.rank) perGolden.set(c.goldenId, { rank: r, outcome: s.outcome, candidate: c.features });
   }
-  const ranked = [...perGolden.entries()].filter(([g]) => !vetoed.has(g)).sort((x, y) => rank(y[1]) - rank(x[1]));
+  // Explained (scored again with each field): only the pairs reported — the best one, and the other
+  // golden patients at review level or above.
+  const ranked = [...perGolden.entries()]
+    .filter(([g]) => !vetoed.has(g))
+    .sort((x, y) => y[1].rank - x[1].rank)
+    .filter(([, best], i) => i === 0 || best.outcome !== 'NO_MATCH')
+    .map(([g, best]): [string, PairScore & { candidateId: string }] => [g, { ...scorePair(model, record, best.candidate), candidateId: best.candidate.id }]);
   const alternatives = ranked.slice(1).filter(([, s]) => s.outcome !== 'NO_MATCH').map(([goldenId, s]) => ({ goldenId, candidateId: s.candidateId, weight: s.weight, outcome: s.outcome, rule: s.rule, fields: s.fields }));
   const top = ranked[0];
   if (!top || top[1].outcome === 'NO_MATCH') return { outcome: 'NO_MATCH', alternatives, ...(top ? { best: top[1] } : {}) };
   return { outcome: top[1].outcome, goldenId: top[0], best: top[1], alternatives };
 }
 
-function rank(s: PairScore): number {
+function rank(s: Pick<PairScore, 'outcome' | 'weight'>): number {
   return (s.outcome === 'MATCH' ? 2000 : s.outcome === 'POSSIBLE_MATCH' ? 1000 : 0) + s.weight;
 }
 

@@ -402,7 +402,8 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
     return { row, record, features, keys: blockingKeys(features), golden: '' };
   });
   crossed.push(...(await countSharedValues(tx, items.map((i) => i.features))));
-  const byKey = new Map<string, Candidate[]>();
+  // `stamp`: the item that last took this candidate (one source under several keys is scored once; a number, not a Set per item).
+  const byKey = new Map<string, Array<Candidate & { stamp?: number }>>();
   const featureCache = new Map<string, ReturnType<typeof featuresOf>>();
   const allKeys = [...new Set(items.flatMap((i) => i.keys))].filter((k) => !fullKeys.has(k));
   if (allKeys.length) {
@@ -416,7 +417,7 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
       [allKeys],
     );
     // One candidate object per source, however many keys found it.
-    const sources = new Map<string, Candidate>();
+    const sources = new Map<string, Candidate & { stamp?: number }>();
     for (const r of existing.rows) {
       const id = `${r.member_id}|${r.mrn}`;
       let c = sources.get(id);
@@ -433,17 +434,18 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
   const goldens = new Map<string, (typeof items)[number]>();
   const links: Array<Record<string, unknown>> = [];
   const events: Array<Record<string, unknown>> = [];
+  let stamp = 0;
   for (const item of items) {
-    const seen = new Set<string>();
     const candidates: Candidate[] = [];
     for (const key of item.keys) {
       if (fullKeys.has(key)) continue;
       for (const c of byKey.get(key) ?? []) {
-        if (seen.has(c.features.id)) continue;
-        seen.add(c.features.id);
+        if (c.stamp === stamp) continue;
+        c.stamp = stamp;
         candidates.push(c);
       }
     }
+    stamp++;
     const decision = decide(model, item.features, candidates);
     const explanation = explain(decision);
     const { member_id: member, mrn } = item.row;
