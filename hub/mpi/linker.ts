@@ -5,9 +5,8 @@
  * benchmark and unit tests, where nothing is persisted. A block that reached `maxBlock` records is
  * no longer a source of candidates (a key that common says little: 张伟 has thousands of holders,
  * and its first hundred are no better candidates than any other), which keeps the cost per record
- * bounded as the population grows. The population's own
- * counts of shared values (phone, address, identifiers) follow every record added, as the store's
- * `mpi_shared_value` does.
+ * bounded as the population grows. The population's own counts of shared values (phone,
+ * address, identifiers) follow every record added, as the store's `mpi_shared_value` does.
  */
 import { blockingKeys, type PersonFeatures } from './features';
 import { decide, modelForPopulation, SharedValueTally, type Candidate, type MatchDecision, type MatchModel } from './matcher';

@@ -194,7 +194,7 @@ export function personKey(f: PersonFeatures): string | undefined {
  * The population's own term frequencies of the `shared` fields: for each value, how many different
  * people (by `personKey`) carry it, among how many records. Kept current as records are added
  * (`SharedValueTally` in memory, table `mpi_shared_value` in the store); attached to a model by
- * `modelForPopulation`, never stored with it.
+ * `modelForPopulation` (in memory) or `withSharedCounts` (hub/mpi/sharedValues.ts), never stored with it.
  */
 export interface SharedValueCounts {
   records: number;

@@ -404,7 +404,8 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
   crossed.push(...(await countSharedValues(tx, items.map((i) => i.features))));
   // `stamp`: the item that last took this candidate (one source under several keys is scored once; a number, not a Set per item).
   const byKey = new Map<string, Array<Candidate & { stamp?: number }>>();
-  const featureCache = new Map<string, ReturnType<typeof featuresOf>>();
+  // One candidate object per source, however many keys found it.
+  const sources = new Map<string, Candidate & { stamp?: number }>();
   const allKeys = [...new Set(items.flatMap((i) => i.keys))].filter((k) => !fullKeys.has(k));
   if (allKeys.length) {
     // (Tried: each source once with the keys it was found under, joined back for its record —
@@ -416,8 +417,6 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
          JOIN mpi_link l ON l.member_id = s.member_id AND l.mrn = s.mrn AND l.state = 'MATCH'`,
       [allKeys],
     );
-    // One candidate object per source, however many keys found it.
-    const sources = new Map<string, Candidate & { stamp?: number }>();
     for (const r of existing.rows) {
       const id = `${r.member_id}|${r.mrn}`;
       let c = sources.get(id);
@@ -426,10 +425,9 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
       if (list) list.push(c);
       else byKey.set(r.key, [c]);
     }
-    for (const c of sources.values()) featureCache.set(c.features.id, c.features);
     for (const [key, list] of byKey) if (list.length >= BLOCK_CAP) fullKeys.add(key);
   }
-  model = await withSharedCounts(tx, model, [...items.map((i) => i.features), ...featureCache.values()]);
+  model = await withSharedCounts(tx, model, [...items.map((i) => i.features), ...[...sources.values()].map((c) => c.features)]);
   /** Golden patients this batch creates, with their first source (its survivorship is that record's). */
   const goldens = new Map<string, (typeof items)[number]>();
   const links: Array<Record<string, unknown>> = [];
@@ -470,10 +468,10 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
       summary.review++;
     }
     summary.matched++;
-    // Later records of this batch see this one.
+    // Later records of this batch see this one (one object under all its keys, so the stamp sees it once).
+    const candidate = { goldenId: item.golden, features: item.features };
     for (const key of item.keys) {
       const list = byKey.get(key);
-      const candidate = { goldenId: item.golden, features: item.features };
       if (!list) byKey.set(key, [candidate]);
       else if (list.length < BLOCK_CAP) {
         list.push(candidate);
