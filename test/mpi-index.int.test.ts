@@ -214,6 +214,32 @@ test('a review decision links, and a manual not-link survives re-matching', asyn
   expect(await goldenOf('m3', 'T3')).toBe(shared);
 });
 
+test('a long sync overtaken between its batches (a reviewer moved a source) reads the index again instead of its copy of the blocks', async () => {
+  // Three source patients the pipeline did not link, in this order: a person, a stranger, the person again elsewhere.
+  const person = '"family":"钱","given":"学森","birthDate":"19111211","sex":"M","phone":"13700000011"';
+  await hub.runtime.db.query(
+    `INSERT INTO source_patient (member_id, mrn, demographics, event_time, last_raw_id, updated_at) VALUES
+       ('m1', 'K1', '{${person}}', now(), 0, clock_timestamp()),
+       ('m2', 'K2', '{"family":"孙","given":"立人","birthDate":"19000808","sex":"M"}', now(), 0, clock_timestamp() + interval '1 ms'),
+       ('m3', 'K3', '{${person}}', now(), 0, clock_timestamp() + interval '2 ms')`,
+  );
+  let moved: string | undefined;
+  const summary = await syncPatientIndex(hub.runtime.db, {
+    batch: 1,
+    onBatch: async () => {
+      // Between batches, once K1 is indexed: a reviewer takes K1 out of its golden patient.
+      const k1 = (await exportLinks(hub.runtime.db)).find((l) => l.member === 'm1' && l.mrn === 'K1');
+      if (k1 && !moved) moved = (await decideReview(hub.runtime.db, { member: 'm1', mrn: 'K1', goldenId: k1.patient, decision: 'not-link', actor: 'reviewer-3' })).goldenId;
+    },
+  });
+  expect(moved).toBeDefined();
+  expect(summary.overtaken).toBeGreaterThanOrEqual(1);
+  // K3 joins K1 where it is now, not the golden patient the sync's first batch saw it in.
+  expect(await goldenOf('m1', 'K1')).toBe(moved);
+  expect(await goldenOf('m3', 'K3')).toBe(moved);
+  expect(await goldenOf('m2', 'K2')).not.toBe(moved);
+});
+
 test('ADT A40 inside a member: both numbers listed with the surviving golden patient; the merge is in the history', async () => {
   await ingest([
     ['m1', adt('m1', { mrn: 'S1', family: '周', given: '晓峰', birth: '19750102', sex: 'M', phone: '13600000001' })],

@@ -132,3 +132,13 @@ CREATE INDEX mpi_shared_value_shared ON mpi_shared_value (field, value) INCLUDE 
 COMMENT ON INDEX mpi_shared_value_shared IS 'The values more people carry than a household (HOUSEHOLD in hub/mpi/matcher.ts): a bulk match reads them all at once.';
 INSERT INTO mpi_shared_value (field, value, people) SELECT '#backfill', '', 0 WHERE EXISTS (SELECT 1 FROM mpi_source);
 `;
+
+/**
+ * Migration 15: a number per write to the index under the matcher's exclusive lock
+ * (hub/mpi/blockCache.ts): a bulk sync keeps the blocks it has read between its batches only while
+ * nobody else took one.
+ */
+export const patientIndexWritesSql = `
+CREATE SEQUENCE mpi_index_writes;
+COMMENT ON SEQUENCE mpi_index_writes IS 'Taken by every transaction that writes the patient index under the matcher''s exclusive advisory lock, after taking the lock (so in the order of lock holders): a sync whose next batch finds a number it did not take was overtaken (a pipeline link, a review decision) and reads the index''s blocks again instead of its copy.';
+`;

@@ -13,7 +13,8 @@
 import { randomUUID } from 'node:crypto';
 import type { HubDb, Sql } from '../db';
 import { HubError } from '../../pipeline/outcome';
-import { blockingKeys, featuresOf, type PersonRecord } from './features';
+import { BlockCache, takeIndexWrite } from './blockCache';
+import { blockingKeys, featuresOf, type PersonFeatures, type PersonRecord } from './features';
 import { decide, modelForPopulation, scorePair, trainModel, type Candidate, type MatchDecision, type MatchModel, type PairScore } from './matcher';
 import { backfillSharedValues, carriersOf, countSharedValues, withSharedCounts, type CrossedValue } from './sharedValues';
 import { survivorship, type GoldenDemographics } from './survivorship';
@@ -52,6 +53,25 @@ export interface SyncSummary {
   linked: number;
   review: number;
   memberMerges: number;
+  /** Batches that found the index changed by another writer since the sync's last batch (the block copy was read again). */
+  overtaken: number;
+}
+
+/** What one matching transaction (a sync's batch, a pipeline link) carries through its steps. */
+interface MatchRun {
+  actor: string;
+  summary: SyncSummary;
+  /** Golden patients whose survivorship is recomputed at the end. */
+  touched: Set<string>;
+  /** Values this run's counting made shared (their carriers are matched again). */
+  crossed: CrossedValue[];
+  blocks: BlockCache;
+}
+
+/** The exclusive lock of the index's writers, and the write number that tells a sync's block copy it was overtaken. */
+async function lockIndex(tx: Sql): Promise<bigint> {
+  await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
+  return takeIndexWrite(tx);
 }
 
 /** The stored model (yilian mpi train), else the built-in one trained on the Chinese generator. */
@@ -98,8 +118,12 @@ const KNOWN_SELECT = `SELECT sp.updated_at::text AS cursor_at, coalesce((SELECT 
      (SELECT true FROM mpi_link k WHERE k.member_id = sp.member_id AND k.mrn = sp.mrn AND k.state = 'MATCH' LIMIT 1), false) AS known, sp.member_id`;
 
 /** Match every source patient that is new or changed since it was last matched. */
-export async function syncPatientIndex(db: HubDb, options: { actor?: string; batch?: number; full?: boolean } = {}): Promise<SyncSummary> {
-  const summary: SyncSummary = { matched: 0, created: 0, linked: 0, review: 0, memberMerges: 0 };
+export async function syncPatientIndex(
+  db: HubDb,
+  /** `onBatch`: after each batch has committed (progress of a long sync; the lock is not held). */
+  options: { actor?: string; batch?: number; full?: boolean; onBatch?: (summary: SyncSummary) => unknown } = {},
+): Promise<SyncSummary> {
+  const summary: SyncSummary = { matched: 0, created: 0, linked: 0, review: 0, memberMerges: 0, overtaken: 0 };
   const batch = options.batch ?? 500;
   let analysedAt = 1000;
   // Only source patients changed since shortly before the newest one already matched are looked
@@ -116,22 +140,24 @@ export async function syncPatientIndex(db: HubDb, options: { actor?: string; bat
   // Counted once: the prior moves with the logarithm of the population, and counting a million
   // rows for every batch cost more than matching it.
   const population = Number((await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM source_patient`)).rows[0]!.n);
-  // Keys found full (BLOCK_CAP) are not asked for again in later batches: keys only gain sources.
-  const fullKeys = new Set<string>();
+  // The blocks read by earlier batches (and the keys found full), while nobody else writes the index.
+  const blocks = new BlockCache(BLOCK_CAP);
+  const actor = options.actor ?? 'matcher';
   // Sources matched before the shared-value counts existed (migration 14) are counted first, and
   // links made on values they show to be shared are looked at again.
   const backfilled = await backfillSharedValues(db, LOCK);
   if (backfilled.length) {
     await db.transaction(async (tx) => {
-      await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
-      const touched = new Set<string>();
-      await rematchCarriers(tx, modelForPopulation(await loadModel(tx), population), backfilled, options.actor ?? 'matcher', summary, touched);
-      await refreshGoldens(tx, [...touched]);
+      await lockIndex(tx);
+      const run: MatchRun = { actor, summary, touched: new Set(), crossed: [], blocks: new BlockCache(BLOCK_CAP) };
+      await rematchCarriers(tx, modelForPopulation(await loadModel(tx), population), backfilled, run);
+      await refreshGoldens(tx, [...run.touched]);
     });
   }
   for (;;) {
     const done = await db.transaction(async (tx) => {
       await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
+      if (!(await blocks.claim(tx))) summary.overtaken++;
       // The index tables grow inside this transaction faster than statistics follow: a planner that
       // still believes them empty scans them whole for every candidate look-up (quadratic cost).
       await tx.query(`SET LOCAL enable_seqscan = off`);
@@ -150,18 +176,18 @@ export async function syncPatientIndex(db: HubDb, options: { actor?: string; bat
       const last = dirty.rows[dirty.rows.length - 1]!;
       cursor = { at: last.cursor_at, member: last.member_id, mrn: last.mrn };
       const model = modelForPopulation(await loadModel(tx), population);
-      const touched = new Set<string>();
-      const crossed: CrossedValue[] = [];
+      const run: MatchRun = { actor, summary, touched: new Set(), crossed: [], blocks };
       // New sources (an initial load, a new registration) in bulk: one candidate query and a few
       // multi-row writes per batch. Known ones (updates, merges, manual decisions) one by one.
       const fresh = dirty.rows.filter((r) => !r.known && !r.merged_into);
-      await matchNewSources(tx, model, fresh, options.actor ?? 'matcher', summary, touched, crossed, fullKeys);
+      await matchNewSources(tx, model, fresh, run);
       // (a member merge whose survivor comes in a later batch creates the survivor's golden patient itself)
-      for (const row of dirty.rows) if (row.known || row.merged_into) await matchSource(tx, model, row, options.actor ?? 'matcher', summary, touched, crossed);
-      await rematchCarriers(tx, model, crossed, options.actor ?? 'matcher', summary, touched);
-      await refreshGoldens(tx, [...touched]);
+      for (const row of dirty.rows) if (row.known || row.merged_into) await matchSource(tx, model, row, run);
+      await rematchCarriers(tx, model, run.crossed, run);
+      await refreshGoldens(tx, [...run.touched]);
       return dirty.rows.length < batch;
     });
+    await options.onBatch?.(summary);
     if (summary.matched >= analysedAt * 2) {
       await db.query(`ANALYZE mpi_source, mpi_link, mpi_golden`);
       analysedAt = summary.matched;
@@ -257,20 +283,18 @@ async function followUnchanged(db: HubDb, memberId: string, mrn: string): Promis
 
 async function matchChanged(db: HubDb, memberId: string, mrn: string, actor: string): Promise<string | undefined> {
   return db.transaction(async (tx) => {
-    await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
+    await lockIndex(tx);
     // Read again under the lock: a sync or another partition may have matched it meanwhile.
     const row = (await tx.query<IndexedSourceRow>(INDEXED_SELECT, [memberId, mrn], 'mpi_indexed_source')).rows[0];
     if (!row) return undefined;
     if (row.current && row.golden_id) return row.golden_id;
     const model = await populationModel(db, tx);
-    const summary: SyncSummary = { matched: 0, created: 0, linked: 0, review: 0, memberMerges: 0 };
-    const touched = new Set<string>();
-    const crossed: CrossedValue[] = [];
+    const run: MatchRun = { actor, summary: { matched: 0, created: 0, linked: 0, review: 0, memberMerges: 0, overtaken: 0 }, touched: new Set(), crossed: [], blocks: new BlockCache(BLOCK_CAP) };
     // Exactly what a sync does with this row, so the pipeline and the safety-net sync agree.
-    if (row.indexed_record || row.golden_id || row.merged_into) await matchSource(tx, model, row, actor, summary, touched, crossed);
-    else await matchNewSources(tx, model, [row], actor, summary, touched, crossed);
-    await rematchCarriers(tx, model, crossed, actor, summary, touched);
-    await refreshGoldens(tx, [...touched]);
+    if (row.indexed_record || row.golden_id || row.merged_into) await matchSource(tx, model, row, run);
+    else await matchNewSources(tx, model, [row], run);
+    await rematchCarriers(tx, model, run.crossed, run);
+    await refreshGoldens(tx, [...run.touched]);
     return (await tx.query<{ golden_id: string }>(`SELECT golden_id FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND state = 'MATCH'`, [memberId, mrn])).rows[0]?.golden_id;
   });
 }
@@ -300,12 +324,20 @@ async function cachedModel(db: HubDb, tx: Sql): Promise<MatchModel> {
   return cached.model;
 }
 
-async function matchSource(tx: Sql, model: MatchModel, row: SourceRow, actor: string, summary: SyncSummary, touched: Set<string>, crossed: CrossedValue[]): Promise<void> {
-  summary.matched++;
+async function matchSource(tx: Sql, model: MatchModel, row: SourceRow, run: MatchRun): Promise<void> {
+  run.summary.matched++;
   const record = recordOfSource(row);
   const features = featuresOf(record);
   const keys = blockingKeys(features);
-  crossed.push(...(await countSharedValues(tx, [features])));
+  const golden = await relinkSource(tx, model, row, record, features, keys, run);
+  // The sync's copy of the blocks follows: this source now has these features, keys and golden patient.
+  run.blocks.replace(features.id, golden, features, keys);
+}
+
+/** matchSource's work: store the record, then follow the member's merge, a manual link, or the matcher. Returns the source's golden patient. */
+async function relinkSource(tx: Sql, model: MatchModel, row: SourceRow, record: PersonRecord, features: PersonFeatures, keys: string[], run: MatchRun): Promise<string> {
+  const { actor, summary, touched } = run;
+  run.crossed.push(...(await countSharedValues(tx, [features])));
   await tx.query(
     `INSERT INTO mpi_source (member_id, mrn, record, block_keys, patient_resource_id, event_time, source_updated_at)
      VALUES ($1, $2, $3, $4, $5, $6, (SELECT updated_at FROM source_patient WHERE member_id = $1 AND mrn = $2))
@@ -327,16 +359,19 @@ async function matchSource(tx: Sql, model: MatchModel, row: SourceRow, actor: st
       await setLink(tx, row.member_id, row.merged_into, target, 'MATCH', 'AUTO', { rule: 'member-merge' });
     }
     touched.add(target);
-    if (current?.golden_id === target) return;
+    if (current?.golden_id === target) return target;
     summary.memberMerges++;
-    if (current) await mergeGolden(tx, current.golden_id, target, actor, { reason: 'member merge', member: row.member_id, retired: row.mrn, survivor: row.merged_into });
-    else {
+    if (current) {
+      // Moves every source of the old golden patient: the sync's block copy starts again.
+      run.blocks.clear();
+      await mergeGolden(tx, current.golden_id, target, actor, { reason: 'member merge', member: row.member_id, retired: row.mrn, survivor: row.merged_into });
+    } else {
       await setLink(tx, row.member_id, row.mrn, target, 'MATCH', 'AUTO', { rule: 'member-merge' });
       await history(tx, actor, 'member-merge', target, row.member_id, row.mrn, { survivor: row.merged_into });
     }
-    return;
+    return target;
   }
-  if (current?.mode === 'MANUAL') return; // a person decided; the matcher only refreshes the features
+  if (current?.mode === 'MANUAL') return current.golden_id; // a person decided; the matcher only refreshes the features
 
   const notLinked = new Set(links.filter((l) => l.state === 'NO_MATCH' && l.mode === 'MANUAL').map((l) => l.golden_id));
   if (current) {
@@ -383,6 +418,7 @@ async function matchSource(tx: Sql, model: MatchModel, row: SourceRow, actor: st
     await setLink(tx, row.member_id, row.mrn, p.goldenId, 'POSSIBLE_MATCH', 'AUTO', p.why);
     summary.review++;
   }
+  return golden;
 }
 
 /**
@@ -393,21 +429,18 @@ async function matchSource(tx: Sql, model: MatchModel, row: SourceRow, actor: st
  */
 const BLOCK_CAP = 100;
 
-/** `fullKeys`: keys known to be full (BLOCK_CAP), kept by the caller across batches; this adds the ones it finds. */
-async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], actor: string, summary: SyncSummary, touched: Set<string>, crossed: CrossedValue[], fullKeys = new Set<string>()): Promise<void> {
+/** Sources new to the index, in bulk: candidates from the run's block copy, whatever keys it lacks read in one query. */
+async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], run: MatchRun): Promise<void> {
   if (!rows.length) return;
+  const { summary, touched, blocks } = run;
   const items = rows.map((row) => {
     const record = recordOfSource(row);
     const features = featuresOf(record);
     return { row, record, features, keys: blockingKeys(features), golden: '' };
   });
-  crossed.push(...(await countSharedValues(tx, items.map((i) => i.features))));
-  // `stamp`: the item that last took this candidate (one source under several keys is scored once; a number, not a Set per item).
-  const byKey = new Map<string, Array<Candidate & { stamp?: number }>>();
-  // One candidate object per source, however many keys found it.
-  const sources = new Map<string, Candidate & { stamp?: number }>();
-  const allKeys = [...new Set(items.flatMap((i) => i.keys))].filter((k) => !fullKeys.has(k));
-  if (allKeys.length) {
+  run.crossed.push(...(await countSharedValues(tx, items.map((i) => i.features))));
+  const missing = blocks.missing(new Set(items.flatMap((i) => i.keys)));
+  if (missing.length) {
     // (Tried: each source once with the keys it was found under, joined back for its record —
     // 40 % fewer rows but a sort and a second index probe per source; slower in EXPLAIN ANALYZE.)
     const existing = await tx.query<{ key: string; member_id: string; mrn: string; record: PersonRecord; golden_id: string }>(
@@ -415,35 +448,35 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
          FROM unnest($1::text[]) AS k(key)
          CROSS JOIN LATERAL (SELECT member_id, mrn, record FROM mpi_source WHERE block_keys && ARRAY[k.key] LIMIT ${BLOCK_CAP}) s
          JOIN mpi_link l ON l.member_id = s.member_id AND l.mrn = s.mrn AND l.state = 'MATCH'`,
-      [allKeys],
+      [missing],
     );
-    for (const r of existing.rows) {
-      const id = `${r.member_id}|${r.mrn}`;
-      let c = sources.get(id);
-      if (!c) sources.set(id, (c = { goldenId: r.golden_id, features: featuresOf({ ...r.record, id }) }));
-      const list = byKey.get(r.key);
-      if (list) list.push(c);
-      else byKey.set(r.key, [c]);
-    }
-    for (const [key, list] of byKey) if (list.length >= BLOCK_CAP) fullKeys.add(key);
+    blocks.load(
+      missing,
+      existing.rows.map((r) => {
+        const id = `${r.member_id}|${r.mrn}`;
+        return { key: r.key, id, goldenId: r.golden_id, features: () => featuresOf({ ...r.record, id }) };
+      }),
+    );
   }
-  model = await withSharedCounts(tx, model, [...items.map((i) => i.features), ...[...sources.values()].map((c) => c.features)]);
+  // The shared-value counts of the batch and of the candidates it has before it starts.
+  const counted = new Set<PersonFeatures>(items.map((i) => i.features));
+  for (const item of items) for (const key of item.keys) for (const c of blocks.under(key)) counted.add(c.features);
+  model = await withSharedCounts(tx, model, [...counted]);
   /** Golden patients this batch creates, with their first source (its survivorship is that record's). */
   const goldens = new Map<string, (typeof items)[number]>();
   const links: Array<Record<string, unknown>> = [];
   const events: Array<Record<string, unknown>> = [];
-  let stamp = 0;
   for (const item of items) {
+    // The sources read before the batch, and those of the batch matched before this one, each once
+    // (the stamp marks the record that last took a candidate: a number, not a Set per record).
     const candidates: Candidate[] = [];
-    for (const key of item.keys) {
-      if (fullKeys.has(key)) continue;
-      for (const c of byKey.get(key) ?? []) {
+    const stamp = blocks.stamp();
+    for (const key of item.keys)
+      for (const c of blocks.under(key)) {
         if (c.stamp === stamp) continue;
         c.stamp = stamp;
         candidates.push(c);
       }
-    }
-    stamp++;
     const decision = decide(model, item.features, candidates);
     const explanation = explain(decision);
     const { member_id: member, mrn } = item.row;
@@ -468,16 +501,8 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
       summary.review++;
     }
     summary.matched++;
-    // Later records of this batch see this one (one object under all its keys, so the stamp sees it once).
-    const candidate = { goldenId: item.golden, features: item.features };
-    for (const key of item.keys) {
-      const list = byKey.get(key);
-      if (!list) byKey.set(key, [candidate]);
-      else if (list.length < BLOCK_CAP) {
-        list.push(candidate);
-        if (list.length === BLOCK_CAP) fullKeys.add(key);
-      }
-    }
+    // Later records of this batch, and later batches, see this one.
+    blocks.add(item.features.id, item.golden, item.features, item.keys);
   }
   // A golden patient with one source (most of an initial load) gets its survivorship here; those
   // another record of the batch joined are recomputed by the caller (refreshGoldens) with the rest.
@@ -504,7 +529,7 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
   await tx.query(
     `INSERT INTO mpi_history (actor, action, golden_id, member_id, mrn, detail)
      SELECT $2, action, golden_id, member_id, mrn, detail FROM jsonb_to_recordset($1::jsonb) AS x(action text, golden_id text, member_id text, mrn text, detail jsonb)`,
-    [JSON.stringify(events), actor],
+    [JSON.stringify(events), run.actor],
   );
 }
 
@@ -515,7 +540,7 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ac
  * golden patient and is matched as if new (a review item with it when the pair is still possible).
  * Manual links and member merges stand.
  */
-async function rematchCarriers(tx: Sql, model: MatchModel, crossed: CrossedValue[], actor: string, summary: SyncSummary, touched: Set<string>): Promise<void> {
+async function rematchCarriers(tx: Sql, model: MatchModel, crossed: CrossedValue[], run: MatchRun): Promise<void> {
   for (const c of await carriersOf(tx, crossed)) {
     const link = (
       await tx.query<{ golden_id: string; mode: LinkMode; company: number; member_merge: boolean }>(
@@ -531,9 +556,10 @@ async function rematchCarriers(tx: Sql, model: MatchModel, crossed: CrossedValue
     if (!row || row.merged_into) continue;
     if (await stillBelongs(tx, model, featuresOf(recordOfSource(row)), link.golden_id, c.member_id, c.mrn)) continue;
     await tx.query(`DELETE FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND golden_id = $3`, [c.member_id, c.mrn, link.golden_id]);
-    await history(tx, actor, 'unlink', link.golden_id, c.member_id, c.mrn, { reason: 'linked on a value since found shared', field: c.field, value: c.value });
-    touched.add(link.golden_id);
-    await matchSource(tx, model, row, actor, summary, touched, []);
+    await history(tx, run.actor, 'unlink', link.golden_id, c.member_id, c.mrn, { reason: 'linked on a value since found shared', field: c.field, value: c.value });
+    run.touched.add(link.golden_id);
+    // (its values were counted when it was first matched: nothing more crosses)
+    await matchSource(tx, model, row, { ...run, crossed: [] });
   }
 }
 
@@ -733,7 +759,7 @@ export interface ReviewDecision {
  */
 export async function decideReview(db: HubDb, d: ReviewDecision): Promise<{ goldenId: string }> {
   return db.transaction(async (tx) => {
-    await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
+    await lockIndex(tx);
     const source = await tx.query(`SELECT 1 FROM mpi_source WHERE member_id = $1 AND mrn = $2`, [d.member, d.mrn]);
     if (!source.rows.length) throw new HubError('not-found', `no source patient ${d.member}|${d.mrn} in the patient index`);
     const target = await resolveGolden(tx, d.goldenId);
