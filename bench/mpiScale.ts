@@ -40,7 +40,16 @@ async function main(): Promise<void> {
     }
     const loadSeconds = (Date.now() - load0) / 1000;
     const t0 = process.hrtime.bigint();
-    const summary = await syncPatientIndex(db, { batch: 2000 });
+    // Progress every 100,000 records: the rate falls as blocks fill, and a 1M run is long.
+    let reported = 0;
+    const summary = await syncPatientIndex(db, {
+      batch: 2000,
+      onRound: (s) => {
+        if (s.matched - reported < 100_000) return;
+        reported = s.matched;
+        process.stdout.write(`  ${s.matched} matched after ${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1)} s\n`);
+      },
+    });
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const shared = await db.query<{ field: string; n: number; max: number }>(`SELECT field, count(*)::int AS n, max(people)::int AS max FROM mpi_shared_value WHERE people > 4 GROUP BY field ORDER BY field`);
     process.stdout.write(`values more than a household carries: ${shared.rows.map((r) => `${r.field} ${r.n} (at most ${r.max} people)`).join(', ') || 'none'}\n`);

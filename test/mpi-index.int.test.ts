@@ -15,6 +15,7 @@ import { encodeAs } from '../cli/simulate';
 import { runPipeline } from '../pipeline/runner';
 import { decideReview, exportLinks, goldenPatient, reviewQueue, startPatientIndexSync, syncPatientIndex } from '../hub/mpi/store';
 import { makeResidentId } from '../hub/mpi/residentId';
+import { generateChineseSet } from '../bench/mpiData';
 import { startTestHub, type TestHub } from './support/hub';
 
 // m1 and m2 have their PID-19 resident-ID mapping configured; m3 has not (its IDs arrive as plain SS identifiers).
@@ -214,30 +215,72 @@ test('a review decision links, and a manual not-link survives re-matching', asyn
   expect(await goldenOf('m3', 'T3')).toBe(shared);
 });
 
-test('a long sync overtaken between its batches (a reviewer moved a source) reads the index again instead of its copy of the blocks', async () => {
-  // Three source patients the pipeline did not link, in this order: a person, a stranger, the person again elsewhere.
+test('a long sync overtaken between its rounds (a reviewer moved a source) reads the index again instead of its copy of the blocks', async () => {
+  // Source patients the pipeline did not link, in this order: a person, four strangers, the person
+  // again elsewhere — with one record a batch, K1 is in the sync's first round, K3 in its second.
   const person = '"family":"钱","given":"学森","birthDate":"19111211","sex":"M","phone":"13700000011"';
+  const strangers = ['孙立人', '赵一曼', '周树人', '林徽因'].map((name, i) => `('m2', 'K2${i}', '{"family":"${name[0]}","given":"${name.slice(1)}","birthDate":"1900080${i + 1}","sex":"M"}', now(), 0, clock_timestamp() + interval '${i + 1} ms')`);
   await hub.runtime.db.query(
     `INSERT INTO source_patient (member_id, mrn, demographics, event_time, last_raw_id, updated_at) VALUES
-       ('m1', 'K1', '{${person}}', now(), 0, clock_timestamp()),
-       ('m2', 'K2', '{"family":"孙","given":"立人","birthDate":"19000808","sex":"M"}', now(), 0, clock_timestamp() + interval '1 ms'),
-       ('m3', 'K3', '{${person}}', now(), 0, clock_timestamp() + interval '2 ms')`,
+       ('m1', 'K1', '{${person}}', now(), 0, clock_timestamp()), ${strangers.join(', ')},
+       ('m3', 'K3', '{${person}}', now(), 0, clock_timestamp() + interval '9 ms')`,
   );
   let moved: string | undefined;
   const summary = await syncPatientIndex(hub.runtime.db, {
     batch: 1,
-    onBatch: async () => {
-      // Between batches, once K1 is indexed: a reviewer takes K1 out of its golden patient.
+    onRound: async () => {
+      // Between rounds, once K1 is indexed: a reviewer takes K1 out of its golden patient.
       const k1 = (await exportLinks(hub.runtime.db)).find((l) => l.member === 'm1' && l.mrn === 'K1');
       if (k1 && !moved) moved = (await decideReview(hub.runtime.db, { member: 'm1', mrn: 'K1', goldenId: k1.patient, decision: 'not-link', actor: 'reviewer-3' })).goldenId;
     },
   });
   expect(moved).toBeDefined();
   expect(summary.overtaken).toBeGreaterThanOrEqual(1);
-  // K3 joins K1 where it is now, not the golden patient the sync's first batch saw it in.
+  // K3 joins K1 where it is now, not the golden patient the sync's first round saw it in.
   expect(await goldenOf('m1', 'K1')).toBe(moved);
   expect(await goldenOf('m3', 'K3')).toBe(moved);
-  expect(await goldenOf('m2', 'K2')).not.toBe(moved);
+  expect(await goldenOf('m2', 'K20')).not.toBe(moved);
+});
+
+test('a bulk sync in many overlapped batches stores every source once, current, and decides as one big batch does', async () => {
+  // Generated people at several members (Chinese noise), loaded as a member's back catalogue is,
+  // into two fresh hubs: one syncs in batches of 7 (rounds of four, overlapped), one in one batch.
+  const people = generateChineseSet({ persons: 400, seed: 11 });
+  const rows = people.map((p) => {
+    const [member, n] = p.id.split(':');
+    const { id: _id, entity: _e, ...demo } = p;
+    void _id;
+    void _e;
+    return { member_id: member, mrn: `G${n}`, demographics: Object.fromEntries(Object.entries(demo).filter(([, v]) => v !== undefined)) };
+  });
+  const partitions: string[][] = [];
+  for (const [name, batch] of [['mpi_bulk_small', 7], ['mpi_bulk_big', 100_000]] as const) {
+    const other = await startTestHub(name, { members });
+    try {
+      const db = other.runtime.db;
+      await db.query(
+        `INSERT INTO source_patient (member_id, mrn, demographics, event_time, last_raw_id)
+         SELECT member_id, mrn, demographics, now(), 0 FROM jsonb_to_recordset($1::jsonb) AS x(member_id text, mrn text, demographics jsonb)`,
+        [JSON.stringify(rows)],
+      );
+      expect((await syncPatientIndex(db, { batch })).matched).toBe(people.length);
+      const checks = await db.query<{ sources: number; current: number; one_match: number }>(
+        `SELECT count(*)::int AS sources,
+                count(*) FILTER (WHERE s.source_updated_at = sp.updated_at)::int AS current,
+                count(*) FILTER (WHERE (SELECT count(*) FROM mpi_link l JOIN mpi_golden g ON g.id = l.golden_id WHERE l.member_id = s.member_id AND l.mrn = s.mrn AND l.state = 'MATCH') = 1)::int AS one_match
+           FROM mpi_source s JOIN source_patient sp USING (member_id, mrn)`,
+      );
+      expect(checks.rows[0]).toEqual({ sources: people.length, current: people.length, one_match: people.length });
+      // The partition into persons (golden ids differ between hubs): the records sharing each golden patient.
+      const byGolden = new Map<string, string[]>();
+      for (const l of await exportLinks(db)) byGolden.set(l.patient, [...(byGolden.get(l.patient) ?? []), `${l.member}|${l.mrn}`]);
+      partitions.push([...byGolden.values()].map((g) => g.sort().join(' ')).sort());
+    } finally {
+      await other.close();
+    }
+  }
+  expect(partitions[0]).toEqual(partitions[1]);
+  expect(partitions[0]!.length).toBeLessThan(people.length * 0.75);
 });
 
 test('ADT A40 inside a member: both numbers listed with the surviving golden patient; the merge is in the history', async () => {

@@ -309,12 +309,40 @@ export interface PairScore {
 }
 
 export function pairLevels(a: PersonFeatures, b: PersonFeatures): Array<number | null> {
-  return comparisons.map((c) => c.level(a, b));
+  const levels = new Array<number | null>(comparisons.length);
+  // Family and given name are compared together once (their `level`s each ask for the pair).
+  const [family, given] = nameLevels(a, b);
+  levels[0] = family;
+  levels[1] = given;
+  for (let i = 2; i < comparisons.length; i++) levels[i] = comparisons[i]!.level(a, b);
+  return levels;
+}
+
+/** A trained field level as the model has it (a model trained before levels were added has fewer). */
+function modelLevel(p: FieldParameters, c: Comparison, level: number): number {
+  return p.m.length === c.levels.length ? level : (c.legacy?.[p.m.length]?.[level] ?? Math.min(level, p.m.length - 1));
+}
+
+const levelWeightCache = new WeakMap<MatchModel['fields'], number[][]>();
+/**
+ * log2(m / u) of every field and level, computed once per trained model (scoring computed it for
+ * every field of every pair); term-frequency levels are weighed by `fieldWeight` instead.
+ */
+function levelWeights(model: MatchModel): number[][] {
+  let table = levelWeightCache.get(model.fields);
+  if (!table) {
+    table = comparisons.map((c) => {
+      const p = model.fields[c.field];
+      return c.levels.map((_, level) => Math.log2(p.m[modelLevel(p, c, level)]! / p.u[modelLevel(p, c, level)]!));
+    });
+    levelWeightCache.set(model.fields, table);
+  }
+  return table;
 }
 
 function fieldWeight(model: MatchModel, c: Comparison, level: number, a: PersonFeatures, b: PersonFeatures): { weight: number; tf?: number } {
   const p = model.fields[c.field];
-  if (p.m.length !== c.levels.length) level = c.legacy?.[p.m.length]?.[level] ?? Math.min(level, p.m.length - 1);
+  level = modelLevel(p, c, level);
   const m = p.m[level]!;
   let u = p.u[level]!;
   let tf: number | undefined;
@@ -348,6 +376,9 @@ function sharedShareOf(model: MatchModel, field: FieldName, value: string | unde
   return Math.max(trained, people === undefined ? 0 : sharedShare(people, model.shared!.records));
 }
 
+// pairLevels compares the two names together, in these two places.
+if (comparisons[0]!.field !== 'family' || comparisons[1]!.field !== 'given') throw new Error('comparisons must start with family, given');
+
 /** Position of each field in `comparisons`. */
 const FIELD_INDEX = Object.fromEntries(comparisons.map((c, i) => [c.field, i])) as Record<FieldName, number>;
 
@@ -364,6 +395,7 @@ function score(model: MatchModel, a: PersonFeatures, b: PersonFeatures, explain:
   const fields: FieldScore[] | undefined = explain ? [] : undefined;
   let weight = model.priorLog2;
   const levels = pairLevels(a, b);
+  const base = levelWeights(model);
   /** Fields whose agreement was on a value many different people carry. */
   let discounted = 0;
   for (let i = 0; i < comparisons.length; i++) {
@@ -373,10 +405,12 @@ function score(model: MatchModel, a: PersonFeatures, b: PersonFeatures, explain:
       fields?.push({ field: c.field, level: null, label: 'missing', weight: 0 });
       continue;
     }
-    const w = fieldWeight(model, c, level, a, b);
-    weight += w.weight;
-    if (c.tfMode === 'shared' && w.tf !== undefined) discounted |= 1 << i;
-    fields?.push({ field: c.field, level, label: c.levels[level]!, weight: round(w.weight), ...(w.tf !== undefined ? { tf: w.tf } : {}) });
+    let w = base[i]![level]!;
+    let tf: number | undefined;
+    if (c.tf && c.tfLevels!.includes(level)) ({ weight: w, tf } = fieldWeight(model, c, level, a, b));
+    weight += w;
+    if (c.tfMode === 'shared' && tf !== undefined) discounted |= 1 << i;
+    fields?.push({ field: c.field, level, label: c.levels[level]!, weight: round(w), ...(tf !== undefined ? { tf } : {}) });
   }
   const probability = 1 / (1 + 2 ** -weight);
   const levelOf = (field: FieldName) => {

@@ -69,22 +69,37 @@ function foldSound(latin: string): string {
   return latin.replace(/([ln])(?:yu|v)/g, '$1u');
 }
 
+/**
+ * Scratch rows for the two comparisons below, grown as needed and reused: the matcher calls them
+ * tens of millions of times in a bulk sync, and two fresh arrays per call were a large part of its
+ * garbage (the results are the same; JavaScript runs one call at a time).
+ */
+let flagsA = new Uint8Array(64);
+let flagsB = new Uint8Array(64);
+let rowPrev = new Int32Array(64);
+let rowCur = new Int32Array(64);
+
 /** Jaro–Winkler similarity (0…1), for spelling slips in Latin names and sound keys. */
 export function jaroWinkler(a: string, b: string): number {
   if (a === b) return 1;
   const la = a.length;
   const lb = b.length;
   if (!la || !lb) return 0;
+  if (flagsA.length < la) flagsA = new Uint8Array(la * 2);
+  if (flagsB.length < lb) flagsB = new Uint8Array(lb * 2);
+  const ma = flagsA;
+  const mb = flagsB;
+  ma.fill(0, 0, la);
+  mb.fill(0, 0, lb);
   const window = Math.max(0, Math.floor(Math.max(la, lb) / 2) - 1);
-  const ma = new Array<boolean>(la).fill(false);
-  const mb = new Array<boolean>(lb).fill(false);
   let matches = 0;
   for (let i = 0; i < la; i++) {
     const lo = Math.max(0, i - window);
     const hi = Math.min(lb - 1, i + window);
+    const ch = a.charCodeAt(i);
     for (let j = lo; j <= hi; j++) {
-      if (mb[j] || a[i] !== b[j]) continue;
-      ma[i] = mb[j] = true;
+      if (mb[j] || ch !== b.charCodeAt(j)) continue;
+      ma[i] = mb[j] = 1;
       matches++;
       break;
     }
@@ -95,29 +110,39 @@ export function jaroWinkler(a: string, b: string): number {
   for (let i = 0; i < la; i++) {
     if (!ma[i]) continue;
     while (!mb[k]) k++;
-    if (a[i] !== b[k]) t++;
+    if (a.charCodeAt(i) !== b.charCodeAt(k)) t++;
     k++;
   }
   const jaro = (matches / la + matches / lb + (matches - t / 2) / matches) / 3;
   let prefix = 0;
-  while (prefix < 4 && prefix < la && prefix < lb && a[prefix] === b[prefix]) prefix++;
+  while (prefix < 4 && prefix < la && prefix < lb && a.charCodeAt(prefix) === b.charCodeAt(prefix)) prefix++;
   return jaro + prefix * 0.1 * (1 - jaro);
 }
 
 /** Levenshtein distance, stopping early past `max` (returns max + 1). */
 export function editDistance(a: string, b: string, max = 3): number {
   if (Math.abs(a.length - b.length) > max) return max + 1;
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  const lb = b.length;
+  if (rowPrev.length <= lb) {
+    rowPrev = new Int32Array(lb * 2 + 1);
+    rowCur = new Int32Array(lb * 2 + 1);
+  }
+  let prev = rowPrev;
+  let cur = rowCur;
+  for (let j = 0; j <= lb; j++) prev[j] = j;
   for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
+    cur[0] = i;
     let best = i;
-    for (let j = 1; j <= b.length; j++) {
-      const v = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-      cur.push(v);
+    const ch = a.charCodeAt(i - 1);
+    for (let j = 1; j <= lb; j++) {
+      const v = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (ch === b.charCodeAt(j - 1) ? 0 : 1));
+      cur[j] = v;
       if (v < best) best = v;
     }
     if (best > max) return max + 1;
+    const swap = prev;
     prev = cur;
+    cur = swap;
   }
-  return prev[b.length]!;
+  return prev[lb]!;
 }

@@ -73,7 +73,7 @@ export async function carriersOf(tx: Sql, crossed: CrossedValue[]): Promise<Arra
 }
 
 /** Above this many records (a bulk batch and its candidates), read all shared values instead of looking each one up. */
-const BULK_RECORDS = 500;
+export const BULK_RECORDS = 500;
 
 /**
  * The model with the population's counts for the values these records state attached: only values

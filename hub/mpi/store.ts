@@ -16,7 +16,7 @@ import { HubError } from '../../pipeline/outcome';
 import { BlockCache, takeIndexWrite } from './blockCache';
 import { blockingKeys, featuresOf, type PersonFeatures, type PersonRecord } from './features';
 import { decide, modelForPopulation, scorePair, trainModel, type Candidate, type MatchDecision, type MatchModel, type PairScore } from './matcher';
-import { backfillSharedValues, carriersOf, countSharedValues, withSharedCounts, type CrossedValue } from './sharedValues';
+import { backfillSharedValues, BULK_RECORDS, carriersOf, countSharedValues, withSharedCounts, type CrossedValue } from './sharedValues';
 import { survivorship, type GoldenDemographics } from './survivorship';
 import defaultModelJson from './defaultModel.json';
 
@@ -34,6 +34,8 @@ interface SourceRow {
   event_time: Date | null;
   merged_into: string | null;
   updated_at: Date;
+  /** updated_at to the microsecond (a JS Date drops them, and the row would stay "changed" for ever). */
+  updated_text: string;
   patient: { id?: string; identifier?: Array<{ system?: string; value?: string }>; name?: Array<{ family?: string; given?: string[] }> } | null;
   /** Already in the index (else: a new source, matched in bulk). */
   known?: boolean;
@@ -101,7 +103,7 @@ export function recordOfSource(row: Pick<SourceRow, 'member_id' | 'mrn' | 'demog
 }
 
 const SOURCE_SELECT = `
-  SELECT sp.member_id, sp.mrn, sp.demographics, sp.event_time, sp.merged_into, sp.updated_at,
+  SELECT sp.member_id, sp.mrn, sp.demographics, sp.event_time, sp.merged_into, sp.updated_at, sp.updated_at::text AS updated_text,
          (SELECT r.content FROM resource r
            WHERE r.resource_type = 'Patient' AND r.member_id = sp.member_id
              AND r.content->'identifier' @> jsonb_build_array(jsonb_build_object('value', sp.mrn))
@@ -114,14 +116,14 @@ const SOURCE_SELECT = `
  * subplans that read all of mpi_source and mpi_link for every batch (68 ms at 50,000 records,
  * growing with the index; EXPLAIN ANALYZE), where a batch needs 2 × 2,000 index probes.
  */
-const KNOWN_SELECT = `SELECT sp.updated_at::text AS cursor_at, coalesce((SELECT true FROM mpi_source k WHERE k.member_id = sp.member_id AND k.mrn = sp.mrn LIMIT 1),
+const KNOWN_SELECT = `SELECT coalesce((SELECT true FROM mpi_source k WHERE k.member_id = sp.member_id AND k.mrn = sp.mrn LIMIT 1),
      (SELECT true FROM mpi_link k WHERE k.member_id = sp.member_id AND k.mrn = sp.mrn AND k.state = 'MATCH' LIMIT 1), false) AS known, sp.member_id`;
 
 /** Match every source patient that is new or changed since it was last matched. */
 export async function syncPatientIndex(
   db: HubDb,
-  /** `onBatch`: after each batch has committed (progress of a long sync; the lock is not held). */
-  options: { actor?: string; batch?: number; full?: boolean; onBatch?: (summary: SyncSummary) => unknown } = {},
+  /** `onRound`: after each round of batches has committed (progress of a long sync; the lock is not held then). */
+  options: { actor?: string; batch?: number; full?: boolean; onRound?: (summary: SyncSummary) => unknown } = {},
 ): Promise<SyncSummary> {
   const summary: SyncSummary = { matched: 0, created: 0, linked: 0, review: 0, memberMerges: 0, overtaken: 0 };
   const batch = options.batch ?? 500;
@@ -164,36 +166,78 @@ export async function syncPatientIndex(
       // With seq scans disabled, a plan that still needs one is costed at 1e10 and PostgreSQL
       // JIT-compiles it: 100–200 ms a query (seen in EXPLAIN ANALYZE of the candidate query).
       await tx.query(`SET LOCAL jit = off`);
-      const dirty = await tx.query<SourceRow & { cursor_at: string }>(
-        `${SOURCE_SELECT.replace('SELECT sp.member_id', KNOWN_SELECT)}
-          WHERE ($2::timestamptz IS NULL OR sp.updated_at > $2)
-            AND ($3::timestamptz IS NULL OR (sp.updated_at, sp.member_id, sp.mrn) > ($3::timestamptz, $4::text, $5::text))
-            AND NOT EXISTS (SELECT 1 FROM mpi_source s WHERE s.member_id = sp.member_id AND s.mrn = sp.mrn AND s.source_updated_at >= sp.updated_at)
-          ORDER BY sp.updated_at, sp.member_id, sp.mrn LIMIT $1`,
-        [batch, since, cursor?.at ?? null, cursor?.member ?? null, cursor?.mrn ?? null],
-      );
-      if (!dirty.rows.length) return true;
-      const last = dirty.rows[dirty.rows.length - 1]!;
-      cursor = { at: last.cursor_at, member: last.member_id, mrn: last.mrn };
+      blocks.trim();
       const model = modelForPopulation(await loadModel(tx), population);
       const run: MatchRun = { actor, summary, touched: new Set(), crossed: [], blocks };
-      // New sources (an initial load, a new registration) in bulk: one candidate query and a few
-      // multi-row writes per batch. Known ones (updates, merges, manual decisions) one by one.
-      const fresh = dirty.rows.filter((r) => !r.known && !r.merged_into);
-      await matchNewSources(tx, model, fresh, run);
+      // A round of batches under one lock, overlapped: while JavaScript scores batch k, PostgreSQL
+      // writes batch k − 1 and reads batch k + 1's dirty rows; then batch k + 1's blocks and counts
+      // are read (the blocks it lacks are none of batch k's keys, which the copy already holds)
+      // before batch k's writes are sent. Two cores, each busy: scoring and writing took turns.
+      const readNext = (after: typeof cursor) => {
+        const pending = readDirtyBatch(tx, model, run, { batch, since, after });
+        pending.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
+        return pending;
+      };
+      const known: SourceRow[] = [];
+      const writes: Array<Promise<unknown>> = [];
+      let read = await readNext(cursor);
+      let exhausted = false;
+      for (let n = 0; n < ROUND_BATCHES && read.rows.length; n++) {
+        const last = read.rows[read.rows.length - 1]!;
+        cursor = { at: last.updated_text, member: last.member_id, mrn: last.mrn };
+        exhausted = read.rows.length < batch;
+        const next = !exhausted && n + 1 < ROUND_BATCHES ? readNext(cursor) : undefined;
+        // New sources (an initial load, new registrations) in bulk; known ones (updates, merges,
+        // sources a manual decision touched) one by one after the round.
+        const scored = scoreNewSources(read.model, read.items, run);
+        known.push(...read.rows.filter((r) => r.known || r.merged_into));
+        const following = next && (await next);
+        const written = writeNewSources(tx, scored, run);
+        written.catch(() => undefined);
+        writes.push(written);
+        if (!following) break;
+        read = following;
+      }
+      if (!read.rows.length) exhausted = true;
+      for (const w of writes) await w;
       // (a member merge whose survivor comes in a later batch creates the survivor's golden patient itself)
-      for (const row of dirty.rows) if (row.known || row.merged_into) await matchSource(tx, model, row, run);
+      for (const row of known) await matchSource(tx, model, row, run);
       await rematchCarriers(tx, model, run.crossed, run);
       await refreshGoldens(tx, [...run.touched]);
-      return dirty.rows.length < batch;
+      return exhausted;
     });
-    await options.onBatch?.(summary);
+    await options.onRound?.(summary);
     if (summary.matched >= analysedAt * 2) {
       await db.query(`ANALYZE mpi_source, mpi_link, mpi_golden`);
       analysedAt = summary.matched;
     }
     if (done) return summary;
   }
+}
+
+/**
+ * Batches of a sync's round. More per round: fewer rounds of lock and commit, but the pipeline's
+ * new registrations wait for a whole round (at 2,000 a batch, about a second and a half).
+ */
+const ROUND_BATCHES = 4;
+
+/** A sync's next batch of dirty source patients, with what scoring its new ones needs (counted, blocks read). */
+async function readDirtyBatch(
+  tx: Sql,
+  model: MatchModel,
+  run: MatchRun,
+  at: { batch: number; since: Date | null; after: { at: string; member: string; mrn: string } | null },
+): Promise<{ rows: SourceRow[]; items: NewSource[]; model: MatchModel }> {
+  const dirty = await tx.query<SourceRow>(
+    `${SOURCE_SELECT.replace('SELECT sp.member_id', KNOWN_SELECT)}
+      WHERE ($2::timestamptz IS NULL OR sp.updated_at > $2)
+        AND ($3::timestamptz IS NULL OR (sp.updated_at, sp.member_id, sp.mrn) > ($3::timestamptz, $4::text, $5::text))
+        AND NOT EXISTS (SELECT 1 FROM mpi_source s WHERE s.member_id = sp.member_id AND s.mrn = sp.mrn AND s.source_updated_at >= sp.updated_at)
+      ORDER BY sp.updated_at, sp.member_id, sp.mrn LIMIT $1`,
+    [at.batch, at.since, at.after?.at ?? null, at.after?.member ?? null, at.after?.mrn ?? null],
+  );
+  const items = newSources(dirty.rows.filter((r) => !r.known && !r.merged_into));
+  return { rows: dirty.rows, items, model: await readBlocks(tx, model, items, run) };
 }
 
 /**
@@ -429,15 +473,37 @@ async function relinkSource(tx: Sql, model: MatchModel, row: SourceRow, record: 
  */
 const BLOCK_CAP = 100;
 
-/** Sources new to the index, in bulk: candidates from the run's block copy, whatever keys it lacks read in one query. */
-async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], run: MatchRun): Promise<void> {
-  if (!rows.length) return;
-  const { summary, touched, blocks } = run;
-  const items = rows.map((row) => {
+/** A source patient new to the index, as its bulk matching carries it. */
+interface NewSource {
+  row: SourceRow;
+  record: PersonRecord;
+  features: PersonFeatures;
+  keys: string[];
+}
+
+function newSources(rows: SourceRow[]): NewSource[] {
+  return rows.map((row) => {
     const record = recordOfSource(row);
     const features = featuresOf(record);
-    return { row, record, features, keys: blockingKeys(features), golden: '' };
+    return { row, record, features, keys: blockingKeys(features) };
   });
+}
+
+/** Sources new to the index, in bulk: candidates from the run's block copy, whatever keys it lacks read in one query. */
+async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], run: MatchRun): Promise<void> {
+  const items = newSources(rows);
+  if (!items.length) return;
+  await writeNewSources(tx, scoreNewSources(await readBlocks(tx, model, items, run), items, run), run);
+}
+
+/**
+ * Before new sources are scored: count their shared values (they are part of the population they
+ * are matched in), read the blocks of their keys the run's copy lacks, and return the model with
+ * the counts of the values they and their candidates state.
+ */
+async function readBlocks(tx: Sql, model: MatchModel, items: NewSource[], run: MatchRun): Promise<MatchModel> {
+  if (!items.length) return model;
+  const { blocks } = run;
   run.crossed.push(...(await countSharedValues(tx, items.map((i) => i.features))));
   const missing = blocks.missing(new Set(items.flatMap((i) => i.keys)));
   if (missing.length) {
@@ -458,78 +524,108 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ru
       }),
     );
   }
-  // The shared-value counts of the batch and of the candidates it has before it starts.
+  // The shared-value counts of the batch and of the candidates it has before it starts (a batch
+  // alone above BULK_RECORDS reads them all: its candidates need not be collected).
   const counted = new Set<PersonFeatures>(items.map((i) => i.features));
-  for (const item of items) for (const key of item.keys) for (const c of blocks.under(key)) counted.add(c.features);
-  model = await withSharedCounts(tx, model, [...counted]);
-  /** Golden patients this batch creates, with their first source (its survivorship is that record's). */
-  const goldens = new Map<string, (typeof items)[number]>();
-  const links: Array<Record<string, unknown>> = [];
-  const events: Array<Record<string, unknown>> = [];
-  for (const item of items) {
+  if (items.length <= BULK_RECORDS) for (const item of items) for (const key of item.keys) for (const c of blocks.under(key)) if (!c.stale) counted.add(c.features);
+  return withSharedCounts(tx, model, [...counted]);
+}
+
+/** What scoring new sources decided, to be written. */
+interface ScoredSources {
+  items: Array<NewSource & { golden: string }>;
+  /** Golden patients created, with their first source (its survivorship is that record's). */
+  goldens: Map<string, NewSource>;
+  links: Array<Record<string, unknown>>;
+  events: Array<Record<string, unknown>>;
+}
+
+/** Score each new source against its candidates, in order (later ones see the earlier ones); JavaScript only. */
+function scoreNewSources(model: MatchModel, sources: NewSource[], run: MatchRun): ScoredSources {
+  const { summary, touched, blocks } = run;
+  const out: ScoredSources = { items: [], goldens: new Map(), links: [], events: [] };
+  const { links, events } = out;
+  for (const source of sources) {
     // The sources read before the batch, and those of the batch matched before this one, each once
     // (the stamp marks the record that last took a candidate: a number, not a Set per record).
     const candidates: Candidate[] = [];
     const stamp = blocks.stamp();
-    for (const key of item.keys)
+    for (const key of source.keys)
       for (const c of blocks.under(key)) {
-        if (c.stamp === stamp) continue;
+        if (c.stamp === stamp || c.stale) continue;
         c.stamp = stamp;
         candidates.push(c);
       }
-    const decision = decide(model, item.features, candidates);
+    const decision = decide(model, source.features, candidates);
     const explanation = explain(decision);
-    const { member_id: member, mrn } = item.row;
+    const { member_id: member, mrn } = source.row;
+    let golden: string;
     if (decision.outcome === 'MATCH' && decision.goldenId) {
-      item.golden = decision.goldenId;
-      touched.add(item.golden);
-      links.push({ member_id: member, mrn, golden_id: item.golden, state: 'MATCH', rule: explanation.rule ?? null, score: explanation.score, breakdown: explanation.breakdown });
-      events.push({ action: 'link', golden_id: item.golden, member_id: member, mrn, detail: { from: null, score: explanation.score } });
+      golden = decision.goldenId;
+      touched.add(golden);
+      links.push({ member_id: member, mrn, golden_id: golden, state: 'MATCH', rule: explanation.rule ?? null, score: explanation.score, breakdown: explanation.breakdown });
+      events.push({ action: 'link', golden_id: golden, member_id: member, mrn, detail: { from: null, score: explanation.score } });
       summary.linked++;
     } else {
-      item.golden = randomUUID();
-      goldens.set(item.golden, item);
-      links.push({ member_id: member, mrn, golden_id: item.golden, state: 'MATCH', rule: 'new-person', score: decision.best?.weight ?? null, breakdown: decision.best ? { nearest: explanation.breakdown } : {} });
-      events.push({ action: 'create', golden_id: item.golden, member_id: member, mrn, detail: { reason: 'new person' } });
+      golden = randomUUID();
+      out.goldens.set(golden, source);
+      links.push({ member_id: member, mrn, golden_id: golden, state: 'MATCH', rule: 'new-person', score: decision.best?.weight ?? null, breakdown: decision.best ? { nearest: explanation.breakdown } : {} });
+      events.push({ action: 'create', golden_id: golden, member_id: member, mrn, detail: { reason: 'new person' } });
       summary.created++;
     }
+    out.items.push({ ...source, golden });
     const proposals = decision.outcome === 'POSSIBLE_MATCH' && decision.goldenId ? [{ goldenId: decision.goldenId, rule: explanation.rule ?? null, score: explanation.score, breakdown: explanation.breakdown }] : [];
     for (const alt of decision.alternatives) if (alt.outcome !== 'NO_MATCH') proposals.push({ goldenId: alt.goldenId, rule: alt.rule ?? null, score: alt.weight, breakdown: { against: alt.candidateId, outcome: alt.outcome, fields: alt.fields } });
     for (const p of proposals) {
-      if (p.goldenId === item.golden) continue;
+      if (p.goldenId === golden) continue;
       links.push({ member_id: member, mrn, golden_id: p.goldenId, state: 'POSSIBLE_MATCH', rule: p.rule, score: p.score, breakdown: p.breakdown });
       summary.review++;
     }
     summary.matched++;
     // Later records of this batch, and later batches, see this one.
-    blocks.add(item.features.id, item.golden, item.features, item.keys);
+    blocks.add(source.features.id, golden, source.features, source.keys);
   }
+  return out;
+}
+
+/**
+ * Write what scoring decided: one statement (its parts are data-modifying WITH queries; the links'
+ * foreign keys are checked at its end, after the golden patients are in), so PostgreSQL runs all of
+ * it while the caller scores the next batch — node-postgres sends a queued query only when
+ * JavaScript is free to, so five statements would wait for the scoring after the first.
+ */
+function writeNewSources(tx: Sql, scored: ScoredSources, run: MatchRun): Promise<unknown> {
+  if (!scored.items.length) return Promise.resolve();
   // A golden patient with one source (most of an initial load) gets its survivorship here; those
-  // another record of the batch joined are recomputed by the caller (refreshGoldens) with the rest.
-  const lone = [...goldens].filter(([id]) => !touched.has(id));
-  await tx.query(`INSERT INTO mpi_golden (id, survivor) SELECT id, survivor FROM jsonb_to_recordset($1::jsonb) AS x(id text, survivor jsonb)`, [
-    JSON.stringify(lone.map(([id, item]) => ({ id, survivor: survivorship([{ memberId: item.row.member_id, mrn: item.row.mrn, record: item.record, eventTime: item.row.event_time?.toISOString() ?? null }]) }))),
-  ]);
-  const joined = [...goldens.keys()].filter((id) => touched.has(id));
-  if (joined.length) await tx.query(`INSERT INTO mpi_golden (id) SELECT unnest($1::text[])`, [joined]);
-  await tx.query(
-    `INSERT INTO mpi_source (member_id, mrn, record, block_keys, patient_resource_id, event_time, source_updated_at)
-     SELECT x.member_id, x.mrn, x.record, x.block_keys, x.patient_resource_id, sp.event_time, sp.updated_at
-       FROM jsonb_to_recordset($1::jsonb) AS x(member_id text, mrn text, record jsonb, block_keys text[], patient_resource_id text)
-       JOIN source_patient sp ON sp.member_id = x.member_id AND sp.mrn = x.mrn`,
-    [JSON.stringify(items.map((i) => ({ member_id: i.row.member_id, mrn: i.row.mrn, record: i.record, block_keys: i.keys, patient_resource_id: i.row.patient?.id ?? null })))],
-  );
-  await tx.query(
-    `INSERT INTO mpi_link (member_id, mrn, golden_id, state, mode, rule, score, breakdown)
-     SELECT member_id, mrn, golden_id, state, 'AUTO', rule, score, breakdown FROM jsonb_to_recordset($1::jsonb)
-         AS x(member_id text, mrn text, golden_id text, state text, rule text, score double precision, breakdown jsonb)
-     ON CONFLICT (member_id, mrn, golden_id) DO NOTHING`,
-    [JSON.stringify(links)],
-  );
-  await tx.query(
-    `INSERT INTO mpi_history (actor, action, golden_id, member_id, mrn, detail)
-     SELECT $2, action, golden_id, member_id, mrn, detail FROM jsonb_to_recordset($1::jsonb) AS x(action text, golden_id text, member_id text, mrn text, detail jsonb)`,
-    [JSON.stringify(events), run.actor],
+  // another record joined are recomputed at the end of the run (refreshGoldens) with the rest.
+  const lone = [...scored.goldens].filter(([id]) => !run.touched.has(id));
+  const joined = [...scored.goldens.keys()].filter((id) => run.touched.has(id));
+  return tx.query(
+    `WITH lone AS (
+       INSERT INTO mpi_golden (id, survivor) SELECT id, survivor FROM jsonb_to_recordset($1::jsonb) AS x(id text, survivor jsonb)),
+     joined AS (INSERT INTO mpi_golden (id) SELECT unnest($2::text[])),
+     sources AS (
+       INSERT INTO mpi_source (member_id, mrn, record, block_keys, patient_resource_id, event_time, source_updated_at)
+       SELECT x.member_id, x.mrn, x.record, x.block_keys, x.patient_resource_id, x.event_time, x.source_updated_at
+         FROM jsonb_to_recordset($3::jsonb) AS x(member_id text, mrn text, record jsonb, block_keys text[], patient_resource_id text, event_time timestamptz, source_updated_at timestamptz)),
+     links AS (
+       INSERT INTO mpi_link (member_id, mrn, golden_id, state, mode, rule, score, breakdown)
+       SELECT member_id, mrn, golden_id, state, 'AUTO', rule, score, breakdown FROM jsonb_to_recordset($4::jsonb)
+           AS x(member_id text, mrn text, golden_id text, state text, rule text, score double precision, breakdown jsonb)
+       ON CONFLICT (member_id, mrn, golden_id) DO NOTHING)
+     INSERT INTO mpi_history (actor, action, golden_id, member_id, mrn, detail)
+     SELECT $6, action, golden_id, member_id, mrn, detail FROM jsonb_to_recordset($5::jsonb) AS x(action text, golden_id text, member_id text, mrn text, detail jsonb)`,
+    [
+      JSON.stringify(lone.map(([id, s]) => ({ id, survivor: survivorship([{ memberId: s.row.member_id, mrn: s.row.mrn, record: s.record, eventTime: s.row.event_time?.toISOString() ?? null }]) }))),
+      joined,
+      // source_updated_at as read (to the microsecond): a row changed since then stays dirty and is matched again.
+      JSON.stringify(
+        scored.items.map((i) => ({ member_id: i.row.member_id, mrn: i.row.mrn, record: i.record, block_keys: i.keys, patient_resource_id: i.row.patient?.id ?? null, event_time: i.row.event_time, source_updated_at: i.row.updated_text })),
+      ),
+      JSON.stringify(scored.links),
+      JSON.stringify(scored.events),
+      run.actor,
+    ],
   );
 }
 
@@ -541,26 +637,72 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ru
  * Manual links and member merges stand.
  */
 async function rematchCarriers(tx: Sql, model: MatchModel, crossed: CrossedValue[], run: MatchRun): Promise<void> {
-  for (const c of await carriersOf(tx, crossed)) {
-    const link = (
-      await tx.query<{ golden_id: string; mode: LinkMode; company: number; member_merge: boolean }>(
-        `SELECT l.golden_id, l.mode, (SELECT count(*)::int FROM mpi_link m WHERE m.golden_id = l.golden_id AND m.state = 'MATCH') AS company,
-                EXISTS (SELECT 1 FROM mpi_link m WHERE m.golden_id = l.golden_id AND m.state = 'MATCH' AND m.rule = 'member-merge') AS member_merge
-           FROM mpi_link l WHERE l.member_id = $1 AND l.mrn = $2 AND l.state = 'MATCH'`,
-        [c.member_id, c.mrn],
-      )
-    ).rows[0];
-    // A golden patient a member merged into stays as the member said (its retired and surviving numbers).
-    if (!link || link.mode === 'MANUAL' || link.member_merge || Number(link.company) < 2) continue;
-    const row = (await tx.query<SourceRow>(`${SOURCE_SELECT} WHERE sp.member_id = $1 AND sp.mrn = $2`, [c.member_id, c.mrn])).rows[0];
+  const carriers = await carriersOf(tx, crossed);
+  if (!carriers.length) return;
+  // Read for all carriers at once (one value crossing in a bulk sync has up to a few dozen; at
+  // 1,000,000 records 132,807 carriers cost four queries each, 110 s). Checked in order; once one
+  // leaves its golden patient the others' company may have changed, so the rest are read again
+  // one by one (none left in the 1M run).
+  const links = await carrierLinks(tx, carriers);
+  // A golden patient a member merged into stays as the member said (its retired and surviving numbers).
+  const checked = carriers.filter((c) => {
+    const l = links.get(`${c.member_id}|${c.mrn}`);
+    return l && l.mode !== 'MANUAL' && !l.member_merge && Number(l.company) >= 2;
+  });
+  if (!checked.length) return;
+  const rows = await sourceRows(tx, checked);
+  const company = new Map<string, PersonFeatures[]>();
+  for (const o of (
+    await tx.query<{ golden_id: string; member_id: string; mrn: string; record: PersonRecord }>(
+      `SELECT l.golden_id, s.member_id, s.mrn, s.record FROM mpi_link l JOIN mpi_source s USING (member_id, mrn) WHERE l.golden_id = ANY($1::text[]) AND l.state = 'MATCH'`,
+      [[...new Set(checked.map((c) => links.get(`${c.member_id}|${c.mrn}`)!.golden_id))]],
+    )
+  ).rows) {
+    const list = company.get(o.golden_id) ?? [];
+    list.push(featuresOf({ ...o.record, id: `${o.member_id}|${o.mrn}` }));
+    company.set(o.golden_id, list);
+  }
+  const own = new Map([...rows].map(([id, row]) => [id, featuresOf(recordOfSource(row))]));
+  const counted = await withSharedCounts(tx, model, [...own.values(), ...[...company.values()].flat()]);
+  let prefetched = true;
+  for (const c of checked) {
+    const id = `${c.member_id}|${c.mrn}`;
+    const row = prefetched ? rows.get(id) : (await sourceRows(tx, [c])).get(id);
     if (!row || row.merged_into) continue;
-    if (await stillBelongs(tx, model, featuresOf(recordOfSource(row)), link.golden_id, c.member_id, c.mrn)) continue;
+    const link = prefetched ? links.get(id) : (await carrierLinks(tx, [c])).get(id);
+    if (!link || link.mode === 'MANUAL' || link.member_merge || Number(link.company) < 2) continue;
+    const features = prefetched ? own.get(id)! : featuresOf(recordOfSource(row));
+    const belongs = prefetched
+      ? (company.get(link.golden_id) ?? []).some((o) => o.id !== id && scorePair(counted, features, o).outcome === 'MATCH')
+      : await stillBelongs(tx, model, features, link.golden_id, c.member_id, c.mrn);
+    if (belongs) continue;
     await tx.query(`DELETE FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND golden_id = $3`, [c.member_id, c.mrn, link.golden_id]);
     await history(tx, run.actor, 'unlink', link.golden_id, c.member_id, c.mrn, { reason: 'linked on a value since found shared', field: c.field, value: c.value });
     run.touched.add(link.golden_id);
     // (its values were counted when it was first matched: nothing more crosses)
     await matchSource(tx, model, row, { ...run, crossed: [] });
+    prefetched = false;
   }
+}
+
+/** Sources' MATCH links (by `member|mrn`), how many sources their golden patient has, and whether a member merge made it. */
+async function carrierLinks(tx: Sql, sources: Array<{ member_id: string; mrn: string }>): Promise<Map<string, { golden_id: string; mode: LinkMode; company: number; member_merge: boolean }>> {
+  const rows = await tx.query<{ member_id: string; mrn: string; golden_id: string; mode: LinkMode; company: number; member_merge: boolean }>(
+    `SELECT l.member_id, l.mrn, l.golden_id, l.mode, (SELECT count(*)::int FROM mpi_link m WHERE m.golden_id = l.golden_id AND m.state = 'MATCH') AS company,
+            EXISTS (SELECT 1 FROM mpi_link m WHERE m.golden_id = l.golden_id AND m.state = 'MATCH' AND m.rule = 'member-merge') AS member_merge
+       FROM unnest($1::text[], $2::text[]) AS c(member_id, mrn) JOIN mpi_link l ON l.member_id = c.member_id AND l.mrn = c.mrn AND l.state = 'MATCH'`,
+    [sources.map((c) => c.member_id), sources.map((c) => c.mrn)],
+  );
+  return new Map(rows.rows.map((l) => [`${l.member_id}|${l.mrn}`, l]));
+}
+
+/** Source patients (by `member|mrn`) as the matcher reads them. */
+async function sourceRows(tx: Sql, sources: Array<{ member_id: string; mrn: string }>): Promise<Map<string, SourceRow>> {
+  const rows = await tx.query<SourceRow>(`${SOURCE_SELECT} JOIN unnest($1::text[], $2::text[]) AS c(member_id, mrn) ON c.member_id = sp.member_id AND c.mrn = sp.mrn`, [
+    sources.map((c) => c.member_id),
+    sources.map((c) => c.mrn),
+  ]);
+  return new Map(rows.rows.map((r) => [`${r.member_id}|${r.mrn}`, r]));
 }
 
 async function candidatesFor(tx: Sql, keys: string[], memberId: string, mrn: string, excluded: Set<string>): Promise<Candidate[]> {
