@@ -174,7 +174,7 @@ export async function syncPatientIndex(
       // are read (the blocks it lacks are none of batch k's keys, which the copy already holds)
       // before batch k's writes are sent. Two cores, each busy: scoring and writing took turns.
       const readNext = (after: typeof cursor) => {
-        const pending = readDirtyBatch(tx, model, run, { batch, since, after });
+        const pending = readDirtyBatch(tx, db, model, run, { batch, since, after });
         pending.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
         return pending;
       };
@@ -221,14 +221,21 @@ export async function syncPatientIndex(
  */
 const ROUND_BATCHES = 4;
 
-/** A sync's next batch of dirty source patients, with what scoring its new ones needs (counted, blocks read). */
+/**
+ * A sync's next batch of dirty source patients, with what scoring its new ones needs (counted,
+ * blocks read). `reader`, another connection than the round's transaction, reads the dirty rows
+ * and the blocks, so they run beside the transaction's writes: it sees the index as the round
+ * found it (nobody else writes while the round holds the lock), and the round's own sources are
+ * in the block copy under all their keys.
+ */
 async function readDirtyBatch(
   tx: Sql,
+  reader: Sql,
   model: MatchModel,
   run: MatchRun,
   at: { batch: number; since: Date | null; after: { at: string; member: string; mrn: string } | null },
 ): Promise<{ rows: SourceRow[]; items: NewSource[]; model: MatchModel }> {
-  const dirty = await tx.query<SourceRow>(
+  const dirty = await reader.query<SourceRow>(
     `${SOURCE_SELECT.replace('SELECT sp.member_id', KNOWN_SELECT)}
       WHERE ($2::timestamptz IS NULL OR sp.updated_at > $2)
         AND ($3::timestamptz IS NULL OR (sp.updated_at, sp.member_id, sp.mrn) > ($3::timestamptz, $4::text, $5::text))
@@ -237,7 +244,7 @@ async function readDirtyBatch(
     [at.batch, at.since, at.after?.at ?? null, at.after?.member ?? null, at.after?.mrn ?? null],
   );
   const items = newSources(dirty.rows.filter((r) => !r.known && !r.merged_into));
-  return { rows: dirty.rows, items, model: await readBlocks(tx, model, items, run) };
+  return { rows: dirty.rows, items, model: await readBlocks(tx, reader, model, items, run) };
 }
 
 /**
@@ -493,7 +500,7 @@ function newSources(rows: SourceRow[]): NewSource[] {
 async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], run: MatchRun): Promise<void> {
   const items = newSources(rows);
   if (!items.length) return;
-  await writeNewSources(tx, scoreNewSources(await readBlocks(tx, model, items, run), items, run), run);
+  await writeNewSources(tx, scoreNewSources(await readBlocks(tx, tx, model, items, run), items, run), run);
 }
 
 /**
@@ -501,21 +508,27 @@ async function matchNewSources(tx: Sql, model: MatchModel, rows: SourceRow[], ru
  * are matched in), read the blocks of their keys the run's copy lacks, and return the model with
  * the counts of the values they and their candidates state.
  */
-async function readBlocks(tx: Sql, model: MatchModel, items: NewSource[], run: MatchRun): Promise<MatchModel> {
+async function readBlocks(tx: Sql, reader: Sql, model: MatchModel, items: NewSource[], run: MatchRun): Promise<MatchModel> {
   if (!items.length) return model;
   const { blocks } = run;
-  run.crossed.push(...(await countSharedValues(tx, items.map((i) => i.features))));
   const missing = blocks.missing(new Set(items.flatMap((i) => i.keys)));
-  if (missing.length) {
-    // (Tried: each source once with the keys it was found under, joined back for its record —
-    // 40 % fewer rows but a sort and a second index probe per source; slower in EXPLAIN ANALYZE.)
-    const existing = await tx.query<{ key: string; member_id: string; mrn: string; record: PersonRecord; golden_id: string }>(
-      `SELECT k.key, s.member_id, s.mrn, s.record, l.golden_id
-         FROM unnest($1::text[]) AS k(key)
-         CROSS JOIN LATERAL (SELECT member_id, mrn, record FROM mpi_source WHERE block_keys && ARRAY[k.key] LIMIT ${BLOCK_CAP}) s
-         JOIN mpi_link l ON l.member_id = s.member_id AND l.mrn = s.mrn AND l.state = 'MATCH'`,
-      [missing],
-    );
+  // Counting (a write, in the transaction) and reading the blocks (on `reader`) at the same time.
+  // (Tried: each source once with the keys it was found under, joined back for its record —
+  // 40 % fewer rows but a sort and a second index probe per source; slower in EXPLAIN ANALYZE.)
+  const [crossed, existing] = await Promise.all([
+    countSharedValues(tx, items.map((i) => i.features)),
+    missing.length
+      ? reader.query<{ key: string; member_id: string; mrn: string; record: PersonRecord; golden_id: string }>(
+          `SELECT k.key, s.member_id, s.mrn, s.record, l.golden_id
+             FROM unnest($1::text[]) AS k(key)
+             CROSS JOIN LATERAL (SELECT member_id, mrn, record FROM mpi_source WHERE block_keys && ARRAY[k.key] LIMIT ${BLOCK_CAP}) s
+             JOIN mpi_link l ON l.member_id = s.member_id AND l.mrn = s.mrn AND l.state = 'MATCH'`,
+          [missing],
+        )
+      : undefined,
+  ]);
+  run.crossed.push(...crossed);
+  if (existing) {
     blocks.load(
       missing,
       existing.rows.map((r) => {
