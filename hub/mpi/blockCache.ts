@@ -12,7 +12,6 @@
  * indexed (a re-match, a member merge) it applies here (`replace`), and a golden merge, which
  * moves many sources at once, empties it.
  */
-import type { Sql } from '../db';
 import type { PersonFeatures } from './features';
 import type { Candidate } from './matcher';
 
@@ -49,11 +48,10 @@ export class BlockCache {
   ) {}
 
   /**
-   * Take the index's next write number (the caller holds the exclusive lock): the copy is dropped
-   * if someone else wrote since this sync's last batch. False when it was.
+   * The index's write number this round took under the exclusive lock: the copy is dropped if
+   * someone else took one since this sync's last round. False when it was.
    */
-  async claim(tx: Sql): Promise<boolean> {
-    const write = await takeIndexWrite(tx);
+  claim(write: bigint): boolean {
     const current = this.lastWrite === undefined || write === this.lastWrite + 1n;
     if (!current) this.clear();
     this.lastWrite = write;
@@ -99,11 +97,11 @@ export class BlockCache {
   }
 
   /**
-   * Sources under this key, none when it is full; skip the `stale` ones. (An array, not a
-   * generator: a generator object per key and record was a tenth of the bulk sync's JavaScript.)
+   * Sources under this key, none when it is full (a full key has no list) or was not read; skip
+   * the `stale` ones. (An array, not a generator: a generator object per key and record was a
+   * tenth of the bulk sync's JavaScript.)
    */
   under(key: string): readonly CachedCandidate[] {
-    if (this.full.has(key)) return NONE;
     return this.byKey.get(key) ?? NONE;
   }
 
@@ -112,12 +110,10 @@ export class BlockCache {
     const c: CachedCandidate = { goldenId, features };
     this.sources.set(id, c);
     for (const key of keys) {
+      // A key that was not read is not known complete: left to be read with this source in it. (A
+      // full key has no list either.)
       const list = this.byKey.get(key);
-      if (!list) {
-        // A key that was not read is not known complete: leave it to be read with this source in it.
-        continue;
-      }
-      if (this.full.has(key)) continue;
+      if (!list) continue;
       list.push(c);
       if (list.length >= this.cap) this.markFull(key);
     }
@@ -137,12 +133,4 @@ export class BlockCache {
     this.full.add(key);
     this.byKey.delete(key);
   }
-}
-
-/**
- * Every transaction that changes the index under the exclusive lock takes a number (after the lock,
- * so numbers follow the order of lock holders): a sync's block copy compares them.
- */
-export async function takeIndexWrite(tx: Sql): Promise<bigint> {
-  return BigInt((await tx.query<{ n: string }>(`SELECT nextval('mpi_index_writes')::text AS n`)).rows[0]!.n);
 }

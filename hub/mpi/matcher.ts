@@ -99,20 +99,11 @@ function nameLevels(a: PersonFeatures, b: PersonFeatures): [number | null, numbe
   return [family, given];
 }
 
-const pairNameCache = new WeakMap<PersonFeatures, { other: PersonFeatures; levels: [number | null, number | null] }>();
-function cachedNameLevels(a: PersonFeatures, b: PersonFeatures): [number | null, number | null] {
-  const hit = pairNameCache.get(a);
-  if (hit && hit.other === b) return hit.levels;
-  const levels = nameLevels(a, b);
-  pairNameCache.set(a, { other: b, levels });
-  return levels;
-}
-
 export const comparisons: Comparison[] = [
   {
     field: 'family',
     levels: ['exact', 'same sound', 'close spelling', 'similar', 'different'],
-    level: (a, b) => cachedNameLevels(a, b)[0],
+    level: (a, b) => nameLevels(a, b)[0],
     tf: (f) => f.familySound,
     tfLevels: [0, 1],
     tfMode: 'rare',
@@ -120,7 +111,7 @@ export const comparisons: Comparison[] = [
   {
     field: 'given',
     levels: ['exact', 'same sound', 'close spelling', 'similar', 'different'],
-    level: (a, b) => cachedNameLevels(a, b)[1],
+    level: (a, b) => nameLevels(a, b)[1],
     tf: (f) => f.givenSound,
     tfLevels: [0, 1],
     tfMode: 'rare',

@@ -13,7 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import type { HubDb, Sql } from '../db';
 import { HubError } from '../../pipeline/outcome';
-import { BlockCache, takeIndexWrite } from './blockCache';
+import { BlockCache } from './blockCache';
 import { blockingKeys, featuresOf, type PersonFeatures, type PersonRecord } from './features';
 import { decide, modelForPopulation, scorePair, trainModel, type Candidate, type MatchDecision, type MatchModel, type PairScore } from './matcher';
 import { backfillSharedValues, BULK_RECORDS, carriersOf, countSharedValues, withSharedCounts, type CrossedValue } from './sharedValues';
@@ -70,10 +70,14 @@ interface MatchRun {
   blocks: BlockCache;
 }
 
-/** The exclusive lock of the index's writers, and the write number that tells a sync's block copy it was overtaken. */
+/**
+ * The exclusive lock of the index's writers, and a write number (migration 15): taken after the
+ * lock, so numbers follow the order of lock holders, and a sync's block copy that finds a number
+ * it did not take between its rounds knows it was overtaken.
+ */
 async function lockIndex(tx: Sql): Promise<bigint> {
   await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
-  return takeIndexWrite(tx);
+  return BigInt((await tx.query<{ n: string }>(`SELECT nextval('mpi_index_writes')::text AS n`)).rows[0]!.n);
 }
 
 /** The stored model (yilian mpi train), else the built-in one trained on the Chinese generator. */
@@ -158,8 +162,7 @@ export async function syncPatientIndex(
   }
   for (;;) {
     const done = await db.transaction(async (tx) => {
-      await tx.query(`SELECT pg_advisory_xact_lock(${LOCK})`);
-      if (!(await blocks.claim(tx))) summary.overtaken++;
+      if (!blocks.claim(await lockIndex(tx))) summary.overtaken++;
       // The index tables grow inside this transaction faster than statistics follow: a planner that
       // still believes them empty scans them whole for every candidate look-up (quadratic cost).
       await tx.query(`SET LOCAL enable_seqscan = off`);
@@ -217,7 +220,8 @@ export async function syncPatientIndex(
 
 /**
  * Batches of a sync's round. More per round: fewer rounds of lock and commit, but the pipeline's
- * new registrations wait for a whole round (at 2,000 a batch, about a second and a half).
+ * new registrations wait for a whole round (at 2,000 a batch, 8,000 records: about 4–5 s late in
+ * the 1M bench run, from its rate).
  */
 const ROUND_BATCHES = 4;
 
@@ -391,11 +395,11 @@ async function relinkSource(tx: Sql, model: MatchModel, row: SourceRow, record: 
   run.crossed.push(...(await countSharedValues(tx, [features])));
   await tx.query(
     `INSERT INTO mpi_source (member_id, mrn, record, block_keys, patient_resource_id, event_time, source_updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, (SELECT updated_at FROM source_patient WHERE member_id = $1 AND mrn = $2))
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
      ON CONFLICT (member_id, mrn) DO UPDATE SET record = excluded.record, block_keys = excluded.block_keys, patient_resource_id = coalesce(excluded.patient_resource_id, mpi_source.patient_resource_id),
        event_time = excluded.event_time, source_updated_at = excluded.source_updated_at, matched_at = clock_timestamp()`,
-    // source_updated_at copied in SQL: a JS Date would drop the microseconds and the row would stay "changed" for ever.
-    [row.member_id, row.mrn, JSON.stringify(record), keys, row.patient?.id ?? null, row.event_time],
+    // source_updated_at as read, to the microsecond (as in writeNewSources): a row changed since stays dirty and is matched again.
+    [row.member_id, row.mrn, JSON.stringify(record), keys, row.patient?.id ?? null, row.event_time, row.updated_text],
   );
   const links = (await tx.query<LinkRow>(`SELECT member_id, mrn, golden_id, state, mode FROM mpi_link WHERE member_id = $1 AND mrn = $2`, [row.member_id, row.mrn])).rows;
   const current = links.find((l) => l.state === 'MATCH');
@@ -686,7 +690,7 @@ async function rematchCarriers(tx: Sql, model: MatchModel, crossed: CrossedValue
     if (!link || link.mode === 'MANUAL' || link.member_merge || Number(link.company) < 2) continue;
     const features = prefetched ? own.get(id)! : featuresOf(recordOfSource(row));
     const belongs = prefetched
-      ? (company.get(link.golden_id) ?? []).some((o) => o.id !== id && scorePair(counted, features, o).outcome === 'MATCH')
+      ? matchesAny(counted, features, (company.get(link.golden_id) ?? []).filter((o) => o.id !== id))
       : await stillBelongs(tx, model, features, link.golden_id, c.member_id, c.mrn);
     if (belongs) continue;
     await tx.query(`DELETE FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND golden_id = $3`, [c.member_id, c.mrn, link.golden_id]);
@@ -747,8 +751,12 @@ async function stillBelongs(tx: Sql, model: MatchModel, features: ReturnType<typ
     [goldenId, memberId, mrn],
   );
   const theirs = others.rows.map((o) => featuresOf({ ...o.record, id: `${o.member_id}|${o.mrn}` }));
-  const counted = await withSharedCounts(tx, model, [features, ...theirs]);
-  return theirs.some((o) => scorePair(counted, features, o).outcome === 'MATCH');
+  return matchesAny(await withSharedCounts(tx, model, [features, ...theirs]), features, theirs);
+}
+
+/** Whether a record still matches one of these others (its golden patient's other sources). */
+function matchesAny(model: MatchModel, features: PersonFeatures, others: PersonFeatures[]): boolean {
+  return others.some((o) => scorePair(model, features, o).outcome === 'MATCH');
 }
 
 function explain(decision: MatchDecision): { rule?: string; score: number | null; breakdown: Record<string, unknown> } {
