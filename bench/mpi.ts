@@ -40,6 +40,8 @@ export function evaluate(set: string, records: LabelledRecord[], model?: MatchMo
     if (decision.outcome === 'POSSIBLE_MATCH') reviews++;
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  // Golden patients a later record bridged were joined: each record's golden patient as it ends.
+  for (let i = 0; i < golden.length; i++) golden[i] = linker.current(golden[i]!);
   const byGolden = new Map<string, number>();
   const byTruth = new Map<string, number>();
   const byBoth = new Map<string, number>();

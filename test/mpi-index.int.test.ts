@@ -283,6 +283,53 @@ test('a bulk sync in many overlapped batches stores every source once, current, 
   expect(partitions[0]!.length).toBeLessThan(people.length * 0.75);
 });
 
+test('a record that matches two golden patients joins them (a bridge): in the pipeline and in a bulk sync, never across a manual not-link', async () => {
+  // One person: A's birth date mistyped and no address, B's given name misspelt and no phone — too
+  // little in common to match each other; C, with the phone of one and the address of the other, matches both.
+  const address = '浙江省杭州市滨江区江南大道588号3幢1201室';
+  // (Three people, years apart: a family name alone does not tell two 明轩 born the same day apart.)
+  const person = (family: string, tag: string, phone: string, year: number) => ({
+    a: { mrn: `${tag}A`, family, given: '明轩', birth: `${year}0611`, sex: 'M' as const, phone },
+    b: { mrn: `${tag}B`, family, given: '民选', birth: `${year + 1}0812`, sex: 'M' as const, address: `${address}${tag}` },
+    c: { mrn: `${tag}C`, family, given: '明轩', birth: `${year + 1}0812`, sex: 'M' as const, phone, address: `${address}${tag}` },
+  });
+  const history = (golden: string) =>
+    hub.runtime.db.query<{ detail: { reason?: string; via?: string; from?: string } }>(`SELECT detail FROM mpi_history WHERE golden_id = $1 AND action = 'merge' ORDER BY id`, [golden]);
+
+  // In the pipeline: each registration is linked as its message is processed.
+  const p = person('欧阳', 'BR', '13912345601', 1975);
+  await ingest([['m1', adt('m1', p.a)], ['m2', adt('m2', p.b)]]);
+  const [ga, gb] = [await goldenOf('m1', 'BRA'), await goldenOf('m2', 'BRB')];
+  expect(ga).not.toBe(gb);
+  await ingest([['m3', adt('m3', p.c)]]);
+  const joined = await goldenOf('m3', 'BRC');
+  expect(await goldenOf('m1', 'BRA')).toBe(joined);
+  expect(await goldenOf('m2', 'BRB')).toBe(joined);
+  const retired = joined === ga ? gb : ga;
+  expect((await goldenPatient(hub.runtime.db, retired))!.mergedInto).toBe(joined);
+  expect((await history(joined)).rows.map((r) => r.detail)).toContainEqual(expect.objectContaining({ reason: 'bridge', via: 'm3|BRC', from: retired }));
+  // The review item C raised against the other golden patient went with the join.
+  expect((await reviewQueue(hub.runtime.db)).filter((r) => r.mrn.startsWith('BR'))).toEqual([]);
+
+  // A reviewer said B is not A's person: C links to one of them, the other stays apart (a review item).
+  const q = person('诸葛', 'NL', '13912345602', 1965);
+  await ingest([['m1', adt('m1', q.a)], ['m2', adt('m2', q.b)]]);
+  await decideReview(hub.runtime.db, { member: 'm2', mrn: 'NLB', goldenId: await goldenOf('m1', 'NLA'), decision: 'not-link', actor: 'reviewer-4' });
+  await ingest([['m3', adt('m3', q.c)]]);
+  expect(await goldenOf('m1', 'NLA')).not.toBe(await goldenOf('m2', 'NLB'));
+  expect((await reviewQueue(hub.runtime.db)).filter((r) => r.member === 'm3' && r.mrn === 'NLC')).toHaveLength(1);
+
+  // In a bulk sync (source patients the pipeline did not link, scored in one batch): joined at the end of the round.
+  const r = person('司马', 'BK', '13912345603', 1955);
+  const row = (member: string, x: Pid, ms: number) =>
+    `('${member}', '${x.mrn}', '${JSON.stringify({ family: x.family, given: x.given, birthDate: x.birth, sex: x.sex, ...(x.phone ? { phone: x.phone } : {}), ...(x.address ? { address: x.address } : {}) })}', now(), 0, clock_timestamp() + interval '${ms} ms')`;
+  await hub.runtime.db.query(`INSERT INTO source_patient (member_id, mrn, demographics, event_time, last_raw_id, updated_at) VALUES ${row('m1', r.a, 1)}, ${row('m2', r.b, 2)}, ${row('m3', r.c, 3)}`);
+  const summary = await syncPatientIndex(hub.runtime.db);
+  expect(summary).toMatchObject({ matched: 3, joined: 1 });
+  const bulk = await goldenOf('m3', 'BKC');
+  expect([await goldenOf('m1', 'BKA'), await goldenOf('m2', 'BKB')]).toEqual([bulk, bulk]);
+});
+
 test('ADT A40 inside a member: both numbers listed with the surviving golden patient; the merge is in the history', async () => {
   await ingest([
     ['m1', adt('m1', { mrn: 'S1', family: '周', given: '晓峰', birth: '19750102', sex: 'M', phone: '13600000001' })],

@@ -9,8 +9,9 @@
  * writes the index under the exclusive lock takes a number from `mpi_index_writes` (migration 15);
  * a sync that finds a number between its own batches has been overtaken (the pipeline linked a
  * registration, a reviewer decided) and starts again empty. Its own changes to sources already
- * indexed (a re-match, a member merge) it applies here (`replace`), and a golden merge, which
- * moves many sources at once, empties it.
+ * indexed (a re-match) it applies here (`replace`); a golden patient joined into another by a
+ * bridge is followed (`join`, `current`); a member merge, which moves many sources at once,
+ * empties it.
  */
 import type { PersonFeatures } from './features';
 import type { Candidate } from './matcher';
@@ -41,6 +42,8 @@ export class BlockCache {
   /** The write number this sync took last; another one in between means the index changed under it. */
   private lastWrite: bigint | undefined;
   private stamps = 0;
+  /** Golden ids joined into another this sync → the one joined (candidates still carry the old id until read). */
+  private readonly joined = new Map<string, string>();
 
   constructor(
     readonly cap: number,
@@ -62,6 +65,19 @@ export class BlockCache {
     this.byKey.clear();
     this.sources.clear();
     this.full.clear();
+    this.joined.clear();
+  }
+
+  /** Golden patient `from` was joined into `into` (its sources moved in the index). */
+  join(from: string, into: string): void {
+    if (from !== into) this.joined.set(from, into);
+  }
+
+  /** The golden patient a candidate carrying `goldenId` belongs to now. */
+  current(goldenId: string): string {
+    let g = goldenId;
+    for (let next = this.joined.get(g); next !== undefined; next = this.joined.get(g)) g = next;
+    return g;
   }
 
   /**

@@ -6,10 +6,12 @@
  * no longer a source of candidates (a key that common says little: 张伟 has thousands of holders,
  * and its first hundred are no better candidates than any other), which keeps the cost per record
  * bounded as the population grows. The population's own counts of shared values (phone,
- * address, identifiers) follow every record added, as the store's `mpi_shared_value` does.
+ * address, identifiers) follow every record added, as the store's `mpi_shared_value` does. A
+ * record that matches two golden patients cleanly joins them (`bridgedGoldens`, `mayJoin`), as the
+ * store's sync does at the end of its round.
  */
 import { blockingKeys, type PersonFeatures } from './features';
-import { decide, modelForPopulation, SharedValueTally, type Candidate, type MatchDecision, type MatchModel } from './matcher';
+import { bridgedGoldens, decide, mayJoin, modelForPopulation, SharedValueTally, type Candidate, type MatchDecision, type MatchModel } from './matcher';
 
 export interface LinkResult {
   goldenId: string;
@@ -19,6 +21,12 @@ export interface LinkResult {
 export class InMemoryLinker {
   private readonly blocks = new Map<string, number[]>();
   private readonly records: Array<{ features: PersonFeatures; goldenId: string }> = [];
+  /** Golden id → its records (indexes); a joined golden patient's records move to the one it joined. */
+  private readonly members = new Map<string, number[]>();
+  /** A joined golden id → the one it joined (records keep their old id until next read). */
+  private readonly joined = new Map<string, string>();
+  /** Golden patients joined by a bridge. */
+  joins = 0;
   private nextGolden = 1;
   private readonly shared = new SharedValueTally();
   private readonly model: MatchModel;
@@ -44,18 +52,43 @@ export class InMemoryLinker {
       for (const i of block) {
         if (seen.has(i)) continue;
         seen.add(i);
-        candidates.push({ goldenId: this.records[i]!.goldenId, features: this.records[i]!.features });
+        const r = this.records[i]!;
+        r.goldenId = this.current(r.goldenId);
+        candidates.push({ goldenId: r.goldenId, features: r.features });
       }
     }
     this.comparisons += candidates.length;
     const decision = decide(this.model, features, candidates);
     const goldenId = decision.outcome === 'MATCH' && decision.goldenId ? decision.goldenId : `G${this.nextGolden++}`;
+    if (decision.outcome === 'MATCH') for (const other of bridgedGoldens(decision)) this.join(this.current(other), goldenId);
     const index = this.records.push({ features, goldenId }) - 1;
+    const members = this.members.get(goldenId);
+    if (members) members.push(index);
+    else this.members.set(goldenId, [index]);
     for (const key of keys) {
       const block = this.blocks.get(key);
       if (!block) this.blocks.set(key, [index]);
       else if (block.length < this.maxBlock) block.push(index);
     }
     return { goldenId, decision };
+  }
+
+  /** The golden patient a record of `goldenId` belongs to now. */
+  current(goldenId: string): string {
+    let g = goldenId;
+    for (let next = this.joined.get(g); next; next = this.joined.get(g)) g = next;
+    return g;
+  }
+
+  private join(from: string, into: string): void {
+    if (from === into) return;
+    const a = this.members.get(into) ?? [];
+    const b = this.members.get(from) ?? [];
+    const features = (list: number[]) => list.map((i) => this.records[i]!.features);
+    if (!mayJoin(this.model, features(a), features(b))) return;
+    this.members.set(into, a.concat(b));
+    this.members.delete(from);
+    this.joined.set(from, into);
+    this.joins++;
   }
 }
