@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     const recall = tp / actual;
     process.stdout.write(
       `patient index: ${records.length} source patients (loaded in ${loadSeconds.toFixed(1)} s) matched in ${seconds.toFixed(1)} s (batch ${batch}) = ${Math.round(records.length / seconds)} records/s; ` +
-        `created ${summary.created}, linked ${summary.linked}, review ${summary.review}; precision ${precision.toFixed(4)} recall ${recall.toFixed(4)} F1 ${((2 * precision * recall) / (precision + recall)).toFixed(4)}; ` +
+        `created ${summary.created}, linked ${summary.linked}, review ${summary.review}, golden patients joined by bridges ${summary.joined}; precision ${precision.toFixed(4)} recall ${recall.toFixed(4)} F1 ${((2 * precision * recall) / (precision + recall)).toFixed(4)}; ` +
         `1,000,000 at this rate: ${((1_000_000 / (records.length / seconds)) / 60).toFixed(1)} min (target < 10 min)\n`,
     );
 

@@ -65,7 +65,7 @@ ${terminologyUsage}
 ${costFeedUsage}
 ${recognitionUsage}
 ${sharedResourcesUsage}
-  mpi sync [--full] | export [--format csv|json] | review [--json] | show <golden id> | train
+  mpi sync [--full] [--batch N] | export [--format csv|json] | review [--json] | show <golden id> | train
   mpi decide --member M --mrn X --golden G (--link|--not-link) [--reason TEXT]
                                 the master patient index (export prints member,mrn,patient)
 common: --config <file> (or YILIAN_CONFIG); DATABASE_URL, REDIS_URL`;
@@ -115,6 +115,7 @@ async function main(argv: string[]): Promise<number> {
       reason: { type: 'string' },
       actor: { type: 'string' },
       full: { type: 'boolean' },
+      batch: { type: 'string' },
     },
   });
   if (!command || values.help || command === 'help') {

@@ -5,7 +5,7 @@
  */
 import type { HubDb } from './db';
 import { reprocessLeaseSql, terminologySchemaSql } from './terminologySchema';
-import { patientIndexChangesSql, patientIndexFollowSql, patientIndexSchemaSql, patientIndexSharedValuesSql, patientIndexWritesSql } from './mpi/schema';
+import { patientIndexChangesSql, patientIndexFollowSql, patientIndexSchemaSql, patientIndexSharedValuesSql, patientIndexWritesSql, patientIndexMergedSql } from './mpi/schema';
 import { recognitionSchemaSql } from './recognition/schema';
 import { costFeedSchemaSql } from './feeds/schema';
 import { sharedResourceSchemaSql } from './resources/schema';
@@ -257,6 +257,11 @@ COMMENT ON INDEX raw_message_fix_fix IS 'A message page shows which original a f
     id: 15,
     name: 'master patient index: a number per write under the matcher\'s lock (a bulk sync keeps the blocks it read while nobody else writes)',
     sql: patientIndexWritesSql,
+  },
+  {
+    id: 16,
+    name: 'master patient index: an index on merged golden patients (a bridge join repoints them)',
+    sql: patientIndexMergedSql,
   },
 ];
 

@@ -287,7 +287,7 @@ test('a record that matches two golden patients joins them (a bridge): in the pi
   // One person: A's birth date mistyped and no address, B's given name misspelt and no phone — too
   // little in common to match each other; C, with the phone of one and the address of the other, matches both.
   const address = '浙江省杭州市滨江区江南大道588号3幢1201室';
-  // (Three people, years apart: a family name alone does not tell two 明轩 born the same day apart.)
+  // (Three people, years apart: born the same day, two 明轩 of other family names would be each other's review items.)
   const person = (family: string, tag: string, phone: string, year: number) => ({
     a: { mrn: `${tag}A`, family, given: '明轩', birth: `${year}0611`, sex: 'M' as const, phone },
     b: { mrn: `${tag}B`, family, given: '民选', birth: `${year + 1}0812`, sex: 'M' as const, address: `${address}${tag}` },
@@ -420,6 +420,11 @@ test('yilian mpi export --format csv prints member,mrn,patient for every source 
     const links = await exportLinks(hub.runtime.db);
     expect(rows).toEqual(links.map((l) => [l.member, l.mrn, l.patient]));
     expect(rows.find(([m, mrn]) => m === 'm1' && mrn === 'R1')![2]).toBe(rows.find(([m, mrn]) => m === 'm1' && mrn === 'S1')![2]);
+    // `mpi sync` (nothing left to match here) with its batch, and a batch that is no number refused.
+    const env = { ...process.env, DATABASE_URL: hub.databaseUrl };
+    const synced = JSON.parse((await promisify(execFile)('node', [cli, 'mpi', 'sync', '--batch', '300', '--config', configFile], { env })).stdout);
+    expect(synced).toMatchObject({ matched: 0, joined: 0 });
+    await expect(promisify(execFile)('node', [cli, 'mpi', 'sync', '--batch', 'lots', '--config', configFile], { env })).rejects.toMatchObject({ stderr: expect.stringContaining('--batch must be a whole number') });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -190,6 +190,14 @@ describe('guards and outcomes', () => {
     const n2 = featuresOf({ id: 'n2', ...home, given: '亮' });
     expect(scorePair(model, n1, n2)).toMatchObject({ outcome: 'POSSIBLE_MATCH', rule: 'twin-guard' });
   });
+  test('Hanzi family names that differ by sound are never auto-linked on given name and birth date alone', () => {
+    const a = { id: 'a', family: '欧阳', given: '明轩', birthDate: '19750611', sex: 'M' };
+    const b = { ...a, id: 'b', family: '司马' };
+    expect(scorePair(model, featuresOf(a), featuresOf(b))).toMatchObject({ outcome: 'POSSIBLE_MATCH', rule: 'surname-conflict' });
+    // An identifier in common is not left to the rule (the score and the other rules decide).
+    const residentId = makeResidentId('330106', '19750611', 5, 'M');
+    expect(scorePair(model, featuresOf({ ...a, residentId }), featuresOf({ ...b, residentId })).rule).not.toBe('surname-conflict');
+  });
   test('a newborn registered under the mother\'s ID is not the mother', () => {
     const motherId = makeResidentId('330102', '19880101', 21, 'F');
     const mother = featuresOf({ id: 'm', family: '王', given: '芳', birthDate: '19880101', sex: 'F', residentId: motherId, phone: '13900000002', address: '杭州市人民路1号' });

@@ -295,7 +295,7 @@ export interface PairScore {
   probability: number;
   fields: FieldScore[];
   /** A deterministic rule that decided (or capped) the outcome. */
-  rule?: 'resident-id' | 'resident-id-conflict' | 'twin-guard' | 'household-guard' | 'name-conflict' | 'birth-conflict';
+  rule?: 'resident-id' | 'resident-id-conflict' | 'twin-guard' | 'household-guard' | 'name-conflict' | 'surname-conflict' | 'birth-conflict';
   outcome: Outcome;
 }
 
@@ -440,6 +440,13 @@ function score(model: MatchModel, a: PersonFeatures, b: PersonFeatures, explain:
     // which many people share. A person's whole name does not change between members: two people.
     outcome = 'NO_MATCH';
     rule = 'name-conflict';
+  } else if (outcome === 'MATCH' && family === 4 && a.han && b.han && !sharesIdentifier(levelOf)) {
+    // Family names in Hanzi that differ even by sound (王 / 李), and no identifier in common: the
+    // rest (given name, birth date, sex) is what two strangers born the same day share — 欧阳明轩
+    // and 司马明轩 scored 17.7. A Hanzi surname is seldom mistyped and does not change at
+    // marriage in China; a person decides.
+    outcome = 'POSSIBLE_MATCH';
+    rule = 'surname-conflict';
   } else if (outcome === 'MATCH' && birth === BIRTH_DIFFERENT && !sharesIdentifier(levelOf)) {
     // Birth dates that differ outright (not a transposition, a typo or a near date) and no identifier
     // in common: name and contact data alone (a mother and daughter with homophone names at one
@@ -508,7 +515,7 @@ export function decide(model: MatchModel, record: PersonFeatures, candidates: Ca
 const IDENTITY_FIELDS = new Set<FieldName>(['family', 'given', 'birth', 'sex', 'rid']);
 
 /** Rules that say two records are (or may be) two people, whatever their weight. */
-const GUARD_RULES = new Set<PairScore['rule']>(['resident-id-conflict', 'twin-guard', 'household-guard', 'name-conflict', 'birth-conflict']);
+const GUARD_RULES = new Set<PairScore['rule']>(['resident-id-conflict', 'twin-guard', 'household-guard', 'name-conflict', 'surname-conflict', 'birth-conflict']);
 
 /**
  * Other golden patients a record links across (a bridge): it matched them as well as the one it

@@ -142,3 +142,13 @@ export const patientIndexWritesSql = `
 CREATE SEQUENCE mpi_index_writes;
 COMMENT ON SEQUENCE mpi_index_writes IS 'Taken by every transaction that writes the patient index under the matcher''s exclusive advisory lock, after taking the lock (so in the order of lock holders): a sync whose next batch finds a number it did not take was overtaken (a pipeline link, a review decision) and reads the index''s blocks again instead of its copy.';
 `;
+
+/**
+ * Migration 16: golden patients merged into one (`mergeGolden` repoints them when that one is
+ * merged in turn). Joins by bridges (hub/mpi/matcher.ts `bridgedGoldens`) made this a scan of all
+ * of mpi_golden per join: in a 1M bulk sync PostgreSQL ran it for most of the time.
+ */
+export const patientIndexMergedSql = `
+CREATE INDEX mpi_golden_merged_into ON mpi_golden (merged_into) WHERE merged_into IS NOT NULL;
+COMMENT ON INDEX mpi_golden_merged_into IS 'Golden patients merged into another: a merge repoints those merged into the retired one (kept final, so an old id resolves in one step).';
+`;
