@@ -198,6 +198,22 @@ describe('guards and outcomes', () => {
     const residentId = makeResidentId('330106', '19750611', 5, 'M');
     expect(scorePair(model, featuresOf({ ...a, residentId }), featuresOf({ ...b, residentId })).rule).not.toBe('surname-conflict');
   });
+  test('a sibling at one address is not auto-linked: Hanzi given names that differ, or sex and given name both', () => {
+    const address = '浙江省杭州市拱墅区解放路150号23幢1189室';
+    // Birth dates transposed (not the twin guard's exact date), given names different.
+    const a = featuresOf({ id: 'a', family: '冯', given: '瑞秀', birthDate: '20090506', sex: 'F', address });
+    const b = featuresOf({ id: 'b', family: '馮', given: '宏梅', birthDate: '20090605', sex: 'F', address });
+    expect(scorePair(model, a, b)).toMatchObject({ outcome: 'POSSIBLE_MATCH', rule: 'given-name-conflict' });
+    // Homophones are the same name: still linked.
+    const c = featuresOf({ id: 'c', family: '冯', given: '瑞琇', birthDate: '20090605', sex: 'F', address });
+    expect(scorePair(model, featuresOf({ id: 'd', family: '冯', given: '瑞秀', birthDate: '20090605', sex: 'F', address }), c).rule).not.toBe('given-name-conflict');
+    // One birth date and phone, given names close in spelling, sex different: twins of different sex.
+    const boy = featuresOf({ id: 'e', family: '周', given: '濤偉', birthDate: '20131127', sex: 'M', phone: '18675629221' });
+    const girl = featuresOf({ id: 'f', family: '周', given: '涛飞', birthDate: '20131127', sex: 'F', phone: '18675629221' });
+    expect(scorePair(model, boy, girl)).toMatchObject({ outcome: 'POSSIBLE_MATCH', rule: 'sex-conflict' });
+    // A slip in the sex field alone, the same name: linked.
+    expect(scorePair(model, boy, featuresOf({ id: 'g', family: '周', given: '涛伟', birthDate: '20131127', sex: 'F', phone: '18675629221' })).outcome).toBe('MATCH');
+  });
   test('a newborn registered under the mother\'s ID is not the mother', () => {
     const motherId = makeResidentId('330102', '19880101', 21, 'F');
     const mother = featuresOf({ id: 'm', family: '王', given: '芳', birthDate: '19880101', sex: 'F', residentId: motherId, phone: '13900000002', address: '杭州市人民路1号' });

@@ -295,7 +295,7 @@ export interface PairScore {
   probability: number;
   fields: FieldScore[];
   /** A deterministic rule that decided (or capped) the outcome. */
-  rule?: 'resident-id' | 'resident-id-conflict' | 'twin-guard' | 'household-guard' | 'name-conflict' | 'surname-conflict' | 'birth-conflict';
+  rule?: 'resident-id' | 'resident-id-conflict' | 'twin-guard' | 'household-guard' | 'name-conflict' | 'surname-conflict' | 'given-name-conflict' | 'sex-conflict' | 'birth-conflict';
   outcome: Outcome;
 }
 
@@ -447,6 +447,18 @@ function score(model: MatchModel, a: PersonFeatures, b: PersonFeatures, explain:
     // marriage in China; a person decides.
     outcome = 'POSSIBLE_MATCH';
     rule = 'surname-conflict';
+  } else if (outcome === 'MATCH' && given !== null && given >= 3 && a.han && b.han && !sharesIdentifier(levelOf)) {
+    // Given names in Hanzi that differ (homophones and variant characters agree by sound) and no
+    // identifier in common: a sibling or spouse at one address with a near or transposed birth
+    // date (冯瑞秀 / 馮宏梅, 0506 / 0605) — the twin guard's case without the exact date. In Latin
+    // script a different given name is often a nickname or a typo (FEBRL), so only Hanzi.
+    outcome = 'POSSIBLE_MATCH';
+    rule = 'given-name-conflict';
+  } else if (outcome === 'MATCH' && levelOf('sex') === 1 && given !== null && given >= 2 && !sharesIdentifier(levelOf)) {
+    // Sex differs and the given names do not agree even by sound (周涛飞 F / 周濤偉 M, one birth
+    // date, one phone): twins of different sex, not one person with a slip in the sex field.
+    outcome = 'POSSIBLE_MATCH';
+    rule = 'sex-conflict';
   } else if (outcome === 'MATCH' && birth === BIRTH_DIFFERENT && !sharesIdentifier(levelOf)) {
     // Birth dates that differ outright (not a transposition, a typo or a near date) and no identifier
     // in common: name and contact data alone (a mother and daughter with homophone names at one
@@ -515,7 +527,7 @@ export function decide(model: MatchModel, record: PersonFeatures, candidates: Ca
 const IDENTITY_FIELDS = new Set<FieldName>(['family', 'given', 'birth', 'sex', 'rid']);
 
 /** Rules that say two records are (or may be) two people, whatever their weight. */
-const GUARD_RULES = new Set<PairScore['rule']>(['resident-id-conflict', 'twin-guard', 'household-guard', 'name-conflict', 'surname-conflict', 'birth-conflict']);
+const GUARD_RULES = new Set<PairScore['rule']>(['resident-id-conflict', 'twin-guard', 'household-guard', 'name-conflict', 'surname-conflict', 'given-name-conflict', 'sex-conflict', 'birth-conflict']);
 
 /**
  * Other golden patients a record links across (a bridge): it matched them as well as the one it

@@ -858,13 +858,15 @@ async function mergeGolden(tx: Sql, from: string, into: string, actor: string, d
     await setLink(tx, s.member_id, s.mrn, into, 'MATCH', 'AUTO', { rule: 'golden-merge', breakdown: { mergedFrom: from, ...detail } });
   }
   // Not-links and open review items against the retired golden now stand against the survivor
-  // (unless they are now its members: those proposals go below).
+  // (unless they are now its members: those proposals go below). A source already linked to the
+  // survivor keeps that link: a not-link of the retired golden patient overwriting it left the
+  // source in no golden patient at all (an A40 after a reviewer's not-link).
   await tx.query(
     `INSERT INTO mpi_link (member_id, mrn, golden_id, state, mode, rule, score, breakdown, decided_by)
      SELECT member_id, mrn, $2, state, mode, rule, score, breakdown, decided_by FROM mpi_link WHERE golden_id = $1 AND state <> 'MATCH'
      ON CONFLICT (member_id, mrn, golden_id) DO UPDATE SET state = excluded.state, mode = excluded.mode, rule = excluded.rule, score = excluded.score,
        breakdown = excluded.breakdown, decided_by = excluded.decided_by, updated_at = clock_timestamp()
-       WHERE excluded.mode = 'MANUAL' AND mpi_link.mode = 'AUTO'`,
+       WHERE excluded.mode = 'MANUAL' AND mpi_link.mode = 'AUTO' AND mpi_link.state <> 'MATCH'`,
     [from, into],
   );
   await tx.query(`DELETE FROM mpi_link WHERE golden_id = $1 AND state <> 'MATCH'`, [from]);
