@@ -67,11 +67,14 @@ async function main(): Promise<void> {
     const tp = count(links.map((l) => `${l.patient}\u0000${truth.get(`${l.member}|${l.mrn}`)}`));
     const predicted = count(links.map((l) => l.patient));
     const actual = count(links.map((l) => truth.get(`${l.member}|${l.mrn}`)!));
+    // The issue's review share: source records with an open review item at the end (summary.review
+    // counts the items raised, including those a later join or re-check settled).
+    const inReview = (await db.query<{ n: number }>(`SELECT count(DISTINCT (member_id, mrn))::int AS n FROM mpi_link WHERE state = 'POSSIBLE_MATCH'`)).rows[0]!.n;
     const precision = tp / predicted;
     const recall = tp / actual;
     process.stdout.write(
       `patient index: ${records.length} source patients (loaded in ${loadSeconds.toFixed(1)} s) matched in ${seconds.toFixed(1)} s (batch ${batch}) = ${Math.round(records.length / seconds)} records/s; ` +
-        `created ${summary.created}, linked ${summary.linked}, review ${summary.review}, golden patients joined by bridges ${summary.joined}; precision ${precision.toFixed(4)} recall ${recall.toFixed(4)} F1 ${((2 * precision * recall) / (precision + recall)).toFixed(4)}; ` +
+        `created ${summary.created}, linked ${summary.linked}, review items raised ${summary.review}, records in review ${inReview} (${((100 * inReview) / records.length).toFixed(2)} %), golden patients joined by bridges ${summary.joined}; precision ${precision.toFixed(4)} recall ${recall.toFixed(4)} F1 ${((2 * precision * recall) / (precision + recall)).toFixed(4)}; ` +
         `1,000,000 at this rate: ${((1_000_000 / (records.length / seconds)) / 60).toFixed(1)} min (target < 10 min)\n`,
     );
 

@@ -347,19 +347,31 @@ test('ADT A40 inside a member: both numbers listed with the surviving golden pat
   expect(history.rows.some((h) => h.action === 'merge' && h.detail.from === retired)).toBe(true);
 });
 
-test('a member merge keeps the links of the surviving golden patient: a reviewer\'s not-link against the retired one does not unlink them', async () => {
-  // X (m2) is S2's person; a reviewer said X is not R2's. Then m1 says R2 is S2 (A40): X stays linked.
+test('a member merge keeps every link: a reviewer\'s not-link against the retired golden patient unlinks no one, a manual link stays manual', async () => {
+  // X (m2) is S2's person; a reviewer said X is not R2's, and that Y (m3) is. Then m1 says R2 is S2 (A40).
   const s2 = { mrn: 'S2', family: '韩', given: '立新', birth: '19690407', sex: 'M' as const, phone: '13600000021' };
-  await ingest([['m1', adt('m1', s2)], ['m2', adt('m2', { ...s2, mrn: 'X2' })], ['m1', adt('m1', { mrn: 'R2', family: '黄', given: '丽娟', birth: '19700509', sex: 'F' })]]);
+  await ingest([
+    ['m1', adt('m1', s2)],
+    ['m2', adt('m2', { ...s2, mrn: 'X2' })],
+    ['m1', adt('m1', { mrn: 'R2', family: '黄', given: '丽娟', birth: '19700509', sex: 'F' })],
+    ['m3', adt('m3', { mrn: 'Y2', family: '黄', given: '立娟', birth: '19700905', sex: 'F' })],
+  ]);
   const survivor = await goldenOf('m1', 'S2');
   expect(await goldenOf('m2', 'X2')).toBe(survivor);
   const retired = await goldenOf('m1', 'R2');
   await decideReview(hub.runtime.db, { member: 'm2', mrn: 'X2', goldenId: retired, decision: 'not-link', actor: 'reviewer-5' });
+  await decideReview(hub.runtime.db, { member: 'm3', mrn: 'Y2', goldenId: retired, decision: 'link', actor: 'reviewer-5' });
   await ingest([['m1', adt('m1', s2, { trigger: 'A40', time: '20261124130000', mrg: 'R2' })]]);
   expect(await goldenOf('m1', 'R2')).toBe(survivor);
   expect(await goldenOf('m2', 'X2')).toBe(survivor);
-  const links = await hub.runtime.db.query<{ state: string; mode: string }>(`SELECT state, mode FROM mpi_link WHERE member_id = 'm2' AND mrn = 'X2' AND golden_id = $1`, [survivor]);
-  expect(links.rows).toEqual([{ state: 'MATCH', mode: 'AUTO' }]);
+  expect(await goldenOf('m3', 'Y2')).toBe(survivor);
+  const links = await hub.runtime.db.query<{ mrn: string; state: string; mode: string; decided_by: string | null }>(
+    `SELECT mrn, state, mode, decided_by FROM mpi_link WHERE mrn IN ('X2', 'Y2') AND state = 'MATCH' ORDER BY mrn`,
+  );
+  expect(links.rows).toEqual([
+    { mrn: 'X2', state: 'MATCH', mode: 'AUTO', decided_by: null },
+    { mrn: 'Y2', state: 'MATCH', mode: 'MANUAL', decided_by: 'reviewer-5' },
+  ]);
 });
 
 test('out-of-order A08 updates end in the latest state', async () => {

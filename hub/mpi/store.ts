@@ -852,11 +852,19 @@ async function history(tx: Sql, actor: string, action: string, goldenId: string 
 /** Fold golden `from` into `into`: its sources, not-links and history follow; `from` keeps pointing at `into`. */
 async function mergeGolden(tx: Sql, from: string, into: string, actor: string, detail: Record<string, unknown>): Promise<void> {
   if (from === into) return;
-  const moved = await tx.query<{ member_id: string; mrn: string }>(`SELECT member_id, mrn FROM mpi_link WHERE golden_id = $1 AND state = 'MATCH'`, [from]);
-  for (const s of moved.rows) {
-    await tx.query(`DELETE FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND golden_id IN ($3, $4)`, [s.member_id, s.mrn, from, into]);
-    await setLink(tx, s.member_id, s.mrn, into, 'MATCH', 'AUTO', { rule: 'golden-merge', breakdown: { mergedFrom: from, ...detail } });
-  }
+  // The sources move in two statements whatever their number (a row per source was a round trip
+  // each). A manual link stays manual: the person's decision (this source is that person) holds for
+  // the merged patient, and an AUTO row would let the matcher move the source at its next update.
+  await tx.query(
+    `DELETE FROM mpi_link i USING mpi_link f WHERE f.golden_id = $1 AND f.state = 'MATCH' AND i.golden_id = $2 AND i.member_id = f.member_id AND i.mrn = f.mrn`,
+    [from, into],
+  );
+  const moved = await tx.query<{ member_id: string; mrn: string }>(
+    `UPDATE mpi_link SET golden_id = $2, rule = CASE WHEN mode = 'AUTO' THEN 'golden-merge' ELSE rule END, score = CASE WHEN mode = 'AUTO' THEN NULL ELSE score END,
+       breakdown = CASE WHEN mode = 'AUTO' THEN $3::jsonb ELSE breakdown END, updated_at = clock_timestamp()
+     WHERE golden_id = $1 AND state = 'MATCH' RETURNING member_id, mrn`,
+    [from, into, JSON.stringify({ mergedFrom: from, ...detail })],
+  );
   // Not-links and open review items against the retired golden now stand against the survivor
   // (unless they are now its members: those proposals go below). A source already linked to the
   // survivor keeps that link: a not-link of the retired golden patient overwriting it left the
