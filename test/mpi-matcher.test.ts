@@ -69,6 +69,17 @@ test('day/month transposition is its own level and shares a blocking key', () =>
   expect(blockingKeys(a).filter((k) => blockingKeys(b).includes(k)).length).toBeGreaterThan(0);
 });
 
+test('the birth date alone is a blocking key for Latin-script names (both names can be mistyped in sound), not for Hanzi ones', () => {
+  const shared = (a: PersonRecord, b: PersonRecord) => blockingKeys(featuresOf(a)).filter((k) => blockingKeys(featuresOf(b)).includes(k));
+  // FEBRL-style typos in both names: only the birth date brings the two together.
+  expect(shared({ id: 'a', family: 'Griffiths', given: 'Allen', birthDate: '19711024' }, { id: 'b', family: 'Grifihs', given: 'Alan', birthDate: '19711024' })).toEqual(['b:19711024']);
+  // Hanzi (and their pinyin) meet on the name sounds; the birth date alone would add ~30 strangers at 1M.
+  expect(shared({ id: 'c', family: '王', given: '芳', birthDate: '19711024' }, { id: 'd', family: '李', given: '强', birthDate: '19711024' })).toEqual([]);
+  expect(shared({ id: 'e', family: '王', given: '芳', birthDate: '19711024' }, { id: 'f', family: 'WANG', given: 'Fang', birthDate: '19711024' }).length).toBeGreaterThan(0);
+  // A record without names keeps the birth-date key.
+  expect(blockingKeys(featuresOf({ id: 'g', birthDate: '19711024', phone: '13900000009' }))).toContain('b:19711024');
+});
+
 test('a birth date within a month (also after a one-keystroke year) and within two years are their own levels; a sibling that close is still kept apart', () => {
   const level = (x: string, y: string) => scorePair(model, featuresOf({ id: 'a', family: '王', given: '芳', birthDate: x }), featuresOf({ id: 'b', family: '王', given: '芳', birthDate: y })).fields.find((f) => f.field === 'birth')!.label;
   expect(level('19710524', '19710624')).toBe('one part differs');
