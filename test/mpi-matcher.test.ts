@@ -244,6 +244,18 @@ describe('guards and outcomes', () => {
     const rare = scorePair(model, featuresOf({ id: 'c', family: '诸葛', given: '孔明', birthDate: '19800101' }), featuresOf({ id: 'd', family: '诸葛', given: '孔明', birthDate: '19800101' }));
     expect(rare.fields[1]!.weight).toBeGreaterThan(given.weight);
   });
+  test('a same-sound agreement keeps its level\'s own rarity: 杨 / YANG counts what "same sound" does on average, a rare surname more, never more than exact', () => {
+    const family = (x: string, y: string) => scorePair(model, featuresOf({ id: 'a', family: x, given: '睿俊', birthDate: '20210815' }), featuresOf({ id: 'b', family: y, given: '睿俊', birthDate: '20210815' })).fields[0]!;
+    const { m, u } = model.fields.family;
+    const common = family('杨', 'YANG');
+    expect(common.label).toBe('same sound');
+    // Before, the level's u was the average exact agreement's (u[0], five times u[1]): 2.1 bits instead of 4.2.
+    expect(common.weight).toBeCloseTo(Math.log2(m[1]! / u[1]!), 1);
+    const rare = family('诸葛', 'ZHUGE');
+    expect(rare.label).toBe('same sound');
+    expect(rare.weight).toBeGreaterThan(common.weight);
+    expect(rare.weight).toBeLessThan(family('诸葛', '诸葛').weight);
+  });
   test('decide picks the best golden patient and lists the others', () => {
     const r = featuresOf({ id: 'r', family: '张', given: '伟', birthDate: '19800101', sex: 'M', phone: '13800000000' });
     const same = featuresOf({ id: 's', family: '张', given: '伟', birthDate: '19800101', sex: 'M', phone: '13800000000' });
