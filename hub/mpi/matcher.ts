@@ -352,10 +352,11 @@ function fieldWeight(model: MatchModel, c: Comparison, level: number, a: PersonF
       const value = c.tf(a);
       if (value !== undefined && table) {
         tf = table[value] ?? model.tfFloor;
-        // Never more credit than an exact agreement on the rarest value, never less than on the average one.
-        u = Math.min(Math.max(tf, model.tfFloor), Math.max(u, p.u[0]!));
-        // A level past exact (same sound, 杨 / YANG) keeps its own rarity: its u scaled by how rare the value is.
-        if (level > 0) u *= p.u[level]! / Math.max(p.u[0]!, p.u[level]!);
+        // The level's u scaled by how rare the value is against the average one (Splink's adjustment:
+        // on "same sound", 杨 / YANG keeps that level's own rarity); never more credit than an exact
+        // agreement on the rarest value, never less than on the average one.
+        const average = Math.max(u, p.u[0]!);
+        u = (Math.min(Math.max(tf, model.tfFloor), average) / average) * u;
       }
     }
   }
