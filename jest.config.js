@@ -1,7 +1,7 @@
 /** Jest runs the TypeScript sources through SWC (fast, no type check); `tsc` checks types separately. */
 module.exports = {
   testEnvironment: 'node',
-  roots: ['<rootDir>/adapters', '<rootDir>/pipeline', '<rootDir>/mappings', '<rootDir>/hub', '<rootDir>/cli', '<rootDir>/test'],
+  roots: ['<rootDir>/api', '<rootDir>/adapters', '<rootDir>/pipeline', '<rootDir>/mappings', '<rootDir>/hub', '<rootDir>/cli', '<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
   // ESM-only dependencies (fhir-kit-client, hl7v2) must be transformed too.

@@ -7,14 +7,14 @@
  * (fix-and-replay, pipeline/fix.ts) comes in here too, committed on its own together with its link
  * to the original, so that there is one way into the raw store.
  */
-import type { MemberConfig } from './config';
-import { ackCodeFor, buildAck } from '../pipeline/hl7/ack';
-import { encode, type Charset } from '../pipeline/hl7/charset';
-import { type CharsetPolicy, inspectMessage, type MessageHeader, senderOf, sniffHeader } from '../pipeline/hl7/header';
-import { metrics } from '../pipeline/metrics';
-import { asHubError, HubError } from '../pipeline/outcome';
+import type { MemberConfig } from '../hub/config';
+import { ackCodeFor, buildAck } from './ack';
+import { encode, type Charset } from '../mappings/hl7v2/charset';
+import { type CharsetPolicy, inspectMessage, type MessageHeader, senderOf, sniffHeader } from '../mappings/hl7v2/header';
+import { metrics } from '../hub/metrics';
+import { asHubError, HubError } from '../mappings/outcome';
 import type { EnqueueItem } from '../pipeline/queues';
-import type { HubDb, Sql } from '../hub/db';
+import type { HubDb, Sql } from '../hub/sql';
 import { addQuarantine, type NewRawMessage, storeRawBatch, type StoredRaw } from '../hub/rawStore';
 
 export interface IntakeChannel {

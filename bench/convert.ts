@@ -14,7 +14,7 @@ import path from 'node:path';
 import { simAdt, simOru, simPatient } from '../cli/simulate';
 import { validateResource } from '../mappings/fhir/validate';
 import { convertMessage, type ConvertContext } from '../mappings/hl7v2/convert';
-import { Hl7Message } from '../pipeline/hl7/message';
+import { Hl7Message } from '../mappings/hl7v2/message';
 
 const SECONDS = Number(process.argv[2] ?? 2);
 const WARMUP_SECONDS = 0.5;

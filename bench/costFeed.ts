@@ -7,7 +7,7 @@
  *   npx tsc -p . && node dist/bench/costFeed.js [events=1000000] [pageSize=1000]
  */
 import type { AddressInfo } from 'node:net';
-import { createApi } from '../hub/api/server';
+import { createApi } from '../api/server';
 import { benchHub } from './support';
 
 const KEY = 'bench-feed-key-0123456789abcdef';

@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseConfig, type FhirRestChannelConfig } from '../adapters/config';
+import { parseConfig, type FhirRestChannelConfig } from '../hub/config';
 import { clientFor } from '../adapters/fhir/connect';
 import { RestPuller } from '../adapters/fhir/restPull';
 import { FhirIntake } from '../adapters/fhir/store';

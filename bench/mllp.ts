@@ -11,7 +11,7 @@ import { fork, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import type { MllpChannelConfig } from '../adapters/config';
+import type { MllpChannelConfig } from '../hub/config';
 import { MllpListener } from '../adapters/mllp/listener';
 import { ackCode, bloodCount, encodeAs, MllpClient, simOru, simPatient } from '../cli/simulate';
 import { benchHub, percentile } from './support';

@@ -9,7 +9,7 @@
  * Run: `npx tsc -p . && node dist/bench/mpiPipeline.js [--records N] [--messages M]`.
  */
 import { linkSourcePatients, syncPatientIndex } from '../hub/mpi/store';
-import type { HubDb } from '../hub/db';
+import type { HubDb } from '../hub/sql';
 import { generateChineseSet, type LabelledRecord } from './mpiData';
 import { benchHub, percentile } from './support';
 

@@ -7,8 +7,8 @@
  * Run: `npx tsc -p . && node --expose-gc dist/bench/mpiScale.js [--records N] [--batch N] [--everything-requests N]`.
  */
 import type { AddressInfo } from 'node:net';
-import { createApi } from '../hub/api/server';
-import { parseConfig } from '../adapters/config';
+import { createApi } from '../api/server';
+import { parseConfig } from '../hub/config';
 import { exportLinks, syncPatientIndex } from '../hub/mpi/store';
 import { generateChineseSet } from './mpiData';
 import { benchHub, percentile } from './support';

@@ -1,7 +1,7 @@
 /**
  * Parse-only throughput on one core (single-threaded loop) over the 83 FHIR-converter sample
  * messages, for our reader and two npm readers in the same run:
- *   - ours:           Hl7Message.parse (pipeline/hl7/message.ts), given each file as received
+ *   - ours:           Hl7Message.parse (mappings/hl7v2/message.ts), given each file as received
  *                     (BOM and any line ends: it handles both itself)
  *   - hl7v2:          HL7Message.parse (dictionary-typed, unescapes), text with BOM stripped and \r ends
  *   - @medplum/core:  Hl7Message.parse (split only, no unescape), same normalised text
@@ -15,7 +15,7 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { Hl7Message } from '../pipeline/hl7/message';
+import { Hl7Message } from '../mappings/hl7v2/message';
 
 const SECONDS = Number(process.argv[2] ?? 2);
 const WARMUP_SECONDS = 0.5;
@@ -54,7 +54,7 @@ interface Reader {
 
 function ours(): Reader {
   return {
-    name: 'ours (pipeline/hl7/message.ts)',
+    name: 'ours (mappings/hl7v2/message.ts)',
     input: (s) => s.raw,
     parse: (text) => Hl7Message.parse(text),
     touch: (parsed) => {

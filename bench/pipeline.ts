@@ -9,7 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Queue, Worker } from 'bullmq';
-import { ensureMember } from '../adapters/config';
+import { ensureMember } from '../hub/config';
 import { bloodCount, encodeAs, simAdt, simOru, simPatient } from '../cli/simulate';
 import { benchHub, REDIS_URL } from './support';
 

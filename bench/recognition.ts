@@ -9,12 +9,12 @@
  * Run: `npx tsc -p . && node dist/bench/recognition.js [--observations N] [--patients N] [--requests N] [--skip-full-report]`.
  */
 import type { AddressInfo } from 'node:net';
-import { createApi } from '../hub/api/server';
+import { createApi } from '../api/server';
 import { recognitionCheck } from '../hub/recognition/check';
 import { duplicateReport } from '../hub/recognition/duplicates';
 import { shippedRuleSet } from '../hub/recognition/rules';
-import { syncTerminology } from '../hub/governance';
-import { hashApiKey } from '../adapters/config';
+import { syncTerminology } from '../hub/terminology/governance';
+import { hashApiKey } from '../hub/config';
 import { benchHub, percentile } from './support';
 
 const MEMBERS = [

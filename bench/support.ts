@@ -1,8 +1,8 @@
 /** Shared by the benchmarks: a hub on the machine's PostgreSQL and Redis, and percentiles. */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { parseConfig } from '../adapters/config';
-import { openRuntime, type Runtime } from '../hub/runtime';
+import { parseConfig } from '../hub/config';
+import { openRuntime, type Runtime } from '../cli/runtime';
 
 export const PG_ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';

@@ -9,10 +9,10 @@
  * `--merge-overhead`: what migration 4's trigger and index add to the merge's resource upsert.
  */
 import type { AddressInfo } from 'node:net';
-import { createApi } from '../hub/api/server';
-import { coverage, syncTerminology } from '../hub/governance';
+import { createApi } from '../api/server';
+import { coverage, syncTerminology } from '../hub/terminology/governance';
 import { MAPPED_SOURCE_URL, UNMAPPED_SOURCE_URL, ICD10, ICD10_CN, ICD11_MMS, LOINC } from '../mappings/terminology/systems';
-import { readConceptMapDir, shippedConceptMapDir } from '../mappings/terminology/store';
+import { readConceptMapDir, shippedConceptMapDir } from '../mappings/terminology/shipped';
 import { Terminology } from '../mappings/terminology/translator';
 import { benchHub, percentile } from './support';
 import { parseStage } from '../pipeline/stages/parse';

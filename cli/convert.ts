@@ -5,11 +5,11 @@
  * exits non-zero when there was any.
  */
 import { readFileSync } from 'node:fs';
-import { charsetPolicyOf, memberSchema, offsetMinutes, type HubConfig, type MemberConfig } from '../adapters/config';
+import { charsetPolicyOf, memberSchema, offsetMinutes, type HubConfig, type MemberConfig } from '../hub/config';
 import { splitHl7File } from '../adapters/file/split';
 import { convertMessage } from '../mappings/hl7v2/convert';
-import { inspectMessage } from '../pipeline/hl7/header';
-import { asHubError, HubError } from '../pipeline/outcome';
+import { inspectMessage } from '../mappings/hl7v2/header';
+import { asHubError, HubError } from '../mappings/outcome';
 
 /** Channel id recorded in Provenance (and used for the charset policy) for command-line conversion. */
 export const CONVERT_CHANNEL = 'convert';

@@ -13,20 +13,20 @@ import { ingestFiles } from './ingest';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseConfig } from '../adapters/config';
-import { openRuntime } from '../hub/runtime';
-import { hubStatus } from '../hub/status';
+import { parseConfig } from '../hub/config';
+import { openRuntime } from './runtime';
+import { hubStatus } from '../pipeline/status';
 import { PipelineWorker } from '../pipeline/worker';
 import { ackCode, bloodCount, encodeAs, MllpClient, recognitionTraffic, simAdt, simOru, simPatient } from './simulate';
 import { syncPatientIndex } from '../hub/mpi/store';
-import { coverage, worklist } from '../hub/governance';
+import { coverage, worklist } from '../hub/terminology/governance';
 import { syncRecognitionIndex } from '../hub/recognition/resultIndex';
 import { recognitionCheck } from '../hub/recognition/check';
 import { duplicateReport } from '../hub/recognition/duplicates';
 import { costFeedSummary } from '../hub/feeds/summary';
-import { readPage } from '../hub/feeds/api';
+import { readPage } from '../hub/feeds/read';
 import { computeKpis, formatKpis } from '../hub/feeds/kpi';
-import { startListeners } from './yilian';
+import { startListeners } from './listeners';
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;

@@ -6,7 +6,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import type { MemberConfig } from '../adapters/config';
+import type { MemberConfig } from '../hub/config';
 import type { Inbound, IntakeResult } from '../adapters/intake';
 import { splitHl7File } from '../adapters/file/split';
 import { BulkImporter } from '../adapters/fhir/bulk';
@@ -15,9 +15,9 @@ import { importNdjson, resourcesOfBundle } from '../adapters/fhir/ndjson';
 import { nameResource, type FhirSource } from '../adapters/fhir/resource';
 import { RestPuller } from '../adapters/fhir/restPull';
 import { addResults, emptyResult, FhirIntake } from '../adapters/fhir/store';
-import { HubError } from '../pipeline/outcome';
+import { HubError } from '../mappings/outcome';
 import type { PipelineWorker } from '../pipeline/worker';
-import type { Runtime } from '../hub/runtime';
+import type { Runtime } from './runtime';
 
 export interface IngestSummary {
   received: number;

@@ -7,30 +7,28 @@
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { ensureMember, loadConfig, type HubConfig } from '../adapters/config';
-import { DropFolder } from '../adapters/file/dropFolder';
-import { FhirPoller } from '../adapters/fhir/poller';
-import { MllpListener } from '../adapters/mllp/listener';
+import { ensureMember, loadConfig, type HubConfig } from '../hub/config';
 import express from 'express';
-import { authenticator, requireScope } from '../hub/api/auth';
-import { createApi } from '../hub/api/server';
-import { openRuntime, type Runtime } from '../hub/runtime';
-import { hubStatus } from '../hub/status';
-import { registry } from '../pipeline/metrics';
-import { HubError } from '../pipeline/outcome';
+import { authenticator, requireScope } from '../api/auth';
+import { createApi } from '../api/server';
+import { openRuntime, type Runtime } from './runtime';
+import { hubStatus } from '../pipeline/status';
+import { registry } from '../hub/metrics';
+import { HubError } from '../mappings/outcome';
 import { replay } from '../pipeline/replay';
 import { fixRawMessage } from '../pipeline/fix';
-import { decodeStrict } from '../pipeline/hl7/charset';
+import { decodeStrict } from '../mappings/hl7v2/charset';
 import { Reconciler } from '../pipeline/reconciler';
 import { ingestFiles, pullChannel } from './ingest';
-import { terminologyCommand, terminologyUsage } from '../hub/terminologyCli';
-import { runMpiCommand } from '../hub/mpi/command';
-import { recognitionCommand, recognitionUsage } from '../hub/recognition/cli';
+import { startListeners } from './listeners';
+import { terminologyCommand, terminologyUsage } from './terminology';
+import { runMpiCommand } from './mpi';
+import { recognitionCommand, recognitionUsage } from './recognition';
 import { startRecognitionIndexSync } from '../hub/recognition/resultIndex';
 import { startPatientIndexSync } from '../hub/mpi/store';
-import { sharedResourcesCommand, sharedResourcesUsage } from '../hub/resources/command';
+import { sharedResourcesCommand, sharedResourcesUsage } from './resources';
 import { startSharedResourceSync } from '../hub/resources/store';
-import { costFeedCommand, costFeedUsage } from '../hub/feeds/cli';
+import { costFeedCommand, costFeedUsage } from './feed';
 import { startCostFeedBuilder } from '../hub/feeds/builder';
 
 /**
@@ -74,13 +72,13 @@ const log = (text: string) => process.stderr.write(`${new Date().toISOString()} 
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  // Terminology commands parse their own options (hub/terminologyCli.ts).
+  // Terminology commands parse their own options (cli/terminology.ts).
   if (command === 'translate' || command === 'mappings') return terminologyCommand(command, rest);
-  // Cost feed and KPI commands parse their own options (hub/feeds/cli.ts).
+  // Cost feed and KPI commands parse their own options (cli/feed.ts).
   if (command === 'feed' || command === 'kpi') return costFeedCommand(command, rest);
-  // Recognition commands parse their own options (hub/recognition/cli.ts).
+  // Recognition commands parse their own options (cli/recognition.ts).
   if (command === 'recognition') return recognitionCommand(rest);
-  // Unified shared-resource commands parse their own options (hub/resources/command.ts).
+  // Unified shared-resource commands parse their own options (cli/resources.ts).
   if (command === 'resources') return sharedResourcesCommand(rest);
   const { values, positionals } = parseArgs({
     args: rest,
@@ -230,7 +228,7 @@ async function main(argv: string[]): Promise<number> {
           // the cost event feed, appended every few seconds (hub/feeds/builder.ts)
           stops.push(startCostFeedBuilder(runtime.db, config, log));
         }
-        if (!values['api-only']) stops.push(...(await startListeners(runtime)));
+        if (!values['api-only']) stops.push(...(await startListeners(runtime, log)));
         // PGlite lives in this one process, so with embedded defaults the stages run here too.
         if (values['with-worker'] || runtime.db.kind === 'pglite') {
           const worker = new (lazy.PipelineWorker())({ db: runtime.db, config }, runtime.queues, { log });
@@ -249,31 +247,6 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`unknown command ${command}\n${usage}\n`);
       return 2;
   }
-}
-
-export async function startListeners(runtime: Runtime, onEvent?: (text: string) => void): Promise<Array<() => Promise<void> | void>> {
-  const stops: Array<() => Promise<void> | void> = [];
-  for (const member of runtime.config.members) {
-    for (const channel of member.channels) {
-      if (channel.kind === 'mllp') {
-        const listener = new MllpListener(member, channel, runtime.intake);
-        const port = await listener.start();
-        (onEvent ?? log)(`MLLP ${member.id}/${channel.id} on port ${port} (${channel.charset}, ${channel.ackMode} ACKs)`);
-        stops.push(() => listener.close());
-      } else if (channel.kind === 'fhir-rest' && channel.intervalSeconds) {
-        const poller = new FhirPoller(runtime.db, runtime.queues, member, { ...channel, intervalSeconds: channel.intervalSeconds }, onEvent ?? log);
-        poller.start();
-        (onEvent ?? log)(`FHIR REST ${member.id}/${channel.id} pulling ${channel.baseUrl} every ${channel.intervalSeconds} s`);
-        stops.push(() => poller.stop());
-      } else if (channel.kind === 'file') {
-        const folder = new DropFolder(member, channel, runtime.intake);
-        await folder.start();
-        (onEvent ?? log)(`file ${member.id}/${channel.id} watching ${channel.dir}`);
-        stops.push(() => folder.stop());
-      }
-    }
-  }
-  return stops;
 }
 
 async function withRuntime(config: HubConfig, work: (runtime: Runtime) => Promise<number>): Promise<number> {

@@ -1,5 +1,5 @@
 /** The one place that writes audit events: every read of patient data goes through here. */
-import type { Sql } from './db';
+import type { Sql } from './sql';
 
 export interface AuditEntry {
   actor: string;

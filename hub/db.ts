@@ -7,31 +7,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import pg from 'pg';
 import { migrate } from './migrations';
-
-export interface QueryResult<T> {
-  rows: T[];
-  rowCount: number;
-}
-
-export interface Sql {
-  /**
-   * `prepared`: a statement name for hot queries — PostgreSQL parses and plans it once per
-   * connection instead of on every call (the name must always go with the same text).
-   */
-  query<T = Record<string, unknown>>(text: string, params?: unknown[], prepared?: string): Promise<QueryResult<T>>;
-}
-
-export interface HubDb extends Sql {
-  readonly kind: 'postgres' | 'pglite';
-  /**
-   * For writes that can be re-derived from the raw store (pipeline results): its commits do not
-   * wait for the WAL flush (synchronous_commit off). A crash loses at most the last few hundred
-   * milliseconds of them — the messages stay `queued` and are run again — never a raw message.
-   */
-  readonly derived: Sql;
-  transaction<T>(work: (tx: Sql) => Promise<T>): Promise<T>;
-  close(): Promise<void>;
-}
+import type { HubDb, QueryResult, Sql } from './sql';
 
 // bigint ids and counts come back as JS numbers (ids stay far below 2^53).
 pg.types.setTypeParser(20, (v) => Number(v));

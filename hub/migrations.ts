@@ -3,8 +3,8 @@
  * one. Each table and index carries a COMMENT saying why it exists. Applied under an advisory lock
  * so many workers starting at once migrate once.
  */
-import type { HubDb } from './db';
-import { reprocessLeaseSql, terminologySchemaSql } from './terminologySchema';
+import type { HubDb } from './sql';
+import { reprocessLeaseSql, terminologySchemaSql } from './terminology/schema';
 import { patientIndexChangesSql, patientIndexFollowSql, patientIndexSchemaSql, patientIndexSharedValuesSql, patientIndexWritesSql, patientIndexMergedSql } from './mpi/schema';
 import { recognitionSchemaSql } from './recognition/schema';
 import { costFeedSchemaSql } from './feeds/schema';

@@ -4,10 +4,13 @@
  * status transitions, and quarantine entries. Must never: rewrite stored bytes.
  */
 import { createHash } from 'node:crypto';
-import type { HubError } from '../pipeline/outcome';
-import type { Sql } from './db';
+import type { HubError } from '../mappings/outcome';
+import type { Sql } from './sql';
 
 /** `fixed`: a corrected copy was stored as a new message (pipeline/fix.ts); this one is never run again. */
+/** `FHIR:` prefix of raw_message.message_type: a resource read from a member's FHIR server (adapters/fhir/resource.ts names it); the pipeline runs the FHIR steps for these. */
+export const FHIR_MESSAGE_PREFIX = 'FHIR:';
+
 export type RawStatus = 'queued' | 'processed' | 'quarantined' | 'failed' | 'fixed';
 
 export interface NewRawMessage {
@@ -159,4 +162,27 @@ export async function upsertMembers(db: Sql, members: Array<{ id: string; name: 
       [m.id, m.name, m.tier],
     );
   }
+}
+
+/** One side of a fix, as a message page shows it. */
+export interface FixLink {
+  rawId: number;
+  status: string;
+  fixedBy: string;
+  fixedAt: Date;
+  comment: string;
+}
+
+/** The fix of a message (when it was fixed) and the original a message fixes (when it is a fix). */
+export async function fixLinks(db: Sql, rawId: number): Promise<{ fixedBy: FixLink | null; fixOf: FixLink | null }> {
+  const rows = await db.query<{ original_id: number; fix_id: number; fixed_by: string; fixed_at: Date; comment: string; other_status: string }>(
+    `SELECT f.original_id, f.fix_id, f.fixed_by, f.fixed_at, f.comment, r.status AS other_status
+       FROM raw_message_fix f JOIN raw_message r ON r.id = CASE WHEN f.original_id = $1 THEN f.fix_id ELSE f.original_id END
+      WHERE f.original_id = $1 OR f.fix_id = $1`,
+    [rawId],
+  );
+  const link = (row: (typeof rows.rows)[number], other: number): FixLink => ({ rawId: other, status: row.other_status, fixedBy: row.fixed_by, fixedAt: row.fixed_at, comment: row.comment });
+  const fixed = rows.rows.find((r) => r.original_id === rawId);
+  const fixing = rows.rows.find((r) => r.fix_id === rawId);
+  return { fixedBy: fixed ? link(fixed, fixed.fix_id) : null, fixOf: fixing ? link(fixing, fixing.original_id) : null };
 }

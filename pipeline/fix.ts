@@ -7,14 +7,13 @@
  * a message other than through the intake (adapters/intake.ts) — a fix is inspected, deduped, ACKed
  * and enqueued exactly as if the channel had received it.
  */
-import { charsetPolicyOf, type HubConfig } from '../adapters/config';
-import type { IntakeChannel, RawIntake } from '../adapters/intake';
-import { FHIR_MESSAGE_PREFIX } from '../adapters/fhir/resource';
+import { charsetPolicyOf, type HubConfig, type MemberConfig } from '../hub/config';
+import type { CharsetPolicy } from '../mappings/hl7v2/header';
 import { recordAudit } from '../hub/audit';
-import type { HubDb, Sql } from '../hub/db';
-import { loadRaw } from '../hub/rawStore';
-import { decodeStrict, encodeStrict, type Charset } from './hl7/charset';
-import { HubError } from './outcome';
+import type { HubDb, Sql } from '../hub/sql';
+import { FHIR_MESSAGE_PREFIX, fixLinks, loadRaw } from '../hub/rawStore';
+import { decodeStrict, encodeStrict, type Charset } from '../mappings/hl7v2/charset';
+import { HubError } from '../mappings/outcome';
 
 export interface FixRequest {
   rawId: number;
@@ -34,15 +33,6 @@ export interface FixResult {
   charset: Charset;
 }
 
-/** One side of a fix, as a message page shows it. */
-export interface FixLink {
-  rawId: number;
-  status: string;
-  fixedBy: string;
-  fixedAt: Date;
-  comment: string;
-}
-
 /** Which statuses a person may fix: the dead letters. */
 const fixable = new Set(['quarantined', 'failed']);
 
@@ -53,7 +43,18 @@ export function normalizeSegments(text: string): string {
   return segments.length ? `${segments.join('\r')}\r` : '';
 }
 
-export async function fixRawMessage(runtime: { db: HubDb; config: HubConfig; intake: RawIntake }, request: FixRequest): Promise<FixResult> {
+/**
+ * The intake a fix enters through (adapters/intake.ts `RawIntake`, a floor above: the caller passes
+ * it in). `within` runs inside the stored message's transaction; a throw there stores nothing.
+ */
+export interface FixIntake {
+  receive(
+    inbound: { member: MemberConfig; channel: { id: string; policy: CharsetPolicy; ackMode: 'original' | 'enhanced' | 'auto' }; bytes: Buffer; flags: string[] },
+    within: (tx: Sql, result: { rawId: number; outcome: 'stored' | 'duplicate' | 'quarantined'; error?: HubError }) => Promise<void>,
+  ): Promise<{ revision: number }>;
+}
+
+export async function fixRawMessage(runtime: { db: HubDb; config: HubConfig; intake: FixIntake }, request: FixRequest): Promise<FixResult> {
   const comment = request.comment.trim();
   if (!comment) throw new HubError('invalid', 'a comment is required: say what was wrong and what was changed', 'comment');
   const original = await loadRaw(runtime.db, request.rawId);
@@ -65,10 +66,10 @@ export async function fixRawMessage(runtime: { db: HubDb; config: HubConfig; int
   const member = runtime.config.members.find((m) => m.id === original.member_id);
   if (!member) throw new HubError('invalid', `member ${original.member_id} of raw message ${original.id} is no longer configured`, 'rawId');
   const configured = member.channels.find((c) => c.id === original.channel_id);
-  const channel: IntakeChannel = {
+  const channel = {
     id: original.channel_id,
     policy: charsetPolicyOf(runtime.config, original.member_id, original.channel_id),
-    ackMode: configured?.kind === 'mllp' ? configured.ackMode : 'original',
+    ackMode: configured?.kind === 'mllp' ? configured.ackMode : ('original' as const),
   };
 
   // The original's charset when its bytes are valid in it; when they were not (quarantined for
@@ -123,18 +124,4 @@ async function refuseUnlessFixable(db: Sql, rawId: number, status: string): Prom
     throw new HubError('conflict', `raw message ${rawId} was already fixed by raw message ${fix?.rawId} (${fix?.fixedBy}, ${fix?.fixedAt.toISOString()}): fix that one if it is still wrong`, 'rawId');
   }
   if (!fixable.has(status)) throw new HubError('conflict', `raw message ${rawId} is ${status}: only a quarantined or failed message can be fixed`, 'rawId');
-}
-
-/** The fix of a message (when it was fixed) and the original a message fixes (when it is a fix). */
-export async function fixLinks(db: Sql, rawId: number): Promise<{ fixedBy: FixLink | null; fixOf: FixLink | null }> {
-  const rows = await db.query<{ original_id: number; fix_id: number; fixed_by: string; fixed_at: Date; comment: string; other_status: string }>(
-    `SELECT f.original_id, f.fix_id, f.fixed_by, f.fixed_at, f.comment, r.status AS other_status
-       FROM raw_message_fix f JOIN raw_message r ON r.id = CASE WHEN f.original_id = $1 THEN f.fix_id ELSE f.original_id END
-      WHERE f.original_id = $1 OR f.fix_id = $1`,
-    [rawId],
-  );
-  const link = (row: (typeof rows.rows)[number], other: number): FixLink => ({ rawId: other, status: row.other_status, fixedBy: row.fixed_by, fixedAt: row.fixed_at, comment: row.comment });
-  const fixed = rows.rows.find((r) => r.original_id === rawId);
-  const fixing = rows.rows.find((r) => r.fix_id === rawId);
-  return { fixedBy: fixed ? link(fixed, fixed.fix_id) : null, fixOf: fixing ? link(fixing, fixing.original_id) : null };
 }

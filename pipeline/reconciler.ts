@@ -3,7 +3,7 @@
  * — Redis restarted without persistence, or the enqueue after the store failed. The raw store is
  * the source of truth; jobs are `raw-<id>`, so re-adding one that still exists is a no-op.
  */
-import type { HubDb } from '../hub/db';
+import type { HubDb } from '../hub/sql';
 import type { PipelineQueues } from './queues';
 
 export interface ReconcilerOptions {

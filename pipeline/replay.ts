@@ -3,7 +3,7 @@
  * time range or status. Open quarantine entries of those messages are closed as `replayed`; if the
  * cause is still there, the message lands in quarantine again with a new entry.
  */
-import type { HubDb } from '../hub/db';
+import type { HubDb } from '../hub/sql';
 import type { RawStatus } from '../hub/rawStore';
 import type { PipelineQueues } from './queues';
 

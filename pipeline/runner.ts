@@ -5,12 +5,12 @@
  * Bad input ends in quarantine; infrastructure failures are thrown for BullMQ to retry with backoff,
  * and become a dead letter (quarantine, status failed) on the last attempt.
  */
-import type { HubConfig } from '../adapters/config';
-import { charsetPolicyOf, utcOffsetOf } from '../adapters/config';
-import type { HubDb } from '../hub/db';
-import { addQuarantine, loadRaw } from '../hub/rawStore';
-import { metrics } from './metrics';
-import { asHubError, HubError } from './outcome';
+import type { HubConfig } from '../hub/config';
+import { charsetPolicyOf, utcOffsetOf } from '../hub/config';
+import type { HubDb } from '../hub/sql';
+import { addQuarantine, FHIR_MESSAGE_PREFIX, loadRaw } from '../hub/rawStore';
+import { metrics } from '../hub/metrics';
+import { asHubError, HubError } from '../mappings/outcome';
 import { convertStage } from './stages/convert';
 import { identifyStage, linkToPatientIndex, type IdentifiedMessage } from './stages/identify';
 import { mapStage } from './stages/map';
@@ -19,7 +19,6 @@ import { parseStage } from './stages/parse';
 import { fhirParseStage } from './stages/fhirParse';
 import { fhirConvertStage } from './stages/fhirConvert';
 import { fhirIdentifyStage } from './stages/fhirIdentify';
-import { FHIR_MESSAGE_PREFIX } from '../adapters/fhir/resource';
 
 export type StageName = 'parse' | 'convert' | 'map' | 'identify' | 'merge';
 export type RunOutcome = 'processed' | 'quarantined' | 'dead-lettered' | 'already-done' | 'missing';

@@ -1,8 +1,8 @@
 /** The HTTP API: health open, everything else authenticated with scoped keys, zod-validated, audited. */
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { createApi } from '../hub/api/server';
-import { ensureMember } from '../adapters/config';
+import { createApi } from '../api/server';
+import { ensureMember } from '../hub/config';
 import { encodeAs, simAdt, simPatient } from '../cli/simulate';
 import { startTestHub, type TestHub } from './support/hub';
 

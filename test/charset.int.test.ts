@@ -5,7 +5,7 @@
  * channel's forceCharset overrides a wrong MSH-18.
  */
 import iconv from 'iconv-lite';
-import { decodeStrict } from '../pipeline/hl7/charset';
+import { decodeStrict } from '../mappings/hl7v2/charset';
 import { encodeAs, MllpClient, simAdt, type SimPatient } from '../cli/simulate';
 import { type ListeningHub, msaOf, quarantineOf, rawRows, segmentOf, startMllpHub } from './support/mllp';
 
@@ -97,7 +97,7 @@ describe('charsets over MLLP', () => {
     const quarantine = await quarantineOf(env.hub, row.id);
     expect(quarantine).toHaveLength(1);
     expect(quarantine[0]).toMatchObject({ stage: 'intake', code: 'charset' });
-    // The reason names the bad sequence's offset. Known (pipeline/hl7/charset.test.ts, it.failing):
+    // The reason names the bad sequence's offset. Known (mappings/hl7v2/charset.test.ts, it.failing):
     // the offset is where the decoder noticed the error, the 0x20 after the 0x81 lead byte.
     const offset = Number(/at byte (\d+)/.exec(quarantine[0]!.reason)?.[1]);
     expect([pid + 5, pid + 6]).toContain(offset);

@@ -7,7 +7,7 @@
  */
 import { createServer, type AddressInfo } from 'node:net';
 import { MllpListener } from '../adapters/mllp/listener';
-import type { MllpChannelConfig } from '../adapters/config';
+import type { MllpChannelConfig } from '../hub/config';
 import { channelOverview, rollUpChannelHours } from '../hub/console/channels';
 import { encodeAs, MllpClient, simAdt, simPatient } from '../cli/simulate';
 import { startTestHub, type TestHub } from './support/hub';

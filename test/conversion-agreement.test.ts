@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { convertMessage } from '../mappings/hl7v2/convert';
-import { Hl7Message } from '../pipeline/hl7/message';
+import { Hl7Message } from '../mappings/hl7v2/message';
 import { categoryCounts, compareBundles, formatTable, tabulate, type BundleLike, type MessageAgreement } from './support/agreement';
 
 const root = path.join(__dirname, '..');

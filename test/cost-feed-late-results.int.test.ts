@@ -6,10 +6,10 @@
  * entered in error), the flag goes off again by a correction. The feed agrees with repeatsOf after
  * every build, and a build with nothing new appends nothing.
  */
-import type { MemberConfig } from '../adapters/config';
+import type { MemberConfig } from '../hub/config';
 import { encodeAs } from '../cli/simulate';
 import { runPipeline } from '../pipeline/runner';
-import { syncTerminology } from '../hub/governance';
+import { syncTerminology } from '../hub/terminology/governance';
 import { buildCostFeed } from '../hub/feeds/builder';
 import type { CostEvent } from '../hub/feeds/costEvents';
 import { repeatsOf } from '../hub/recognition/duplicates';

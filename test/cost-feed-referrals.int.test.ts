@@ -5,12 +5,12 @@
  * hospital); visits come as HL7 v2 ADT. Before the clinic sends referral messages its referrals are
  * inferred from the next visit at another member; once it does, they come from its messages only.
  */
-import type { MemberConfig } from '../adapters/config';
+import type { MemberConfig } from '../hub/config';
 import { nameResource } from '../adapters/fhir/resource';
 import { FhirIntake } from '../adapters/fhir/store';
 import { encodeAs } from '../cli/simulate';
 import { runPipeline } from '../pipeline/runner';
-import { syncTerminology } from '../hub/governance';
+import { syncTerminology } from '../hub/terminology/governance';
 import { buildCostFeed } from '../hub/feeds/builder';
 import type { CostEvent } from '../hub/feeds/costEvents';
 import { RESIDENT_ID_SYSTEM } from '../mappings/hl7v2/segments';

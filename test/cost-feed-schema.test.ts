@@ -3,7 +3,7 @@
  * versioned; CSV rows escape what needs escaping; the pseudonym is keyed (same key, same person:
  * same value; another key: another value) and the secret is required, long enough, never echoed.
  */
-import { parseConfig } from '../adapters/config';
+import { parseConfig } from '../hub/config';
 import { COST_EVENT_SCHEMA_VERSION, costEventCsvColumns, costEventCsvRow, costEventJsonSchema, costEventSchema, type CostEvent } from '../hub/feeds/costEvents';
 import { feedSecret, pseudonymiser } from '../hub/feeds/pseudonym';
 import { monthsBetween } from '../hub/feeds/kpi';

@@ -7,8 +7,8 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import type { MemberConfig } from '../adapters/config';
-import { createApi } from '../hub/api/server';
+import type { MemberConfig } from '../hub/config';
+import { createApi } from '../api/server';
 import { encodeAs } from '../cli/simulate';
 import { runPipeline } from '../pipeline/runner';
 import { exportLinks, syncPatientIndex } from '../hub/mpi/store';

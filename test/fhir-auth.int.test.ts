@@ -5,7 +5,7 @@
  * side — fetched again and the request retried. A wrong key is refused, not retried.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { parseConfig, type FhirRestChannelConfig, type MemberConfig } from '../adapters/config';
+import { parseConfig, type FhirRestChannelConfig, type MemberConfig } from '../hub/config';
 import { authProviderFor, SmartBackendAuth } from '../adapters/fhir/auth';
 import { clientFor } from '../adapters/fhir/connect';
 import { RestPuller } from '../adapters/fhir/restPull';

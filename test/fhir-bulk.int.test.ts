@@ -9,7 +9,7 @@ import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync, stat
 import os from 'node:os';
 import path from 'node:path';
 import type { Patient } from 'fhir/r4';
-import type { FhirBulkChannelConfig, MemberConfig } from '../adapters/config';
+import type { FhirBulkChannelConfig, MemberConfig } from '../hub/config';
 import { BulkImporter } from '../adapters/fhir/bulk';
 import { clientFor } from '../adapters/fhir/connect';
 import { FhirIntake } from '../adapters/fhir/store';

@@ -7,13 +7,13 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Patient } from 'fhir/r4';
-import { parseConfig, type FhirRestChannelConfig, type MemberConfig } from '../adapters/config';
+import { parseConfig, type FhirRestChannelConfig, type MemberConfig } from '../hub/config';
 import { clientFor } from '../adapters/fhir/connect';
 import { hubIdOf } from '../pipeline/stages/fhirConvert';
 import { RestPuller } from '../adapters/fhir/restPull';
 import { FhirIntake } from '../adapters/fhir/store';
 import { PipelineWorker } from '../pipeline/worker';
-import { startListeners } from '../cli/yilian';
+import { startListeners } from '../cli/listeners';
 import { TestFhirServer } from './support/fhirServer';
 import { SHARED_DATA, startTestHub, waitFor, type TestHub } from './support/hub';
 

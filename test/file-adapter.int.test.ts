@@ -5,7 +5,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { FileChannelConfig } from '../adapters/config';
+import type { FileChannelConfig } from '../hub/config';
 import { DropFolder } from '../adapters/file/dropFolder';
 import { encodeAs, simAdt, simPatient } from '../cli/simulate';
 import { startTestHub, type TestHub } from './support/hub';

@@ -78,7 +78,7 @@ describe('garbage over MLLP', () => {
       const err = expectNak(ack, ['AE'], ['100']);
       expect(err[8]).toMatch(/^structure: MSH-10/);
       // ERR-2 names MSH-10. (Its ERL components are escaped into one: a known bug, pinned with
-      // it.failing in pipeline/hl7/ack.test.ts; accept either form here.)
+      // it.failing in adapters/ack.test.ts; accept either form here.)
       expect(['MSH^1^10', 'MSH\\S\\1\\S\\10']).toContain(err[2]);
       const truncatedRow = await quarantined(truncated);
       expect(truncatedRow.codes).toEqual(['structure']);

@@ -12,9 +12,9 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { parseConfig } from '../adapters/config';
-import { jwtVerifier } from '../hub/api/jwt';
-import { createApi } from '../hub/api/server';
+import { parseConfig } from '../hub/config';
+import { jwtVerifier } from '../api/jwt';
+import { createApi } from '../api/server';
 import { runPipeline } from '../pipeline/runner';
 import { startTestHub, type TestHub } from './support/hub';
 

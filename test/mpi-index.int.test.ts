@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { MemberConfig } from '../adapters/config';
+import type { MemberConfig } from '../hub/config';
 import { encodeAs } from '../cli/simulate';
 import { runPipeline } from '../pipeline/runner';
 import { decideReview, exportLinks, goldenPatient, reviewQueue, startPatientIndexSync, syncPatientIndex } from '../hub/mpi/store';

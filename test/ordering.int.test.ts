@@ -5,7 +5,7 @@
  * And out-of-order event times: the latest event time wins, a late older update is recorded as not
  * applied.
  */
-import type { MemberConfig } from '../adapters/config';
+import type { MemberConfig } from '../hub/config';
 import { encodeAs, simAdt, simPatient } from '../cli/simulate';
 import { partitionOf } from '../pipeline/queues';
 import { startTestHub, REDIS_URL, waitFor, type TestHub } from './support/hub';

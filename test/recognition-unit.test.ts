@@ -3,7 +3,7 @@
  * is judged under a rule, accreditation and price look-ups by date, the shipped rule set, and the
  * CLI's time formats.
  */
-import { parseConfig } from '../adapters/config';
+import { parseConfig } from '../hub/config';
 import { accreditationFor, priceAt } from '../hub/recognition/config';
 import { judgeResult } from '../hub/recognition/check';
 import { hl7Time, parseTimeBound } from '../hub/recognition/format';

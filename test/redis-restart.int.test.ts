@@ -4,7 +4,7 @@
  * message still queued, and every ioredis client (intake producer, worker connections) reconnects
  * on its own. A private redis-server is killed with SIGKILL and started again on the same port.
  */
-import type { MemberConfig } from '../adapters/config';
+import type { MemberConfig } from '../hub/config';
 import { encodeAs, simAdt, simPatient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
 import { startTestHub, waitFor, type TestHub } from './support/hub';

@@ -5,7 +5,7 @@
  * replay processes it and the Chinese name — including a four-byte GB18030 character — is decoded
  * correctly. Replay by member + status selects only that member's quarantined messages.
  */
-import type { MemberConfig, MllpChannelConfig } from '../adapters/config';
+import type { MemberConfig, MllpChannelConfig } from '../hub/config';
 import type { IntakeResult } from '../adapters/intake';
 import { encodeAs, simAdt, simPatient } from '../cli/simulate';
 import { replay } from '../pipeline/replay';

@@ -2,7 +2,7 @@
  * The pipeline's convert and merge stages together: converted FHIR resources are stored under their
  * deterministic ids, with provenance, and the latest event time wins whatever the arrival order.
  */
-import { ensureMember } from '../adapters/config';
+import { ensureMember } from '../hub/config';
 import { bloodCount, encodeAs, simAdt, simOru, simPatient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
 import { startTestHub, waitFor, type TestHub } from './support/hub';

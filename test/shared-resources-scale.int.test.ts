@@ -8,7 +8,7 @@
  * resource table (the pipeline's own output is covered by shared-resources.int.test.ts).
  */
 import type { AddressInfo } from 'node:net';
-import { createApi } from '../hub/api/server';
+import { createApi } from '../api/server';
 import { syncSharedResources } from '../hub/resources/store';
 import { startTestHub, type TestHub } from './support/hub';
 

@@ -8,11 +8,11 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import type { MemberConfig } from '../adapters/config';
-import { createApi } from '../hub/api/server';
+import type { MemberConfig } from '../hub/config';
+import { createApi } from '../api/server';
 import { encodeAs } from '../cli/simulate';
 import { runPipeline } from '../pipeline/runner';
-import { sharedResourcesCommand } from '../hub/resources/command';
+import { sharedResourcesCommand } from '../cli/resources';
 import { syncSharedResources, unifiedIdOf, unifiedIdsOf } from '../hub/resources/store';
 import { startTestHub, type TestHub } from './support/hub';
 

@@ -1,7 +1,7 @@
 /** The terminology routes over HTTP: authenticated like the others, FHIR R4 operation shapes, governance by the committee's keys. */
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { createApi } from '../hub/api/server';
+import { createApi } from '../api/server';
 import { ICD10, ICD10_CN, ICD11_MMS, LOINC } from '../mappings/terminology/systems';
 import { startTestHub, type TestHub } from './support/hub';
 

@@ -5,8 +5,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadIcd11Tabulation, loadLoincTable, lookup, validateCode } from '../mappings/terminology/codeSystems';
-import { activeTerminology } from '../mappings/terminology/store';
+
 import { ICD10, ICD10_CN, ICD11_MMS, LOINC, UCUM } from '../mappings/terminology/systems';
+import { activeTerminology } from '../hub/terminology/active';
 
 test.each(['5A11', 'BA00.Z', '5A00.04', '5A0Z', 'CA40.Z', '1A00&XN8P1', 'BC00/BB7Z&XA19J4', 'BA01/BD1Z', 'BD55&XA2K99', 'CA42.Y&XN4NV', 'DA26.00/DB96.0'])('valid ICD-11 %s', (code) => {
   const parsed = parseIcd11(code);

@@ -3,11 +3,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readWhoTable, validateConceptMap, whoConceptMap, whoEquivalences } from '../mappings/terminology/conceptmap';
-import { applyProposal, diffMaps, jsonDiff, type Proposal } from '../hub/governance';
+import { applyProposal, diffMaps, jsonDiff, type Proposal } from '../hub/terminology/governance';
 import { displaySimilarity, normaliseDisplay, suggest } from '../mappings/terminology/suggest';
-import { activeTerminology } from '../mappings/terminology/store';
+
 import { Terminology } from '../mappings/terminology/translator';
 import { ICD10, ICD11_MMS, LOINC } from '../mappings/terminology/systems';
+import { activeTerminology } from '../hub/terminology/active';
 
 test('ConceptMap validation names the bad field', () => {
   const good = { resourceType: 'ConceptMap', id: 'm', url: 'u', group: [{ source: 's', target: ICD11_MMS, element: [{ code: 'a', target: [{ code: '1A00&XN8P1', equivalence: 'equivalent' }] }] }] };

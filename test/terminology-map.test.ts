@@ -3,11 +3,12 @@ import { parseStage } from '../pipeline/stages/parse';
 import { convertStage } from '../pipeline/stages/convert';
 import { mapStage } from '../pipeline/stages/map';
 import { mapResource } from '../mappings/terminology/mapResource';
-import { parseConfig } from '../adapters/config';
+import { parseConfig } from '../hub/config';
 import { localLabMap } from '../mappings/terminology/build';
 import { Terminology } from '../mappings/terminology/translator';
 import { codingSystemUri } from '../mappings/hl7v2/datatypes';
-import { activeTerminology } from '../mappings/terminology/store';
+
+import { activeTerminology } from '../hub/terminology/active';
 import {
   DERIVED_FROM_URL,
   EQUIVALENCE_URL,

@@ -6,7 +6,7 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureMember } from '../adapters/config';
+import { ensureMember } from '../hub/config';
 import { encodeAs, simOru, simPatient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
 import {
@@ -28,7 +28,7 @@ import {
   runReprocess,
   syncTerminology,
   worklist,
-} from '../hub/governance';
+} from '../hub/terminology/governance';
 import { LOINC, UNMAPPED_SOURCE_URL } from '../mappings/terminology/systems';
 import { startTestHub, waitFor, type TestHub } from './support/hub';
 

@@ -4,10 +4,11 @@
  * dozen rows, placeholder URIs, not WHO data.
  */
 import path from 'node:path';
-import { parseConfig } from '../adapters/config';
+import { parseConfig } from '../hub/config';
 import { configuredWhoMapFiles, lookup, useSiteTerminologyFiles, validateCode, loadIcd11Tabulation } from '../mappings/terminology/codeSystems';
-import { activeTerminology } from '../mappings/terminology/store';
+
 import { ICD11_MMS } from '../mappings/terminology/systems';
+import { activeTerminology } from '../hub/terminology/active';
 
 const fixtures = path.join(__dirname, 'terminology-fixtures');
 const t = activeTerminology();

@@ -1,7 +1,7 @@
 /** $translate over the shipped ConceptMaps, checked against the WHO seed table itself. */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { readConceptMapDir, shippedConceptMapDir, terminologyDataDir } from '../mappings/terminology/store';
+import { readConceptMapDir, shippedConceptMapDir, terminologyDataDir } from '../mappings/terminology/shipped';
 import { Terminology } from '../mappings/terminology/translator';
 import { readTranslateRequest, translateRequest, translationParameters } from '../mappings/terminology/operations';
 import { ICD10, ICD10_CN, ICD11_MMS, LOINC, UCUM } from '../mappings/terminology/systems';

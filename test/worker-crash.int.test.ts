@@ -5,7 +5,7 @@
  * Redis and PostgreSQL.
  */
 import { QueueEvents } from 'bullmq';
-import type { MemberConfig } from '../adapters/config';
+import type { MemberConfig } from '../hub/config';
 import { partitionQueueName } from '../pipeline/queues';
 import { encodeAs, simAdt, simPatient } from '../cli/simulate';
 import { startTestHub, REDIS_URL, waitFor, type TestHub } from './support/hub';

@@ -7,8 +7,8 @@
  */
 import { createPrivateKey, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { FhirAuthConfig } from '../config';
-import { HubError } from '../../pipeline/outcome';
+import type { FhirAuthConfig } from '../../hub/config';
+import { HubError } from '../../mappings/outcome';
 
 export interface AuthProvider {
   /** The Authorization header value, or undefined for none. */

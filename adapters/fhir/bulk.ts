@@ -10,9 +10,9 @@
  * export's _since moves only when every file of this one is in the raw store. An export the server
  * no longer has (status or file 404/410, or an error answer) is marked failed and a new one requested.
  */
-import type { HubDb } from '../../hub/db';
-import { HubError } from '../../pipeline/outcome';
-import type { FhirBulkChannelConfig, MemberConfig } from '../config';
+import type { HubDb } from '../../hub/sql';
+import { HubError } from '../../mappings/outcome';
+import type { FhirBulkChannelConfig, MemberConfig } from '../../hub/config';
 import { retryAfterMs, type FhirClient } from './client';
 import { importNdjson } from './ndjson';
 import type { FhirSource } from './resource';

@@ -8,7 +8,7 @@
  */
 import { Readable } from 'node:stream';
 import type { Bundle } from 'fhir/r4';
-import { HubError } from '../../pipeline/outcome';
+import { HubError } from '../../mappings/outcome';
 import type { AuthProvider } from './auth';
 
 type FhirKit = typeof import('fhir-kit-client', { with: { 'resolution-mode': 'import' } });

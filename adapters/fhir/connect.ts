@@ -2,7 +2,7 @@
  * Builds the HTTP client of a configured FHIR channel (server, auth, timeouts, retries): the one
  * place channel configuration becomes a FhirClient.
  */
-import type { FhirBulkChannelConfig, FhirRestChannelConfig } from '../config';
+import type { FhirBulkChannelConfig, FhirRestChannelConfig } from '../../hub/config';
 import { authProviderFor, type AuthProvider } from './auth';
 import { FhirClient } from './client';
 

@@ -3,7 +3,7 @@
  * channel, resource type). Owns the rule that a cursor is written only by the caller that has just
  * stored the page it comes from — these functions do no storing of resources themselves.
  */
-import type { Sql } from '../../hub/db';
+import type { Sql } from '../../hub/sql';
 
 export async function loadCursor(db: Sql, memberId: string, channelId: string, resourceType: string): Promise<string | undefined> {
   const found = await db.query<{ last_updated: string }>(

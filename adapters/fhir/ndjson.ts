@@ -7,7 +7,7 @@
  * line number) while the lines around it go through.
  */
 import type { Readable } from 'node:stream';
-import { HubError } from '../../pipeline/outcome';
+import { HubError } from '../../mappings/outcome';
 import { nameResource, type FhirSource, type NamedResource } from './resource';
 import { addResults, emptyResult, type BatchResult, type FhirIntake } from './store';
 

@@ -3,8 +3,8 @@
  * per channel (a slow pull delays the next instead of overlapping it); a failed pull is logged and
  * tried again at the next interval — its cursor is where its last stored page left it.
  */
-import type { HubDb } from '../../hub/db';
-import type { FhirRestChannelConfig, MemberConfig } from '../config';
+import type { HubDb } from '../../hub/sql';
+import type { FhirRestChannelConfig, MemberConfig } from '../../hub/config';
 import type { Enqueuer } from '../intake';
 import { clientFor } from './connect';
 import { RestPuller } from './restPull';

@@ -12,11 +12,9 @@
  */
 import { createHash } from 'node:crypto';
 import type { FhirResource } from 'fhir/r4';
-import type { NewRawMessage } from '../../hub/rawStore';
-import { HubError } from '../../pipeline/outcome';
+import { FHIR_MESSAGE_PREFIX, type NewRawMessage } from '../../hub/rawStore';
+import { HubError } from '../../mappings/outcome';
 
-/** `FHIR:` prefix of raw_message.message_type: the pipeline runs the FHIR branch for these. */
-export const FHIR_MESSAGE_PREFIX = 'FHIR:';
 
 export interface FhirSource {
   memberId: string;

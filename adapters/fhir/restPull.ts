@@ -18,8 +18,8 @@
  * pages (same shift, nothing comes back): documented in docs/fhir-adapters.md.
  */
 import type { Bundle, BundleEntry, FhirResource } from 'fhir/r4';
-import type { HubDb } from '../../hub/db';
-import type { FhirRestChannelConfig, MemberConfig } from '../config';
+import type { HubDb } from '../../hub/sql';
+import type { FhirRestChannelConfig, MemberConfig } from '../../hub/config';
 import type { FhirClient } from './client';
 import { loadCursor, saveCursor } from './cursor';
 import { nameResource, type FhirSource } from './resource';

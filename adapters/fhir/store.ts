@@ -9,9 +9,9 @@
  * Why not RawIntake: that class inspects HL7 v2 (MSH, charset, ACK); FHIR batches arrive already
  * grouped (a page is a natural group commit) and need no ACK.
  */
-import type { HubDb } from '../../hub/db';
+import type { HubDb } from '../../hub/sql';
 import { addQuarantine, storeRawBatch } from '../../hub/rawStore';
-import { metrics } from '../../pipeline/metrics';
+import { metrics } from '../../hub/metrics';
 import type { EnqueueItem } from '../../pipeline/queues';
 import type { Enqueuer } from '../intake';
 import type { NamedResource } from './resource';

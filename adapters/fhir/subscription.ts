@@ -3,10 +3,10 @@
  * Accepts an R4 Subscription rest-hook POST (a Bundle, a single resource, or an empty "ping"), and
  * R4B / R5 topic-based notification bundles (`history` / `subscription-notification`, whose first
  * entry is the SubscriptionStatus — or, in the R4 backport, a Parameters — which is not data).
- * Pure: the HTTP route (hub/api/server.ts) authenticates, stores and answers.
+ * Pure: the HTTP route (api/server.ts) authenticates, stores and answers.
  */
 import { z } from 'zod';
-import { HubError } from '../../pipeline/outcome';
+import { HubError } from '../../mappings/outcome';
 import { nameResource, type FhirSource, type NamedResource } from './resource';
 
 const resourceShape = z.object({ resourceType: z.string().min(1) }).passthrough();

@@ -8,9 +8,9 @@
  */
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { channelCharsetPolicy, type FileChannelConfig, type MemberConfig } from '../config';
+import { channelCharsetPolicy, type FileChannelConfig, type MemberConfig } from '../../hub/config';
 import type { Inbound, IntakeResult, RawIntake } from '../intake';
-import { HubError } from '../../pipeline/outcome';
+import { HubError } from '../../mappings/outcome';
 import { splitHl7File } from './split';
 
 export interface FileOutcome {

@@ -7,13 +7,13 @@
  * the sender waits for each ACK; many connections or pipelining are how volume scales.
  */
 import net from 'node:net';
-import { channelCharsetPolicy, type MemberConfig, type MllpChannelConfig } from '../config';
+import { channelCharsetPolicy, type MemberConfig, type MllpChannelConfig } from '../../hub/config';
 import { frame, MllpFramer } from './framer';
 import type { RawIntake } from '../intake';
-import { buildAck } from '../../pipeline/hl7/ack';
-import { sniffHeader } from '../../pipeline/hl7/header';
-import { metrics } from '../../pipeline/metrics';
-import { HubError } from '../../pipeline/outcome';
+import { buildAck } from '../ack';
+import { sniffHeader } from '../../mappings/hl7v2/header';
+import { metrics } from '../../hub/metrics';
+import { HubError } from '../../mappings/outcome';
 
 /** Typed events of a listener, for logs and tests. */
 export interface MllpEvents {

@@ -8,8 +8,8 @@
 import { constants as fsConstants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { connect } from 'node:net';
-import type { ChannelConfig, HubConfig } from '../../adapters/config';
-import type { HubDb } from '../db';
+import type { ChannelConfig, HubConfig } from '../config';
+import type { HubDb } from '../sql';
 import { consoleSettings, thresholdsFor, type AlertThresholds } from './config';
 
 export interface WindowCounts {

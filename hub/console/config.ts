@@ -5,7 +5,7 @@
  * do exactly what an API key with those scopes can do — never more.
  */
 import { z } from 'zod';
-import type { HubConfig, Scope } from '../../adapters/config';
+import type { Scope } from '../scopes';
 
 export const consoleRoles = ['admin', 'integration', 'governance', 'viewer'] as const;
 export type ConsoleRole = (typeof consoleRoles)[number];
@@ -21,14 +21,14 @@ export const roleScopes: Record<ConsoleRole, Scope[]> = {
   viewer: ['metrics', 'patient.read'],
 };
 
-/** `scrypt$N$r$p$salt$hash` (salt and hash base64), made by hashPassword (hub/console/password.ts). */
+/** `scrypt$N$r$p$salt$hash` (salt and hash base64), made by hashPassword (api/console/password.ts). */
 export const passwordHashPattern = /^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/]+=*\$[A-Za-z0-9+/]+=*$/;
 
 export const consoleUserSchema = z.object({
   /** Login name; audit events name the user as `console:<name>`. */
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/, 'letters, digits, _ . @ - (at most 64)'),
   role: z.enum(consoleRoles),
-  passwordHash: z.string().regex(passwordHashPattern, 'scrypt$N$r$p$salt$hash, from `node dist/hub/console/password.js`'),
+  passwordHash: z.string().regex(passwordHashPattern, 'scrypt$N$r$p$salt$hash, from `node dist/api/console/password.js`'),
 });
 
 const thresholds = z.object({
@@ -66,7 +66,7 @@ export type ConsoleConfig = z.infer<typeof consoleConfigSchema>;
 export type AlertThresholds = { silenceMinutes: number; volumeDropPercent: number; minBaselinePerHour: number };
 
 /** The console's settings; a configuration without a `console:` section gets the defaults (and no users). */
-export function consoleSettings(config: HubConfig): ConsoleConfig {
+export function consoleSettings(config: { console?: ConsoleConfig }): ConsoleConfig {
   return config.console ?? consoleConfigSchema.parse({});
 }
 

@@ -4,12 +4,11 @@
  * history, its fix or the original it fixes), the open dead letters, and the audit trail. Queries
  * only; the routes (api.ts) check scopes and write the audit events.
  */
-import type { HubDb } from '../db';
-import type { RawStatus } from '../rawStore';
-import { decodeStrict, type Charset } from '../../pipeline/hl7/charset';
-import { Hl7Message } from '../../pipeline/hl7/message';
-import { asHubError } from '../../pipeline/outcome';
-import { fixLinks } from '../../pipeline/fix';
+import type { HubDb } from '../sql';
+import { decodeStrict, type Charset } from '../../mappings/hl7v2/charset';
+import { Hl7Message } from '../../mappings/hl7v2/message';
+import { asHubError } from '../../mappings/outcome';
+import { fixLinks, type RawStatus } from '../rawStore';
 
 export interface MessageFilter {
   member?: string;

@@ -34,9 +34,9 @@
  *   withdrawn, clears) their duplicate flag by a correction.
  */
 import { createHash } from 'node:crypto';
-import { offsetMinutes, type HubConfig } from '../../adapters/config';
-import type { HubDb, Sql } from '../db';
-import { HubError } from '../../pipeline/outcome';
+import { offsetMinutes, type HubConfig } from '../config';
+import type { HubDb, Sql } from '../sql';
+import { HubError } from '../../mappings/outcome';
 import { ICD11_MMS, LOINC } from '../../mappings/terminology/systems';
 import { syncPatientIndex } from '../mpi/store';
 import { priceAt } from '../recognition/config';
@@ -376,7 +376,7 @@ function tierOf(config: HubConfig, member: string): CostEvent['memberTier'] {
   return config.members.find((m) => m.id === member)?.tier ?? 'unknown';
 }
 
-/** The member's UTC offset in minutes (adapters/config.ts offsetMinutes); +08:00, the config default, for a member not configured. */
+/** The member's UTC offset in minutes (hub/config.ts offsetMinutes); +08:00, the config default, for a member not configured. */
 function offsetOf(config: HubConfig, member: string): number {
   const configured = config.members.find((m) => m.id === member);
   return configured ? offsetMinutes(configured) : 8 * 60;

@@ -5,7 +5,7 @@
  * knows, and changing the secret makes every earlier key unlinkable. Owns reading the secret; the
  * secret is never logged, printed or stored in the database.
  *
- * Where the secret comes from (adapters/config.ts `feeds.cost`): the environment variable named by
+ * Where the secret comes from (hub/config.ts `feeds.cost`): the environment variable named by
  * `pseudonymKeyEnv` (default YILIAN_FEED_PSEUDONYM_KEY), else the file `pseudonymKeyFile`. With
  * neither, only the embedded demo store (PGlite) gets one: a random key created once in its data
  * directory (mode 0600). A PostgreSQL hub without a configured secret refuses to build the feed.
@@ -13,8 +13,8 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { HubConfig } from '../../adapters/config';
-import { HubError } from '../../pipeline/outcome';
+import type { HubConfig } from '../config';
+import { HubError } from '../../mappings/outcome';
 
 const MIN_KEY_BYTES = 16;
 

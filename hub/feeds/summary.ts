@@ -2,8 +2,8 @@
  * A few figures of the cost feed for the demo (cli/demo.ts): builds the feed up to date, then
  * counts. Aggregates only — no patient key leaves this function.
  */
-import type { HubConfig } from '../../adapters/config';
-import type { HubDb } from '../db';
+import type { HubConfig } from '../config';
+import type { HubDb } from '../sql';
 import { buildCostFeed } from './builder';
 
 export interface CostFeedSummary {

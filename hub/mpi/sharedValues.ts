@@ -9,7 +9,7 @@
  * linker); read for the record and its candidates only, so the cost does not grow with the
  * population. Runs inside the matcher's transaction, under its exclusive lock.
  */
-import type { HubDb, Sql } from '../db';
+import type { HubDb, Sql } from '../sql';
 import { featuresOf, type PersonFeatures, type PersonRecord } from './features';
 import { HOUSEHOLD, personKey, sharedValues, type FieldName, type MatchModel, type SharedValueCounts } from './matcher';
 

@@ -11,8 +11,8 @@
  * survivor's golden patient. It never deletes history.
  */
 import { randomUUID } from 'node:crypto';
-import type { HubDb, Sql } from '../db';
-import { HubError } from '../../pipeline/outcome';
+import type { HubDb, Sql } from '../sql';
+import { HubError } from '../../mappings/outcome';
 import { BlockCache } from './blockCache';
 import { blockingKeys, featuresOf, type PersonFeatures, type PersonRecord } from './features';
 import { bridgedGoldens, decide, mayJoin, modelForPopulation, scorePair, trainModel, type Candidate, type MatchDecision, type MatchModel, type PairScore } from './matcher';

@@ -8,11 +8,11 @@
  * say why. Each check is logged (recognition rate) and audited (it reads patient data).
  */
 import { z } from 'zod';
-import type { HubDb, Sql } from '../db';
-import type { HubConfig } from '../../adapters/config';
+import type { HubDb, Sql } from '../sql';
+import type { HubConfig } from '../config';
 import { recordAudit } from '../audit';
-import { HubError } from '../../pipeline/outcome';
-import { syncTerminology } from '../governance';
+import { HubError } from '../../mappings/outcome';
+import { syncTerminology } from '../terminology/governance';
 import { LOINC, localSystemMember } from '../../mappings/terminology/systems';
 import type { Terminology } from '../../mappings/terminology/translator';
 import { accreditationFor } from './config';

@@ -1,6 +1,6 @@
 /**
  * Configuration of mutual recognition (the `recognition` key of the hub configuration,
- * adapters/config.ts): which labs hold a valid external-quality-assessment accreditation, and each
+ * hub/config.ts): which labs hold a valid external-quality-assessment accreditation, and each
  * member's price list. Both are configuration because they come from outside the hub (the EQA
  * body's certificates, the members' finance departments) and change on dates: every entry carries
  * its validity, so a result is judged by the accreditation in force when it was produced and a

@@ -13,9 +13,9 @@
  * the candidate. Totals, recognition rate (from the check log) and money (price lists in config)
  * are computed here too. Reads only; writes nothing.
  */
-import type { HubDb, Sql } from '../db';
-import type { HubConfig } from '../../adapters/config';
-import { syncTerminology } from '../governance';
+import type { HubDb, Sql } from '../sql';
+import type { HubConfig } from '../config';
+import { syncTerminology } from '../terminology/governance';
 import { priceAt } from './config';
 import { ruleBook, type RuleBook } from './rules';
 import type { Terminology } from '../../mappings/terminology/translator';

@@ -3,7 +3,7 @@
  * as CSV (the interface other checks rely on: `patient,code,first_member,first_time,repeat_member,
  * repeat_time`, times as HL7 `YYYYMMDDHHMMSS` in UTC), and the parsing of --from/--to bounds.
  */
-import { HubError } from '../../pipeline/outcome';
+import { HubError } from '../../mappings/outcome';
 import type { DuplicateReport } from './duplicates';
 
 export const DUPLICATES_CSV_HEADER = 'patient,code,first_member,first_time,repeat_member,repeat_time';

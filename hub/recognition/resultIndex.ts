@@ -15,7 +15,7 @@
  *
  * Owns recognition_result and recognition_sync; reads resource; writes nothing else.
  */
-import type { HubDb } from '../db';
+import type { HubDb } from '../sql';
 import { LOINC, ORIGINAL_QUANTITY_URL } from '../../mappings/terminology/systems';
 
 export const INDEXED_TYPES = ['Observation', 'DiagnosticReport', 'ImagingStudy'] as const;

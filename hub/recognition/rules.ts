@@ -3,7 +3,7 @@
  * validity window, which members are recognised (by tier, by name), whether the lab needs a valid
  * external-quality-assessment accreditation, the conditions a result must meet (status, canonical
  * unit, specimen), or that the item is never recognised. Versioned like the ConceptMaps in
- * hub/governance.ts: proposed → approved (in force from its approval) → superseded / retired, or
+ * hub/terminology/governance.ts: proposed → approved (in force from its approval) → superseded / retired, or
  * rejected, each step in recognition_rule_event with who, when and a comment. The shipped set
  * (defaultRules.json) is version 1 of each code, in force since -infinity.
  *
@@ -12,8 +12,8 @@
  * anything else.
  */
 import { z } from 'zod';
-import type { HubDb, Sql } from '../db';
-import { HubError } from '../../pipeline/outcome';
+import type { HubDb, Sql } from '../sql';
+import { HubError } from '../../mappings/outcome';
 import { LOINC } from '../../mappings/terminology/systems';
 import shippedRules from './defaultRules.json';
 

@@ -17,7 +17,7 @@
  * devices, services and roles whose keys name them).
  */
 import { createHash } from 'node:crypto';
-import type { HubDb, Sql } from '../db';
+import type { HubDb, Sql } from '../sql';
 import {
   compare,
   derivedRole,

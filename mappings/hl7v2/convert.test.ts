@@ -1,10 +1,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { memberSchema } from '../../adapters/config';
+import { memberSchema } from '../../hub/config';
 import { bloodCount, simAdt, simOru, simPatient } from '../../cli/simulate';
-import { inspectMessage } from '../../pipeline/hl7/header';
-import { Hl7Message } from '../../pipeline/hl7/message';
-import { HubError } from '../../pipeline/outcome';
+import { inspectMessage } from './header';
+import { Hl7Message } from './message';
+import { HubError } from '../outcome';
 import { validateBundle, validateResource } from '../fhir/validate';
 import { EXPLICIT_NULL_URL, SEGMENT_PATH_URL, Z_SEGMENT_URL, convertMessage, convertWithKeys, resourceId, type Bundle, type ConvertContext, type Resource } from './convert';
 import { LANGUAGE_EXTENSION } from './datatypes';

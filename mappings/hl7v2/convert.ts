@@ -47,10 +47,10 @@
  * that cannot be what its type says, e.g. OBX-2 NM with OBX-5 "abc"), located like `OBX[2]-5`.
  */
 import { hash } from 'node:crypto';
-import type { MemberConfig } from '../../adapters/config';
-import type { Hl7Message, Hl7Segment } from '../../pipeline/hl7/message';
-import { parseHl7Time } from '../../pipeline/hl7/time';
-import { HubError } from '../../pipeline/outcome';
+import type { ConversionOptions } from './options';
+import type { Hl7Message, Hl7Segment } from './message';
+import { parseHl7Time } from './time';
+import { HubError } from '../outcome';
 import {
   asPinyin,
   abnormalFlagToInterpretation,
@@ -104,7 +104,7 @@ export interface ConvertContext {
   /** Offset of the member's clocks, for times sent without one. */
   utcOffsetMinutes: number;
   /** For per-member overrides (`conversion`) and the member's name. */
-  member?: Pick<MemberConfig, 'id' | 'name'> & { conversion?: MemberConfig['conversion'] };
+  member?: { id: string; name: string; conversion?: ConversionOptions };
 }
 
 export type Resource = { resourceType: string; id: string; meta?: { extension?: Array<{ url: string; valueString: string }> }; [k: string]: unknown };

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Hl7Message } from '../../pipeline/hl7/message';
+import { Hl7Message } from './message';
 import {
   abnormalFlagToInterpretation,
   administrativeGender,

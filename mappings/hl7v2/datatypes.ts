@@ -2,7 +2,7 @@
  * HL7 v2 data types → FHIR R4 data types. Pure functions, no I/O, no terminology server.
  *
  * Input: one repetition of a field as its component array (`Components`), as returned by
- * `Hl7Segment.components(n, rep)` (pipeline/hl7/message.ts): components are already unescaped and
+ * `Hl7Segment.components(n, rep)` (mappings/hl7v2/message.ts): components are already unescaped and
  * sub-components are still joined by the sub-component delimiter (`&` unless MSH-2 says otherwise;
  * pass `sub` where a function takes it). Caveat: an escaped `\T\` inside a component is unescaped to
  * the sub-component delimiter by `components()`, so it will be split like a real sub-component.
@@ -19,8 +19,8 @@
  * CWE[CodeableConcept], XCN[Practitioner], SN, CQ) and its vocabulary ConceptMaps (tables 0001,
  * 0004, 0085, 0123, 0190, 0200, 0201, 0202). Where the IG leaves a code unmapped we say what we do.
  */
-import type { Hl7Segment } from '../../pipeline/hl7/message';
-import { parseHl7Time } from '../../pipeline/hl7/time';
+import type { Hl7Segment } from './message';
+import { parseHl7Time } from './time';
 
 /** One repetition of a field: components (1-based in HL7, 0-based here), sub-components still joined. */
 export type Components = readonly string[];

@@ -1,4 +1,4 @@
-import { Hl7Message } from '../../pipeline/hl7/message';
+import { Hl7Message } from './message';
 import { CONFORMANCE_URL, convertMessage } from './convert';
 import { conformance, dictionaryFor } from './dictionary';
 

@@ -21,7 +21,7 @@ const { dictionaries, findNearestHL7Version } = require('hl7v2-dictionary') as {
   dictionaries: Record<HL7Version, HL7Dictionary>;
   findNearestHL7Version(version: HL7Version): HL7Version;
 };
-import type { Hl7Message, Hl7Segment } from '../../pipeline/hl7/message';
+import type { Hl7Message, Hl7Segment } from './message';
 
 export interface ConformanceIssue {
   /** `PID-3`, `OBX[2]-5`, `ZPI` */

@@ -9,7 +9,7 @@
  * ranges, Encounter.status from the trigger event, PL → Location, XCN → Practitioner) is code in
  * convert.ts; the maps below name the fields that code reads so the whole picture is here.
  *
- * Per-member overrides (`MemberConfig.conversion`, adapters/config.ts) are applied on top with
+ * Per-member overrides (`MemberConfig.conversion`, hub/config.ts) are applied on top with
  * `withOverrides`: an override for segment S field N replaces every rule for S-N (or removes it,
  * with `to: null`). `residentIdField: N` is shorthand for "PID-N holds the 居民身份证号 (resident ID)";
  * "PID-5 may hold only pinyin" is `{ segment: 'PID', field: 5, type: 'XPN-pinyin', to: 'name[]', repeat: true }`.
@@ -306,7 +306,7 @@ export const segmentMaps: Readonly<Record<string, SegmentMap>> = {
   },
 };
 
-/** A per-member override, as configured (adapters/config.ts `conversion.overrides`). */
+/** A per-member override, as configured (hub/config.ts `conversion.overrides`). */
 export interface FieldOverride {
   segment: string;
   field: number;

@@ -7,7 +7,7 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { canonicalUnitsConceptMap, readWhoTable, whoConceptMap, type ConceptMap } from './conceptmap';
-import { loincSubset, shippedConceptMapDir, terminologyDataDir } from './store';
+import { loincSubset, shippedConceptMapDir, terminologyDataDir } from './shipped';
 import { CONCEPT_MAP_BASE, LOINC } from './systems';
 
 export const SEED_WHO_TABLE = () => path.join(terminologyDataDir(), 'who', 'icd10-to-icd11-one-category.E-I-J-K.csv');

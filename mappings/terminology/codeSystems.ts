@@ -4,14 +4,14 @@
  * every stem and extension code and English / Chinese titles when the site's MMS tabulation is
  * loaded, else syntax only and the message says so), LOINC (the shipped subset with Chinese
  * designations, or a site's full table) and UCUM (any valid unit expression). The site's release
- * files are named in the hub config (`terminology`, adapters/config.ts). Answers are FHIR R4 `Parameters`.
+ * files are named in the hub config (`terminology`, hub/config.ts). Answers are FHIR R4 `Parameters`.
  */
 import { readFileSync } from 'node:fs';
 import { UcumLhcUtils } from '@lhncbc/ucum-lhc';
-import { HubError } from '../../pipeline/outcome';
+import { HubError } from '../outcome';
 import { isIcd11Extension, parseIcd11 } from './icd11';
 import { isIcd10Code, reduceClinicalEdition, icd10Parent } from './icd10';
-import { loincSubset } from './store';
+import { loincSubset } from './shipped';
 import type { Terminology } from './translator';
 import { ICD10, ICD10_CN, ICD11_MMS, LOINC, UCUM } from './systems';
 
@@ -145,7 +145,7 @@ export function loadLoincTable(file: string): number {
   return n;
 }
 
-/** Official release files a site has (adapters/config.ts `terminology`). */
+/** Official release files a site has (hub/config.ts `terminology`). */
 export interface SiteTerminologyFiles {
   whoMapOneCategory?: string;
   whoMapMultipleCategories?: string;

@@ -5,7 +5,7 @@
  * JSON under mappings/conceptmaps/ and as versions in the governance store, never as code.
  */
 import { readFileSync } from 'node:fs';
-import { HubError } from '../../pipeline/outcome';
+import { HubError } from '../outcome';
 import { parseIcd11 } from './icd11';
 import { icd10Parent } from './icd10';
 import { CONCEPT_MAP_BASE, ICD10, ICD11_MMS, LOINC, UCUM } from './systems';

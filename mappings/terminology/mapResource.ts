@@ -300,3 +300,21 @@ function writeMeta(resource: Json, out: ResourceMapping): void {
   if (out.unmapped.length) meta.tag = [...(meta.tag ?? []), { system: MAPPING_STATUS_SYSTEM, code: 'unmapped', display: 'has codes or units no approved map covers' }];
   resource.meta = meta;
 }
+
+/**
+ * The message's Provenance names each ConceptMap version as an entity the targets were derived with
+ * (replacing what an earlier run recorded). Used by the map stage (pipeline/stages/map.ts) and by reprocess (hub/terminology) to rewrite it.
+ */
+export function recordOnProvenance(provenance: Record<string, unknown>, mappingVersions: string[]): void {
+  type Entity = { role: string; what: { identifier?: { system?: string; value?: string }; display?: string } };
+  const entities = ((provenance.entity as Entity[] | undefined) ?? []).filter((e) => !(e.role === 'derivation' && e.what.identifier?.system === CONCEPT_MAP_IDENTIFIER));
+  for (const v of mappingVersions) {
+    const [url, version] = v.split('|');
+    entities.push({ role: 'derivation', what: { identifier: { system: CONCEPT_MAP_IDENTIFIER, value: v }, display: `ConceptMap ${url!.split('/').pop()} version ${version}` } });
+  }
+  if (entities.length) provenance.entity = entities;
+  else delete provenance.entity;
+}
+
+/** Provenance.entity identifier system for a ConceptMap canonical (url|version). */
+const CONCEPT_MAP_IDENTIFIER = 'urn:ietf:rfc:3986';

@@ -3,7 +3,7 @@
  * body) and writing the `Parameters` it returns. The translation itself is Terminology.translate —
  * the same call the pipeline makes; this module only shapes input and output.
  */
-import { HubError } from '../../pipeline/outcome';
+import { HubError } from '../outcome';
 import type { Parameters, ParametersParameter } from './codeSystems';
 import type { Terminology, Translation } from './translator';
 

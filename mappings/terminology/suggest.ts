@@ -9,7 +9,7 @@
  * - what other members mapped the same (or a very similar) display to.
  */
 import { reduceClinicalEdition, isIcd10Code } from './icd10';
-import { loincSubset } from './store';
+import { loincSubset } from './shipped';
 import type { Terminology } from './translator';
 import { ICD10, ICD10_CN, ICD11_MMS, LOINC, localSystemMember } from './systems';
 

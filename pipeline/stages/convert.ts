@@ -3,7 +3,7 @@
  * mappings/hl7v2 (pure). A value that cannot be converted is a HubError located at its segment and
  * field (`OBX[2]-5`), which the runner turns into a quarantine entry of stage `convert`.
  */
-import type { MemberConfig } from '../../adapters/config';
+import type { MemberConfig } from '../../hub/config';
 import { convertMessage, type Bundle, type Resource } from '../../mappings/hl7v2/convert';
 import type { ParsedMessage } from './parse';
 

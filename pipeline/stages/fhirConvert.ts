@@ -14,7 +14,7 @@
  *   URL and the raw message, agents the member (Organization) and the channel.
  */
 import type { FhirResource, Provenance } from 'fhir/r4';
-import type { MemberConfig } from '../../adapters/config';
+import type { MemberConfig } from '../../hub/config';
 import { MEMBER_SYSTEM, resourceId, type Resource } from '../../mappings/hl7v2/convert';
 import type { ParsedFhirResource } from './fhirParse';
 

@@ -8,7 +8,7 @@
  */
 import type { Patient } from 'fhir/r4';
 import type { SourceDemographics } from './identify';
-import type { PatientRef } from '../hl7/header';
+import type { PatientRef } from '../../mappings/hl7v2/header';
 import type { ConvertedFhirResource } from './fhirConvert';
 
 export interface IdentifiedFhirResource extends ConvertedFhirResource {

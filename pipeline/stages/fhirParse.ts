@@ -6,7 +6,7 @@
  */
 import type { FhirResource } from 'fhir/r4';
 import { validateResource } from '../../mappings/fhir/validate';
-import { HubError } from '../outcome';
+import { HubError } from '../../mappings/outcome';
 
 export interface ParsedFhirResource {
   resource: FhirResource & { id: string };

@@ -6,11 +6,11 @@
  * patient its golden (cross-member) patient in the same job — the one part of this stage that does
  * I/O, kept apart from the pure part.
  */
-import type { HubDb } from '../../hub/db';
+import type { HubDb } from '../../hub/sql';
 import { linkSourcePatients } from '../../hub/mpi/store';
-import { parseHl7Time } from '../hl7/time';
-import type { Hl7Segment } from '../hl7/message';
-import type { PatientRef } from '../hl7/header';
+import { parseHl7Time } from '../../mappings/hl7v2/time';
+import type { Hl7Segment } from '../../mappings/hl7v2/message';
+import type { PatientRef } from '../../mappings/hl7v2/header';
 import type { MappedMessage } from './map';
 
 export interface SourceDemographics {

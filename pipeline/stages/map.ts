@@ -6,11 +6,12 @@
  * resource is stored, tagged `unmapped`, and the merge's write feeds the unmapped worklist
  * (hub/migrations.ts 4, trigger on `resource`).
  */
-import type { MemberConfig } from '../../adapters/config';
-import { mapResource } from '../../mappings/terminology/mapResource';
-import { activeTerminology } from '../../mappings/terminology/store';
+import type { MemberConfig } from '../../hub/config';
+import { mapResource, recordOnProvenance } from '../../mappings/terminology/mapResource';
+
 import type { Terminology } from '../../mappings/terminology/translator';
 import type { ConvertedMessage } from './convert';
+import { activeTerminology } from '../../hub/terminology/active';
 
 export interface MappedMessage extends ConvertedMessage {
   /** ConceptMap id|version pairs that were applied (recorded in provenance). */
@@ -23,7 +24,7 @@ export interface MapContext {
   /** Default: the process's active terminology (shipped maps, or the approved versions once synced). */
   terminology?: Terminology;
   /** For the member's coding-system aliases (`codingSystemAliases`). */
-  member?: Pick<MemberConfig, 'id'> & { codingSystemAliases?: Record<string, string> };
+  member?: Pick<MemberConfig, 'id' | 'codingSystemAliases'>;
 }
 
 /** Generic over what was converted: converted HL7 v2 messages and resources read from FHIR servers take the same step. */
@@ -43,21 +44,3 @@ export function mapStage<T extends Pick<ConvertedMessage, 'resources'>>(converte
   for (const provenance of provenances) recordOnProvenance(provenance, mappingVersions);
   return { ...converted, mappingVersions, unmappedCount };
 }
-
-/**
- * The message's Provenance names each ConceptMap version as an entity the targets were derived with
- * (replacing what an earlier run recorded). Also used by reprocess (hub/governance.ts) to rewrite it.
- */
-export function recordOnProvenance(provenance: Record<string, unknown>, mappingVersions: string[]): void {
-  type Entity = { role: string; what: { identifier?: { system?: string; value?: string }; display?: string } };
-  const entities = ((provenance.entity as Entity[] | undefined) ?? []).filter((e) => !(e.role === 'derivation' && e.what.identifier?.system === CONCEPT_MAP_IDENTIFIER));
-  for (const v of mappingVersions) {
-    const [url, version] = v.split('|');
-    entities.push({ role: 'derivation', what: { identifier: { system: CONCEPT_MAP_IDENTIFIER, value: v }, display: `ConceptMap ${url!.split('/').pop()} version ${version}` } });
-  }
-  if (entities.length) provenance.entity = entities;
-  else delete provenance.entity;
-}
-
-/** Provenance.entity identifier system for a ConceptMap canonical (url|version). */
-const CONCEPT_MAP_IDENTIFIER = 'urn:ietf:rfc:3986';

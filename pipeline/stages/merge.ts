@@ -6,7 +6,7 @@
  * messages are applied in. A message states only the fields it carries (an ORU has no address):
  * those overwrite if newer, the others are kept.
  */
-import type { Sql } from '../../hub/db';
+import type { Sql } from '../../hub/sql';
 import type { IdentifiedMessage } from './identify';
 
 export interface MergeContext {

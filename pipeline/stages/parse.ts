@@ -3,7 +3,7 @@
  * read at this point (not only at intake), so a message quarantined for its charset is fixed by
  * correcting the channel's configuration and replaying it.
  */
-import { type CharsetPolicy, inspectMessage, type InspectedMessage } from '../hl7/header';
+import { type CharsetPolicy, inspectMessage, type InspectedMessage } from '../../mappings/hl7v2/header';
 
 export interface ParseInput {
   bytes: Buffer;

@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
-import { parseConfig, type HubConfig } from '../../adapters/config';
-import { openRuntime, type Runtime } from '../../hub/runtime';
+import { parseConfig, type HubConfig } from '../../hub/config';
+import { openRuntime, type Runtime } from '../../cli/runtime';
 
 export const PG_ADMIN_URL = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -67,7 +67,7 @@ export async function startTestHub(label: string, configInput: Record<string, un
 /** The hub's HTTP API (and console) on a free port of 127.0.0.1; `base` is its URL. */
 export async function listenApi(runtime: Runtime): Promise<{ server: Server; base: string }> {
   // Loaded here, not at the top: most tests of this harness never serve the API and need not load all its routers.
-  const { createApi } = require('../../hub/api/server') as typeof import('../../hub/api/server');
+  const { createApi } = require('../../api/server') as typeof import('../../api/server');
   const server = createApi(runtime).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   return { server, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };

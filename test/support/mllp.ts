@@ -2,7 +2,7 @@
  * Helpers shared by the MLLP integration tests: a test hub with one MllpListener per configured
  * channel (real Redis and PostgreSQL), and small readers for ACK segments and raw-store rows.
  */
-import type { MllpChannelConfig } from '../../adapters/config';
+import type { MllpChannelConfig } from '../../hub/config';
 import { MllpListener } from '../../adapters/mllp/listener';
 import { startTestHub, type TestHub } from './hub';
 

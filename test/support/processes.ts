@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import type { MemberConfig } from '../../adapters/config';
+import type { MemberConfig } from '../../hub/config';
 
 const root = path.join(__dirname, '..', '..');
 export const CLI = path.join(root, 'dist', 'cli', 'yilian.js');

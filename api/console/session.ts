@@ -1,0 +1,139 @@
+/**
+ * Console sessions. A login gives a random token in a cookie (HttpOnly, SameSite=Strict, Secure
+ * behind TLS); Redis holds sha256(token) → user with the session's lifetime, so sessions survive an
+ * API restart and are shared by several API processes. Each request re-reads the user's role from
+ * the configuration: removing a user or changing a role takes effect on the next request.
+ * Owns: turning a session cookie into the same `req.principal` an API key gives. Must never: accept a
+ * session for a state-changing request without the console's header (a second guard against CSRF
+ * besides SameSite).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { NextFunction, Request, Response } from 'express';
+import type { Redis } from 'ioredis';
+import type { HubConfig } from '../../hub/config';
+import type { Scope } from '../../hub/scopes';
+import { authenticator, type Principal } from '../auth';
+import { consoleSettings, roleScopes, type ConsoleRole } from '../../hub/console/config';
+import { unknownUserHash, verifyPassword } from './password';
+
+export const SESSION_COOKIE = 'yilian_console';
+/** Sent by the console's own script on every API call; a cross-site form or image cannot set it. */
+export const CONSOLE_HEADER = 'x-yilian-console';
+
+export interface ConsoleSession {
+  user: string;
+  role: ConsoleRole;
+}
+
+/** Five wrong passwords for a name, each within LOCK_MS of the previous one, lock it for LOCK_MS. */
+const LOCK_AFTER_FAILURES = 5;
+const LOCK_MS = 60_000;
+
+export class SessionStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly config: HubConfig,
+    private readonly prefix: string,
+  ) {}
+
+  private key(token: string): string {
+    return `${this.prefix}:console:session:${createHash('sha256').update(token).digest('hex')}`;
+  }
+
+  /**
+   * Failed logins of a user name, in Redis so that every API process counts the same attempts (a
+   * per-process count would give an attacker five tries per process behind a load balancer). The
+   * counter lives a minute after the last failure: five failures, each within a minute of the
+   * previous one, lock the name until a minute has passed without one.
+   */
+  private failureKey(name: string): string {
+    return `${this.prefix}:console:login-failures:${createHash('sha256').update(name).digest('hex')}`;
+  }
+
+  /** Check the password; on success store a session and return its token. */
+  async login(name: string, password: string): Promise<{ token: string; session: ConsoleSession } | { error: 'locked' | 'wrong' }> {
+    const failures = this.failureKey(name);
+    if (Number(await this.redis.get(failures)) >= LOCK_AFTER_FAILURES) return { error: 'locked' };
+    const user = consoleSettings(this.config).users.find((u) => u.name === name);
+    const ok = await verifyPassword(password, user?.passwordHash ?? unknownUserHash);
+    if (!ok || !user) {
+      await this.redis.multi().incr(failures).pexpire(failures, LOCK_MS).exec();
+      return { error: 'wrong' };
+    }
+    await this.redis.del(failures);
+    const token = randomBytes(32).toString('base64url');
+    const session: ConsoleSession = { user: user.name, role: user.role };
+    await this.redis.set(this.key(token), JSON.stringify(session), 'PX', Math.round(consoleSettings(this.config).sessionHours * 3600_000));
+    return { token, session };
+  }
+
+  async logout(token: string): Promise<void> {
+    await this.redis.del(this.key(token));
+  }
+
+  /** The session of a token, if it exists and its user is still configured (with the role configured now). */
+  async find(token: string | undefined): Promise<ConsoleSession | undefined> {
+    if (!token || token.length > 200) return undefined;
+    const stored = await this.redis.get(this.key(token));
+    if (!stored) return undefined;
+    const session = JSON.parse(stored) as ConsoleSession;
+    const user = consoleSettings(this.config).users.find((u) => u.name === session.user);
+    return user ? { user: user.name, role: user.role } : undefined;
+  }
+
+  async fromRequest(req: Request): Promise<ConsoleSession | undefined> {
+    return this.find(cookiesOf(req)[SESSION_COOKIE]);
+  }
+}
+
+export function principalOf(session: ConsoleSession): Principal & { role: ConsoleRole } {
+  return { name: `console:${session.user}`, scopes: roleScopes[session.role], role: session.role };
+}
+
+export function hasScope(scopes: readonly Scope[], ...wanted: Scope[]): boolean {
+  return scopes.includes('admin') || wanted.some((s) => scopes.includes(s));
+}
+
+/** The one any-of-scopes guard lives beside requireScope (api/auth.ts); re-exported for the console's routes. */
+export { requireAnyScope } from '../auth';
+
+/**
+ * Replaces the API's authenticator: an API key when one is presented (the CLI, other systems),
+ * else the console session cookie, else the API key authenticator's 401.
+ */
+export function sessionOrApiKey(config: HubConfig, sessions: SessionStore) {
+  const byKey = authenticator(config);
+  return async (req: Request, res: Response, next: NextFunction) => {
+    if (req.header('authorization') || req.header('x-api-key') || !cookiesOf(req)[SESSION_COOKIE]) return byKey(req, res, next);
+    try {
+      const session = await sessions.fromRequest(req);
+      if (!session) return res.status(401).json({ code: 'unauthenticated', message: 'console session expired or unknown: log in again' });
+      if (req.method !== 'GET' && req.method !== 'HEAD' && req.header(CONSOLE_HEADER) !== '1') {
+        return res.status(403).json({ code: 'forbidden', message: `a console session may change things only with the ${CONSOLE_HEADER} header` });
+      }
+      req.principal = principalOf(session);
+      next();
+    } catch (error) {
+      next(error);
+    }
+  };
+}
+
+export function cookiesOf(req: Request): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of (req.header('cookie') ?? '').split(';')) {
+    const at = part.indexOf('=');
+    if (at < 0) continue;
+    const name = part.slice(0, at).trim();
+    try {
+      out[name] = decodeURIComponent(part.slice(at + 1).trim());
+    } catch {
+      // a malformed cookie is ignored, like a missing one
+    }
+  }
+  return out;
+}
+
+export function sessionCookie(req: Request, token: string, maxAgeSeconds: number): string {
+  return `${SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${req.secure ? '; Secure' : ''}`;
+}

@@ -1,0 +1,64 @@
+/**
+ * Review queue over HTTP (the web page comes later): GET /api/mpi/review lists open items with the
+ * record and candidate side by side and the score breakdown (scope patient.read, audited per
+ * patient); POST /api/mpi/review/decision records a person's link / not-link (scope governance; admin implies it);
+ * GET /api/mpi/patients/:id shows a golden patient with its sources and merge history (patient.read, audited);
+ * GET /api/mpi/export returns member,mrn,patient as CSV (scope admin, audited).
+ */
+import express, { type Request, type Response } from 'express';
+import { z } from 'zod';
+import type { HubDb } from '../hub/sql';
+import { requireScope } from './auth';
+import { parse } from './input';
+import { recordAudit } from '../hub/audit';
+import { HubError } from '../mappings/outcome';
+import { decideReview, exportLinks, goldenPatient, reviewQueue, syncPatientIndex } from '../hub/mpi/store';
+
+const decisionBody = z
+  .object({
+    member: z.string().min(1).max(64),
+    mrn: z.string().min(1).max(128),
+    goldenId: z.string().min(1).max(64),
+    decision: z.enum(['link', 'not-link']),
+    reason: z.string().max(2000).optional(),
+  })
+  .strict();
+
+export function patientIndexRouter(db: HubDb): express.Router {
+  const router = express.Router();
+  router.get('/review', requireScope('patient.read'), async (req: Request, res: Response) => {
+    const limit = Number(req.query.limit ?? 100);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new HubError('invalid', 'query.limit: an integer 1–1000', 'limit');
+    await syncPatientIndex(db, { actor: 'api' });
+    const items = await reviewQueue(db, limit);
+    for (const goldenId of new Set(items.flatMap((i) => [i.goldenId, i.currentGoldenId].filter((g): g is string => !!g)))) {
+      await recordAudit(db, { actor: req.principal!.name, action: 'read', entityType: 'mpi_review', entityId: 'queue', patientKey: goldenId });
+    }
+    res.json({ items });
+  });
+  router.post('/review/decision', requireScope('governance'), async (req: Request, res: Response) => {
+    const parsed = decisionBody.safeParse(req.body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new HubError('invalid', `body${issue.path.length ? '.' + issue.path.join('.') : ''}: ${issue.message}`, 'body');
+    }
+    const result = await decideReview(db, { ...parsed.data, actor: req.principal!.name });
+    res.json(result);
+  });
+  // A golden patient with its sources and merge history (what `yilian mpi show` prints): patient data, audited.
+  router.get('/patients/:id', requireScope('patient.read'), async (req: Request, res: Response) => {
+    const { id } = parse(z.object({ id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'a golden patient id') }), req.params, 'path');
+    const golden = await goldenPatient(db, id);
+    if (!golden) throw new HubError('not-found', `no golden patient ${id}`);
+    const history = await db.query(`SELECT at, actor, action, member_id, mrn, detail FROM mpi_history WHERE golden_id = $1 ORDER BY id`, [golden.mergedInto ?? golden.id]);
+    await recordAudit(db, { actor: req.principal!.name, action: 'read', entityType: 'mpi_golden', entityId: golden.id, patientKey: golden.mergedInto ?? golden.id });
+    res.json({ ...golden, history: history.rows });
+  });
+  router.get('/export', requireScope('admin'), async (req: Request, res: Response) => {
+    await syncPatientIndex(db, { actor: 'api' });
+    const links = await exportLinks(db);
+    await recordAudit(db, { actor: req.principal!.name, action: 'export', entityType: 'mpi_link', entityId: `${links.length} source patients` });
+    res.type('text/csv').send(['member,mrn,patient', ...links.map((l) => [l.member, l.mrn, l.patient].map((v) => (/[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v)).join(','))].join('\n') + '\n');
+  });
+  return router;
+}

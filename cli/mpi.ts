@@ -1,0 +1,110 @@
+/**
+ * `yilian mpi …`: the patient index from the command line. Opens only the hub store (no Redis):
+ *   mpi sync [--full] [--batch N]    match every new or changed source patient (--full: look at all, not only recent changes)
+ *   mpi export [--format csv|json]   member,mrn,patient for every source patient (patient = golden id)
+ *   mpi review [--json] [--limit N]  open review items with the score breakdown
+ *   mpi decide --member M --mrn X --golden G (--link | --not-link) [--reason TEXT] [--actor NAME]
+ *   mpi show <golden id>             a golden patient with its sources and history
+ *   mpi train                        train the matcher on this hub's source patients and store it
+ */
+import type { HubConfig } from '../hub/config';
+import { openHubDb } from '../hub/db';
+import { HubError } from '../mappings/outcome';
+import { decideReview, exportLinks, goldenPatient, reviewQueue, syncPatientIndex, trainStoredModel } from '../hub/mpi/store';
+
+export interface MpiCommandOptions {
+  full?: boolean;
+  batch?: string;
+  format?: string;
+  json?: boolean;
+  limit?: string;
+  member?: string;
+  mrn?: string;
+  golden?: string;
+  link?: boolean;
+  'not-link'?: boolean;
+  reason?: string;
+  actor?: string;
+}
+
+/**
+ * The CLI's sync is an operator's bulk run (a member's back catalogue, a first load): batches of
+ * 2,000 (the background sync of `yilian serve` keeps 500, so a registration waits less behind a
+ * round). 1,000,000 generated records: 437–439 s at 2,000, 579 s at 500 (bench/RESULTS.md).
+ */
+const CLI_BATCH = 2000;
+
+function csvField(value: string): string {
+  return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+}
+
+export async function runMpiCommand(config: HubConfig, args: string[], options: MpiCommandOptions, write: (text: string) => void): Promise<number> {
+  const [sub, ...rest] = args;
+  const db = await openHubDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  try {
+    switch (sub) {
+      case 'sync': {
+        const batch = options.batch === undefined ? CLI_BATCH : Number(options.batch);
+        if (!Number.isInteger(batch) || batch < 1 || batch > 100_000) throw new HubError('invalid', `--batch must be a whole number from 1 to 100000, not ${options.batch}`);
+        write(`${JSON.stringify(await syncPatientIndex(db, { actor: 'cli', full: options.full, batch }))}\n`);
+        return 0;
+      }
+      case 'export': {
+        const format = options.format ?? 'csv';
+        if (format !== 'csv' && format !== 'json') throw new HubError('invalid', `unknown format ${format} (csv or json)`, '--format');
+        await syncPatientIndex(db, { actor: 'cli' });
+        const links = await exportLinks(db);
+        if (format === 'json') write(`${JSON.stringify(links)}\n`);
+        else write(['member,mrn,patient', ...links.map((l) => [l.member, l.mrn, l.patient].map(csvField).join(','))].join('\n') + '\n');
+        return 0;
+      }
+      case 'review': {
+        await syncPatientIndex(db, { actor: 'cli' });
+        const items = await reviewQueue(db, options.limit ? Number(options.limit) : 100);
+        if (options.json) write(`${JSON.stringify(items)}\n`);
+        else {
+          if (!items.length) write('review queue empty\n');
+          for (const i of items) {
+            write(`${i.member}|${i.mrn} → ${i.goldenId}  score ${i.score ?? '-'}${i.rule ? ` (${i.rule})` : ''}\n`);
+            write(`  record:    ${JSON.stringify(i.source)}\n  candidate: ${JSON.stringify(i.candidate)}\n`);
+            const fields = (i.breakdown.fields as Array<{ field: string; label: string; weight: number; level: number | null }> | undefined) ?? [];
+            write(`  fields:    ${fields.filter((f) => f.level !== null).map((f) => `${f.field} ${f.label} ${f.weight > 0 ? '+' : ''}${f.weight}`).join('; ')}\n`);
+          }
+        }
+        return 0;
+      }
+      case 'decide': {
+        if (!options.member || !options.mrn || !options.golden) throw new HubError('invalid', 'decide needs --member, --mrn and --golden', 'decide');
+        if (!!options.link === !!options['not-link']) throw new HubError('invalid', 'decide needs exactly one of --link and --not-link', 'decide');
+        const result = await decideReview(db, {
+          member: options.member,
+          mrn: options.mrn,
+          goldenId: options.golden,
+          decision: options.link ? 'link' : 'not-link',
+          actor: options.actor ?? process.env.USER ?? 'cli',
+          reason: options.reason,
+        });
+        write(`${JSON.stringify(result)}\n`);
+        return 0;
+      }
+      case 'show': {
+        const id = rest[0];
+        if (!id) throw new HubError('invalid', 'show needs a golden patient id', 'id');
+        const golden = await goldenPatient(db, id);
+        if (!golden) throw new HubError('not-found', `no golden patient ${id}`);
+        const history = await db.query(`SELECT at, actor, action, member_id, mrn, detail FROM mpi_history WHERE golden_id = $1 ORDER BY id`, [golden.mergedInto ?? golden.id]);
+        write(`${JSON.stringify({ ...golden, history: history.rows }, null, 2)}\n`);
+        return 0;
+      }
+      case 'train': {
+        const model = await trainStoredModel(db);
+        write(`${JSON.stringify({ trainedOn: model.trainedOn, priorLog2: model.priorLog2 })}\n`);
+        return 0;
+      }
+      default:
+        throw new HubError('invalid', `unknown mpi command ${sub ?? ''} (sync, export, review, decide, show, train)`, 'mpi');
+    }
+  } finally {
+    await db.close();
+  }
+}
