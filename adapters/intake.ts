@@ -7,7 +7,7 @@
  * (fix-and-replay, pipeline/fix.ts) comes in here too, committed on its own together with its link
  * to the original, so that there is one way into the raw store.
  */
-import type { MemberConfig } from '../hub/config';
+import type { MemberConfig, MllpChannelConfig } from '../hub/config';
 import { ackCodeFor, buildAck } from './ack';
 import { encode, type Charset } from '../mappings/hl7v2/charset';
 import { type CharsetPolicy, inspectMessage, type MessageHeader, senderOf, sniffHeader } from '../mappings/hl7v2/header';
@@ -20,7 +20,7 @@ import { addQuarantine, type NewRawMessage, storeRawBatch, type StoredRaw } from
 export interface IntakeChannel {
   id: string;
   policy: CharsetPolicy;
-  ackMode: 'original' | 'enhanced' | 'auto';
+  ackMode: MllpChannelConfig['ackMode'];
 }
 
 export interface Inbound {

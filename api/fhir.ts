@@ -13,7 +13,7 @@ import type { Sql } from '../hub/sql';
 import { requireScope } from './auth';
 import { recordAudit } from '../hub/audit';
 import { HubError } from '../mappings/outcome';
-import { goldenPatient, matchPerson, resolveGolden, type GoldenPatient } from '../hub/mpi/store';
+import { goldenPatient, matchPerson, resolveGolden, type GoldenPatient } from '../hub/mpi/review';
 import type { PersonRecord } from '../hub/mpi/features';
 import { SHARED_RESOURCE_TYPES } from '../hub/resources/rules';
 import { unifiedResourceRoutes } from './fhirShared';

@@ -12,7 +12,8 @@ import { requireScope } from './auth';
 import { parse } from './input';
 import { recordAudit } from '../hub/audit';
 import { HubError } from '../mappings/outcome';
-import { decideReview, exportLinks, goldenPatient, reviewQueue, syncPatientIndex } from '../hub/mpi/store';
+import { decideReview, exportLinks, goldenPatient, reviewQueue } from '../hub/mpi/review';
+import { syncPatientIndex } from '../hub/mpi/sync';
 
 const decisionBody = z
   .object({

@@ -19,24 +19,11 @@ import { suggest } from '../mappings/terminology/suggest';
 import { CONCEPT_MAP_BASE } from '../mappings/terminology/systems';
 
 import type { Terminology } from '../mappings/terminology/translator';
-import {
-  activeMaps,
-  approve,
-  coverage,
-  diffVersions,
-  getReprocessJob,
-  impactOfProposal,
-  importConceptMaps,
-  listProposals,
-  mapHistory,
-  propose,
-  reject,
-  reprocessProposal,
-  retire,
-  runReprocess,
-  syncTerminology,
-  worklist,
-} from '../hub/terminology/governance';
+import { activeMaps, diffVersions, importConceptMaps, mapHistory, syncTerminology } from '../hub/terminology/versions';
+import { approve, listProposals, propose, reject, retire } from '../hub/terminology/workflow';
+import { impactOfProposal } from '../hub/terminology/impact';
+import { getReprocessJob, reprocessProposal, runReprocess } from '../hub/terminology/reprocess';
+import { coverage, worklist } from '../hub/terminology/worklist';
 import { idParam, parse } from './input';
 import { activeTerminology } from '../hub/terminology/active';
 

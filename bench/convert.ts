@@ -13,7 +13,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { simAdt, simOru, simPatient } from '../cli/simulate';
 import { validateResource } from '../mappings/fhir/validate';
-import { convertMessage, type ConvertContext } from '../mappings/hl7v2/convert';
+import { convertMessage } from '../mappings/hl7v2/convert';
+import type { ConvertContext } from '../mappings/hl7v2/convert/conversion';
 import { Hl7Message } from '../mappings/hl7v2/message';
 
 const SECONDS = Number(process.argv[2] ?? 2);

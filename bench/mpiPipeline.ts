@@ -8,7 +8,8 @@
  * registrations from 4 concurrent callers (4 partitions), to see the lock's effect.
  * Run: `npx tsc -p . && node dist/bench/mpiPipeline.js [--records N] [--messages M]`.
  */
-import { linkSourcePatients, syncPatientIndex } from '../hub/mpi/store';
+import { linkSourcePatients } from '../hub/mpi/links';
+import { syncPatientIndex } from '../hub/mpi/sync';
 import type { HubDb } from '../hub/sql';
 import { generateChineseSet, type LabelledRecord } from './mpiData';
 import { benchHub, percentile } from './support';

@@ -9,7 +9,8 @@
 import type { AddressInfo } from 'node:net';
 import { createApi } from '../api/server';
 import { parseConfig } from '../hub/config';
-import { exportLinks, syncPatientIndex } from '../hub/mpi/store';
+import { exportLinks } from '../hub/mpi/review';
+import { syncPatientIndex } from '../hub/mpi/sync';
 import { generateChineseSet } from './mpiData';
 import { benchHub, percentile } from './support';
 

@@ -13,7 +13,7 @@ import { createApi } from '../api/server';
 import { recognitionCheck } from '../hub/recognition/check';
 import { duplicateReport } from '../hub/recognition/duplicates';
 import { shippedRuleSet } from '../hub/recognition/rules';
-import { syncTerminology } from '../hub/terminology/governance';
+import { syncTerminology } from '../hub/terminology/versions';
 import { hashApiKey } from '../hub/config';
 import { benchHub, percentile } from './support';
 

@@ -10,7 +10,8 @@
  */
 import type { AddressInfo } from 'node:net';
 import { createApi } from '../api/server';
-import { coverage, syncTerminology } from '../hub/terminology/governance';
+import { syncTerminology } from '../hub/terminology/versions';
+import { coverage } from '../hub/terminology/worklist';
 import { MAPPED_SOURCE_URL, UNMAPPED_SOURCE_URL, ICD10, ICD10_CN, ICD11_MMS, LOINC } from '../mappings/terminology/systems';
 import { readConceptMapDir, shippedConceptMapDir } from '../mappings/terminology/shipped';
 import { Terminology } from '../mappings/terminology/translator';

@@ -10,7 +10,9 @@
 import type { HubConfig } from '../hub/config';
 import { openHubDb } from '../hub/db';
 import { HubError } from '../mappings/outcome';
-import { decideReview, exportLinks, goldenPatient, reviewQueue, syncPatientIndex, trainStoredModel } from '../hub/mpi/store';
+import { decideReview, exportLinks, goldenPatient, reviewQueue } from '../hub/mpi/review';
+import { syncPatientIndex } from '../hub/mpi/sync';
+import { trainStoredModel } from '../hub/mpi/model';
 
 export interface MpiCommandOptions {
   full?: boolean;

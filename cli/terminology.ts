@@ -18,24 +18,11 @@ import { suggest } from '../mappings/terminology/suggest';
 import { CONCEPT_MAP_BASE } from '../mappings/terminology/systems';
 import type { EQUIVALENCES } from '../mappings/terminology/conceptmap';
 import { activeTerminology } from '../hub/terminology/active';
-import {
-  approve,
-  coverage,
-  createReprocessJob,
-  diffVersions,
-  exportConceptMaps,
-  impactOfProposal,
-  importConceptMaps,
-  listProposals,
-  mapHistory,
-  propose,
-  reject,
-  reprocessProposal,
-  retire,
-  runReprocess,
-  syncTerminology,
-  worklist,
-} from '../hub/terminology/governance';
+import { diffVersions, exportConceptMaps, importConceptMaps, mapHistory, syncTerminology } from '../hub/terminology/versions';
+import { approve, listProposals, propose, reject, retire } from '../hub/terminology/workflow';
+import { impactOfProposal } from '../hub/terminology/impact';
+import { createReprocessJob, reprocessProposal, runReprocess } from '../hub/terminology/reprocess';
+import { coverage, worklist } from '../hub/terminology/worklist';
 
 export const terminologyUsage = `  translate --system URI --code CODE [--target URI] [--reverse]
                                 print the FHIR Parameters of $translate (approved maps in the configured store; else the shipped maps);

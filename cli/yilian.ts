@@ -25,7 +25,7 @@ import { terminologyCommand, terminologyUsage } from './terminology';
 import { runMpiCommand } from './mpi';
 import { recognitionCommand, recognitionUsage } from './recognition';
 import { startRecognitionIndexSync } from '../hub/recognition/resultIndex';
-import { startPatientIndexSync } from '../hub/mpi/store';
+import { startPatientIndexSync } from '../hub/mpi/sync';
 import { sharedResourcesCommand, sharedResourcesUsage } from './resources';
 import { startSharedResourceSync } from '../hub/resources/store';
 import { costFeedCommand, costFeedUsage } from './feed';

@@ -7,7 +7,7 @@
  * a message other than through the intake (adapters/intake.ts) — a fix is inspected, deduped, ACKed
  * and enqueued exactly as if the channel had received it.
  */
-import { charsetPolicyOf, type HubConfig, type MemberConfig } from '../hub/config';
+import { charsetPolicyOf, type HubConfig, type MemberConfig, type MllpChannelConfig } from '../hub/config';
 import type { CharsetPolicy } from '../mappings/hl7v2/header';
 import { recordAudit } from '../hub/audit';
 import type { HubDb, Sql } from '../hub/sql';
@@ -49,7 +49,7 @@ export function normalizeSegments(text: string): string {
  */
 export interface FixIntake {
   receive(
-    inbound: { member: MemberConfig; channel: { id: string; policy: CharsetPolicy; ackMode: 'original' | 'enhanced' | 'auto' }; bytes: Buffer; flags: string[] },
+    inbound: { member: MemberConfig; channel: { id: string; policy: CharsetPolicy; ackMode: MllpChannelConfig['ackMode'] }; bytes: Buffer; flags: string[] },
     within: (tx: Sql, result: { rawId: number; outcome: 'stored' | 'duplicate' | 'quarantined'; error?: HubError }) => Promise<void>,
   ): Promise<{ revision: number }>;
 }

@@ -5,20 +5,19 @@
  * Bad input ends in quarantine; infrastructure failures are thrown for BullMQ to retry with backoff,
  * and become a dead letter (quarantine, status failed) on the last attempt.
  */
-import type { HubConfig } from '../hub/config';
-import { charsetPolicyOf, utcOffsetOf } from '../hub/config';
+import { charsetPolicyOf, utcOffsetOf, type HubConfig, type MemberConfig } from '../hub/config';
 import type { HubDb } from '../hub/sql';
-import { addQuarantine, FHIR_MESSAGE_PREFIX, loadRaw } from '../hub/rawStore';
+import { addQuarantine, FHIR_MESSAGE_PREFIX, loadRaw, type RawMessage } from '../hub/rawStore';
 import { metrics } from '../hub/metrics';
 import { asHubError, HubError } from '../mappings/outcome';
-import { convertStage } from './stages/convert';
+import { convertStage, type ConvertedMessage } from './stages/convert';
 import { identifyStage, linkToPatientIndex, type IdentifiedMessage } from './stages/identify';
 import { mapStage } from './stages/map';
-import { mergeStage } from './stages/merge';
-import { parseStage } from './stages/parse';
-import { fhirParseStage } from './stages/fhirParse';
-import { fhirConvertStage } from './stages/fhirConvert';
-import { fhirIdentifyStage } from './stages/fhirIdentify';
+import { mergeStage, type MergeInput } from './stages/merge';
+import { parseStage, type ParsedMessage } from './stages/parse';
+import { fhirParseStage, type ParsedFhirResource } from './stages/fhirParse';
+import { fhirConvertStage, type ConvertedFhirResource } from './stages/fhirConvert';
+import { fhirIdentifyStage, type IdentifiedFhirResource } from './stages/fhirIdentify';
 
 export type StageName = 'parse' | 'convert' | 'map' | 'identify' | 'merge';
 export type RunOutcome = 'processed' | 'quarantined' | 'dead-lettered' | 'already-done' | 'missing';
@@ -53,6 +52,62 @@ async function linkIdentity(ctx: RunnerContext, memberId: string, identified: Pi
 }
 
 /**
+ * What differs between the two kinds of stored message: how one is parsed, converted and identified,
+ * and which charset its merge records. Map and merge are the same stages for both, so the sequence
+ * below is written once and each kind is a table of its three own steps.
+ */
+interface MessageSteps<Parsed, Converted extends Pick<ConvertedMessage, 'resources'>, Identified extends MergeInput> {
+  parse(raw: RawMessage, ctx: RunnerContext): Parsed;
+  convert(parsed: Parsed, raw: RawMessage, member: MemberConfig | undefined, ctx: RunnerContext): Converted;
+  identify(mapped: Converted & { mappingVersions: string[] }, raw: RawMessage, ctx: RunnerContext): Identified;
+  charset(parsed: Parsed, raw: RawMessage): string;
+}
+
+/** HL7 v2: the channel's charset policy at parse, the member's clock offset for times sent without one. */
+const hl7v2Steps: MessageSteps<ParsedMessage, ConvertedMessage, IdentifiedMessage> = {
+  parse: (raw, ctx) => parseStage({ bytes: raw.content, policy: charsetPolicyOf(ctx.config, raw.member_id, raw.channel_id) }),
+  convert: (parsed, raw, member, ctx) =>
+    convertStage(parsed, { memberId: raw.member_id, channelId: raw.channel_id, rawId: raw.id, utcOffsetMinutes: utcOffsetOf(ctx.config, raw.member_id), member }),
+  identify: (mapped, raw, ctx) => identifyStage(mapped, utcOffsetOf(ctx.config, raw.member_id)),
+  charset: (parsed) => parsed.charset,
+};
+
+/** FHIR: a resource read from a member's FHIR server (raw_message.sender), stored as received. */
+const fhirSteps: MessageSteps<ParsedFhirResource, ConvertedFhirResource, IdentifiedFhirResource> = {
+  parse: (raw) => fhirParseStage(raw.content),
+  convert: (parsed, raw, member) =>
+    fhirConvertStage(parsed, { memberId: raw.member_id, channelId: raw.channel_id, rawId: raw.id, server: raw.sender, member, receivedAt: raw.received_at }),
+  identify: (mapped, raw) => fhirIdentifyStage(mapped, raw.sender),
+  charset: (_parsed, raw) => raw.charset,
+};
+
+/** The five stages in order; `at.stage` says where a failure happened. */
+async function runStages<P, C extends Pick<ConvertedMessage, 'resources'>, I extends MergeInput>(
+  ctx: RunnerContext,
+  raw: RawMessage,
+  steps: MessageSteps<P, C, I>,
+  at: { stage: StageName },
+): Promise<void> {
+  const parsed = timed('parse', () => steps.parse(raw, ctx));
+  at.stage = 'convert';
+  const member = ctx.config.members.find((m) => m.id === raw.member_id);
+  const converted = timed('convert', () => steps.convert(parsed, raw, member, ctx));
+  at.stage = 'map';
+  const mapped = timed('map', () => mapStage(converted, { member }));
+  at.stage = 'identify';
+  const identified = timed('identify', () => steps.identify(mapped, raw, ctx));
+  at.stage = 'merge';
+  const end = metrics.stageSeconds.startTimer({ stage: 'merge' });
+  // What the merge writes is derived from the raw store, committed durably before the ACK: if
+  // PostgreSQL crashes before this commit reaches disk, the message is still `queued` and the
+  // reconciler runs it again — so the merge does not wait for its own WAL flush.
+  await mergeStage(ctx.db.derived, identified, { rawId: raw.id, memberId: raw.member_id, charset: steps.charset(parsed, raw) });
+  end();
+  metrics.processed.inc({ stage: 'merge' });
+  await linkIdentity(ctx, raw.member_id, identified);
+}
+
+/**
  * @param finalAttempt true when BullMQ will not retry again: a transient failure is then dead-lettered.
  */
 export async function runPipeline(ctx: RunnerContext, rawId: number, finalAttempt: boolean): Promise<RunOutcome> {
@@ -62,50 +117,15 @@ export async function runPipeline(ctx: RunnerContext, rawId: number, finalAttemp
   // commit, a reconciler sweep racing a replay), and re-running a message that already ended
   // quarantined or failed would add a second quarantine entry. Replay sets status 'queued' first.
   if (raw.status !== 'queued') return 'already-done';
-  let stage: StageName = 'parse';
+  const at: { stage: StageName } = { stage: 'parse' };
   try {
-    if (raw.message_type.startsWith(FHIR_MESSAGE_PREFIX)) {
-      // FHIR branch: a resource read from a member's FHIR server; same stages, same merge.
-      const parsedResource = timed('parse', () => fhirParseStage(raw.content));
-      stage = 'convert';
-      const member = ctx.config.members.find((m) => m.id === raw.member_id);
-      const converted = timed('convert', () =>
-        fhirConvertStage(parsedResource, { memberId: raw.member_id, channelId: raw.channel_id, rawId, server: raw.sender, member, receivedAt: raw.received_at }),
-      );
-      stage = 'map';
-      const mapped = timed('map', () => mapStage(converted, { member }));
-      stage = 'identify';
-      const identified = timed('identify', () => fhirIdentifyStage(mapped, raw.sender));
-      stage = 'merge';
-      const end = metrics.stageSeconds.startTimer({ stage: 'merge' });
-      await mergeStage(ctx.db.derived, identified, { rawId, memberId: raw.member_id, charset: raw.charset });
-      end();
-      metrics.processed.inc({ stage: 'merge' });
-      await linkIdentity(ctx, raw.member_id, identified);
-      return 'processed';
-    }
-    const parsed = timed('parse', () => parseStage({ bytes: raw.content, policy: charsetPolicyOf(ctx.config, raw.member_id, raw.channel_id) }));
-    stage = 'convert';
-    const member = ctx.config.members.find((m) => m.id === raw.member_id);
-    const utcOffsetMinutes = utcOffsetOf(ctx.config, raw.member_id);
-    const converted = timed('convert', () => convertStage(parsed, { memberId: raw.member_id, channelId: raw.channel_id, rawId, utcOffsetMinutes, member }));
-    stage = 'map';
-    const mapped = timed('map', () => mapStage(converted, { member }));
-    stage = 'identify';
-    const identified = timed('identify', () => identifyStage(mapped, utcOffsetMinutes));
-    stage = 'merge';
-    const end = metrics.stageSeconds.startTimer({ stage: 'merge' });
-    // What the merge writes is derived from the raw store, committed durably before the ACK: if
-    // PostgreSQL crashes before this commit reaches disk, the message is still `queued` and the
-    // reconciler runs it again — so the merge does not wait for its own WAL flush.
-    await mergeStage(ctx.db.derived, identified, { rawId, memberId: raw.member_id, charset: parsed.charset });
-    end();
-    metrics.processed.inc({ stage: 'merge' });
-    await linkIdentity(ctx, raw.member_id, identified);
+    if (raw.message_type.startsWith(FHIR_MESSAGE_PREFIX)) await runStages(ctx, raw, fhirSteps, at);
+    else await runStages(ctx, raw, hl7v2Steps, at);
     return 'processed';
   } catch (thrown) {
     const error = asHubError(thrown);
     if (error.transient && !finalAttempt) throw error;
+    const { stage } = at;
     const final = error.transient ? new HubError('exhausted', `${stage}: ${error.message}`, error.location) : error;
     await ctx.db.transaction(async (tx) => {
       await addQuarantine(tx, rawId, stage, final);

@@ -4,7 +4,8 @@
  * processes as wanted, on any machine that reaches Redis and PostgreSQL. close() is graceful:
  * in-flight jobs finish; a killed worker's jobs are detected as stalled and run again (idempotent).
  */
-import { startTerminologySync, syncTerminology } from '../hub/terminology/governance';
+import { syncTerminology } from '../hub/terminology/versions';
+import { startTerminologySync } from '../hub/terminology/reprocess';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { partitionQueueName, redisClient, type PipelineJob, type PipelineQueues } from './queues';
@@ -37,7 +38,7 @@ export class PipelineWorker {
 
   async start(): Promise<void> {
     await this.queues.enforceOrdering();
-    // approved maps (hub/terminology/governance.ts) reach this process before its first job, then every 5 s
+    // approved maps (hub/terminology/versions.ts) reach this process before its first job, then every 5 s
     await syncTerminology(this.ctx.db);
     this.stopTerminologySync = startTerminologySync(this.ctx.db, 5000, this.options.log);
     const { prefix, partitions, attempts } = this.queues.options;

@@ -16,7 +16,7 @@ import type { MllpChannelConfig } from '../hub/config';
 import { createApi } from '../api/server';
 import { hashPassword } from '../api/console/password';
 import { buildCostFeed } from '../hub/feeds/builder';
-import { syncTerminology } from '../hub/terminology/governance';
+import { syncTerminology } from '../hub/terminology/versions';
 import { syncRecognitionIndex } from '../hub/recognition/resultIndex';
 import { encodeAs, MllpClient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';

@@ -9,7 +9,7 @@
 import type { MemberConfig } from '../hub/config';
 import { encodeAs } from '../cli/simulate';
 import { runPipeline } from '../pipeline/runner';
-import { syncTerminology } from '../hub/terminology/governance';
+import { syncTerminology } from '../hub/terminology/versions';
 import { buildCostFeed } from '../hub/feeds/builder';
 import type { CostEvent } from '../hub/feeds/costEvents';
 import { repeatsOf } from '../hub/recognition/duplicates';

@@ -10,7 +10,7 @@ import { nameResource } from '../adapters/fhir/resource';
 import { FhirIntake } from '../adapters/fhir/store';
 import { encodeAs } from '../cli/simulate';
 import { runPipeline } from '../pipeline/runner';
-import { syncTerminology } from '../hub/terminology/governance';
+import { syncTerminology } from '../hub/terminology/versions';
 import { buildCostFeed } from '../hub/feeds/builder';
 import type { CostEvent } from '../hub/feeds/costEvents';
 import { RESIDENT_ID_SYSTEM } from '../mappings/hl7v2/segments';

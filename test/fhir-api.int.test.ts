@@ -11,7 +11,8 @@ import type { MemberConfig } from '../hub/config';
 import { createApi } from '../api/server';
 import { encodeAs } from '../cli/simulate';
 import { runPipeline } from '../pipeline/runner';
-import { exportLinks, syncPatientIndex } from '../hub/mpi/store';
+import { exportLinks } from '../hub/mpi/review';
+import { syncPatientIndex } from '../hub/mpi/sync';
 import { makeResidentId } from '../hub/mpi/residentId';
 import { startTestHub, type TestHub } from './support/hub';
 

@@ -3,7 +3,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readWhoTable, validateConceptMap, whoConceptMap, whoEquivalences } from '../mappings/terminology/conceptmap';
-import { applyProposal, diffMaps, jsonDiff, type Proposal } from '../hub/terminology/governance';
+import { diffMaps } from '../hub/terminology/versions';
+import { applyProposal, type Proposal } from '../hub/terminology/workflow';
+import { jsonDiff } from '../hub/terminology/impact';
 import { displaySimilarity, normaliseDisplay, suggest } from '../mappings/terminology/suggest';
 
 import { Terminology } from '../mappings/terminology/translator';

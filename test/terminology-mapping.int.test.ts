@@ -9,26 +9,11 @@ import path from 'node:path';
 import { ensureMember } from '../hub/config';
 import { encodeAs, simOru, simPatient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
-import {
-  approve,
-  coverage,
-  createReprocessJob,
-  diffVersions,
-  exportConceptMaps,
-  getReprocessJob,
-  impactOfProposal,
-  importConceptMaps,
-  listProposals,
-  mapHistory,
-  propose,
-  reject,
-  reprocessProposal,
-  resumeStaleReprocessJobs,
-  retire,
-  runReprocess,
-  syncTerminology,
-  worklist,
-} from '../hub/terminology/governance';
+import { diffVersions, exportConceptMaps, importConceptMaps, mapHistory, syncTerminology } from '../hub/terminology/versions';
+import { approve, listProposals, propose, reject, retire } from '../hub/terminology/workflow';
+import { impactOfProposal } from '../hub/terminology/impact';
+import { createReprocessJob, getReprocessJob, reprocessProposal, resumeStaleReprocessJobs, runReprocess } from '../hub/terminology/reprocess';
+import { coverage, worklist } from '../hub/terminology/worklist';
 import { LOINC, UNMAPPED_SOURCE_URL } from '../mappings/terminology/systems';
 import { startTestHub, waitFor, type TestHub } from './support/hub';
 

@@ -38,7 +38,7 @@ import { offsetMinutes, type HubConfig } from '../config';
 import type { HubDb, Sql } from '../sql';
 import { HubError } from '../../mappings/outcome';
 import { ICD11_MMS, LOINC } from '../../mappings/terminology/systems';
-import { syncPatientIndex } from '../mpi/store';
+import { syncPatientIndex } from '../mpi/sync';
 import { priceAt } from '../recognition/config';
 import { repeatsOf } from '../recognition/duplicates';
 import { listRules } from '../recognition/rules';

@@ -4,7 +4,7 @@
  * patient data and no patient key leaves this module. Owns the definitions (docs/cost-feed.md);
  * the figures come from the cost event feed (current state of each source: events no later event
  * corrects, voids excluded), the duplicate-test report (hub/recognition/duplicates.ts) and the
- * terminology coverage counters (hub/terminology/governance.ts) — neither is re-implemented here.
+ * terminology coverage counters (hub/terminology/worklist.ts `coverage`) — neither is re-implemented here.
  *
  * Definitions, per month (the member's local day of the event):
  * - referrals: up/down = referral events by direction; upRate = up / visits at members that can
@@ -18,7 +18,7 @@
  */
 import type { HubConfig } from '../config';
 import type { HubDb } from '../sql';
-import { coverage } from '../terminology/governance';
+import { coverage } from '../terminology/worklist';
 import { duplicateReport, type DuplicateReport } from '../recognition/duplicates';
 
 export interface KpiRange {
@@ -180,7 +180,7 @@ export async function computeKpis(db: HubDb, config: HubConfig, range: KpiRange)
     m.duplicates = { repeats: d.repeats, avoidedCost: d.avoidedCost, wastedCost: d.wastedCost, currency };
   }
 
-  // Mapping coverage: the terminology counters (hub/terminology/governance.ts), as fractions.
+  // Mapping coverage: the terminology counters (hub/terminology/worklist.ts), as fractions.
   const lastDay = new Date(Date.parse(`${end}T00:00:00Z`) - 86_400_000).toISOString().slice(0, 10);
   const cov = await coverage(db, { from: start, to: lastDay, member: member ?? undefined });
   const perSystem = new Map<string, { member: string; system: string; n: number; m: number; dn: number; dm: number }>();

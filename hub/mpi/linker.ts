@@ -1,7 +1,7 @@
 /**
  * Incremental linking in memory: each record arriving is matched against the records already
  * indexed that share a blocking key, and joins the golden patient the matcher chose or starts a new
- * one. The same decision procedure the database store runs (hub/mpi/store.ts); this one serves the
+ * one. The same decision procedure the database store runs (hub/mpi/matchRun.ts); this one serves the
  * benchmark and unit tests, where nothing is persisted. A block that reached `maxBlock` records is
  * no longer a source of candidates (a key that common says little: 张伟 has thousands of holders,
  * and its first hundred are no better candidates than any other), which keeps the cost per record

@@ -12,7 +12,7 @@ import type { HubDb, Sql } from '../sql';
 import type { HubConfig } from '../config';
 import { recordAudit } from '../audit';
 import { HubError } from '../../mappings/outcome';
-import { syncTerminology } from '../terminology/governance';
+import { syncTerminology } from '../terminology/versions';
 import { LOINC, localSystemMember } from '../../mappings/terminology/systems';
 import type { Terminology } from '../../mappings/terminology/translator';
 import { accreditationFor } from './config';

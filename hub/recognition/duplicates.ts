@@ -15,7 +15,7 @@
  */
 import type { HubDb, Sql } from '../sql';
 import type { HubConfig } from '../config';
-import { syncTerminology } from '../terminology/governance';
+import { syncTerminology } from '../terminology/versions';
 import { priceAt } from './config';
 import { ruleBook, type RuleBook } from './rules';
 import type { Terminology } from '../../mappings/terminology/translator';
@@ -120,7 +120,7 @@ async function findRepeats(db: Sql, config: HubConfig, book: RuleBook, terminolo
      ), accr AS (
        SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(member text, lab text, codes text[], vfrom timestamptz, vto timestamptz)
      ), gold AS ${scope.goldens ? '' : 'MATERIALIZED'} (
-       -- MATCH links always point at an active golden patient (a merged one is emptied first, hub/mpi/store.ts)
+       -- MATCH links always point at an active golden patient (a merged one is emptied first, hub/mpi/golden.ts)
        SELECT s.patient_resource_id AS patient_id, l.golden_id AS golden
          FROM mpi_link l JOIN mpi_source s ON s.member_id = l.member_id AND s.mrn = l.mrn
         WHERE l.state = 'MATCH' AND s.patient_resource_id IS NOT NULL ${goldFilter}

@@ -3,7 +3,7 @@
  * validity window, which members are recognised (by tier, by name), whether the lab needs a valid
  * external-quality-assessment accreditation, the conditions a result must meet (status, canonical
  * unit, specimen), or that the item is never recognised. Versioned like the ConceptMaps in
- * hub/terminology/governance.ts: proposed → approved (in force from its approval) → superseded / retired, or
+ * hub/terminology/workflow.ts: proposed → approved (in force from its approval) → superseded / retired, or
  * rejected, each step in recognition_rule_event with who, when and a comment. The shipped set
  * (defaultRules.json) is version 1 of each code, in force since -infinity.
  *

@@ -1,7 +1,7 @@
 /**
  * The terminology this process maps with: the ConceptMaps shipped under mappings/conceptmaps/ (the
  * demo and first start), replaced by the approved versions in the governance store once a process
- * syncs with it (governance.ts `syncTerminology`). The map stage reads `activeTerminology()`; it
+ * syncs with it (versions.ts `syncTerminology`). The map stage reads `activeTerminology()`; it
  * never reads files or the database itself.
  */
 import { readConceptMapDir, shippedConceptMapDir } from '../../mappings/terminology/shipped';

@@ -2,7 +2,7 @@
  * Migration 4 (hub/migrations.ts): the terminology service's tables — ConceptMap versions and the
  * governance trail, the unmapped worklist, coverage counters, reprocess jobs — and the trigger
  * that feeds the worklist and counters from what the merge writes. Kept in its own module so the
- * SQL sits next to the code that reads it (hub/terminology/governance.ts); never edited once released.
+ * SQL sits next to the code that reads it (hub/terminology/versions.ts, workflow.ts, impact.ts, reprocess.ts, worklist.ts); never edited once released.
  *
  * Why a trigger: the stage "map" is pure and the merge is one statement; counting in the same
  * statement's trigger makes the worklist exactly as durable and as idempotent as the resource

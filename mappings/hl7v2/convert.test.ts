@@ -6,7 +6,8 @@ import { inspectMessage } from './header';
 import { Hl7Message } from './message';
 import { HubError } from '../outcome';
 import { validateBundle, validateResource } from '../fhir/validate';
-import { EXPLICIT_NULL_URL, SEGMENT_PATH_URL, Z_SEGMENT_URL, convertMessage, convertWithKeys, resourceId, type Bundle, type ConvertContext, type Resource } from './convert';
+import { convertMessage, convertWithKeys, type Bundle } from './convert';
+import { EXPLICIT_NULL_URL, SEGMENT_PATH_URL, Z_SEGMENT_URL, resourceId, type ConvertContext, type Resource } from './convert/conversion';
 import { LANGUAGE_EXTENSION } from './datatypes';
 import { RESIDENT_ID_SYSTEM, profileFor, segmentMaps, withOverrides } from './segments';
 

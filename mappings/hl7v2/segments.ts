@@ -7,7 +7,7 @@
  * (mappings/hl7v2/datatypes.ts) and where the result goes. What cannot be said as "field → path"
  * (resource ids, references between resources, OBX-5 whose type is in OBX-2, OBX-7 reference
  * ranges, Encounter.status from the trigger event, PL → Location, XCN → Practitioner) is code in
- * convert.ts; the maps below name the fields that code reads so the whole picture is here.
+ * the conversion (convert.ts and convert/); the maps below name the fields that code reads so the whole picture is here.
  *
  * Per-member overrides (`MemberConfig.conversion`, hub/config.ts) are applied on top with
  * `withOverrides`: an override for segment S field N replaces every rule for S-N (or removes it,
@@ -53,7 +53,7 @@ export interface FieldRule {
   to: string;
   /** Every repetition (default: the first one only). */
   repeat?: boolean;
-  /** For ID: the code table (convert.ts `tables`) the code goes through; unmapped codes are dropped. */
+  /** For ID: the code table (convert/fieldRules.ts `tables`) the code goes through; unmapped codes are dropped. */
   table?: TableName;
   /** Only set when the target is still empty (a fallback behind an earlier rule). */
   fallback?: boolean;
@@ -87,7 +87,7 @@ export interface SegmentMap {
   /** Adds to the resource of its group instead of creating one: PV2 to the Encounter of its PV1, GT1/DB1/IN2 to the Patient. */
   extends?: boolean;
   fields: FieldRule[];
-  /** Fields read by code in convert.ts (documentation only: ids, references, value[x]). */
+  /** Fields read by code in the conversion (convert/*.ts) (documentation only: ids, references, value[x]). */
   byCode?: string;
 }
 
@@ -357,7 +357,7 @@ export function withOverrides(conversion: ConversionOverrides | undefined): Read
  * Which segment maps a message type uses. Results (ORU, OUL), orders (ORM, OML, OMG), schedules
  * (SIU), charges (DFT), documents (MDM), immunizations (VXU), referrals (REF, RRI) and ADT merges
  * have profiles of their own; their special segments (ORC, SCH/AIx, FT1, TXA, RXA/RXR, MRG, RF1/PRD) are read by code in
- * convert.ts. Everything else, ADT included, gets the common profile.
+ * convert/ (a module per family). Everything else, ADT included, gets the common profile.
  */
 export const messageProfiles: Readonly<Record<string, readonly string[]>> = {
   /**

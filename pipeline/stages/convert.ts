@@ -4,7 +4,8 @@
  * field (`OBX[2]-5`), which the runner turns into a quarantine entry of stage `convert`.
  */
 import type { MemberConfig } from '../../hub/config';
-import { convertMessage, type Bundle, type Resource } from '../../mappings/hl7v2/convert';
+import { convertMessage, type Bundle } from '../../mappings/hl7v2/convert';
+import type { Resource } from '../../mappings/hl7v2/convert/conversion';
 import type { ParsedMessage } from './parse';
 
 export interface ConvertedMessage {

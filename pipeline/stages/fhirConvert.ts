@@ -15,7 +15,7 @@
  */
 import type { FhirResource, Provenance } from 'fhir/r4';
 import type { MemberConfig } from '../../hub/config';
-import { MEMBER_SYSTEM, resourceId, type Resource } from '../../mappings/hl7v2/convert';
+import { MEMBER_SYSTEM, resourceId, type Resource } from '../../mappings/hl7v2/convert/conversion';
 import type { ParsedFhirResource } from './fhirParse';
 
 export interface FhirConvertContext {

@@ -7,7 +7,7 @@
  * I/O, kept apart from the pure part.
  */
 import type { HubDb } from '../../hub/sql';
-import { linkSourcePatients } from '../../hub/mpi/store';
+import { linkSourcePatients } from '../../hub/mpi/links';
 import { parseHl7Time } from '../../mappings/hl7v2/time';
 import type { Hl7Segment } from '../../mappings/hl7v2/message';
 import type { PatientRef } from '../../mappings/hl7v2/header';
@@ -58,7 +58,7 @@ export function sourcesToLink(message: Pick<IdentifiedMessage, 'patient' | 'merg
 }
 
 /**
- * After the merge: match these source patients in the patient index now (hub/mpi/store.ts
+ * After the merge: match these source patients in the patient index now (hub/mpi/links.ts
  * `linkSourcePatients`: the current state of each, so arrival order does not matter, and nothing is
  * written again on a replay). Returns MRN → golden id.
  */

@@ -72,7 +72,7 @@ export async function mergeStage(sql: Sql, message: MergeInput, ctx: MergeContex
        SELECT r.content->>'resourceType', r.content->>'id', $3, r.content, $7, $1, $13::text[]
          FROM jsonb_array_elements($12::jsonb) AS r(content)
        ON CONFLICT (resource_type, id) DO UPDATE
-          -- the retired Patient of a merge (tag link-only, mappings/hl7v2/convert.ts) keeps what the
+          -- the retired Patient of a merge (tag link-only, mappings/hl7v2/convert/patientAdministration.ts) keeps what the
           -- stored record says and takes only active and link
           SET content = CASE WHEN excluded.content->'meta'->'tag' @> '[{"system":"urn:yilian:merge","code":"link-only"}]'::jsonb
                              THEN resource.content || jsonb_build_object('active', excluded.content->'active', 'link', excluded.content->'link')
