@@ -10,12 +10,13 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
 COPY tsconfig.json ./
-# Application sources only (test/ and bench/ are not shipped).
+# Application sources only, the six floors of docs/architecture.md (test/ and bench/ are not shipped).
+COPY cli ./cli
+COPY api ./api
 COPY adapters ./adapters
 COPY pipeline ./pipeline
-COPY mappings ./mappings
 COPY hub ./hub
-COPY cli ./cli
+COPY mappings ./mappings
 RUN npx tsc -p .
 
 # ---- runtime: production dependencies and dist/ only ----
@@ -25,6 +26,11 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# Data the code reads from the tree beside dist/ (mappings/terminology/shipped.ts): the shipped
+# ConceptMaps, the LOINC subset and the WHO extract with their notices. Without them the map stage
+# cannot start in the image.
+COPY mappings/conceptmaps ./mappings/conceptmaps
+COPY mappings/terminology/data ./mappings/terminology/data
 # The file-drop volume is mounted here; owned by `node` so a fresh named volume is writable
 # (the drop-folder channel creates <dir>, <dir>/archive and <dir>/error).
 RUN mkdir -p /var/lib/yilian/drop /etc/yilian \

@@ -12,7 +12,6 @@ import { RawIntake } from '../adapters/intake';
 import { PipelineQueues, redisClient } from '../pipeline/queues';
 import { HubError } from '../mappings/outcome';
 import { openHubDb } from '../hub/db';
-import type { HubDb } from '../hub/sql';
 import { upsertMembers } from '../hub/rawStore';
 
 /** One process's hub: what the API is handed (api/context.ts), plus how to reach and close it. */

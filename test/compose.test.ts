@@ -3,10 +3,11 @@
  * listener), the Dockerfile builds on Node 20, and deploy/config.yaml validates against the
  * configuration schema.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { parseConfig } from '../hub/config';
+import { repoRoot, shippedConceptMapDir, terminologyDataDir } from '../mappings/terminology/shipped';
 
 const root = path.join(__dirname, '..');
 const read = (file: string): string => readFileSync(path.join(root, file), 'utf8');
@@ -147,6 +148,27 @@ describe('Dockerfile', () => {
     const file = path.join(root, 'Dockerfile');
     expect(existsSync(file)).toBe(true);
     expect(readFileSync(file, 'utf8')).toMatch(/^FROM\s+node:20\S*/m);
+  });
+
+  test('copies every folder of product sources into the build (a new floor is not left out)', () => {
+    const copied = new Set([...readFileSync(path.join(root, 'Dockerfile'), 'utf8').matchAll(/^COPY\s+(?!--)(\S+)\s+\.\/\1\s*$/gm)].map((m) => m[1]));
+    const holdsProductSources = (dir: string): boolean =>
+      readdirSync(dir, { withFileTypes: true }).some((e) => (e.isDirectory() ? holdsProductSources(path.join(dir, e.name)) : /(?<!\.test)(?<!\.d)\.ts$/.test(e.name)));
+    const sourceFolders = readdirSync(root, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && !['test', 'bench', 'node_modules', 'dist'].includes(e.name) && !e.name.startsWith('.'))
+      .map((e) => e.name)
+      .filter((name) => holdsProductSources(path.join(root, name)));
+    expect(sourceFolders).toEqual(expect.arrayContaining(['cli', 'api', 'adapters', 'pipeline', 'hub', 'mappings']));
+    for (const folder of sourceFolders) expect([folder, copied.has(folder)]).toEqual([folder, true]);
+  });
+
+  test('the runtime image carries the data files the code reads beside dist/ (shipped ConceptMaps, LOINC subset, WHO extract)', () => {
+    const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
+    const runtimeStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    for (const dir of [shippedConceptMapDir(), terminologyDataDir()]) {
+      const relative = path.relative(repoRoot(), dir);
+      expect(runtimeStage).toContain(`COPY ${relative} ./${relative}\n`);
+    }
   });
 });
 
