@@ -56,29 +56,38 @@ async function linkIdentity(ctx: RunnerContext, memberId: string, identified: Pi
  * and which charset its merge records. Map and merge are the same stages for both, so the sequence
  * below is written once and each kind is a table of its three own steps.
  */
+/** One stored message and what the steps read of its member, looked up once per message. */
+interface MessageSource {
+  raw: RawMessage;
+  config: HubConfig;
+  member: MemberConfig | undefined;
+  /** The member's clock offset, for HL7 times sent without one. */
+  utcOffsetMinutes: number;
+}
+
 interface MessageSteps<Parsed, Converted extends Pick<ConvertedMessage, 'resources'>, Identified extends MergeInput> {
-  parse(raw: RawMessage, ctx: RunnerContext): Parsed;
-  convert(parsed: Parsed, raw: RawMessage, member: MemberConfig | undefined, ctx: RunnerContext): Converted;
-  identify(mapped: Converted & { mappingVersions: string[] }, raw: RawMessage, ctx: RunnerContext): Identified;
-  charset(parsed: Parsed, raw: RawMessage): string;
+  parse(source: MessageSource): Parsed;
+  convert(parsed: Parsed, source: MessageSource): Converted;
+  identify(mapped: Converted & { mappingVersions: string[] }, source: MessageSource): Identified;
+  charset(parsed: Parsed, source: MessageSource): string;
 }
 
 /** HL7 v2: the channel's charset policy at parse, the member's clock offset for times sent without one. */
 const hl7v2Steps: MessageSteps<ParsedMessage, ConvertedMessage, IdentifiedMessage> = {
-  parse: (raw, ctx) => parseStage({ bytes: raw.content, policy: charsetPolicyOf(ctx.config, raw.member_id, raw.channel_id) }),
-  convert: (parsed, raw, member, ctx) =>
-    convertStage(parsed, { memberId: raw.member_id, channelId: raw.channel_id, rawId: raw.id, utcOffsetMinutes: utcOffsetOf(ctx.config, raw.member_id), member }),
-  identify: (mapped, raw, ctx) => identifyStage(mapped, utcOffsetOf(ctx.config, raw.member_id)),
+  parse: ({ raw, config }) => parseStage({ bytes: raw.content, policy: charsetPolicyOf(config, raw.member_id, raw.channel_id) }),
+  convert: (parsed, { raw, member, utcOffsetMinutes }) =>
+    convertStage(parsed, { memberId: raw.member_id, channelId: raw.channel_id, rawId: raw.id, utcOffsetMinutes, member }),
+  identify: (mapped, { utcOffsetMinutes }) => identifyStage(mapped, utcOffsetMinutes),
   charset: (parsed) => parsed.charset,
 };
 
 /** FHIR: a resource read from a member's FHIR server (raw_message.sender), stored as received. */
 const fhirSteps: MessageSteps<ParsedFhirResource, ConvertedFhirResource, IdentifiedFhirResource> = {
-  parse: (raw) => fhirParseStage(raw.content),
-  convert: (parsed, raw, member) =>
+  parse: ({ raw }) => fhirParseStage(raw.content),
+  convert: (parsed, { raw, member }) =>
     fhirConvertStage(parsed, { memberId: raw.member_id, channelId: raw.channel_id, rawId: raw.id, server: raw.sender, member, receivedAt: raw.received_at }),
-  identify: (mapped, raw) => fhirIdentifyStage(mapped, raw.sender),
-  charset: (_parsed, raw) => raw.charset,
+  identify: (mapped, { raw }) => fhirIdentifyStage(mapped, raw.sender),
+  charset: (_parsed, { raw }) => raw.charset,
 };
 
 /** The five stages in order; `at.stage` says where a failure happened. */
@@ -88,20 +97,21 @@ async function runStages<P, C extends Pick<ConvertedMessage, 'resources'>, I ext
   steps: MessageSteps<P, C, I>,
   at: { stage: StageName },
 ): Promise<void> {
-  const parsed = timed('parse', () => steps.parse(raw, ctx));
-  at.stage = 'convert';
   const member = ctx.config.members.find((m) => m.id === raw.member_id);
-  const converted = timed('convert', () => steps.convert(parsed, raw, member, ctx));
+  const source: MessageSource = { raw, config: ctx.config, member, utcOffsetMinutes: utcOffsetOf(ctx.config, raw.member_id) };
+  const parsed = timed('parse', () => steps.parse(source));
+  at.stage = 'convert';
+  const converted = timed('convert', () => steps.convert(parsed, source));
   at.stage = 'map';
   const mapped = timed('map', () => mapStage(converted, { member }));
   at.stage = 'identify';
-  const identified = timed('identify', () => steps.identify(mapped, raw, ctx));
+  const identified = timed('identify', () => steps.identify(mapped, source));
   at.stage = 'merge';
   const end = metrics.stageSeconds.startTimer({ stage: 'merge' });
   // What the merge writes is derived from the raw store, committed durably before the ACK: if
   // PostgreSQL crashes before this commit reaches disk, the message is still `queued` and the
   // reconciler runs it again — so the merge does not wait for its own WAL flush.
-  await mergeStage(ctx.db.derived, identified, { rawId: raw.id, memberId: raw.member_id, charset: steps.charset(parsed, raw) });
+  await mergeStage(ctx.db.derived, identified, { rawId: raw.id, memberId: raw.member_id, charset: steps.charset(parsed, source) });
   end();
   metrics.processed.inc({ stage: 'merge' });
   await linkIdentity(ctx, raw.member_id, identified);
