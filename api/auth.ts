@@ -45,10 +45,14 @@ export function authenticator(config: HubConfig, env: NodeJS.ProcessEnv = proces
   };
 }
 
+/** Whether a principal's scopes allow something any of `wanted` allows: `admin` implies every scope. */
+export function hasScope(scopes: readonly Scope[], ...wanted: Scope[]): boolean {
+  return scopes.includes('admin') || wanted.some((s) => scopes.includes(s));
+}
+
 export function requireScope(scope: Scope) {
   return (req: Request, res: Response, next: NextFunction) => {
-    const scopes = req.principal?.scopes ?? [];
-    if (scopes.includes('admin') || scopes.includes(scope)) return next();
+    if (hasScope(req.principal?.scopes ?? [], scope)) return next();
     res.status(403).json({ code: 'forbidden', message: `scope ${scope} required` });
   };
 }
@@ -56,8 +60,7 @@ export function requireScope(scope: Scope) {
 /** For routes any of several scopes may use (`admin` implies all): the one such guard, used by the API and the console. */
 export function requireAnyScope(...wanted: Scope[]) {
   return (req: Request, res: Response, next: NextFunction) => {
-    const scopes = req.principal?.scopes ?? [];
-    if (scopes.includes('admin') || wanted.some((s) => scopes.includes(s))) return next();
+    if (hasScope(req.principal?.scopes ?? [], ...wanted)) return next();
     res.status(403).json({ code: 'forbidden', message: `one of the scopes ${wanted.join(', ')} required` });
   };
 }

@@ -9,10 +9,9 @@ import { z } from 'zod';
 import type { ApiContext } from '../context';
 import { recordAudit } from '../../hub/audit';
 import { HubError } from '../../mappings/outcome';
-import { requireScope } from '../auth';
+import { hasScope, requireAnyScope, requireScope } from '../auth';
 import { channelOverview } from '../../hub/console/channels';
 import { deadLetters, messageDetail, searchAudit, searchMessages } from '../../hub/console/messages';
-import { hasScope, requireAnyScope } from './session';
 import { idParam, parse } from '../input';
 
 const text = z.string().trim().min(1).max(200).optional();

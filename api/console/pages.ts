@@ -6,12 +6,13 @@
  */
 import express, { type Request, type Response } from 'express';
 import type { ApiContext } from '../context';
+import { hasScope } from '../auth';
 import { ICD10, ICD11_MMS, LOINC, UCUM } from '../../mappings/terminology/systems';
 import { consoleCss, consoleJs } from './assets';
 import { governanceJs } from './governanceScript';
 import { consoleSettings } from '../../hub/console/config';
 import { dictionary, type Lang, type LabelKey } from './i18n';
-import { CONSOLE_HEADER, cookiesOf, hasScope, principalOf, SESSION_COOKIE, sessionCookie, type ConsoleSession, type SessionStore } from './session';
+import { CONSOLE_HEADER, cookiesOf, principalOf, SESSION_COOKIE, sessionCookie, type ConsoleSession, type SessionStore } from './session';
 
 const LANG_COOKIE = 'yilian_lang';
 

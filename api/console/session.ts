@@ -11,7 +11,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import type { Redis } from 'ioredis';
 import type { HubConfig } from '../../hub/config';
-import type { Scope } from '../../hub/scopes';
 import { authenticator, type Principal } from '../auth';
 import { consoleSettings, roleScopes, type ConsoleRole } from '../../hub/console/config';
 import { unknownUserHash, verifyPassword } from './password';
@@ -89,13 +88,6 @@ export class SessionStore {
 export function principalOf(session: ConsoleSession): Principal & { role: ConsoleRole } {
   return { name: `console:${session.user}`, scopes: roleScopes[session.role], role: session.role };
 }
-
-export function hasScope(scopes: readonly Scope[], ...wanted: Scope[]): boolean {
-  return scopes.includes('admin') || wanted.some((s) => scopes.includes(s));
-}
-
-/** The one any-of-scopes guard lives beside requireScope (api/auth.ts); re-exported for the console's routes. */
-export { requireAnyScope } from '../auth';
 
 /**
  * Replaces the API's authenticator: an API key when one is presented (the CLI, other systems),
