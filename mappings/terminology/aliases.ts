@@ -7,5 +7,3 @@
 import { z } from 'zod';
 
 export const codingSystemAliasesSchema = z.record(z.string().min(1), z.string().regex(/^(https?:\/\/|urn:)\S+$/, 'a code system URI'));
-
-export type CodingSystemAliases = z.infer<typeof codingSystemAliasesSchema>;

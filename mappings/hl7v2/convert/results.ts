@@ -81,7 +81,6 @@ export function closeReport(conv: Conversion): void {
 }
 
 export function obx(conv: Conversion, segment: Hl7Segment): void {
-  const at = (f: number) => conv.path(segment, f);
   const body: Json = {};
   const nulls = applyRules(conv, body, segment, conv.maps.OBX!);
   const code = (body.code as CodeableConcept | undefined) ?? absentCode();
