@@ -45,6 +45,7 @@ import { listRules } from '../recognition/rules';
 import { syncRecognitionIndex } from '../recognition/resultIndex';
 import { COST_EVENT_SCHEMA_VERSION, costEventSchema, type CostEvent, type CostEventKind } from './costEvents';
 import { feedSecret, pseudonymiser, type Pseudonymiser } from './pseudonym';
+import { runPeriodically } from '../periodic';
 
 /** pg advisory lock of the feed's writers (one builder at a time, cursors in commit order). */
 export const COST_FEED_LOCK = 7317008;
@@ -671,16 +672,5 @@ export function startCostFeedBuilder(db: HubDb, config: HubConfig, log?: (text: 
     log?.(`cost feed not built: ${(error as HubError).message}`);
     return () => undefined;
   }
-  let running = false;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    buildCostFeed(db, config, { secret })
-      .catch((error) => log?.(`cost feed build: ${(error as Error).message}`))
-      .finally(() => {
-        running = false;
-      });
-  }, config.feeds.cost.intervalSeconds * 1000);
-  timer.unref();
-  return () => clearInterval(timer);
+  return runPeriodically('cost feed build', config.feeds.cost.intervalSeconds * 1000, () => buildCostFeed(db, config, { secret }), log);
 }

@@ -13,6 +13,7 @@ import { loadModel } from './model';
 import { SOURCE_SELECT, type SourceRow } from './sourceRecord';
 import { BLOCK_CAP, finishRun, LOCK, lockIndex, matchSource, type MatchRun, type SyncSummary } from './matchRun';
 import { newSources, readBlocks, scoreNewSources, writeNewSources, type NewSource } from './newSources';
+import { runPeriodically } from '../periodic';
 
 /**
  * Whether a source patient is already in the index (matched before, or given a golden patient as a
@@ -154,16 +155,5 @@ async function readDirtyBatch(
  * `intervalMs`, never two at once (a large backlog takes longer than the interval). Returns stop.
  */
 export function startPatientIndexSync(db: HubDb, intervalMs = 5000, log?: (text: string) => void): () => void {
-  let running = false;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    syncPatientIndex(db, { actor: 'serve' })
-      .catch((error) => log?.(`patient index sync: ${(error as Error).message}`))
-      .finally(() => {
-        running = false;
-      });
-  }, intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  return runPeriodically('patient index sync', intervalMs, () => syncPatientIndex(db, { actor: 'serve' }), log);
 }

@@ -17,6 +17,7 @@
  */
 import type { HubDb } from '../sql';
 import { LOINC, ORIGINAL_QUANTITY_URL } from '../../mappings/terminology/systems';
+import { runPeriodically } from '../periodic';
 
 export const INDEXED_TYPES = ['Observation', 'DiagnosticReport', 'ImagingStudy'] as const;
 /** Code systems whose codes the index keeps: LOINC (tests, and imaging through the LOINC/RSNA playbook). */
@@ -173,16 +174,5 @@ export async function syncRecognitionIndex(db: HubDb, options: { batch?: number;
 
 /** Keep the index following the resource table in a long-running process; never two syncs at once. Returns stop. */
 export function startRecognitionIndexSync(db: HubDb, intervalMs = 2000, log?: (text: string) => void): () => void {
-  let running = false;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    syncRecognitionIndex(db)
-      .catch((error) => log?.(`recognition index sync: ${(error as Error).message}`))
-      .finally(() => {
-        running = false;
-      });
-  }, intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  return runPeriodically('recognition index sync', intervalMs, () => syncRecognitionIndex(db), log);
 }

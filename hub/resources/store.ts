@@ -18,6 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { HubDb, Sql } from '../sql';
+import { runPeriodically } from '../periodic';
 import {
   compare,
   derivedRole,
@@ -401,18 +402,7 @@ async function refreshOne(tx: Sql, state: SyncState, id: string, type: SharedRes
 }
 
 export function startSharedResourceSync(db: HubDb, intervalMs = 5000, log?: (text: string) => void): () => void {
-  let running = false;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    syncSharedResources(db)
-      .catch((error) => log?.(`shared resource sync: ${(error as Error).message}`))
-      .finally(() => {
-        running = false;
-      });
-  }, intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  return runPeriodically('shared resource sync', intervalMs, () => syncSharedResources(db), log);
 }
 
 export interface UnifiedRecord {
