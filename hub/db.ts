@@ -12,15 +12,59 @@ import type { HubDb, QueryResult, Sql } from './sql';
 // bigint ids and counts come back as JS numbers (ids stay far below 2^53).
 pg.types.setTypeParser(20, (v) => Number(v));
 
+/**
+ * Bounds on every wait of a pooled connection, so that no fault (a lock holder that never ends, a
+ * server that vanished without a reset, a pool used up) stops the hub: the statement fails, the
+ * message is NAKed or its job retried, and the process goes on. Server side: a statement, a lock
+ * wait (advisory locks included) and a transaction left idle are cut by PostgreSQL itself; client
+ * side: waiting for a free pool connection, and for any answer at all from the socket.
+ */
+export interface DbTimeouts {
+  statementMs: number;
+  lockMs: number;
+  idleInTransactionMs: number;
+  connectMs: number;
+}
+
+export const DEFAULT_DB_TIMEOUTS: DbTimeouts = {
+  // A sync round or a bulk merge of thousands of rows stays well under this; anything longer is stuck.
+  statementMs: 120_000,
+  // A pipeline job waiting this long for the patient index's lock fails and is retried later
+  // instead of holding its partition (and a pool connection) behind a stuck holder.
+  lockMs: 30_000,
+  idleInTransactionMs: 60_000,
+  connectMs: 15_000,
+};
+
+/** A pooled client checked out for a transaction, and whether that transaction is still running. */
+interface OpenTransaction {
+  sql: Sql;
+  open: boolean;
+}
+
 class PostgresDb implements HubDb {
   readonly kind = 'postgres' as const;
   readonly derived: Sql;
+  /**
+   * The transaction whose callback is running, per async context. A query on the db handle (or on
+   * `derived`), or a nested transaction, from inside a transaction's callback runs inside that
+   * transaction — as on PGlite — instead of waiting for a second pool connection: with the pool
+   * used up by callers queued on a lock this transaction holds, that wait would never end (the
+   * wedge of issue 18: a sync holding the patient index's lock waited for a connection held by
+   * pipeline jobs waiting for the lock).
+   */
+  private readonly current = new AsyncLocalStorage<OpenTransaction>();
 
   constructor(
     private readonly pool: pg.Pool,
     private readonly derivedPool: pg.Pool,
   ) {
-    this.derived = { query: (text, params, prepared) => PostgresDb.run(this.derivedPool, text, params, prepared) };
+    this.derived = {
+      query: (text, params, prepared) => {
+        const tx = this.enclosing();
+        return tx ? tx.query(text, params, prepared) : PostgresDb.run(this.derivedPool, text, params, prepared);
+      },
+    };
   }
 
   private static async run<T>(on: pg.Pool | pg.PoolClient, text: string, params?: unknown[], prepared?: string): Promise<QueryResult<T>> {
@@ -28,29 +72,86 @@ class PostgresDb implements HubDb {
     return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
   }
 
+  private enclosing(): Sql | undefined {
+    const tx = this.current.getStore();
+    return tx?.open ? tx.sql : undefined;
+  }
+
   query<T>(text: string, params?: unknown[], prepared?: string): Promise<QueryResult<T>> {
-    return PostgresDb.run<T>(this.pool, text, params, prepared);
+    const tx = this.enclosing();
+    return tx ? tx.query<T>(text, params, prepared) : PostgresDb.run<T>(this.pool, text, params, prepared);
   }
 
   async transaction<T>(work: (tx: Sql) => Promise<T>): Promise<T> {
+    const enclosing = this.enclosing();
+    if (enclosing) return work(enclosing);
     const client = await this.pool.connect();
+    return this.runTransaction(client, work);
+  }
+
+  async transactionWithReader<T>(work: (tx: Sql, reader: Sql) => Promise<T>): Promise<T> {
+    const enclosing = this.enclosing();
+    if (enclosing) return work(enclosing, enclosing);
+    // Both connections are taken before the transaction begins (and so before any lock it takes).
+    const client = await this.pool.connect();
+    let readerClient: pg.PoolClient;
+    try {
+      readerClient = await this.pool.connect();
+    } catch (error) {
+      client.release();
+      throw error;
+    }
+    const readerFailed = watch(readerClient);
+    const reader: Sql = { query: (text, params, prepared) => PostgresDb.run(readerClient, text, params, prepared) };
+    try {
+      return await this.runTransaction(client, (tx) => work(tx, reader));
+    } finally {
+      readerFailed.stop();
+      readerClient.release(readerFailed.error);
+    }
+  }
+
+  /**
+   * BEGIN … COMMIT on a checked-out client, released on every path. A client that failed (its
+   * server went away: 57P01 on a fast shutdown, a reset socket) is destroyed, not returned to the
+   * pool, and its 'error' event is handled while it is checked out — pg emits it there, and
+   * unhandled it would end the process.
+   */
+  private async runTransaction<T>(client: pg.PoolClient, work: (tx: Sql) => Promise<T>): Promise<T> {
+    const failed = watch(client);
+    const open: OpenTransaction = { sql: { query: (text, params, prepared) => PostgresDb.run(client, text, params, prepared) }, open: true };
     try {
       await client.query('BEGIN');
-      const tx: Sql = { query: (text, params, prepared) => PostgresDb.run(client, text, params, prepared) };
-      const value = await work(tx);
+      const value = await this.current.run(open, () => work(open.sql));
       await client.query('COMMIT');
       return value;
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      // A failed ROLLBACK means the connection is broken: it is destroyed below, and the server
+      // ends the transaction with the session.
+      await client.query('ROLLBACK').catch((rollbackError: Error) => (failed.error ??= rollbackError));
       throw error;
     } finally {
-      client.release();
+      open.open = false;
+      failed.stop();
+      client.release(failed.error);
     }
   }
 
   async close(): Promise<void> {
     await Promise.all([this.pool.end(), this.derivedPool.end()]);
   }
+}
+
+/** Handles a checked-out client's 'error' events, and remembers the first so the client is destroyed on release. */
+function watch(client: pg.PoolClient): { error?: Error; stop(): void } {
+  const state: { error?: Error; stop(): void } = {
+    stop: () => client.off('error', onError),
+  };
+  const onError = (error: Error) => {
+    state.error ??= error;
+  };
+  client.on('error', onError);
+  return state;
 }
 
 /** PGlite returns bytea as Uint8Array and int8 as bigint; normalise to what `pg` returns. */
@@ -104,6 +205,11 @@ class PgliteDb implements HubDb {
     });
   }
 
+  /** One connection: the reader is the transaction itself. */
+  transactionWithReader<T>(work: (tx: Sql, reader: Sql) => Promise<T>): Promise<T> {
+    return this.transaction((tx) => work(tx, tx));
+  }
+
   async close(): Promise<void> {
     await this.lite.close();
   }
@@ -115,14 +221,26 @@ export interface OpenDbOptions {
   dataDir?: string;
   /** Pool size per process for PostgreSQL. */
   poolSize?: number;
+  timeouts?: Partial<DbTimeouts>;
 }
 
 /** Open the hub store and bring its schema up to date (forward-only migrations). */
 export async function openHubDb(options: OpenDbOptions): Promise<HubDb> {
   let db: HubDb;
   if (options.databaseUrl) {
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
-    const derivedPool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10, options: '-c synchronous_commit=off' });
+    const t = { ...DEFAULT_DB_TIMEOUTS, ...options.timeouts };
+    const bounded = `-c statement_timeout=${t.statementMs} -c lock_timeout=${t.lockMs} -c idle_in_transaction_session_timeout=${t.idleInTransactionMs}`;
+    const poolOptions: pg.PoolConfig = {
+      connectionString: options.databaseUrl,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: t.connectMs,
+      // The server's statement_timeout cannot fire if the server is gone without a reset (a
+      // pulled cable, a frozen VM): the client gives up a little after it would have.
+      query_timeout: t.statementMs + 10_000,
+      keepAlive: true,
+    };
+    const pool = new pg.Pool({ ...poolOptions, options: bounded });
+    const derivedPool = new pg.Pool({ ...poolOptions, options: `${bounded} -c synchronous_commit=off` });
     // An idle client losing its server must not crash the process; the next query reconnects.
     pool.on('error', () => undefined);
     derivedPool.on('error', () => undefined);

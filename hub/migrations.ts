@@ -267,6 +267,10 @@ COMMENT ON INDEX raw_message_fix_fix IS 'A message page shows which original a f
 
 export async function migrate(db: HubDb): Promise<void> {
   await db.transaction(async (tx) => {
+    // A migration may rewrite or index large tables, and other starters wait for it: longer bounds
+    // than the everyday ones of hub/db.ts (PGlite knows these settings too).
+    await tx.query(`SET LOCAL statement_timeout = '30min'`);
+    await tx.query(`SET LOCAL lock_timeout = '30min'`);
     // Transaction-scoped advisory lock: concurrent starters wait here, then see the work done.
     await tx.query(`SELECT pg_advisory_xact_lock(7317001)`);
     await tx.query(`CREATE TABLE IF NOT EXISTS schema_migration (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);

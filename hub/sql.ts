@@ -24,6 +24,16 @@ export interface HubDb extends Sql {
    * milliseconds of them — the messages stay `queued` and are run again — never a raw message.
    */
   readonly derived: Sql;
+  /**
+   * Inside `work`, a query on this handle (or `derived`), or a nested transaction, is part of the
+   * transaction: code called from a transaction never waits for a second connection.
+   */
   transaction<T>(work: (tx: Sql) => Promise<T>): Promise<T>;
+  /**
+   * A transaction and, beside it, a second connection for reads that run while the transaction
+   * writes (a sync's round: blocks read ahead while the last batch is written). Both connections
+   * are taken before BEGIN, so a transaction holding a lock never waits for a connection.
+   */
+  transactionWithReader<T>(work: (tx: Sql, reader: Sql) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }

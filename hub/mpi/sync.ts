@@ -61,7 +61,9 @@ export async function syncPatientIndex(
     });
   }
   for (;;) {
-    const done = await db.transaction(async (tx) => {
+    // The reader connection is taken with the transaction's, before the lock: a round holding the
+    // index's lock must never wait for a pool connection that jobs queued on the lock hold.
+    const done = await db.transactionWithReader(async (tx, reader) => {
       if (!blocks.claim(await lockIndex(tx))) summary.overtaken++;
       // The index tables grow inside this transaction faster than statistics follow: a planner that
       // still believes them empty scans them whole for every candidate look-up (quadratic cost).
@@ -77,7 +79,7 @@ export async function syncPatientIndex(
       // are read (the blocks it lacks are none of batch k's keys, which the copy already holds)
       // before batch k's writes are sent. Two cores, each busy: scoring and writing took turns.
       const readNext = (after: typeof cursor) => {
-        const pending = readDirtyBatch(tx, db, model, run, { batch, since, after });
+        const pending = readDirtyBatch(tx, reader, model, run, { batch, since, after });
         pending.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
         return pending;
       };
