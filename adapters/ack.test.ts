@@ -61,6 +61,13 @@ describe('buildAck', () => {
     expect(Hl7Message.parse(text).segment('MSA')!.value(2)).toBe('A|B^C');
   });
 
+  it('echoes control bytes as hex escapes, so no echoed FS can end the MLLP frame early', () => {
+    const text = buildAck({ header: header({ controlId: 'X\x1c', versionId: '2.5\x1c', sendingFacility: 'R\x00M\x0bY' }), code: 'AA', now });
+    expect(text).not.toMatch(/[\x00-\x0c\x0e-\x1f\x7f]/);
+    expect(text).toContain('MSA|AA|X\\X1C\\\r');
+    expect(text).toContain('|R\\X00\\M\\X0B\\Y|');
+  });
+
   it('works without a readable header', () => {
     const ack = Hl7Message.parse(buildAck({ code: 'AR', hubApplication: 'YL-HUB', error: new HubError('not-hl7', 'no MSH', 'MSH'), now }));
     expect(ack.msh.value(3)).toBe('YL-HUB');

@@ -31,7 +31,12 @@ function nextAckControlId(): string {
 export function buildAck(input: AckInput): string {
   const d = standardDelimiters;
   const h = input.header;
-  const e = (text: string) => escape(text, d);
+  // A control byte the sender put in a field we echo (MSH-10 in MSA-2, MSH-12) goes back as HL7's
+  // hex escape (\X00\, \X1C\): a receiver that unescapes reads exactly what it sent, and the ACK
+  // carries none of them — an echoed FS (0x1C) before the segment's CR would end the MLLP frame
+  // early (found by the fuzz suite), a NUL breaks C receivers. CR and LF are escape()'s \.br\.
+  const e = (text: string) =>
+    escape(text, d).replace(/[\u0000-\u001f\u007f]/g, (c) => `${d.escape}X${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}${d.escape}`);
   const version = h?.versionId || '2.5';
   const msh = [
     'MSH',

@@ -16,6 +16,7 @@ import { asHubError, HubError } from '../mappings/outcome';
 import type { EnqueueItem } from '../pipeline/queues';
 import type { HubDb, Sql } from '../hub/sql';
 import { addQuarantine, type NewRawMessage, storeRawBatch, type StoredRaw } from '../hub/rawStore';
+import { describeDbError, isDataDbError } from '../hub/pgErrors';
 
 export interface IntakeChannel {
   id: string;
@@ -55,12 +56,26 @@ export interface Enqueuer {
 }
 
 interface Pending {
+  inbound: Inbound;
   row: NewRawMessage;
   error?: HubError;
   within?: WithinStore;
   resolve: (result: IntakeResult) => void;
   reject: (error: unknown) => void;
 }
+
+/** A throw of a message's `within` work: that message's own failure, passed on as it is (never isolated or retried). */
+class WithinFailed {
+  constructor(readonly cause: unknown) {}
+}
+
+/** The store failed in a way no member's data explains (connection lost, server down): every member still waiting gets this. */
+interface StoreDown {
+  down: unknown;
+}
+
+/** The longest derived text a message stored after PostgreSQL refused it keeps (sender, control id): far below a btree row's limit. */
+const FALLBACK_TEXT = 200;
 
 export class RawIntake {
   private pending: Pending[] = [];
@@ -82,7 +97,7 @@ export class RawIntake {
     metrics.received.inc({ member: inbound.member.id, channel: inbound.channel.id });
     const { row, error } = prepare(inbound);
     return new Promise((resolve, reject) => {
-      this.pending.push({ row, error, within, resolve, reject });
+      this.pending.push({ inbound, row, error, within, resolve, reject });
       if (!this.flushing) {
         this.flushing = true;
         // Let the current I/O tick add its messages to the same batch.
@@ -95,44 +110,124 @@ export class RawIntake {
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0, this.batchLength());
       try {
-        const rows = batch.map((item) => item.row);
-        const resultOf = (item: Pending, s: StoredRaw): IntakeResult => ({
-          rawId: s.id,
-          outcome: s.duplicate ? 'duplicate' : item.error ? 'quarantined' : 'stored',
-          ack: s.ack ?? undefined,
-          ackCode: ackCodeOf(s.ack),
-          revision: s.revision,
-          error: item.error,
-        });
-        // The batch insert is one statement, atomic by itself; a transaction (two more round trips on
-        // every ACK's path) is needed only to store quarantine entries, or a message's `within` work,
-        // together with their messages.
-        const stored = batch.some((item) => item.error || item.within)
-          ? await this.db.transaction(async (tx) => {
-              const out = await storeRawBatch(tx, rows);
-              for (let i = 0; i < batch.length; i++) {
-                const error = batch[i]!.error;
-                if (error && !out[i]!.duplicate) await addQuarantine(tx, out[i]!.id, 'intake', error);
-              }
-              // batchLength() gives a message with `within` a batch of its own.
-              if (batch[0]!.within) await batch[0]!.within(tx, resultOf(batch[0]!, out[0]!));
-              return out;
-            })
-          : await storeRawBatch(this.db, rows);
-        const toEnqueue: EnqueueItem[] = [];
-        batch.forEach((item, i) => {
-          const result = resultOf(item, stored[i]!);
-          metrics.stored.inc({ member: item.row.memberId, channel: item.row.channelId, outcome: result.outcome });
-          if (result.outcome === 'quarantined') metrics.quarantined.inc({ stage: 'intake', code: item.error!.code });
-          if (result.outcome === 'stored') toEnqueue.push({ rawId: result.rawId, patientKey: item.row.patientKey });
-          item.resolve(result);
-        });
-        if (toEnqueue.length) this.enqueue(toEnqueue);
+        await this.storeGroup(batch);
       } catch (error) {
+        // storeGroup settles every member itself; this is a bug's last line, never an unanswered message.
         for (const item of batch) item.reject(error);
       }
     }
     this.flushing = false;
+  }
+
+  /**
+   * Store a group of messages and settle each (resolve with its ACK, or reject). One member's bad
+   * data must not fail the others (row 3 of the poison report: 17 % of good messages refused with a
+   * NUL-poisoned one): when the group commit fails because of data (hub/pgErrors.ts
+   * `isDataDbError`), the group is halved until the culprit is alone — about 2·log2(n) statements
+   * for one culprit in n, in arrival order, so raw ids still follow arrival — and the culprit is
+   * stored quarantined (`storeRefused`). Any other failure (connection lost, server down, a timeout)
+   * is probed once with the first member alone: if that fails too the store is down and every
+   * member is rejected at once (the sender's AR 207 "resend later" is then true), instead of n slow
+   * single attempts against a dead server; if it succeeds, the rest is stored the same way.
+   * Returns the error when the store is down (all members of the group already rejected).
+   */
+  private async storeGroup(group: Pending[]): Promise<StoreDown | undefined> {
+    let failure: unknown;
+    try {
+      this.settle(group, await this.commit(group));
+      return undefined;
+    } catch (error) {
+      failure = error;
+    }
+    if (failure instanceof WithinFailed) {
+      // batchLength() gives a message with `within` a group of its own.
+      group[0]!.reject(failure.cause);
+      return undefined;
+    }
+    if (isDataDbError(failure)) {
+      if (group.length === 1) return this.storeRefused(group[0]!, failure);
+      const half = Math.ceil(group.length / 2);
+      const first = await this.storeGroup(group.slice(0, half));
+      if (first) return this.rejectAll(group.slice(half), first.down);
+      return this.storeGroup(group.slice(half));
+    }
+    if (group.length === 1) return this.rejectAll(group, failure);
+    this.options.log?.(`intake: a group commit of ${group.length} failed (${describeDbError(failure)}); trying its first message alone`);
+    const probe = await this.storeGroup(group.slice(0, 1));
+    if (probe) return this.rejectAll(group.slice(1), probe.down);
+    return this.storeGroup(group.slice(1));
+  }
+
+  private rejectAll(group: Pending[], error: unknown): StoreDown {
+    for (const item of group) item.reject(error);
+    return { down: error };
+  }
+
+  /**
+   * A message PostgreSQL refused for its data (alone, so it is this message's): stored anyway — the
+   * bytes exactly, the derived text from a plain reading of MSH, clipped — and quarantined with
+   * PostgreSQL's reason, answered AE. Never "resend later": the same bytes would fail the same way.
+   */
+  private async storeRefused(item: Pending, failure: unknown): Promise<StoreDown | undefined> {
+    const error = new HubError('unstorable', `the message could not be stored as received: ${describeDbError(failure)}; its bytes are stored and it is not processed`);
+    const { row } = prepare({ ...item.inbound, problem: error });
+    const clip = (text: string) => text.slice(0, FALLBACK_TEXT);
+    const fallback: Pending = {
+      ...item,
+      error,
+      row: { ...row, sender: clip(row.sender), controlId: clip(row.controlId), messageType: clip(row.messageType), versionId: clip(row.versionId), patientKey: null },
+    };
+    this.options.log?.(`intake: ${item.row.memberId}/${item.row.channelId} message refused by PostgreSQL, stored quarantined: ${describeDbError(failure)}`);
+    try {
+      this.settle([fallback], await this.commit([fallback]));
+      return undefined;
+    } catch (again) {
+      if (again instanceof WithinFailed) {
+        item.reject(again.cause);
+        return undefined;
+      }
+      // Refused even so: nothing stored, and the sender must hear it (the listener answers AR).
+      return isDataDbError(again) ? (item.reject(again), undefined) : this.rejectAll([item], again);
+    }
+  }
+
+  /** One group commit: the rows, with their quarantine entries and a lone message's `within` work. */
+  private async commit(batch: Pending[]): Promise<StoredRaw[]> {
+    const rows = batch.map((item) => item.row);
+    // The batch insert is one statement, atomic by itself; a transaction (two more round trips on
+    // every ACK's path) is needed only to store quarantine entries, or a message's `within` work,
+    // together with their messages.
+    if (!batch.some((item) => item.error || item.within)) return storeRawBatch(this.db, rows);
+    return this.db.transaction(async (tx) => {
+      const out = await storeRawBatch(tx, rows);
+      for (let i = 0; i < batch.length; i++) {
+        const error = batch[i]!.error;
+        if (error && !out[i]!.duplicate) await addQuarantine(tx, out[i]!.id, 'intake', error);
+      }
+      // batchLength() gives a message with `within` a batch of its own.
+      const within = batch[0]!.within;
+      if (within) {
+        try {
+          await within(tx, resultOf(batch[0]!, out[0]!));
+        } catch (error) {
+          throw new WithinFailed(error);
+        }
+      }
+      return out;
+    });
+  }
+
+  /** After the commit: count, answer each member, and hand the stored ones to the pipeline. */
+  private settle(batch: Pending[], stored: StoredRaw[]): void {
+    const toEnqueue: EnqueueItem[] = [];
+    batch.forEach((item, i) => {
+      const result = resultOf(item, stored[i]!);
+      metrics.stored.inc({ member: item.row.memberId, channel: item.row.channelId, outcome: result.outcome });
+      if (result.outcome === 'quarantined') metrics.quarantined.inc({ stage: 'intake', code: item.error!.code });
+      if (result.outcome === 'stored') toEnqueue.push({ rawId: result.rawId, patientKey: item.row.patientKey });
+      item.resolve(result);
+    });
+    if (toEnqueue.length) this.enqueue(toEnqueue);
   }
 
   /** How many pending messages go into the next batch: up to maxBatch, and a message with `within` alone. */
@@ -153,6 +248,17 @@ export class RawIntake {
     while (this.flushing || this.pending.length > 0) await new Promise((r) => setTimeout(r, 2));
     await this.enqueueChain;
   }
+}
+
+function resultOf(item: Pending, s: StoredRaw): IntakeResult {
+  return {
+    rawId: s.id,
+    outcome: s.duplicate ? 'duplicate' : item.error ? 'quarantined' : 'stored',
+    ack: s.ack ?? undefined,
+    ackCode: ackCodeOf(s.ack),
+    revision: s.revision,
+    error: item.error,
+  };
 }
 
 function ackCodeOf(ack: Buffer | null): string | undefined {

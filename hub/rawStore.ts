@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { HubError } from '../mappings/outcome';
+import { storableJson, storableOrNull, storableText } from './pgErrors';
 import type { Sql } from './sql';
 
 /** `fixed`: a corrected copy was stored as a new message (pipeline/fix.ts); this one is never run again. */
@@ -48,7 +49,10 @@ export function sha256(bytes: Buffer): Buffer {
  * 2.2k msg/s row by row against PostgreSQL here). Results come back in input order. Identical
  * messages inside the same batch are stored once; the later ones count as duplicates.
  */
-export async function storeRawBatch(sql: Sql, batch: NewRawMessage[]): Promise<StoredRaw[]> {
+export async function storeRawBatch(sql: Sql, input: NewRawMessage[]): Promise<StoredRaw[]> {
+  // The text columns get storable copies (a NUL escaped, hub/pgErrors.ts); the bytes go as they came.
+  // Before the dedupe keys are made: the rows come back with the stored (escaped) values.
+  const batch = input.map(storableRow);
   const keyOf = (m: NewRawMessage, hash: Buffer) => `${m.memberId}\u0000${m.sender}\u0000${m.controlId}\u0000${hash.toString('hex')}`;
   const hashes = batch.map((m) => sha256(m.bytes));
   const firstIndex = new Map<string, number>();
@@ -119,14 +123,31 @@ export async function storeRawBatch(sql: Sql, batch: NewRawMessage[]): Promise<S
   return out;
 }
 
+/** The row with every text value derived from the message's bytes made storable (the bytes and the ACK are bytea). */
+function storableRow(m: NewRawMessage): NewRawMessage {
+  const text = [m.sender, m.controlId, m.messageType, m.versionId, m.charset, m.patientKey ?? '', ...m.flags];
+  if (!text.some((t) => storableText(t) !== t)) return m;
+  return {
+    ...m,
+    sender: storableText(m.sender),
+    controlId: storableText(m.controlId),
+    messageType: storableText(m.messageType),
+    versionId: storableText(m.versionId),
+    charset: storableText(m.charset),
+    patientKey: storableOrNull(m.patientKey),
+    flags: m.flags.map(storableText),
+  };
+}
+
+/** Reason, location and OperationOutcome may quote the message (a field value, a charset name): stored escaped. */
 export async function addQuarantine(tx: Sql, rawId: number, stage: string, error: HubError): Promise<void> {
   await tx.query(`INSERT INTO quarantine (raw_id, stage, code, reason, location, outcome) VALUES ($1, $2, $3, $4, $5, $6)`, [
     rawId,
     stage,
     error.code,
-    error.message,
-    error.location ?? null,
-    JSON.stringify(error.toOperationOutcome()),
+    storableText(error.message),
+    storableOrNull(error.location ?? null),
+    storableJson(error.toOperationOutcome()),
   ]);
 }
 

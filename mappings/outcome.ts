@@ -14,6 +14,7 @@ export type HubErrorCode =
   | 'incomplete' // frame or file cut off before its end
   | 'framing' // bytes outside an MLLP frame
   | 'unsupported' // well-formed but not something this hub takes (e.g. batch over MLLP)
+  | 'unstorable' // a value the hub cannot keep: U+0000 in a field that identifies the message (MSH-3/4/9/10, PID-3), or data PostgreSQL refuses (SQLSTATE class 22/23/54)
   | 'invalid' // configuration or request input that fails validation
   | 'not-found'
   | 'conflict' // the request contradicts stored state (fixing a message that was already fixed)
@@ -29,6 +30,7 @@ const fhirIssueType: Record<HubErrorCode, string> = {
   incomplete: 'incomplete',
   framing: 'structure',
   unsupported: 'not-supported',
+  unstorable: 'invalid',
   invalid: 'invalid',
   'not-found': 'not-found',
   conflict: 'conflict',
@@ -45,6 +47,8 @@ const hl7Condition: Record<HubErrorCode, { code: string; text: string; ack: 'AE'
   incomplete: { code: '100', text: 'Segment sequence error', ack: 'AE' },
   framing: { code: '100', text: 'Segment sequence error', ack: 'AR' },
   unsupported: { code: '200', text: 'Unsupported message type', ack: 'AR' },
+  // AE, not AR: the message is stored and will not be taken as it is; an AR 207 would read as "resend later" and a sender would resend it forever.
+  unstorable: { code: '102', text: 'Data type error', ack: 'AE' },
   invalid: { code: '207', text: 'Application internal error', ack: 'AE' },
   'not-found': { code: '204', text: 'Unknown key identifier', ack: 'AE' },
   conflict: { code: '207', text: 'Application internal error', ack: 'AE' },

@@ -9,6 +9,7 @@ import { charsetPolicyOf, utcOffsetOf, type HubConfig, type MemberConfig } from 
 import type { HubDb } from '../hub/sql';
 import { addQuarantine, FHIR_MESSAGE_PREFIX, loadRaw, type RawMessage } from '../hub/rawStore';
 import { metrics } from '../hub/metrics';
+import { describeDbError, isDataDbError, isTransientDbError } from '../hub/pgErrors';
 import { asHubError, HubError } from '../mappings/outcome';
 import { convertStage, type ConvertedMessage } from './stages/convert';
 import { identifyStage, linkToPatientIndex, type IdentifiedMessage } from './stages/identify';
@@ -118,6 +119,21 @@ async function runStages<P, C extends Pick<ConvertedMessage, 'resources'>, I ext
 }
 
 /**
+ * Transient or permanent. A HubError says so itself. PostgreSQL refusing a statement for its data
+ * (hub/pgErrors.ts `isDataDbError`: SQLSTATE class 22, 23, 54 — a value jsonb cannot hold, a
+ * constraint, an index row too large) fails the same way on every attempt: quarantined at once
+ * with PostgreSQL's reason, not retried five times into an `exhausted` dead letter. Everything else
+ * (connection lost, deadlock, lock or statement timeout, Redis) is transient and retried.
+ */
+function classify(thrown: unknown): HubError {
+  if (thrown instanceof HubError) return thrown;
+  if (isDataDbError(thrown) && !isTransientDbError(thrown)) {
+    return new HubError('unstorable', `PostgreSQL refused what this message converts to: ${describeDbError(thrown)}`);
+  }
+  return asHubError(thrown);
+}
+
+/**
  * @param finalAttempt true when BullMQ will not retry again: a transient failure is then dead-lettered.
  */
 export async function runPipeline(ctx: RunnerContext, rawId: number, finalAttempt: boolean): Promise<RunOutcome> {
@@ -133,7 +149,7 @@ export async function runPipeline(ctx: RunnerContext, rawId: number, finalAttemp
     else await runStages(ctx, raw, hl7v2Steps, at);
     return 'processed';
   } catch (thrown) {
-    const error = asHubError(thrown);
+    const error = classify(thrown);
     if (error.transient && !finalAttempt) throw error;
     const { stage } = at;
     const final = error.transient ? new HubError('exhausted', `${stage}: ${error.message}`, error.location) : error;

@@ -179,7 +179,39 @@ export function eventTimeOf(message: Hl7Message, defaultOffsetMinutes?: number):
   return parseHl7Time(recorded || message.msh.value(7), defaultOffsetMinutes)?.instant;
 }
 
-/** Decode, parse and read everything the intake needs. Throws HubError (charset / not-hl7 / structure). */
+/** The MSH fields that identify a message (dedupe scope, type, control id), and what they are called in a reason. */
+const identifyingFields: Array<[number, string]> = [
+  [3, 'sending application'],
+  [4, 'sending facility'],
+  [9, 'message type'],
+  [10, 'message control id'],
+];
+
+/**
+ * A field that identifies a message must not hold U+0000 (a NUL byte, or HL7's `\X00\` escape of
+ * one): PostgreSQL text cannot hold it, so the stored identity would differ from the sent one, and
+ * dedupe, revisions and per-patient order would work on an escaped stand-in. That is a permanent
+ * problem of the message, not of the hub: it is stored (bytes exact) and quarantined at once, and
+ * the sender gets an AE naming the field, never an AR 207 "resend later" it would retry forever.
+ * Any other field may hold one: the copies made of it for text columns escape it (hub/pgErrors.ts).
+ */
+function refuseNul(bytes: Uint8Array, message: Hl7Message, patient: PatientRef | undefined, header: MessageHeader): void {
+  const at = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf(0);
+  const where = at >= 0 ? `NUL byte (0x00; the message's first at byte ${at})` : 'NUL character (U+0000, sent as the escape \\X00\\)';
+  const refuse = (location: string, what: string): never => {
+    throw new HubError('unstorable', `${location} (${what}) contains a ${where}: the hub cannot keep it as the message's identity; stored as received and not processed`, location);
+  };
+  const msh = message.msh;
+  for (const [n, what] of identifyingFields) {
+    if (msh.raw(n).includes('\u0000') || msh.repetitions(n).some((_, rep) => msh.components(n, rep).some((c) => c.includes('\u0000')))) refuse(`MSH-${n}`, what);
+  }
+  if (patient && (patient.mrn.includes('\u0000') || patient.authority.includes('\u0000'))) {
+    const merge = mergeEvents.has(header.triggerEvent) && message.segment('MRG') && cxPick(message.segment('MRG')!, 1);
+    refuse(merge ? 'MRG-1' : 'PID-3', merge ? 'prior patient identifier' : 'patient identifier');
+  }
+}
+
+/** Decode, parse and read everything the intake needs. Throws HubError (charset / not-hl7 / structure / unstorable). */
 export function inspectMessage(bytes: Uint8Array, policy: CharsetPolicy): InspectedMessage {
   const charset = chooseCharset(bytes, policy);
   const text = decodeStrict(bytes, charset);
@@ -187,5 +219,8 @@ export function inspectMessage(bytes: Uint8Array, policy: CharsetPolicy): Inspec
   const header = headerOf(message.msh);
   if (!header.messageCode) throw new HubError('structure', 'MSH-9 (message type) is empty', 'MSH-9');
   if (!header.controlId) throw new HubError('structure', 'MSH-10 (message control id) is empty', 'MSH-10');
-  return { charset, text, message, header, patient: patientOf(message), eventTime: eventTimeOf(message) };
+  const patient = patientOf(message);
+  // Cheap in the common case: a scan of the text for a NUL or a hex escape that could make one (\Xhh…\ with a 00 pair).
+  if (text.includes('\u0000') || /X(?:[0-9A-Fa-f]{2})*00/.test(text)) refuseNul(bytes, message, patient, header);
+  return { charset, text, message, header, patient, eventTime: eventTimeOf(message) };
 }
