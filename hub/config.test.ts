@@ -46,7 +46,14 @@ describe('parseConfig', () => {
       maxMessageBytes: 16 * 1024 * 1024,
       idleTimeoutMs: 300_000,
     });
-    expect(rmyy.channels[1]).toEqual({ id: 'drop', kind: 'file', dir: '/data/in', pattern: '*.hl7', pollIntervalMs: 1000, stableMs: 1000, charset: 'UTF-8' });
+    expect(rmyy.channels[1]).toEqual({ id: 'drop', kind: 'file', dir: '/data/in', pattern: '*.hl7',
+      pollIntervalMs: 1000,
+      stableMs: 1000,
+      charset: 'UTF-8',
+      maxFileBytes: 16 * 1024 * 1024,
+      incompleteGraceMs: 60_000,
+      followSymlinks: false,
+    });
   });
 
   it('resolves charset names to canonical ones', () => {

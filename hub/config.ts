@@ -60,6 +60,16 @@ export const fileChannelSchema = z.object({
   pollIntervalMs: z.number().int().positive().default(1000),
   /** A file is read only once its size and mtime stayed the same this long (half-written files are never read). */
   stableMs: z.number().int().nonnegative().default(1000),
+  /** Larger files are never read into memory: their first bytes are quarantined (`too-large`) and the file goes to the error folder. */
+  maxFileBytes: z.number().int().positive().default(16 * 1024 * 1024),
+  /**
+   * A stable file that looks cut off (no segment terminator at its end, FHS without FTS, BHS without
+   * BTS, BTS/FTS counts that disagree) waits this long for its writer; then its bytes are quarantined
+   * (`incomplete`) and it goes to the error folder.
+   */
+  incompleteGraceMs: z.number().int().nonnegative().default(60_000),
+  /** Read a symbolic link matching the pattern (the link is what moves to the archive); otherwise it is logged and skipped. */
+  followSymlinks: z.boolean().default(false),
   ...charsetOptions,
 });
 

@@ -130,3 +130,45 @@ describe('splitHl7File', () => {
     expect(Buffer.compare(splitHl7File(file).messages[0]!, file)).toBe(0);
   });
 });
+
+describe('splitHl7File: files that look cut off', () => {
+  it.each([
+    ['CR', '\r'],
+    ['LF', '\n'],
+    ['CRLF', '\r\n'],
+  ])('a file whose last segment ends with %s is not incomplete', (_name, end) => {
+    expect(splitHl7File(Buffer.from(text(m1, end) + text(m2, end))).incomplete).toBeUndefined();
+  });
+
+  // Blank padding after the last line end is not content; NUL / Ctrl-Z padding is what DOS-era exporters append.
+  it.each([
+    ['spaces and a blank line', text(m1, '\r\n') + '  \r\n \t '],
+    ['NUL padding', text(m1) + '\0\0\0'],
+    ['Ctrl-Z', text(m1, '\r\n') + '\x1a'],
+  ])('trailing %s after the last terminator is not a cut', (_name, body) => {
+    expect(splitHl7File(Buffer.from(body)).incomplete).toBeUndefined();
+  });
+
+  it.each([
+    ['mid-segment', text(m1) + 'OBR|1||LAB-'],
+    ['a last segment without its terminator', m1.join('\r')],
+    ['spaces but no terminator', m1.join('\r') + '   '],
+  ])('%s is reported as a missing terminator', (_name, body) => {
+    expect(splitHl7File(Buffer.from(body)).incomplete).toMatch(/no segment terminator/);
+  });
+
+  it('a batch without BTS and a file without FTS are reported', () => {
+    const open = splitHl7File(Buffer.from(text(['FHS|^~\\&', 'BHS|^~\\&', ...m1])));
+    expect(open.incomplete).toMatch(/BHS\) is not closed by a BTS/);
+    expect(open.incomplete).toMatch(/FHS\) is not closed by an FTS/);
+    const noFts = splitHl7File(Buffer.from(text(['FHS|^~\\&', 'BHS|^~\\&', ...m1, 'BTS|1'])));
+    expect(noFts.incomplete).toMatch(/FTS/);
+    expect(noFts.incomplete).not.toMatch(/BTS/);
+    expect(splitHl7File(Buffer.from(text(['FHS|^~\\&', 'BHS|^~\\&', ...m1, 'BTS|1', 'FTS|1']))).incomplete).toBeUndefined();
+  });
+
+  it('an FTS-1 batch count that disagrees is a count mismatch', () => {
+    const result = splitHl7File(Buffer.from(text(['FHS|^~\\&', 'BHS|^~\\&', ...m1, 'BTS|1', 'FTS|2'])));
+    expect(result.countMismatch).toBe('FTS-1 declares 2 batches, found 1');
+  });
+});

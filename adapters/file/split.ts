@@ -13,6 +13,11 @@ export interface SplitFile {
   leading: Buffer | undefined;
   /** BTS-1 / FTS-1 declared counts that disagree with what was found. */
   countMismatch?: string;
+  /**
+   * Why the file looks cut off (its writer may not be done): the last segment has no terminator, or
+   * a batch (BHS) or file (FHS) is not closed by its BTS / FTS. Undefined when the file ends cleanly.
+   */
+  incomplete?: string;
 }
 
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
@@ -26,6 +31,9 @@ export function splitHl7File(file: Buffer): SplitFile {
   let start = -1; // start of the current message
   let contentEnd = -1; // end (terminator included) of its last non-blank line: blank lines after a message belong to no segment
   let batchStart = 0; // messages.length when the current batch (BHS) began
+  let openFile = false; // an FHS not yet closed by its FTS
+  let openBatch = false; // a BHS not yet closed by its BTS
+  let batches = 0; // BHS segments since the last FHS, for FTS-1
   let pos = 0;
   const close = () => {
     if (start >= 0) messages.push(data.subarray(start, contentEnd));
@@ -49,12 +57,26 @@ export function splitHl7File(file: Buffer): SplitFile {
       close();
       const line = data.subarray(pos, end).toString('latin1');
       envelope.push(line);
-      if (name === 'BHS') batchStart = messages.length;
+      if (name === 'FHS') {
+        openFile = true;
+        batches = 0;
+      }
+      if (name === 'BHS') {
+        batchStart = messages.length;
+        openBatch = true;
+        batches++;
+      }
+      if (name === 'FTS') {
+        openFile = false;
+        const declared = line.split(line[3] ?? '|')[1] ?? '';
+        if (/^\d+$/.test(declared) && Number(declared) !== batches) mismatches.push(`FTS-1 declares ${declared} batches, found ${batches}`);
+      }
       if (name === 'BTS') {
         const declared = line.split(line[3] ?? '|')[1] ?? '';
         const found = messages.length - batchStart;
         if (/^\d+$/.test(declared) && Number(declared) !== found) mismatches.push(`BTS-1 declares ${declared} messages, found ${found}`);
         batchStart = messages.length;
+        openBatch = false;
       }
     } else if (start >= 0) {
       if (!blank) contentEnd = next;
@@ -64,10 +86,30 @@ export function splitHl7File(file: Buffer): SplitFile {
     pos = next;
   }
   close();
+  const cut = [
+    ...(unterminated(data) ? ['the last segment has no segment terminator (CR or LF)'] : []),
+    ...(openBatch ? ['a batch (BHS) is not closed by a BTS segment'] : []),
+    ...(openFile ? ['the file batch (FHS) is not closed by an FTS segment'] : []),
+  ];
   return {
     messages,
     envelope,
     leading: leading.length ? Buffer.concat(leading) : undefined,
     countMismatch: mismatches.length ? mismatches.join('; ') : undefined,
+    incomplete: cut.length ? cut.join('; ') : undefined,
   };
+}
+
+/**
+ * True when the last non-blank bytes are not followed by a CR or LF. Spaces and tabs after the last
+ * line end make a blank line (as the splitter treats them), and NUL / Ctrl-Z padding is what some
+ * DOS-era exporters append; neither is content, so neither counts as a cut segment. Spaces before a
+ * missing terminator do not help: "PID|1||A1  " with no line end may still be growing.
+ */
+function unterminated(data: Buffer): boolean {
+  let end = data.length;
+  while (end > 0 && (data[end - 1] === 0x20 || data[end - 1] === 0x09 || data[end - 1] === 0x00 || data[end - 1] === 0x1a)) end--;
+  if (end === 0) return false;
+  // Blank padding after a line end: the content ended with its terminator.
+  return data[end - 1] !== 0x0d && data[end - 1] !== 0x0a;
 }
