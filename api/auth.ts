@@ -9,6 +9,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { hashApiKey, type HubConfig } from '../hub/config';
 import type { Scope } from '../hub/scopes';
 import { jwtVerifier, JwtRefused, looksLikeJwt } from './jwt';
+import { sendClientError } from './errors';
 
 export interface Principal {
   name: string;
@@ -27,19 +28,19 @@ export function authenticator(config: HubConfig, env: NodeJS.ProcessEnv = proces
   return (req: Request, res: Response, next: NextFunction) => {
     const header = req.header('authorization');
     const presented = header?.startsWith('Bearer ') ? header.slice(7) : req.header('x-api-key');
-    if (!presented) return res.status(401).set('WWW-Authenticate', 'Bearer').json({ code: 'unauthenticated', message: 'an API key or a token is required (Authorization: Bearer <key or JWT>)' });
+    if (!presented) return void sendClientError(res.set('WWW-Authenticate', 'Bearer'), 401, 'unauthenticated', 'an API key or a token is required (Authorization: Bearer <key or JWT>)');
     if (verifyJwt && looksLikeJwt(presented)) {
       try {
         req.principal = verifyJwt(presented);
       } catch (error) {
         if (!(error instanceof JwtRefused)) throw error;
-        return res.status(401).set('WWW-Authenticate', 'Bearer error="invalid_token"').json({ code: 'unauthenticated', message: `token refused: ${error.message}` });
+        return void sendClientError(res.set('WWW-Authenticate', 'Bearer error="invalid_token"'), 401, 'unauthenticated', `token refused: ${error.message}`);
       }
       return next();
     }
     const hash = Buffer.from(hashApiKey(presented), 'hex');
     const match = keys.find((k) => timingSafeEqual(k.hash, hash));
-    if (!match) return res.status(401).json({ code: 'unauthenticated', message: 'unknown API key' });
+    if (!match) return void sendClientError(res, 401, 'unauthenticated', 'unknown API key');
     req.principal = { name: match.name, scopes: match.scopes };
     next();
   };

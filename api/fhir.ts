@@ -11,12 +11,14 @@ import express, { type Request, type Response } from 'express';
 import type { ApiContext } from './context';
 import type { Sql } from '../hub/sql';
 import { requireScope } from './auth';
-import { recordAudit } from '../hub/audit';
+import { recordAudit, recordAuditForPatients } from '../hub/audit';
 import { HubError } from '../mappings/outcome';
 import { goldenPatient, matchPerson, resolveGolden, type GoldenPatient } from '../hub/mpi/review';
 import type { PersonRecord } from '../hub/mpi/features';
 import { SHARED_RESOURCE_TYPES } from '../hub/resources/rules';
 import { unifiedResourceRoutes } from './fhirShared';
+import { intParam } from './input';
+import { errorHandler, stderrErrorLog, type ErrorLog } from './errors';
 
 const RESIDENT_ID_SYSTEM = 'urn:oid:2.16.156.10011.1.3';
 export const GOLDEN_SYSTEM = 'https://yilian.example/fhir/sid/enterprise-patient';
@@ -177,12 +179,9 @@ function all(req: Request, name: string): string[] {
   return (Array.isArray(v) ? v : [v]).map(String);
 }
 
+/** `_count` and `_offset`: integers JavaScript holds exactly (a larger one would be rounded, then overflow bigint in SQL). */
 function pageSize(req: Request): { count: number; offset: number } {
-  const count = Number(single(req, '_count') ?? 50);
-  const offset = Number(single(req, '_offset') ?? 0);
-  if (!Number.isInteger(count) || count < 1 || count > 500) throw new HubError('invalid', '_count must be an integer 1–500', '_count');
-  if (!Number.isInteger(offset) || offset < 0) throw new HubError('invalid', '_offset must be a non-negative integer', '_offset');
-  return { count, offset };
+  return { count: intParam(req.query._count, '_count', 1, 500, 50), offset: intParam(req.query._offset, '_offset', 0, Number.MAX_SAFE_INTEGER, 0) };
 }
 
 function selfUrl(req: Request, overrides: Record<string, string>): string {
@@ -191,7 +190,19 @@ function selfUrl(req: Request, overrides: Record<string, string>): string {
   return url.toString();
 }
 
-export function fhirRouter(runtime: ApiContext): express.Router {
+/** What this server offers (open: served by api/server.ts before authentication). */
+export function capabilityStatement(): Record<string, unknown> {
+  return {
+    resourceType: 'CapabilityStatement',
+    status: 'active',
+    kind: 'instance',
+    fhirVersion: '4.0.1',
+    format: ['json'],
+    rest: [{ mode: 'server', resource: [{ type: 'Patient', operation: [{ name: 'match' }, { name: 'everything' }] }, ...Object.keys(CLINICAL).map((type) => ({ type })), ...SHARED_RESOURCE_TYPES.map((type) => ({ type })), { type: 'AuditEvent' }] }],
+  };
+}
+
+export function fhirRouter(runtime: ApiContext, log: ErrorLog = stderrErrorLog): express.Router {
   const db = runtime.db;
   const router = express.Router();
   router.use(express.json({ type: ['application/json', 'application/fhir+json'], limit: '2mb' }));
@@ -204,16 +215,7 @@ export function fhirRouter(runtime: ApiContext): express.Router {
     for (const p of list.length ? list : [null]) await recordAudit(db, { actor: req.principal!.name, action, entityType, entityId, patientKey: p, detail: { ...detail, via: 'fhir', path: req.path } });
   };
 
-  router.get('/metadata', (_req, res) => {
-    fhir(res, {
-      resourceType: 'CapabilityStatement',
-      status: 'active',
-      kind: 'instance',
-      fhirVersion: '4.0.1',
-      format: ['json'],
-      rest: [{ mode: 'server', resource: [{ type: 'Patient', operation: [{ name: 'match' }, { name: 'everything' }] }, ...Object.keys(CLINICAL).map((type) => ({ type })), ...SHARED_RESOURCE_TYPES.map((type) => ({ type })), { type: 'AuditEvent' }] }],
-    });
-  });
+  router.get('/metadata', (_req, res) => fhir(res, capabilityStatement()));
 
   router.get('/AuditEvent', requireScope('admin'), async (req, res) => {
     const { count, offset } = pageSize(req);
@@ -234,6 +236,12 @@ export function fhirRouter(runtime: ApiContext): express.Router {
       params,
     );
     const page = rows.rows.slice(0, count);
+    // The audit trail names patients: reading it is itself a read of their data, recorded once per
+    // patient the page names (and once without a patient when it names none).
+    await recordAuditForPatients(db, { actor: req.principal!.name, action: 'search', entityType: 'AuditEvent', entityId: 'search', detail: { via: 'fhir', path: req.path, query: req.query, found: page.length } }, [
+      ...page.map((a) => a.patient_key),
+      patient ?? null,
+    ]);
     fhir(res, {
       resourceType: 'Bundle',
       type: 'searchset',
@@ -467,10 +475,7 @@ export function fhirRouter(runtime: ApiContext): express.Router {
   unifiedResourceRoutes(router, db);
 
   router.use((_req: Request, res: Response) => outcome(res, 404, 'not-supported', 'no such FHIR interaction'));
-  router.use((error: unknown, _req: Request, res: Response, _next: express.NextFunction) => {
-    if (error instanceof HubError) return outcome(res, error.code === 'invalid' ? 400 : error.code === 'not-found' ? 404 : 500, error.code === 'invalid' ? 'invalid' : error.code, error.message);
-    if ((error as { type?: string }).type === 'entity.parse.failed') return outcome(res, 400, 'invalid', 'request body is not valid JSON');
-    outcome(res, 500, 'exception', (error as Error).message);
-  });
+  // Every failure as a bare OperationOutcome; database text only in the log (api/errors.ts).
+  router.use(errorHandler(log, () => true));
   return router;
 }

@@ -9,7 +9,7 @@ import express, { type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { HubDb } from '../hub/sql';
 import { requireScope } from './auth';
-import { parse } from './input';
+import { intParam, parse } from './input';
 import { recordAudit } from '../hub/audit';
 import { HubError } from '../mappings/outcome';
 import { decideReview, exportLinks, goldenPatient, reviewQueue } from '../hub/mpi/review';
@@ -28,8 +28,7 @@ const decisionBody = z
 export function patientIndexRouter(db: HubDb): express.Router {
   const router = express.Router();
   router.get('/review', requireScope('patient.read'), async (req: Request, res: Response) => {
-    const limit = Number(req.query.limit ?? 100);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new HubError('invalid', 'query.limit: an integer 1–1000', 'limit');
+    const limit = intParam(req.query.limit, 'limit', 1, 1000, 100);
     await syncPatientIndex(db, { actor: 'api' });
     const items = await reviewQueue(db, limit);
     for (const goldenId of new Set(items.flatMap((i) => [i.goldenId, i.currentGoldenId].filter((g): g is string => !!g)))) {
@@ -38,12 +37,7 @@ export function patientIndexRouter(db: HubDb): express.Router {
     res.json({ items });
   });
   router.post('/review/decision', requireScope('governance'), async (req: Request, res: Response) => {
-    const parsed = decisionBody.safeParse(req.body);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new HubError('invalid', `body${issue.path.length ? '.' + issue.path.join('.') : ''}: ${issue.message}`, 'body');
-    }
-    const result = await decideReview(db, { ...parsed.data, actor: req.principal!.name });
+    const result = await decideReview(db, { ...parse(decisionBody, req.body, 'body'), actor: req.principal!.name });
     res.json(result);
   });
   // A golden patient with its sources and merge history (what `yilian mpi show` prints): patient data, audited.

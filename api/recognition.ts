@@ -13,6 +13,7 @@ import type { Scope } from '../hub/scopes';
 import { requireScope } from './auth';
 import { parse } from './input';
 import { recordAudit } from '../hub/audit';
+import { HubError } from '../mappings/outcome';
 import { checkRequestSchema, recognitionCheck } from '../hub/recognition/check';
 import { duplicateReport } from '../hub/recognition/duplicates';
 import { duplicatesCsv, parseTimeBound } from '../hub/recognition/format';
@@ -102,7 +103,7 @@ export function recognitionRouter(runtime: ApiContext): express.Router {
   router.post('/recognition/rules/:code/:decision', requireScope('governance'), async (req, res) => {
     const p = parse(ruleParams, { ...req.params, version: req.query.version }, 'path');
     const { comment } = parse(decisionBody, req.body ?? {}, 'body');
-    if (p.decision !== 'retire' && !p.version) return res.status(400).json({ code: 'invalid', message: 'query.version: required to approve or reject' });
+    if (p.decision !== 'retire' && !p.version) throw new HubError('invalid', 'query.version: required to approve or reject', 'version');
     await decideRule(db, p.code, p.version, p.decision, req.principal!.name, comment);
     res.json({ rules: await listRules(db, { code: p.code, all: true }) });
   });

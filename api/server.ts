@@ -2,14 +2,17 @@
  * The hub's HTTP API (express 5). Open: /health and /ready. The FHIR rest-hook endpoint
  * (/fhir/subscription/:member/:channel) authenticates the calling member's server by its channel
  * token. Everything else needs an API key, or an operations-console session (api/console), with the
- * right scope; bodies and queries are validated with zod; errors are JSON `{code, message}`.
- * Reading raw messages is reading patient data: each read writes an audit event.
+ * right scope. Every request first passes one check of its path, query and body type
+ * (api/sanitise.ts); bodies and queries are then validated with zod (api/input.ts); every error is
+ * an OperationOutcome carrying `{code, message}`, a 4xx for the client's mistakes and a 5xx only
+ * for ours, never with database text (api/errors.ts). Every answer that carries patient
+ * identifiers or message text writes an audit event.
  */
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { ApiContext } from './context';
 import { requireScope } from './auth';
-import { recordAudit } from '../hub/audit';
+import { recordAudit, recordAuditForPatients } from '../hub/audit';
 import { hubStatus } from '../pipeline/status';
 import { replay } from '../pipeline/replay';
 import { fixRawMessage } from '../pipeline/fix';
@@ -20,13 +23,17 @@ import { timingSafeEqual } from 'node:crypto';
 import { hashApiKey } from '../hub/config';
 import { FhirIntake } from '../adapters/fhir/store';
 import { resourcesOfNotification } from '../adapters/fhir/subscription';
-import { fhirRouter } from './fhir';
+import { capabilityStatement, fhirRouter } from './fhir';
 import { patientIndexRouter } from './patientIndex';
 import { terminologyRouter } from './terminology';
 import { recognitionRouter } from './recognition';
 import { mountConsole } from './console';
 import { costFeedRouter } from './feeds';
 import { idParam, parse } from './input';
+import { errorHandler, errorBody, isFhirApiPath, sendClientError, stderrErrorLog, type ErrorLog } from './errors';
+import { sanitiseRequest } from './sanitise';
+import type { Redis } from 'ioredis';
+import type { Sql } from '../hub/sql';
 
 const statusEnum = z.enum(['queued', 'processed', 'quarantined', 'failed']);
 /** Statuses a search may ask for; a `fixed` message is never replayed (pipeline/replay.ts), so statusEnum lacks it. */
@@ -61,22 +68,68 @@ const rawSearch = z.object({
   before: z.coerce.number().int().positive().optional(),
 });
 
-export function createApi(runtime: ApiContext): express.Express {
+export interface ApiOptions {
+  /** Where error details go (what an answer hides): one JSON object a line on stderr unless given. */
+  log?: ErrorLog;
+  /** How long /ready waits for each dependency; they are checked side by side. */
+  readyCheckMs?: number;
+}
+
+/**
+ * One readiness check with its own bound. The timer is cleared either way; a check still running
+ * when it fires keeps a handler, so its late failure is never an unhandled rejection.
+ */
+async function bounded(run: () => Promise<unknown>, ms: number): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const work = Promise.resolve().then(run);
+  work.catch(() => undefined);
+  try {
+    await Promise.race([work, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)))]);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function readiness(db: Sql, redis: Redis, ms: number): Promise<Record<string, string | undefined>> {
+  const [postgres, redisDown] = await Promise.all([
+    bounded(() => db.query('SELECT 1'), ms),
+    // A client that is not connected would queue the PING until it reconnects (one more queued
+    // command per probe while Redis is down): not connected is not ready, answered at once.
+    redis.status === 'ready' ? bounded(() => redis.ping(), ms) : Promise.resolve(`not connected (${redis.status})`),
+  ]);
+  return { PostgreSQL: postgres, Redis: redisDown };
+}
+
+const isFhirPath = (req: Request) => isFhirApiPath(req.originalUrl);
+
+export function createApi(runtime: ApiContext, options: ApiOptions = {}): express.Express {
+  const log = options.log ?? stderrErrorLog;
   const app = express();
   app.disable('x-powered-by');
+  // Before anything reads the request: malformed or control-character paths and queries, paging
+  // numbers out of range and non-JSON bodies on JSON routes are refused here for every route.
+  app.use(sanitiseRequest);
   app.use(express.json({ limit: '2mb' }));
 
   app.get('/health', (_req, res) => {
     res.json({ status: 'ok' });
   });
-  app.get('/ready', async (_req, res) => {
-    try {
-      await runtime.db.query('SELECT 1');
-      await runtime.queues.redis.ping();
-      res.json({ status: 'ready' });
-    } catch (error) {
-      res.status(503).json({ code: 'not-ready', message: (error as Error).message });
-    }
+  // Answers within one check bound (checks run side by side), naming what is down. The open
+  // endpoint tells which dependency failed, not how: the reason goes to the log.
+  app.get('/ready', async (req, res) => {
+    const checks = await readiness(runtime.db, runtime.queues.redis, options.readyCheckMs ?? 500);
+    const down = Object.entries(checks).filter(([, problem]) => problem !== undefined);
+    if (!down.length) return void res.json({ status: 'ready' });
+    log({ level: 'warn', path: req.path, notReady: Object.fromEntries(down) });
+    const message = `not ready: ${down.map(([name]) => name).join(' and ')} ${down.length > 1 ? 'are' : 'is'} down`;
+    res.status(503).json({ ...errorBody({ status: 503, code: 'not-ready', message }, false), down: down.map(([name]) => name) });
+  });
+  // The capability statement is open, as FHIR clients discover a server before they authenticate.
+  app.get('/fhir/metadata', (_req, res) => {
+    res.type('application/fhir+json').json(capabilityStatement());
   });
 
   // FHIR rest-hook push (adapters/fhir/subscription.ts). Authenticated per member and channel by the
@@ -92,7 +145,7 @@ export function createApi(runtime: ApiContext): express.Express {
     // Constant time, and the same answer for an unknown channel as for a wrong token.
     const ok = timingSafeEqual(Buffer.from(hashApiKey(presented), 'hex'), expected) && !!channel && !!presented;
     if (!ok || !member || channel?.kind !== 'fhir-subscription') {
-      return res.status(401).set('WWW-Authenticate', 'Bearer').json({ code: 'unauthenticated', message: 'unknown channel or wrong token', outcome: new HubError('invalid', 'unknown channel or wrong token').toOperationOutcome() });
+      return void sendClientError(res.set('WWW-Authenticate', 'Bearer'), 401, 'unauthenticated', 'unknown channel or wrong token');
     }
     let body: unknown;
     const bytes = Buffer.isBuffer(req.body) ? req.body : undefined;
@@ -121,7 +174,7 @@ export function createApi(runtime: ApiContext): express.Express {
   app.use(recognitionRouter(runtime));
 
   // FHIR R4 read API over the unified record (golden patients, clinical and shared resources).
-  app.use('/fhir', fhirRouter(runtime));
+  app.use('/fhir', fhirRouter(runtime, log));
   // Patient index review queue and export (api/patientIndex.ts).
   app.use('/api/mpi', patientIndexRouter(runtime.db));
   // Cost event feed (scope feed.read) and alliance KPIs (api/feeds.ts).
@@ -182,12 +235,14 @@ export function createApi(runtime: ApiContext): express.Express {
     res.status(201).json(fixed);
   });
 
-  app.get('/api/quarantine', requireScope('integration'), async (_req, res) => {
-    const rows = await runtime.db.query(
-      `SELECT q.id, q.raw_id, q.stage, q.code, q.reason, q.location, q.created_at, r.member_id, r.channel_id, r.control_id
+  // A quarantine reason quotes the message's text: reading the list is reading those patients' data.
+  app.get('/api/quarantine', requireScope('integration'), async (req, res) => {
+    const rows = await runtime.db.query<{ patient_key: string | null; [k: string]: unknown }>(
+      `SELECT q.id, q.raw_id, q.stage, q.code, q.reason, q.location, q.created_at, r.member_id, r.channel_id, r.control_id, r.patient_key
          FROM quarantine q JOIN raw_message r ON r.id = q.raw_id WHERE q.state = 'open' ORDER BY q.id DESC LIMIT 500`,
     );
-    res.json({ items: rows.rows });
+    await recordAuditForPatients(runtime.db, { actor: req.principal!.name, action: 'search', entityType: 'quarantine', entityId: 'open', detail: { via: 'api', found: rows.rows.length } }, rows.rows.map((r) => r.patient_key));
+    res.json({ items: rows.rows.map(({ patient_key: _key, ...item }) => item) });
   });
 
   app.post('/api/replay', requireScope('integration'), async (req, res) => {
@@ -197,16 +252,7 @@ export function createApi(runtime: ApiContext): express.Express {
     res.json({ replayed: result.replayed });
   });
 
-  app.use((_req: Request, res: Response) => {
-    res.status(404).json({ code: 'not-found', message: 'no such route' });
-  });
-  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    if (error instanceof HubError) {
-      const status = error.code === 'invalid' ? 400 : error.code === 'not-found' ? 404 : error.code === 'conflict' ? 409 : 500;
-      return res.status(status).json({ code: error.code, message: error.message, outcome: error.toOperationOutcome() });
-    }
-    if ((error as { type?: string }).type === 'entity.parse.failed') return res.status(400).json({ code: 'invalid', message: 'request body is not valid JSON' });
-    res.status(500).json({ code: 'internal', message: (error as Error).message });
-  });
+  app.use((req: Request, res: Response) => sendClientError(res, 404, 'not-found', 'no such route', undefined, isFhirPath(req)));
+  app.use(errorHandler(log, isFhirPath));
   return app;
 }

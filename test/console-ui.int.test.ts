@@ -303,12 +303,19 @@ test('the console API takes the CLI’s API keys too, and a session cannot chang
   expect(await search('type=ORU%5ER01&controlId=LAB-3')).toEqual(['LAB-3']);
   expect(await search(`member=m1&channel=lab&to=${encodeURIComponent(new Date(Date.now() - 3600_000).toISOString())}`)).toHaveLength(10);
   expect(await search(`channel=lab&from=${encodeURIComponent(new Date(Date.now() - 3600_000).toISOString())}`)).toEqual([]);
-  // A search by patient is a read of that patient's data: audited.
-  const audited = await hub.runtime.db.query<{ actor: string; patient_key: string | null }>(`SELECT actor, patient_key FROM audit_event WHERE action = 'search' AND entity_type = 'raw_message' ORDER BY id`);
-  expect(audited.rows).toEqual([
-    { actor: 'ops-cli', patient_key: 'm1|C100040' },
-    { actor: 'ops-cli', patient_key: 'm1|C100041' },
+  // Every search lists patients (patient_key): each is a read of their data, audited once per
+  // patient listed. A search by patient records just that patient.
+  const audited = await hub.runtime.db.query<{ actor: string; patient_key: string | null; filter: Record<string, string> }>(
+    `SELECT actor, patient_key, detail->'filter' AS filter FROM audit_event WHERE action = 'search' AND entity_type = 'raw_message' AND actor = 'ops-cli' ORDER BY id`,
+  );
+  expect(audited.rows.filter((r) => r.filter.patient)).toEqual([
+    { actor: 'ops-cli', patient_key: 'm1|C100040', filter: { patient: 'C100040' } },
+    { actor: 'ops-cli', patient_key: 'm1|C100041', filter: { patient: 'm1|C100041' } },
   ]);
+  const byType = audited.rows.filter((r) => r.filter.type === 'ADT' && r.filter.channel === 'his');
+  expect(byType.map((r) => r.patient_key).sort()).toEqual(['m1|C100040', 'm1|C100041', 'm1|C100042']);
+  // A search that lists nobody still records who searched, for what.
+  expect(audited.rows.filter((r) => r.filter.channel === 'lab' && r.filter.from)).toEqual([{ actor: 'ops-cli', patient_key: null, filter: expect.objectContaining({ channel: 'lab' }) }]);
   expect((await fetch(`${base}/console/no-such-page`)).status).toBe(404);
 
   // A cross-site form post carries no custom header: refused even with the session cookie.

@@ -7,7 +7,7 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
 import type { ApiContext } from '../context';
-import { recordAudit } from '../../hub/audit';
+import { recordAudit, recordAuditForPatients } from '../../hub/audit';
 import { HubError } from '../../mappings/outcome';
 import { hasScope, requireAnyScope, requireScope } from '../auth';
 import { channelOverview } from '../../hub/console/channels';
@@ -82,14 +82,9 @@ export function consoleApi(runtime: ApiContext): express.Router {
   router.get('/api/messages', requireAnyScope('integration', 'patient.read'), async (req, res) => {
     const q = parse(messageQuery, nonEmpty(req.query), 'query');
     const items = await searchMessages(runtime.db, q);
-    // A search by patient tells which messages a patient has: that is reading the patient's data,
-    // recorded once per patient found (a bare MRN may match the same number at several members).
-    if (q.patient) {
-      const keys = [...new Set(items.map((m) => m.patient_key as string | null).filter((k): k is string => !!k))];
-      for (const patientKey of keys.length ? keys : [null]) {
-        await recordAudit(runtime.db, { actor: req.principal!.name, action: 'search', entityType: 'raw_message', entityId: 'search', patientKey, detail: { filter: req.query, found: items.length } });
-      }
-    }
+    // Every item names its patient (patient_key: member|MRN): any search is reading those patients'
+    // data, recorded once per patient listed (once without a patient when the page lists none).
+    await recordAuditForPatients(runtime.db, { actor: req.principal!.name, action: 'search', entityType: 'raw_message', entityId: 'search', detail: { filter: req.query, found: items.length } }, items.map((m) => m.patient_key as string | null));
     res.json({ items });
   });
 
@@ -101,15 +96,22 @@ export function consoleApi(runtime: ApiContext): express.Router {
     res.json(detail);
   });
 
+  // A dead letter's reason quotes the message's text: listing them is reading those patients' data.
   router.get('/api/dead-letters', requireAnyScope('integration', 'patient.read'), async (req, res) => {
-    res.json({ items: await deadLetters(runtime.db, parse(deadLetterQuery, nonEmpty(req.query), 'query')) });
+    const rows = await deadLetters(runtime.db, parse(deadLetterQuery, nonEmpty(req.query), 'query'));
+    await recordAuditForPatients(runtime.db, { actor: req.principal!.name, action: 'search', entityType: 'quarantine', entityId: 'dead-letters', detail: { via: 'console', filter: req.query, found: rows.length } }, rows.map((r) => r.patient_key));
+    res.json({ items: rows.map(({ patient_key: _key, ...item }) => item) });
   });
 
   // The audit trail names patients: reading it is itself audited.
   router.get('/api/audit', requireScope('admin'), async (req, res) => {
     const q = parse(auditQuery, nonEmpty(req.query), 'query');
     const items = await searchAudit(runtime.db, q);
-    await recordAudit(runtime.db, { actor: req.principal!.name, action: 'search', entityType: 'audit_event', entityId: 'search', patientKey: q.patient?.includes('|') ? q.patient : null, detail: { filter: req.query, found: items.length } });
+    // Once per patient the page names (and the patient searched for, when given as member|MRN).
+    await recordAuditForPatients(runtime.db, { actor: req.principal!.name, action: 'search', entityType: 'audit_event', entityId: 'search', detail: { filter: req.query, found: items.length } }, [
+      ...items.map((a) => a.patient_key as string | null),
+      q.patient?.includes('|') ? q.patient : null,
+    ]);
     res.json({ items });
   });
 

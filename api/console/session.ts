@@ -14,6 +14,7 @@ import type { HubConfig } from '../../hub/config';
 import { authenticator, type Principal } from '../auth';
 import { consoleSettings, roleScopes, type ConsoleRole } from '../../hub/console/config';
 import { unknownUserHash, verifyPassword } from './password';
+import { sendClientError } from '../errors';
 
 export const SESSION_COOKIE = 'yilian_console';
 /** Sent by the console's own script on every API call; a cross-site form or image cannot set it. */
@@ -25,8 +26,32 @@ export interface ConsoleSession {
 }
 
 /** Five wrong passwords for a name, each within LOCK_MS of the previous one, lock it for LOCK_MS. */
-const LOCK_AFTER_FAILURES = 5;
+export const LOCK_AFTER_FAILURES = 5;
 const LOCK_MS = 60_000;
+
+/**
+ * Take one attempt for a name, atomically (one Lua script: nothing else runs in Redis between its
+ * read and its write), before the password is checked: parallel attempts each take their own
+ * number, so no more than the limit of them are ever checked (checking first and counting after
+ * let all of 60 parallel guesses through, and a right password among them log in). Returns the
+ * attempt's number; above the limit it is refused unchecked. Only counted attempts renew the
+ * minute, so a locked name opens a minute after its last checked failure however often it is tried.
+ */
+const TAKE_ATTEMPT = `
+local n = redis.call('INCR', KEYS[1])
+if n <= tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return n`;
+
+/**
+ * A right password starts the count over, unless attempts beside it were refused meanwhile (the
+ * count went past the limit): then the name is locked and stays so; this attempt had been taken
+ * within the limit, so it was fairly checked.
+ */
+const RELEASE_ON_SUCCESS = `
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > tonumber(ARGV[1]) then return n end
+redis.call('DEL', KEYS[1])
+return 0`;
 
 export class SessionStore {
   constructor(
@@ -49,17 +74,18 @@ export class SessionStore {
     return `${this.prefix}:console:login-failures:${createHash('sha256').update(name).digest('hex')}`;
   }
 
-  /** Check the password; on success store a session and return its token. */
+  /**
+   * Take an attempt (TAKE_ATTEMPT), then check the password; on success store a session and return
+   * its token. A wrong password keeps its attempt counted.
+   */
   async login(name: string, password: string): Promise<{ token: string; session: ConsoleSession } | { error: 'locked' | 'wrong' }> {
     const failures = this.failureKey(name);
-    if (Number(await this.redis.get(failures)) >= LOCK_AFTER_FAILURES) return { error: 'locked' };
+    const attempt = Number(await this.redis.eval(TAKE_ATTEMPT, 1, failures, LOCK_AFTER_FAILURES, LOCK_MS));
+    if (attempt > LOCK_AFTER_FAILURES) return { error: 'locked' };
     const user = consoleSettings(this.config).users.find((u) => u.name === name);
     const ok = await verifyPassword(password, user?.passwordHash ?? unknownUserHash);
-    if (!ok || !user) {
-      await this.redis.multi().incr(failures).pexpire(failures, LOCK_MS).exec();
-      return { error: 'wrong' };
-    }
-    await this.redis.del(failures);
+    if (!ok || !user) return { error: 'wrong' };
+    await this.redis.eval(RELEASE_ON_SUCCESS, 1, failures, LOCK_AFTER_FAILURES);
     const token = randomBytes(32).toString('base64url');
     const session: ConsoleSession = { user: user.name, role: user.role };
     await this.redis.set(this.key(token), JSON.stringify(session), 'PX', Math.round(consoleSettings(this.config).sessionHours * 3600_000));
@@ -99,7 +125,7 @@ export function sessionOrApiKey(config: HubConfig, sessions: SessionStore) {
     if (req.header('authorization') || req.header('x-api-key') || !cookiesOf(req)[SESSION_COOKIE]) return byKey(req, res, next);
     try {
       const session = await sessions.fromRequest(req);
-      if (!session) return res.status(401).json({ code: 'unauthenticated', message: 'console session expired or unknown: log in again' });
+      if (!session) return void sendClientError(res, 401, 'unauthenticated', 'console session expired or unknown: log in again');
       if (req.method !== 'GET' && req.method !== 'HEAD' && req.header(CONSOLE_HEADER) !== '1') {
         return res.status(403).json({ code: 'forbidden', message: `a console session may change things only with the ${CONSOLE_HEADER} header` });
       }

@@ -142,6 +142,7 @@ export async function messageDetail(db: HubDb, id: number): Promise<MessageDetai
   };
 }
 
+/** Open dead letters; `patient_key` is for the caller's audit event (the route does not show it). */
 export async function deadLetters(db: HubDb, f: { member?: string; channel?: string; stage?: string; code?: string; limit: number }) {
   const w = new Where();
   w.add(`q.state = 'open'`);
@@ -150,8 +151,8 @@ export async function deadLetters(db: HubDb, f: { member?: string; channel?: str
   if (f.stage) w.add('q.stage = ?', f.stage);
   if (f.code) w.add('q.code = ?', f.code);
   const limit = w.next(f.limit);
-  const rows = await db.query(
-    `SELECT q.id, q.raw_id, q.stage, q.code, q.reason, q.location, q.created_at, r.member_id, r.channel_id, r.control_id, r.message_type, r.status, r.attempts
+  const rows = await db.query<{ patient_key: string | null; [k: string]: unknown }>(
+    `SELECT q.id, q.raw_id, q.stage, q.code, q.reason, q.location, q.created_at, r.member_id, r.channel_id, r.control_id, r.message_type, r.status, r.attempts, r.patient_key
        FROM quarantine q JOIN raw_message r ON r.id = q.raw_id ${w.sql} ORDER BY q.id DESC LIMIT ${limit}`,
     w.params,
   );
