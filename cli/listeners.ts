@@ -13,7 +13,10 @@ export async function startListeners(runtime: Runtime, onEvent: (text: string) =
   for (const member of runtime.config.members) {
     for (const channel of member.channels) {
       if (channel.kind === 'mllp') {
-        const listener = new MllpListener(member, channel, runtime.intake);
+        // Connection and listener errors go to the log; a message's own events are metrics.
+        const listener = new MllpListener(member, channel, runtime.intake, (event, payload) => {
+          if (event === 'connectionError') onEvent(`MLLP ${member.id}/${channel.id}: ${(payload as { error: string }).error}`);
+        });
         const port = await listener.start();
         onEvent(`MLLP ${member.id}/${channel.id} on port ${port} (${channel.charset}, ${channel.ackMode} ACKs)`);
         stops.push(() => listener.close());
@@ -23,7 +26,7 @@ export async function startListeners(runtime: Runtime, onEvent: (text: string) =
         onEvent(`FHIR REST ${member.id}/${channel.id} pulling ${channel.baseUrl} every ${channel.intervalSeconds} s`);
         stops.push(() => poller.stop());
       } else if (channel.kind === 'file') {
-        const folder = new DropFolder(member, channel, runtime.intake);
+        const folder = new DropFolder(member, channel, runtime.intake, { log: onEvent });
         await folder.start();
         onEvent(`file ${member.id}/${channel.id} watching ${channel.dir}`);
         stops.push(() => folder.stop());

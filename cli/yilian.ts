@@ -258,17 +258,55 @@ async function withRuntime(config: HubConfig, work: (runtime: Runtime) => Promis
   }
 }
 
+/** How long a signalled process may take to finish its in-flight work before it exits anyway. */
+const SHUTDOWN_GRACE_MS = 30_000;
+
 async function serveUntilSignal(config: HubConfig, start: (runtime: Runtime) => Promise<() => Promise<void>>): Promise<number> {
   const runtime = await openRuntime(config, { log });
   const stop = await start(runtime);
-  await new Promise<void>((resolve) => {
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  log('shutting down: finishing in-flight work');
-  await stop();
-  await runtime.close();
+  log(`${signal}: shutting down, finishing in-flight work (at most ${SHUTDOWN_GRACE_MS / 1000} s)`);
+  // Whatever is in flight (a job waiting on a store that is away, a sender that never reads its
+  // ACKs), the process ends within the grace; what it did not finish is still in the raw store
+  // and queues, and runs again. A second signal ends it at once.
+  const forced = setTimeout(() => {
+    log(`shutdown: in-flight work not finished after ${SHUTDOWN_GRACE_MS / 1000} s; exiting (it is run again from the raw store)`);
+    process.exit(1);
+  }, SHUTDOWN_GRACE_MS);
+  forced.unref();
+  const again = (second: NodeJS.Signals) => {
+    log(`${second} again: exiting now`);
+    process.exit(1);
+  };
+  process.once('SIGINT', again);
+  process.once('SIGTERM', again);
+  try {
+    await stop();
+    await runtime.close();
+  } catch (error) {
+    log(`shutdown: ${(error as Error).message}`);
+    return 1;
+  }
   return 0;
+}
+
+/**
+ * A long-running process must not die of a promise nobody awaited: the rejection is logged with
+ * what it carried, and the process goes on (its loops handle their own failures and retry). An
+ * uncaught exception leaves state unknown: the process exits non-zero, and its supervisor
+ * (docker-compose `restart: unless-stopped`, deploy/yilian@.service) starts it again.
+ */
+function guardProcess(): void {
+  process.on('unhandledRejection', (reason) => {
+    log(`unexpected rejection (process kept running): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`);
+  });
+  process.on('uncaughtException', (error) => {
+    log(`uncaught exception, exiting for the supervisor to restart this process: ${error.stack ?? error.message}`);
+    process.exit(70);
+  });
 }
 
 /** A worker's own metrics, behind the same API keys as the hub's API (scope `metrics`). */
@@ -300,6 +338,7 @@ function formatStatus(status: Awaited<ReturnType<typeof hubStatus>>): string {
 }
 
 if (require.main === module) {
+  guardProcess();
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (error) => {

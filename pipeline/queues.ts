@@ -9,6 +9,7 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
+import os from 'node:os';
 
 export interface PipelineJob {
   rawId: number;
@@ -65,6 +66,9 @@ export class PipelineQueues {
           },
         }),
     );
+    // A Queue is an EventEmitter: unhandled, a connection error while Redis is away would end the
+    // process. The commands themselves wait for the reconnect (redisClient), so nothing is lost here.
+    for (const queue of this.queues) queue.on('error', () => undefined);
   }
 
   partitionFor(item: EnqueueItem): number {
@@ -115,10 +119,30 @@ export class PipelineQueues {
     return totals;
   }
 
-  /** Worker processes connected to any partition queue (BullMQ reads CLIENT LIST). */
+  /**
+   * Worker processes of this hub: those whose heartbeat key (beat()) is alive under this prefix, in
+   * this Redis database. Not BullMQ's getWorkers(): it reads CLIENT LIST, which is server-wide, so two
+   * hubs on one Redis server (another database, the same prefix) counted each other's workers and
+   * `yilian ingest` waited for work nobody took.
+   */
   async workerCount(): Promise<number> {
-    const workers = await this.queues[0]!.getWorkers();
-    return workers.length;
+    let count = 0;
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.options.prefix}:worker:*`, 'COUNT', 1000);
+      count += keys.length;
+      cursor = next;
+    } while (cursor !== '0');
+    return count;
+  }
+
+  /** A worker says it is alive for the next `ttlMs`; end() removes the key when it stops. */
+  async beat(workerId: string, ttlMs: number): Promise<void> {
+    await this.redis.set(`${this.options.prefix}:worker:${workerId}`, `${os.hostname()}:${process.pid}`, 'PX', ttlMs);
+  }
+
+  async endBeat(workerId: string): Promise<void> {
+    await this.redis.del(`${this.options.prefix}:worker:${workerId}`);
   }
 
   /** Delete every key under this prefix (queues, events, epoch): for retiring a prefix, and for tests and benchmarks that share a Redis. */

@@ -6,11 +6,32 @@
  */
 import { syncTerminology } from '../hub/terminology/versions';
 import { startTerminologySync } from '../hub/terminology/reprocess';
+import { randomUUID } from 'node:crypto';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { partitionQueueName, redisClient, type PipelineJob, type PipelineQueues } from './queues';
 import { Reconciler } from './reconciler';
 import { runPipeline, type RunnerContext, type RunOutcome } from './runner';
+
+/** A worker whose heartbeat is this old is no longer counted (it beats three times as often). */
+const HEARTBEAT_TTL_MS = 15_000;
+
+const STORE_PROBE_MS = 500;
+
+/** Whether PostgreSQL answers a trivial query within a second (a pool connect may wait far longer). */
+async function storeAnswers(db: RunnerContext['db']): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const probe = db.query('SELECT 1').then(
+    () => true,
+    () => false,
+  );
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 1000)));
+  try {
+    return await Promise.race([probe, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export interface WorkerOptions {
   /** Lock on an active job; a worker that stops renewing it (killed) loses the job after this. */
@@ -27,6 +48,9 @@ export class PipelineWorker {
   private readonly connection: Redis;
   private reconciler?: Reconciler;
   private stopTerminologySync?: () => void;
+  private heartbeat?: NodeJS.Timeout;
+  private closing = false;
+  private readonly id = randomUUID();
 
   constructor(
     private readonly ctx: RunnerContext,
@@ -54,6 +78,12 @@ export class PipelineWorker {
       worker.on('error', (error) => this.options.log?.(`worker p${p}: ${error.message}`));
       this.workers.push(worker);
     }
+    // Heartbeat, so that `status` and `ingest` count this hub's workers only (queues.workerCount).
+    const beat = () =>
+      this.queues.beat(this.id, HEARTBEAT_TTL_MS).catch((error: Error) => this.options.log?.(`worker heartbeat: ${error.message}`));
+    await beat();
+    this.heartbeat = setInterval(() => void beat(), HEARTBEAT_TTL_MS / 3);
+    this.heartbeat.unref();
     if (this.options.reconcile !== false) {
       this.reconciler = new Reconciler(this.ctx.db, this.queues, { log: this.options.log });
       this.reconciler.start();
@@ -61,16 +91,30 @@ export class PipelineWorker {
   }
 
   private async process(job: Job<PipelineJob>, attempts: number): Promise<RunOutcome> {
-    const outcome = await runPipeline(this.ctx, job.data.rawId, job.attemptsMade + 1 >= attempts);
-    this.options.onProcessed?.(job.data.rawId, outcome);
-    return outcome;
+    for (;;) {
+      try {
+        const outcome = await runPipeline(this.ctx, job.data.rawId, job.attemptsMade + 1 >= attempts);
+        this.options.onProcessed?.(job.data.rawId, outcome);
+        return outcome;
+      } catch (error) {
+        // PostgreSQL away (a restart, a failover) is no message's fault: the job waits for it and
+        // runs again without spending one of its attempts — else a long outage would dead-letter
+        // every message it met as `exhausted`. Any other failure is the job's, retried by BullMQ.
+        if (this.closing || (await storeAnswers(this.ctx.db))) throw error;
+        this.options.log?.(`worker: PostgreSQL does not answer (${(error as Error).message}); raw ${job.data.rawId} waits for it`);
+        while (!this.closing && !(await storeAnswers(this.ctx.db))) await new Promise((r) => setTimeout(r, STORE_PROBE_MS));
+      }
+    }
   }
 
   /** Stop taking jobs and wait for the ones in flight. */
   async close(): Promise<void> {
+    this.closing = true;
     this.reconciler?.stop();
     this.stopTerminologySync?.();
+    clearInterval(this.heartbeat);
     await Promise.all(this.workers.map((w) => w.close()));
+    await this.queues.endBeat(this.id).catch(() => undefined); // gone anyway once its TTL runs out
     this.connection.disconnect();
   }
 }

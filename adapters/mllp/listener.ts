@@ -41,8 +41,14 @@ export class MllpListener {
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
-      this.server!.listen(this.channel.port, this.channel.host, () => resolve());
+      this.server!.listen(this.channel.port, this.channel.host, () => {
+        this.server!.off('error', reject);
+        resolve();
+      });
     });
+    // Once listening, an error of the server (EMFILE when file descriptors run out) must not end
+    // the process: it is reported, and the server goes on accepting once the cause is gone.
+    this.server.on('error', (error) => this.on('connectionError', { member: this.member.id, channel: this.channel.id, error: `listener: ${error.message}` }));
     return (this.server.address() as net.AddressInfo).port;
   }
 
