@@ -3,7 +3,9 @@
  * listener), the Dockerfile builds on Node 20, and deploy/config.yaml validates against the
  * configuration schema.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { parseConfig } from '../hub/config';
@@ -125,7 +127,24 @@ describe('docker-compose.yml', () => {
   test('api serves the API only; listener runs the listeners only', () => {
     expect(commandWords(service('api'))).toEqual(['serve', '--api-only']);
     expect(commandWords(service('listener'))).toEqual(['serve', '--listeners-only']);
-    expect(commandWords(service('worker'))).toEqual(['worker']);
+    expect(commandWords(service('worker'))).toEqual(['worker', '--metrics-port', '9464']);
+  });
+
+  test.each(['redis', 'postgres', ...appServices])('%s restarts unless stopped', (name) => {
+    expect(service(name).restart).toBe('unless-stopped');
+  });
+
+  // The healthcheck must probe what the service itself serves: the API's /ready, the worker's
+  // --metrics-port /health, the listener's first MLLP port.
+  test.each([
+    ['api', '8080/ready'],
+    ['worker', '9464/health'],
+    ['listener', 'connect(2575'],
+  ])('%s has a healthcheck probing %s', (name, probe) => {
+    const check = service(name).healthcheck as { test?: string[] } | undefined;
+    expect(check?.test?.[0]).toBe('CMD');
+    expect(check!.test!.join(' ')).toContain(probe);
+    if (name === 'worker') expect(commandWords(service('worker')).join(' ')).toContain(probe.split('/')[0]);
   });
 
   test('worker runs at least 2 replicas', () => {
@@ -140,6 +159,39 @@ describe('docker-compose.yml', () => {
     expect(publishedPorts(service('listener'))).toContain(2575);
     const mounts = (service('listener').volumes ?? []).map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`));
     expect(mounts.some((m) => m.split(':')[1] === '/var/lib/yilian/drop')).toBe(true);
+  });
+});
+
+describe('deploy/systemd/yilian@.service', () => {
+  const unitFile = path.join(root, 'deploy', 'systemd', 'yilian@.service');
+  const settings = (): Map<string, string> =>
+    new Map(
+      readFileSync(unitFile, 'utf8')
+        .split('\n')
+        .filter((line) => /^[A-Za-z]+=/.test(line))
+        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)] as [string, string]),
+    );
+
+  test('restarts its process whatever the exit, without a start limit, and stops after the 30 s shutdown grace', () => {
+    const unit = settings();
+    expect(unit.get('Restart')).toBe('always');
+    expect(unit.get('StartLimitIntervalSec')).toBe('0');
+    expect(Number(unit.get('TimeoutStopSec'))).toBeGreaterThan(30);
+    expect(unit.get('ExecStart')).toMatch(/dist\/cli\/yilian\.js \$YILIAN_ARGS$/);
+  });
+
+  const analyze = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' }).stdout.trim();
+  (analyze ? test : test.skip)('systemd-analyze verify finds nothing to say about it', () => {
+    // verify wants an instance name; it reports a bad setting on stderr and still exits 0.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'yilian-unit-'));
+    try {
+      copyFileSync(unitFile, path.join(dir, 'yilian@api.service'));
+      const run = spawnSync(analyze, ['verify', path.join(dir, 'yilian@api.service')], { encoding: 'utf8' });
+      expect(`${run.stdout}${run.stderr}`.split('\n').filter((l) => l.includes('yilian@'))).toEqual([]);
+      expect(run.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
