@@ -146,3 +146,41 @@ export async function startRedisServer(port: number): Promise<Proc> {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** The last `lines` lines of a process's output (failure messages name what each process said last). */
+export function outputTail(proc: Proc, lines = 30): string {
+  return proc.output().split('\n').slice(-lines).join('\n');
+}
+
+/** A config file with the given content (members with their channels, pipeline, …) in a temp dir; remove with removeWorkerConfig. */
+export function writeHubConfig(content: Record<string, unknown>): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'yilian-int-'));
+  const file = path.join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify(content));
+  return file;
+}
+
+export interface CliEnv {
+  databaseUrl: string;
+  redisUrl: string;
+}
+
+/**
+ * `node dist/cli/yilian.js <args>` (e.g. `serve --listeners-only`) with the test's stores and config
+ * file; resolves once its output matches `ready` (fails early if it exits first).
+ */
+export async function spawnCli(args: string[], env: CliEnv, configFile: string, ready: RegExp, timeoutMs = 60_000): Promise<Proc> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, YILIAN_CONFIG: configFile },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const proc = track(child);
+  await waitForOutput(proc, ready, timeoutMs);
+  return proc;
+}
+
+/** `yilian serve --listeners-only`; resolves once every MLLP channel in the config reports its port. */
+export async function spawnListeners(env: CliEnv, configFile: string, mllpChannels: number, timeoutMs = 60_000): Promise<Proc> {
+  const ready = new RegExp(`(?:MLLP \\S+ on port \\d+[^]*){${mllpChannels}}`);
+  return spawnCli(['serve', '--listeners-only'], env, configFile, ready, timeoutMs);
+}
