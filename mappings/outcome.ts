@@ -74,8 +74,10 @@ export class HubError extends Error {
     super(message);
   }
 
+  /** The HL7 condition; a transient error is always a reject (AR/CR): "not taken, send it again later". */
   get hl7(): { code: string; text: string; ack: 'AE' | 'AR' } {
-    return hl7Condition[this.code];
+    const condition = hl7Condition[this.code];
+    return this.transient ? { ...condition, ack: 'AR' } : condition;
   }
 
   toOperationOutcome(): OperationOutcome {

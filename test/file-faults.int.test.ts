@@ -14,6 +14,7 @@ import type { HubDb } from '../hub/sql';
 import { RawIntake } from '../adapters/intake';
 import { DropFolder, OVERSIZE_HEAD_BYTES } from '../adapters/file/dropFolder';
 import { simAdt, simPatient } from '../cli/simulate';
+import { PgRelay } from './support/pgRelay';
 import { startTestHub, waitFor, type TestHub } from './support/hub';
 
 let hub: TestHub;
@@ -248,60 +249,16 @@ test('row 12: with followSymlinks a link to a file is read and the link moved; i
   expect(existsSync(path.join(dir, 'to-fifo.hl7'))).toBe(true); // a link to a FIFO is never opened either
 });
 
-/**
- * A TCP relay in front of PostgreSQL that a test can take down for real: `closed` refuses
- * connections (ECONNREFUSED), `dropping` accepts and resets them, counting attempts, `up` relays.
- */
-class PgRelay {
-  mode: 'up' | 'dropping' | 'closed' = 'up';
-  attempts = 0;
-  private server?: net.Server;
-  private readonly sockets = new Set<net.Socket>();
-  port = 0;
-
-  async listen(): Promise<void> {
-    this.server = net.createServer((client) => {
-      this.attempts++;
-      if (this.mode !== 'up') return void client.destroy();
-      const upstream = net.connect(5432, '127.0.0.1');
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => undefined);
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', () => resolve()));
-    this.port = (this.server.address() as net.AddressInfo).port;
-  }
-
-  /** Cut every open connection (the pool's idle clients too). */
-  cut(): void {
-    for (const s of this.sockets) s.destroy();
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise((r) => this.server?.close(r));
-    this.server = undefined;
-  }
-}
-
 test('store down: the poller keeps running, the file stays, one log line per outage; once the store is back it is stored and archived', async () => {
   const relay = new PgRelay();
   await relay.listen();
-  const url = new URL(hub.databaseUrl);
-  url.host = `127.0.0.1:${relay.port}`;
-  const db: HubDb = await openHubDb({ databaseUrl: url.toString(), poolSize: 2 });
+  const db: HubDb = await openHubDb({ databaseUrl: relay.urlThrough(hub.databaseUrl), poolSize: 2 });
   const intake = new RawIntake(db, hub.runtime.queues);
   const { folder, dir, logs } = folderFor('down', { pollIntervalMs: 100, stableMs: 100 }, intake);
   try {
     await folder.start();
     // Down for real: nothing listens on the port (ECONNREFUSED, as in the report).
     await relay.close();
-    relay.mode = 'closed';
     const file = path.join(dir, 'while-down.hl7');
     writeFileSync(file, simAdt({ controlId: 'DOWN-1', patient: simPatient(10, 'D') }));
     await waitFor(async () => logs.some((l) => /raw store unavailable .*ECONNREFUSED/.test(l)), 20_000, 'the outage logged');

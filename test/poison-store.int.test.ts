@@ -15,6 +15,7 @@ import { isDataDbError, isTransientDbError } from '../hub/pgErrors';
 import type { HubDb } from '../hub/sql';
 import { bloodCount, simOru, simPatient } from '../cli/simulate';
 import { startTestHub, type TestHub } from './support/hub';
+import { PgRelay } from './support/pgRelay';
 import { msaOf, quarantineOf, rawRows, segmentOf } from './support/mllp';
 
 const memberConfig = { id: 'm1', name: 'Member 1', tier: 'secondary', channels: [{ id: 'lis', kind: 'mllp', port: 0 }] };
@@ -150,42 +151,17 @@ describe('one group commit with poisoned messages among good ones', () => {
   });
 });
 
-/** A TCP proxy to the shared PostgreSQL that the test can take down: "the store is down" without touching the server. */
-async function startProxy(): Promise<{ port: number; down(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(5432, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.pipe(upstream).pipe(client);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    async down() {
-      const closed = new Promise((r) => server.close(r));
-      for (const s of sockets) s.destroy();
-      await closed;
-    },
-  };
-}
-
 describe('the store is down', () => {
   it('every member of the group is rejected (NAK, resend later) within seconds, none stored, the error transient', async () => {
-    const proxy = await startProxy();
-    const url = hub.databaseUrl.replace('127.0.0.1:5432', `127.0.0.1:${proxy.port}`);
-    const db: HubDb = await openHubDb({ databaseUrl: url, poolSize: 4 });
+    const proxy = new PgRelay();
+    await proxy.listen();
+    const db: HubDb = await openHubDb({ databaseUrl: proxy.urlThrough(hub.databaseUrl), poolSize: 4 });
     const enqueued: number[] = [];
     const intake = new RawIntake(db, { enqueue: async (items) => void enqueued.push(...items.map((i) => i.rawId)) });
     try {
       // Up: stored.
       expect((await intake.receive(inbound(good('D', 0)))).outcome).toBe('stored');
-      await proxy.down();
+      await proxy.close();
       const t0 = Date.now();
       const settled = await receiveTogether(intake, Array.from({ length: 60 }, (_, i) => good('D', i + 1)));
       const seconds = (Date.now() - t0) / 1000;
@@ -197,7 +173,7 @@ describe('the store is down', () => {
       expect((await rawRows(hub, `control_id LIKE 'D-%'`)).map((r) => r.control_id)).toEqual(['D-0']);
     } finally {
       await db.close().catch(() => undefined);
-      await proxy.down().catch(() => undefined);
+      await proxy.close().catch(() => undefined);
     }
   });
 });

@@ -10,7 +10,7 @@ import net from 'node:net';
 import { channelCharsetPolicy, type MemberConfig, type MllpChannelConfig } from '../../hub/config';
 import { frame, MllpFramer } from './framer';
 import type { RawIntake } from '../intake';
-import { buildAck } from '../ack';
+import { ackCodeFor, buildAck } from '../ack';
 import { sniffHeader } from '../../mappings/hl7v2/header';
 import { metrics } from '../../hub/metrics';
 import { HubError } from '../../mappings/outcome';
@@ -87,10 +87,15 @@ export class MllpListener {
           code = result.ackCode ?? '';
           rawId = result.rawId;
         } catch (error) {
-          // Not stored: never AA. AR with 207 tells the sender to try again later.
+          // Not stored: never AA. AR (CR in enhanced mode) with 207 tells the sender to try again
+          // later; a sender whose MSH-15 asked for no accept ACKs gets none, as for any other answer.
           const failure = new HubError('internal', `message not stored, resend later: ${(error as Error).message}`, undefined, true);
-          ack = Buffer.from(buildAck({ header: sniffHeader(bytes), code: 'AR', error: failure }), 'latin1');
-          code = 'AR';
+          const header = sniffHeader(bytes);
+          const nak = ackCodeFor(this.channel.ackMode, header, failure);
+          if (nak) {
+            ack = Buffer.from(buildAck({ header, code: nak, error: failure }), 'latin1');
+            code = nak;
+          }
         }
         inFlight--;
         if (inFlight < this.maxInFlight && socket.isPaused()) socket.resume();
