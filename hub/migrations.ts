@@ -7,6 +7,7 @@ import type { HubDb } from './sql';
 import { reprocessLeaseSql, terminologySchemaSql } from './terminology/schema';
 import { patientIndexChangesSql, patientIndexFollowSql, patientIndexSchemaSql, patientIndexSharedValuesSql, patientIndexWritesSql, patientIndexMergedSql } from './mpi/schema';
 import { recognitionSchemaSql } from './recognition/schema';
+import { DELETE_CONTAINER_REPORTS_SQL } from './recognition/resultIndex';
 import { costFeedSchemaSql } from './feeds/schema';
 import { sharedResourceSchemaSql } from './resources/schema';
 import { consoleSchemaSql } from './console/schema';
@@ -262,6 +263,13 @@ COMMENT ON INDEX raw_message_fix_fix IS 'A message page shows which original a f
     id: 16,
     name: 'master patient index: an index on merged golden patients (a bridge join repoints them)',
     sql: patientIndexMergedSql,
+  },
+  {
+    id: 17,
+    name: 'mutual recognition: a DiagnosticReport that contains a result Observation of its own code is not a result (rows derived before are deleted)',
+    // The sync applies the rule from now on (hub/recognition/resultIndex.ts); rows it derived before
+    // would otherwise stay until their report changes, and be listed, reported and priced as results.
+    sql: `${DELETE_CONTAINER_REPORTS_SQL};\n`,
   },
 ];
 

@@ -6,6 +6,15 @@
  * so a link or merge decided a second ago counts; each source's results come from the recognition
  * index in one index probe. Every candidate is judged by the rule in force at `at`; those refused
  * say why. Each check is logged (recognition rate) and audited (it reads patient data).
+ *
+ * An analyte measured both as a mass and as a substance concentration (glucose 2345-7 mg/dL and
+ * 14749-6 mmol/L, mappings/terminology/analytes.ts) is one recognition item: asking for either code
+ * finds the results stored under both, each judged by the rule of the code asked (the requesting
+ * clinic is about to order that test, so its window and tiers are the ones that matter; the
+ * shipped rules give both codes of a pair the same window), and a result stored under the other
+ * code is shown in the asked code's canonical unit, converted through the molar mass of the
+ * canonical-units map, with the value and unit as sent kept in `original` and the code it is
+ * stored under in `code`.
  */
 import { z } from 'zod';
 import type { HubDb, Sql } from '../sql';
@@ -15,6 +24,8 @@ import { HubError } from '../../mappings/outcome';
 import { syncTerminology } from '../terminology/versions';
 import { LOINC, localSystemMember } from '../../mappings/terminology/systems';
 import type { Terminology } from '../../mappings/terminology/translator';
+import { itemCodes } from '../../mappings/terminology/analytes';
+import { roundConverted, unitConversion } from '../../mappings/terminology/ucum';
 import { accreditationFor } from './config';
 import { ruleBook, type RecognitionRuleVersion } from './rules';
 
@@ -50,6 +61,8 @@ export type RefusalReason = 'expired' | 'lab-not-accredited' | 'member-not-recog
 export interface RecognisableResult {
   resourceType: string;
   resourceId: string;
+  /** The standard code the result is stored under: the other code of a mass/substance pair when it was reported in the other unit. */
+  code: string;
   member: string;
   tier: string;
   lab: string | null;
@@ -67,7 +80,7 @@ export interface TestAnswer {
   display?: string;
   rule: { version: number; windowDays: number; recognised: boolean } | null;
   recognisable: RecognisableResult[];
-  refused: Array<{ resourceId: string; member: string; time: string; reason: RefusalReason; detail?: string }>;
+  refused: Array<{ resourceId: string; code: string; member: string; time: string; reason: RefusalReason; detail?: string }>;
   /** Why nothing is recognisable (empty when something is). */
   reasons: RefusalReason[];
 }
@@ -195,6 +208,33 @@ async function resolvePatient(db: Sql, patient: CheckRequest['patient']): Promis
   );
 }
 
+/**
+ * Pure: a stored result's value in the canonical unit of the code asked. A result stored under the
+ * asked code is as stored; one stored under the other code of its pair (in that code's canonical
+ * unit, as the map stage left it) is converted through the molar mass the canonical-units map gives
+ * (the asked code's, else its twin's). Anything else is returned as stored, so the judgement
+ * refuses it as unit-incompatible rather than guessing.
+ */
+export function inAskedUnit(result: { code: string; value: number | null; unit: string | null }, asked: string, terminology: Pick<Terminology, 'canonicalUnit'>): { value: number | null; unit: string | null } {
+  const stored = { value: result.value, unit: result.unit };
+  if (result.code === asked || result.value === null) return stored;
+  const to = terminology.canonicalUnit(asked);
+  const from = terminology.canonicalUnit(result.code);
+  if (!to || !from || result.unit !== from.unit) return stored;
+  const conversion = unitConversion(from.unit, to.unit, to.molarMass ?? from.molarMass);
+  if (!conversion.ok) return stored;
+  return { value: roundConverted(conversion.convert(result.value)), unit: to.unit };
+}
+
+/** The accreditation of the lab for the result's analyte (an EQA scheme assesses the analyte, whichever of its codes the lab reports under). */
+function accreditationOfItem(config: HubConfig, result: { code: string; member_id: string; lab: string | null; effective_at: Date }): ReturnType<typeof accreditationFor> {
+  for (const code of [result.code, ...itemCodes(result.code).filter((c) => c !== result.code)]) {
+    const found = accreditationFor(config.recognition, result.member_id, result.lab, code, result.effective_at);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 /** Pure: why a stored result may not be recognised under `rule` at `at` (undefined: it may). */
 export function judgeResult(
   result: { code: string; member_id: string; lab: string | null; effective_at: Date; status: string; unit: string | null; value: number | null; specimen: string | null },
@@ -207,7 +247,7 @@ export function judgeResult(
     return { reason: 'unit-incompatible', detail: `${result.unit ?? 'no unit'} cannot be converted to ${context.canonicalUnit}` };
   if (rule.specimen && result.specimen && result.specimen !== rule.specimen) return { reason: 'specimen-mismatch', detail: `${result.specimen}, not ${rule.specimen}` };
   if (!rule.tiers.includes(context.tier as never) && !rule.members.includes(result.member_id)) return { reason: 'member-not-recognised', detail: `tier ${context.tier}` };
-  if (rule.requireAccreditation && !accreditationFor(context.config.recognition, result.member_id, result.lab, result.code, result.effective_at))
+  if (rule.requireAccreditation && !accreditationOfItem(context.config, result))
     return { reason: 'lab-not-accredited', detail: `no external quality assessment valid on ${result.effective_at.toISOString().slice(0, 10)}` };
   if (result.effective_at.getTime() + rule.windowDays * DAY_MS <= context.at.getTime()) return { reason: 'expired', detail: `window ${rule.windowDays} days` };
   return undefined;
@@ -218,7 +258,8 @@ export async function recognitionCheck(db: HubDb, config: HubConfig, request: Ch
   const [terminology, book, tiers] = [await terminologyOf(db), await ruleBook(db), await memberTiers(db, config)];
   const { golden, patientIds } = await resolvePatient(db, request.patient);
   const resolved = request.tests.map((t) => ({ requested: t, ...resolveTestCode(terminology, t) }));
-  const codes = [...new Set(resolved.map((r) => r.code).filter((c): c is string => !!c))];
+  // Both codes of a mass/substance pair: one recognition item.
+  const codes = [...new Set(resolved.flatMap((r) => (r.code ? itemCodes(r.code) : [])))];
   const rows =
     patientIds.length && codes.length
       ? (
@@ -244,26 +285,29 @@ export async function recognitionCheck(db: HubDb, config: HubConfig, request: Ch
       return answer;
     }
     const canonicalUnit = terminology.canonicalUnit(r.code)?.unit;
+    const item = new Set(itemCodes(r.code));
     for (const row of rows) {
-      if (row.code !== r.code) continue;
+      if (!item.has(row.code)) continue;
       const tier = tiers.get(row.member_id) ?? 'unknown';
-      const refusal = judgeResult(row, rule.content, { at, tier, canonicalUnit, config });
+      const shown = inAskedUnit(row, r.code, terminology);
+      const refusal = judgeResult({ ...row, ...shown }, rule.content, { at, tier, canonicalUnit, config });
       const time = row.effective_at.toISOString();
       if (refusal) {
-        answer.refused.push({ resourceId: row.resource_id, member: row.member_id, time, reason: refusal.reason, ...(refusal.detail ? { detail: refusal.detail } : {}) });
+        answer.refused.push({ resourceId: row.resource_id, code: row.code, member: row.member_id, time, reason: refusal.reason, ...(refusal.detail ? { detail: refusal.detail } : {}) });
         continue;
       }
-      const accreditation = rule.content.requireAccreditation ? accreditationFor(config.recognition, row.member_id, row.lab, row.code, row.effective_at) : undefined;
+      const accreditation = rule.content.requireAccreditation ? accreditationOfItem(config, row) : undefined;
       answer.recognisable.push({
         resourceType: row.resource_type,
         resourceId: row.resource_id,
+        code: row.code,
         member: row.member_id,
         tier,
         lab: row.lab,
         time,
         expires: new Date(row.effective_at.getTime() + rule.content.windowDays * DAY_MS).toISOString(),
         status: row.status,
-        value: { value: row.value, unit: row.unit },
+        value: shown,
         original: { value: row.original_value, unit: row.original_unit },
         ...(accreditation ? { accreditation: { scheme: accreditation.scheme, validTo: accreditation.validTo ?? null } } : {}),
       });

@@ -13,6 +13,16 @@
  * (2 s in `yilian serve`). The sync reads resource.updated_at past a watermark, re-reading a 10 s
  * overlap so a transaction that committed late with an earlier timestamp is not missed.
  *
+ * A DiagnosticReport whose code is the code of one of its result Observations (an ORU whose OBR-4
+ * names the very test its OBX reports: GLU / GLU) is the container of that result, not a second
+ * result: it has no row (IS_CONTAINER). It is judged through its Observation, so the
+ * check does not list it as a refused result (a report's status is often not `final`), and the
+ * duplicate report, the cost feed and the KPIs, which all read this index, never count the test
+ * twice. A report whose results have other codes (an imaging report with its impression
+ * Observation, a CBC panel) stays: it is the result of its code. The rule is applied in the batch
+ * that writes either side, so it holds whatever order the report and its Observations arrive in,
+ * and a full re-derivation gives the same rows.
+ *
  * Owns recognition_result and recognition_sync; reads resource; writes nothing else.
  */
 import type { HubDb } from '../sql';
@@ -22,6 +32,25 @@ import { runPeriodically } from '../periodic';
 export const INDEXED_TYPES = ['Observation', 'DiagnosticReport', 'ImagingStudy'] as const;
 /** Code systems whose codes the index keeps: LOINC (tests, and imaging through the LOINC/RSNA playbook). */
 export const STANDARD_RESULT_SYSTEMS = new Set([LOINC]);
+/**
+ * A report's row is the row of a container when one of the report's `result` references is an
+ * Observation whose own index row has the same code (`d`: the report's row, `dr`: its resource).
+ */
+const IS_CONTAINER = `d.resource_type = 'DiagnosticReport' AND dr.resource_type = 'DiagnosticReport' AND dr.id = d.resource_id
+   AND EXISTS (
+     SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(dr.content->'result') WHEN 'array' THEN dr.content->'result' ELSE '[]'::jsonb END) AS e(ref)
+       JOIN recognition_result o ON o.resource_type = 'Observation' AND o.code = d.code AND o.resource_id = substring(e.ref->>'reference' from '(?:^|/)Observation/([^/]+)$'))`;
+/** The container rows among the reports just written ($1: report ids; primary-key probes). */
+const CONTAINERS_OF_REPORTS = `DELETE FROM recognition_result d USING resource dr WHERE d.resource_id = ANY($1::text[]) AND ${IS_CONTAINER}`;
+/**
+ * Reports written earlier that contain an Observation just written ($1/$2: its patient and code;
+ * probes recognition_result_patient). Two statements, not one with OR: an OR over both would not
+ * use either index.
+ */
+const CONTAINERS_OF_OBSERVATIONS = `DELETE FROM recognition_result d USING resource dr, unnest($1::text[], $2::text[]) AS o(p, c) WHERE d.patient_id = o.p AND d.code = o.c AND ${IS_CONTAINER}`;
+/** Every container row (migration 17: rows derived before this rule existed). */
+export const DELETE_CONTAINER_REPORTS_SQL = `DELETE FROM recognition_result d USING resource dr WHERE ${IS_CONTAINER}`;
+
 /** Re-read before the watermark on every sync (late commits with earlier timestamps). */
 const OVERLAP_SECONDS = 10;
 
@@ -159,6 +188,12 @@ export async function syncRecognitionIndex(db: HubDb, options: { batch?: number;
              source_updated_at = excluded.source_updated_at`,
           [JSON.stringify(entries)],
         );
+      // Reports written now that contain one of their Observations, and reports written earlier that
+      // contain an Observation written now (a report that arrived before its results).
+      const reports = entries.filter((e) => e.resourceType === 'DiagnosticReport');
+      const observations = entries.filter((e) => e.resourceType === 'Observation');
+      if (reports.length) await tx.query(CONTAINERS_OF_REPORTS, [reports.map((e) => e.resourceId)], 'recognition_containers_of_reports');
+      if (observations.length) await tx.query(CONTAINERS_OF_OBSERVATIONS, [observations.map((e) => e.patientId), observations.map((e) => e.code)], 'recognition_containers_of_observations');
       await tx.query(
         `INSERT INTO recognition_sync (id, watermark) VALUES (1, $1::timestamptz) ON CONFLICT (id) DO UPDATE SET watermark = greatest(recognition_sync.watermark, excluded.watermark), synced_at = clock_timestamp()`,
         [last.updated],

@@ -5,7 +5,8 @@
  * unit, specimen), or that the item is never recognised. Versioned like the ConceptMaps in
  * hub/terminology/workflow.ts: proposed → approved (in force from its approval) → superseded / retired, or
  * rejected, each step in recognition_rule_event with who, when and a comment. The shipped set
- * (defaultRules.json) is version 1 of each code, in force since -infinity.
+ * (defaultRules.json) is version 1 of each code, in force since -infinity (a code added by an
+ * upgrade: from the upgrade, see ensureRulesSeeded).
  *
  * Each process holds a rule book (every version with its validity) keyed by the last event id, so a
  * decision taken anywhere counts at the next check. Owns the recognition_rule tables; never writes
@@ -113,20 +114,32 @@ export function shippedRuleSet(): RecognitionRuleContent[] {
 
 const seeded = new WeakSet<object>();
 
-/** Load the shipped rules as approved version 1 the first time a store is used (one process does it). */
+/**
+ * Load the shipped rules as approved version 1 the first time a store is used (one process does
+ * it). On a store seeded by an earlier release, a shipped code that has no rule at all (never
+ * decided on: a code added to defaultRules.json since) is added as its approved version 1, in force
+ * from now rather than since -infinity, so a rule added by an upgrade does not turn earlier results
+ * into repeats; a code the committee has decided on (changed, retired) is never touched.
+ */
 export async function ensureRulesSeeded(db: HubDb): Promise<void> {
   if (seeded.has(db)) return;
-  if ((await db.query(`SELECT 1 FROM recognition_rule LIMIT 1`)).rowCount === 0) {
+  const shipped = shippedRuleSet();
+  const missing = async (sql: Sql): Promise<RecognitionRuleContent[]> => {
+    const present = new Set((await sql.query<{ code: string }>(`SELECT DISTINCT code FROM recognition_rule WHERE code = ANY($1::text[])`, [shipped.map((r) => r.code)])).rows.map((r) => r.code));
+    return shipped.filter((r) => !present.has(r.code));
+  };
+  if ((await missing(db)).length > 0) {
     await db.transaction(async (tx) => {
       await tx.query(`SELECT pg_advisory_xact_lock(7317007)`);
-      if ((await tx.query(`SELECT 1 FROM recognition_rule LIMIT 1`)).rowCount > 0) return;
-      for (const rule of shippedRuleSet()) {
+      const fresh = (await tx.query(`SELECT 1 FROM recognition_rule LIMIT 1`)).rowCount === 0;
+      const comment = fresh ? 'shipped with the hub' : 'shipped with a hub upgrade (the code had no rule): in force from now';
+      for (const rule of await missing(tx)) {
         await tx.query(
           `INSERT INTO recognition_rule (code, version, status, content, origin, created_by, comment, decided_by, decided_at, valid_from)
-           VALUES ($1, 1, 'approved', $2, 'shipped', 'system', 'shipped with the hub', 'system', clock_timestamp(), '-infinity')`,
-          [rule.code, JSON.stringify(rule)],
+           VALUES ($1, 1, 'approved', $2, 'shipped', 'system', $3, 'system', clock_timestamp(), ${fresh ? `'-infinity'` : 'clock_timestamp()'})`,
+          [rule.code, JSON.stringify(rule), comment],
         );
-        await tx.query(`INSERT INTO recognition_rule_event (actor, action, code, version, comment) VALUES ('system', 'seed', $1, 1, 'shipped with the hub')`, [rule.code]);
+        await tx.query(`INSERT INTO recognition_rule_event (actor, action, code, version, comment) VALUES ('system', 'seed', $1, 1, $2)`, [rule.code, comment]);
       }
     });
   }

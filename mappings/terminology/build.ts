@@ -1,13 +1,16 @@
 /**
  * Builds the ConceptMaps shipped under mappings/conceptmaps/ from their sources: the WHO
  * ICD-10 → ICD-11 table (the seed extract in data/who/, or a site's full official release file),
- * the LOINC subset's canonical units, and the demo members' local lab maps. Run by
- * `yilian mappings build` — the JSON files are generated, reviewed and kept in git.
+ * the LOINC subset's canonical units (the molar masses on both codes of each pair from the analyte
+ * table, data/analytes.json), and the demo members' local lab maps. Run by `yilian mappings build`
+ * — the JSON files are generated, reviewed and kept in git (test/terminology-shipped.test.ts checks
+ * that they are what the build gives).
  */
 import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { canonicalUnitsConceptMap, readWhoTable, whoConceptMap, type ConceptMap } from './conceptmap';
 import { loincSubset, shippedConceptMapDir, terminologyDataDir } from './shipped';
+import { analytes } from './analytes';
 import { CONCEPT_MAP_BASE, LOINC } from './systems';
 
 export const SEED_WHO_TABLE = () => path.join(terminologyDataDir(), 'who', 'icd10-to-icd11-one-category.E-I-J-K.csv');
@@ -58,7 +61,8 @@ export function buildBaseMaps(options: { whoTable?: string; whoMultiple?: string
   mkdirSync(outDir, { recursive: true });
   const maps: ConceptMap[] = [
     buildWhoMap(options),
-    canonicalUnitsConceptMap(loincSubset(), options.version ?? '1'),
+    // Molar masses from the analyte table (one source of truth), on both codes of each pair.
+    canonicalUnitsConceptMap(loincSubset(), options.version ?? '1', analytes()),
     // The demo's lead hospital and county hospital LIS codes (cli/simulate.ts); the community
     // centre's are left unmapped on purpose so the demo shows the worklist.
     localLabMap('lead', 'L', [

@@ -213,11 +213,38 @@ export interface LoincConcept {
   zh?: string;
   property: string;
   canonicalUnit: string;
-  molarMass?: number;
 }
 
-/** Per-LOINC canonical UCUM unit (with the molar mass where mass ↔ substance conversion is allowed). */
-export function canonicalUnitsConceptMap(concepts: LoincConcept[], version: string): ConceptMap {
+/** What the canonical-units map needs of an analyte (analytes.ts): its two codes and its molar mass. */
+export interface MolarMassPair {
+  id: string;
+  mass: string;
+  substance: string;
+  molarMass: number;
+}
+
+/**
+ * Per-LOINC canonical UCUM unit, with the analyte's molar mass on BOTH codes of a mass/substance
+ * pair (analytes.json is the one source of the molar masses): a result sent in mmol/L under the
+ * mass code 2345-7 converts to mg/dL exactly as a mg/dL result under 14749-6 converts to mmol/L.
+ * A pair whose codes are not in `concepts` with the properties MCnc / SCnc is a data error (thrown:
+ * the build fails rather than ship a molar mass on the wrong kind of code).
+ */
+export function canonicalUnitsConceptMap(concepts: LoincConcept[], version: string, pairs: readonly MolarMassPair[]): ConceptMap {
+  const byCode = new Map(concepts.map((c) => [c.code, c]));
+  const molarMass = new Map<string, number>();
+  for (const pair of pairs) {
+    for (const [code, property] of [
+      [pair.mass, 'MCnc'],
+      [pair.substance, 'SCnc'],
+    ] as const) {
+      const concept = byCode.get(code);
+      if (!concept) throw new HubError('invalid', `analyte ${pair.id}: LOINC ${code} is not in the LOINC subset`);
+      if (concept.property !== property) throw new HubError('invalid', `analyte ${pair.id}: LOINC ${code} has property ${concept.property}, expected ${property}`);
+      if (molarMass.has(code)) throw new HubError('invalid', `analyte ${pair.id}: LOINC ${code} is in two pairs`);
+      molarMass.set(code, pair.molarMass);
+    }
+  }
   return {
     resourceType: 'ConceptMap',
     id: 'loinc-canonical-units',
@@ -228,17 +255,20 @@ export function canonicalUnitsConceptMap(concepts: LoincConcept[], version: stri
     status: 'active',
     publisher: 'Yilian Hub data-governance committee',
     description:
-      'For each LOINC test the unit results are stored in. A result in another commensurable unit is converted (value and reference range), the original kept; a molar-mass product allows mass ↔ substance concentration.',
+      'For each LOINC test the unit results are stored in. A result in another commensurable unit is converted (value and reference range), the original kept; a molar-mass product (on both codes of a mass/substance pair, from the analyte table mappings/terminology/data/analytes.json) allows mass ↔ substance concentration.',
     copyright: 'This material contains content from LOINC (http://loinc.org), copyright Regenstrief Institute, Inc., available at no cost under http://loinc.org/license.',
     group: [
       {
         source: LOINC,
         target: UCUM,
-        element: concepts.map((c) => ({
-          code: c.code,
-          display: c.display,
-          target: [{ code: c.canonicalUnit, equivalence: 'relatedto' as const, ...(c.molarMass ? { product: [{ property: MOLAR_MASS_PROPERTY, value: String(c.molarMass) }] } : {}) }],
-        })),
+        element: concepts.map((c) => {
+          const mm = molarMass.get(c.code);
+          return {
+            code: c.code,
+            display: c.display,
+            target: [{ code: c.canonicalUnit, equivalence: 'relatedto' as const, ...(mm ? { product: [{ property: MOLAR_MASS_PROPERTY, value: String(mm) }] } : {}) }],
+          };
+        }),
       },
     ],
   };

@@ -260,6 +260,8 @@ function convertQuantity(code: CodeableConcept, quantity: Quantity, ranges: Json
   const unit = resolveUnit(sent);
   const refuse = (reason: string): void => void out.unmapped.push({ system: UCUM, code: sent === '' ? '(none)' : sent, display: `unit for LOINC ${loinc}: ${reason}` });
   if (!unit.ok) return refuse(unit.reason);
+  // The molar mass is on both codes of a mass/substance pair (analytes.json through the canonical-units
+  // map), so mmol/L under the mass code 2345-7 converts to mg/dL instead of being refused.
   const conversion = unitConversion(unit.code, canonical.unit, canonical.molarMass);
   if (!conversion.ok) return refuse(conversion.reason);
   out.versions.add(canonical.source);
