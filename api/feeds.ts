@@ -35,12 +35,18 @@ const exportQuery = z
 
 const month = z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'a month YYYY-MM');
 const kpiQuery = z
-  .object({ from: month.optional(), to: month.optional(), member: z.string().min(1).max(64).optional() })
+  .object({
+    from: month.optional(),
+    to: month.optional(),
+    member: z.string().min(1).max(64).optional(),
+    // The dashboard's toggle: duplicates judged by the rules in force at the time (default) or by today's.
+    rules: z.enum(['at-time', 'current']).default('at-time'),
+  })
   .strict()
   .transform((q) => {
     const d = defaultRange();
     const to = q.to ?? (q.from && q.from > d.to ? q.from : d.to);
-    return { from: q.from ?? (to < d.from ? to : d.from), to, member: q.member };
+    return { from: q.from ?? (to < d.from ? to : d.from), to, member: q.member, rules: q.rules };
   })
   .refine((q) => q.from <= q.to, { message: 'from must not be after to' });
 

@@ -15,7 +15,7 @@ import { parse } from './input';
 import { recordAudit } from '../hub/audit';
 import { HubError } from '../mappings/outcome';
 import { checkRequestSchema, recognitionCheck } from '../hub/recognition/check';
-import { duplicateReport } from '../hub/recognition/duplicates';
+import { duplicateReport, RULES_MODES, type RulesMode } from '../hub/recognition/duplicates';
 import { duplicatesCsv, parseTimeBound } from '../hub/recognition/format';
 import { syncRecognitionIndex } from '../hub/recognition/resultIndex';
 import { decideRule, listRules, proposeRule, ruleHistory, setRule, tierSchema } from '../hub/recognition/rules';
@@ -34,6 +34,8 @@ const duplicatesQuery = z
     to: z.string().max(40).optional(),
     member: z.string().min(1).max(64).optional(),
     format: z.enum(['json', 'csv']).default('json'),
+    /** at-time: the rules in force when each result was produced; current: what-if, today's rules over all time. */
+    rules: z.enum(RULES_MODES as [RulesMode, ...RulesMode[]]).default('at-time'),
   })
   .strict();
 
@@ -78,8 +80,8 @@ export function recognitionRouter(runtime: ApiContext): express.Router {
     const from = q.from ? parseTimeBound(q.from, 'from') : undefined;
     const to = q.to ? parseTimeBound(q.to, 'to') : undefined;
     await freshIndex(runtime);
-    const report = await duplicateReport(db, config, { from, to, member: q.member });
-    await recordAudit(db, { actor: req.principal!.name, action: 'export', entityType: 'recognition_duplicates', entityId: `${report.pairs.length} repeats`, detail: { from: q.from ?? null, to: q.to ?? null, member: q.member ?? null } });
+    const report = await duplicateReport(db, config, { from, to, member: q.member, rules: q.rules });
+    await recordAudit(db, { actor: req.principal!.name, action: 'export', entityType: 'recognition_duplicates', entityId: `${report.pairs.length} repeats`, detail: { from: q.from ?? null, to: q.to ?? null, member: q.member ?? null, rules: q.rules } });
     if (q.format === 'csv') return res.type('text/csv').send(duplicatesCsv(report));
     res.json(report);
   });

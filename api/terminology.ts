@@ -23,7 +23,7 @@ import { activeMaps, diffVersions, importConceptMaps, mapHistory, syncTerminolog
 import { approve, listProposals, propose, reject, retire } from '../hub/terminology/workflow';
 import { impactOfProposal } from '../hub/terminology/impact';
 import { getReprocessJob, reprocessProposal, runReprocess } from '../hub/terminology/reprocess';
-import { coverage, worklist } from '../hub/terminology/worklist';
+import { coverage, unitMismatches, worklist } from '../hub/terminology/worklist';
 import { idParam, parse } from './input';
 import { activeTerminology } from '../hub/terminology/active';
 
@@ -117,7 +117,9 @@ export function terminologyRouter(runtime: ApiContext): express.Router {
   router.post('/fhir/CodeSystem/\\$validate-code', reader, validateRoute);
 
   router.get('/api/terminology/worklist', reader, async (req, res) => {
-    res.json({ items: await worklist(db, parse(worklistQuery, req.query, 'query')) });
+    const query = parse(worklistQuery, req.query, 'query');
+    // Beside the unmapped codes: approved maps whose observed units do not fit the target's property.
+    res.json({ items: await worklist(db, query), unitMismatches: query.state === 'resolved' ? [] : await unitMismatches(db, { member: query.member, system: query.system }) });
   });
   router.get('/api/terminology/coverage', reader, async (req, res) => {
     res.json(await coverage(db, parse(coverageQuery, req.query, 'query')));

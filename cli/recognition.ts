@@ -13,7 +13,7 @@ import { recordAudit } from '../hub/audit';
 import { parse } from '../api/input';
 import { checkRequestSchema, recognitionCheck } from '../hub/recognition/check';
 import { duplicateReport } from '../hub/recognition/duplicates';
-import { duplicatesCsv, parseTimeBound } from '../hub/recognition/format';
+import { duplicatesCsv, parseRulesMode, parseTimeBound } from '../hub/recognition/format';
 import { syncRecognitionIndex } from '../hub/recognition/resultIndex';
 import { decideRule, listRules, proposeRule, ruleHistory, setRule, tierSchema } from '../hub/recognition/rules';
 
@@ -22,8 +22,9 @@ export const recognitionUsage = `  recognition rules set --code C --window-days 
   recognition rules list [--code C] [--all] [--json] | history --code C
   recognition rules propose --code C … | approve|reject --code C --version N | retire --code C
   recognition check --patient <golden id|system|value> | --patient-member M --mrn X  --code C [--code C…] [--member REQUESTING] [--at ISO] [--json]
-  recognition duplicates --format csv|json [--from <date>] [--to <date>] [--member M]
-                                repeats of another member's still-valid result (csv: patient,code,first_member,first_time,repeat_member,repeat_time)
+  recognition duplicates --format csv|json [--from <date>] [--to <date>] [--member M] [--rules at-time|current]
+                                repeats of another member's still-valid result (csv: patient,code,first_member,first_time,repeat_member,repeat_time;
+                                times ISO 8601 with the member's UTC offset); --rules current: judged by today's rules (what-if)
   recognition sync [--full]     bring the recognition index up to the stored results`;
 
 async function withDb<T>(config: HubConfig, work: (db: HubDb) => Promise<T>): Promise<T> {
@@ -63,6 +64,7 @@ export async function recognitionCommand(argv: string[]): Promise<number> {
       from: { type: 'string' },
       to: { type: 'string' },
       full: { type: 'boolean', default: false },
+      rules: { type: 'string' },
     },
   });
   const config = loadConfig({ path: values.config });
@@ -137,10 +139,12 @@ export async function recognitionCommand(argv: string[]): Promise<number> {
       if (format !== 'csv' && format !== 'json') throw new HubError('invalid', '--format: csv or json', 'format');
       const from = values.from ? parseTimeBound(values.from, 'from') : undefined;
       const to = values.to ? parseTimeBound(values.to, 'to') : undefined;
+      // Validated before the store is opened: a bad value is a usage error (exit 2), not a half-run.
+      const rules = parseRulesMode(values.rules);
       const report = await withDb(config, async (db) => {
         await syncRecognitionIndex(db);
-        const r = await duplicateReport(db, config, { from, to, member: values.member });
-        await recordAudit(db, { actor, action: 'export', entityType: 'recognition_duplicates', entityId: `${r.pairs.length} repeats`, detail: { from: values.from ?? null, to: values.to ?? null, via: 'cli' } });
+        const r = await duplicateReport(db, config, { from, to, member: values.member, rules });
+        await recordAudit(db, { actor, action: 'export', entityType: 'recognition_duplicates', entityId: `${r.pairs.length} repeats`, detail: { from: values.from ?? null, to: values.to ?? null, rules, via: 'cli' } });
         return r;
       });
       process.stdout.write(format === 'csv' ? duplicatesCsv(report) : `${JSON.stringify(report, null, 2)}\n`);

@@ -22,7 +22,7 @@ import { diffVersions, exportConceptMaps, importConceptMaps, mapHistory, syncTer
 import { approve, listProposals, propose, reject, retire } from '../hub/terminology/workflow';
 import { impactOfProposal } from '../hub/terminology/impact';
 import { createReprocessJob, reprocessProposal, runReprocess } from '../hub/terminology/reprocess';
-import { coverage, worklist } from '../hub/terminology/worklist';
+import { coverage, unitMismatches, worklist, type UnitMismatch } from '../hub/terminology/worklist';
 
 export const terminologyUsage = `  translate --system URI --code CODE [--target URI] [--reverse]
                                 print the FHIR Parameters of $translate (approved maps in the configured store; else the shipped maps);
@@ -33,9 +33,11 @@ export const terminologyUsage = `  translate --system URI --code CODE [--target 
   mappings build [--who FILE] [--who-multiple FILE] [--dir DIR] [--import [--by NAME]]
                                 rebuild the base maps: WHO ICD-10 → ICD-11 from the release files (default: terminology.whoMapOneCategory /
                                 whoMapMultipleCategories in the config, else the seed extract); --import loads the WHO map as a new approved version
-  mappings worklist [--member M] [--json]      the unmapped worklist
+  mappings worklist [--member M] [--json]      the unmapped worklist, then the approved maps whose units do not fit the target
+                                (GLU arrives in mmol/L; 2345-7 is a mass concentration)
   mappings coverage [--member M] [--from D] [--to D] [--json]
-                                % of occurrences and of distinct codes mapped per member, channel and system, and the daily trend
+                                % of occurrences and of distinct codes mapped per member, channel and system, the daily trend,
+                                and the unit mismatches of approved maps
   mappings suggest --member M --system URI --code C [--display TEXT]
   mappings propose --system URI --code C --target URI --target-code C [--equivalence E] [--comment T] [--by NAME]
   mappings proposals [--state S] | approve|reject|retire <id> [--comment T] [--by NAME]
@@ -45,6 +47,15 @@ export const terminologyUsage = `  translate --system URI --code CODE [--target 
   mappings history <map-id> | diff <map-id> --from N --to N`;
 
 const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+
+/** The unit-fit flags as the committee reads them: one line per source code, target and unit. */
+function printUnitMismatches(items: UnitMismatch[]): void {
+  if (items.length === 0) return;
+  process.stdout.write(`\nunit mismatches of approved maps (${items.length})\n`);
+  for (const m of items) {
+    process.stdout.write(`${`${m.count}/${m.total}`.padStart(13)}  ${m.member ?? ''}  ${m.system}#${m.code} → ${m.target}  ${m.message}${m.proposalId ? `  (proposal ${m.proposalId})` : ''}\n`);
+  }
+}
 
 async function withDb<T>(config: HubConfig, work: (db: HubDb) => Promise<T>): Promise<T> {
   const db = await openHubDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
@@ -134,9 +145,13 @@ export async function terminologyCommand(command: 'translate' | 'mappings', argv
       return 0;
     }
     case 'worklist': {
-      const items = await withDb(config, (db) => worklist(db, { member: values.member, state: values.state as 'open' | 'resolved' | undefined }));
-      if (values.json) print(items);
-      else for (const w of items as Array<Record<string, unknown>>) process.stdout.write(`${String(w.count).padStart(8)}  ${w.member}  ${w.system}#${w.code}  ${w.display ?? ''}  (last ${(w.last_seen as Date).toISOString()}, raw ${w.example_raw_id})\n`);
+      const [items, mismatches] = await withDb(config, async (db) => [await worklist(db, { member: values.member, state: values.state as 'open' | 'resolved' | undefined }), await unitMismatches(db, { member: values.member })] as const);
+      // --json: the same shape as GET /api/terminology/worklist.
+      if (values.json) print({ items, unitMismatches: mismatches });
+      else {
+        for (const w of items as Array<Record<string, unknown>>) process.stdout.write(`${String(w.count).padStart(8)}  ${w.member}  ${w.system}#${w.code}  ${w.display ?? ''}  (last ${(w.last_seen as Date).toISOString()}, raw ${w.example_raw_id})\n`);
+        printUnitMismatches(mismatches);
+      }
       return 0;
     }
     case 'coverage': {
@@ -148,6 +163,7 @@ export async function terminologyCommand(command: 'translate' | 'mappings', argv
         // The trend: one line per day, so a committee sees coverage move as maps are approved.
         process.stdout.write(`\ntrend\n${'day'.padEnd(12)} ${'occurrences'.padStart(11)} ${'mapped %'.padStart(8)}\n`);
         for (const d of report.trend) process.stdout.write(`${d.day.padEnd(12)} ${String(d.occurrences).padStart(11)} ${d.occurrencePct.toFixed(1).padStart(8)}\n`);
+        printUnitMismatches(report.unitMismatches);
       }
       return 0;
     }
@@ -168,9 +184,13 @@ export async function terminologyCommand(command: 'translate' | 'mappings', argv
     case 'proposals':
       print(await withDb(config, (db) => listProposals(db, values.state)));
       return 0;
-    case 'approve':
-      print(await withDb(config, (db) => approve(db, id(), actor, values.comment)));
+    case 'approve': {
+      const approved = await withDb(config, (db) => approve(db, id(), actor, values.comment));
+      // Approved all the same: the warning is for the committee to consider the other code of the pair.
+      for (const w of approved.warnings) process.stderr.write(`warning: ${w}\n`);
+      print(approved);
       return 0;
+    }
     case 'reject':
       print(await withDb(config, (db) => reject(db, id(), actor, values.comment)));
       return 0;

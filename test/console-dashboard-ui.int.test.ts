@@ -146,6 +146,19 @@ test('a viewer sees the alliance KPIs of March–April 2026: cards, charts and t
   await page.screenshot({ path: path.join(RESULTS, 'console-dashboard.png'), fullPage: true });
 });
 
+test('the "judged by" toggle redraws with today\'s rules at once, and names the rules it used', async () => {
+  expect(await page.locator('#kpi-rules').getAttribute('data-rules')).toBe('at-time');
+  const before = await page.locator('#kpi').getAttribute('data-loaded');
+  await page.selectOption('#filter select[name=rules]', 'current');
+  await page.waitForFunction((b) => document.getElementById('kpi')!.getAttribute('data-loaded') !== b, before);
+  expect(await page.locator('#kpi-rules').getAttribute('data-rules')).toBe('current');
+  const whatIf = await kpiJson('from=2026-03&to=2026-04&rules=current');
+  expect(whatIf.rules).toBe('current');
+  expect(await card('repeats')).toBe(String(whatIf.totals.duplicates.repeats));
+  await page.selectOption('#filter select[name=rules]', 'at-time');
+  await page.waitForFunction(() => document.getElementById('kpi-rules')!.getAttribute('data-rules') === 'at-time');
+});
+
 test('filtering by member: the clinic’s referrals (from or to it) and no device exams', async () => {
   await page.selectOption('#filter select[name=member]', 'clinic');
   const before = await page.locator('#kpi').getAttribute('data-loaded');

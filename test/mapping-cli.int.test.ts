@@ -81,7 +81,7 @@ test('mappings import records who imported; export writes the approved maps back
       ['approve', 'zhao.committee'],
     ]);
     const coverage = JSON.parse((await run(process.execPath, [cli, 'mappings', 'coverage', '--json'], { env: e })).stdout);
-    expect(coverage).toEqual({ from: null, to: null, rows: [], trend: [], trendBy: [] });
+    expect(coverage).toEqual({ from: null, to: null, rows: [], trend: [], trendBy: [], unitMismatches: [] });
   } finally {
     await dropTestDatabase(databaseUrl);
   }

@@ -6,7 +6,7 @@
 import { parseConfig } from '../hub/config';
 import { accreditationFor, priceAt } from '../hub/recognition/config';
 import { judgeResult } from '../hub/recognition/check';
-import { hl7Time, parseTimeBound } from '../hub/recognition/format';
+import { localTime, parseRulesMode, parseTimeBound } from '../hub/recognition/format';
 import { indexEntriesOf } from '../hub/recognition/resultIndex';
 import { ruleContentSchema, shippedRuleSet } from '../hub/recognition/rules';
 import { ORIGINAL_QUANTITY_URL } from '../mappings/terminology/systems';
@@ -80,11 +80,23 @@ test('the shipped rules: the common tests of the seed data, with never-recognise
   expect(rules.filter((r) => !r.recognised).map((r) => r.code).sort()).toEqual(['24558-9', '2823-3']);
 });
 
-test('time formats: HL7 UTC output, date / HL7 / ISO bounds, a date-only --to includes the day', () => {
-  expect(hl7Time('2026-11-20T09:30:05+08:00')).toBe('20261120013005');
+test('time formats: local ISO 8601 output with the offset, date / HL7 / ISO bounds, a date-only --to includes the day', () => {
+  // The instant 01:30:05Z is 09:30:05 on a +08:00 member's clock; the offset travels with it.
+  expect(localTime(new Date('2026-11-20T01:30:05Z'), 480)).toBe('2026-11-20T09:30:05+08:00');
+  expect(localTime(new Date('2026-11-20T20:00:00Z'), 480)).toBe('2026-11-21T04:00:00+08:00');
+  expect(localTime(new Date('2026-11-20T01:30:05.250Z'), -330)).toBe('2026-11-19T20:00:05.250-05:30');
+  expect(localTime(new Date('2026-11-20T01:30:05Z'), 0)).toBe('2026-11-20T01:30:05+00:00');
+  for (const [at, offset] of [['2026-11-20T01:30:05Z', 480], ['2026-03-01T23:59:59Z', -300]] as const) expect(Date.parse(localTime(new Date(at), offset))).toBe(Date.parse(at));
   expect(parseTimeBound('2026-11-01', 'from').toISOString()).toBe('2026-11-01T00:00:00.000Z');
   expect(parseTimeBound('2026-11-30', 'to').toISOString()).toBe('2026-12-01T00:00:00.000Z');
   expect(parseTimeBound('20261130120000', 'to').toISOString()).toBe('2026-11-30T12:00:00.000Z');
   expect(parseTimeBound('2026-11-30T12:00:00+08:00', 'to').toISOString()).toBe('2026-11-30T04:00:00.000Z');
   expect(() => parseTimeBound('yesterday', 'from')).toThrow(/not a date/);
+});
+
+test('--rules: at-time by default, current, anything else refused', () => {
+  expect(parseRulesMode(undefined)).toBe('at-time');
+  expect(parseRulesMode('at-time')).toBe('at-time');
+  expect(parseRulesMode('current')).toBe('current');
+  expect(() => parseRulesMode('today')).toThrow(/rules: at-time or current/);
 });

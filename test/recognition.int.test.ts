@@ -19,12 +19,12 @@ import { createApi } from '../api/server';
 import { encodeAs, simAdt, simImagingReport, simOru, type SimPatient } from '../cli/simulate';
 import { runPipeline } from '../pipeline/runner';
 import { decideReview, exportLinks } from '../hub/mpi/review';
-import { syncPatientIndex } from '../hub/mpi/sync';
 import { makeResidentId } from '../hub/mpi/residentId';
 import { syncRecognitionIndex } from '../hub/recognition/resultIndex';
 import { recognitionCheck, type CheckResponse } from '../hub/recognition/check';
 import { duplicateReport, repeatsOf } from '../hub/recognition/duplicates';
 import { listRules, shippedRuleSet } from '../hub/recognition/rules';
+import { ingestResults } from './support/results';
 import { startTestHub, type TestHub } from './support/hub';
 
 const run = promisify(execFile);
@@ -79,15 +79,7 @@ function oru(member: string, time: string, results: Parameters<typeof simOru>[1]
   return simOru({ controlId: `R${++control}`, patient: person(mrnOf[member]!), sendingFacility: facility[member], time, charset: 'UNICODE UTF-8' }, results, status);
 }
 
-async function ingest(messages: Array<[string, string]>): Promise<void> {
-  for (const [memberId, text] of messages) {
-    const member = hub.config.members.find((m) => m.id === memberId) as MemberConfig;
-    const stored = await hub.runtime.intake.receive({ member, channel, bytes: encodeAs(text, 'UTF-8') });
-    expect(await runPipeline({ db: hub.runtime.db, config: hub.config }, stored.rawId, true)).toBe('processed');
-  }
-  await syncPatientIndex(hub.runtime.db);
-  await syncRecognitionIndex(hub.runtime.db);
-}
+const ingest = (messages: Array<[string, string]>) => ingestResults(hub, messages, channel);
 
 async function check(body: unknown, key = CLINIC): Promise<{ status: number; json: CheckResponse & { code?: string } }> {
   const res = await fetch(`${base}/recognition/check`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -211,12 +203,15 @@ test('duplicate report: exactly the known repeats, each paired with the most rec
   const pairs = report.pairs.map((p) => `${p.code} ${p.firstMember}@${p.firstTime.slice(0, 16)} → ${p.repeatMember}@${p.repeatTime.slice(0, 16)} ${p.wastedCost}`);
   // The community's glucose of 11-21 was itself a repeat (the county's was valid; that the community
   // lab is not accredited makes its own result unrecognisable, not its test free).
+  // Times as the members' clocks showed them (+08:00), with the offset.
   expect(pairs).toEqual([
-    '14749-6 county@2026-11-20T01:30 → community@2026-11-21T01:30 6',
-    '14749-6 county@2026-11-20T01:30 → lead@2026-11-22T02:00 10',
-    '718-7 county@2026-11-22T01:00 → lead@2026-11-24T02:00 20',
-    '14749-6 lead@2026-11-22T02:00 → county@2026-11-25T02:00 8',
+    '14749-6 county@2026-11-20T09:30 → community@2026-11-21T09:30 6',
+    '14749-6 county@2026-11-20T09:30 → lead@2026-11-22T10:00 10',
+    '718-7 county@2026-11-22T09:00 → lead@2026-11-24T10:00 20',
+    '14749-6 lead@2026-11-22T10:00 → county@2026-11-25T10:00 8',
   ]);
+  expect(report.pairs[0]).toMatchObject({ firstTime: '2026-11-20T09:30:00+08:00', repeatTime: '2026-11-21T09:30:00+08:00' });
+  expect(report.rules).toBe('at-time');
   expect(report.pairs.every((p) => p.patient === golden)).toBe(true);
   // Recognised: the lead's glucose check of 11-23 (no lead glucose followed before 11-27: 10), and the
   // community's 11-23 checks, followed by nothing at the community inside the windows: glucose (6), HGB (12).
@@ -271,15 +266,22 @@ describe('the command line (compiled CLI; build first with npx tsc -p .)', () =>
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  test('recognition duplicates --format csv prints the contract header and HL7 UTC times', async () => {
+  test('recognition duplicates --format csv prints the contract header and ISO 8601 times with the member\'s offset', async () => {
     const { stdout } = await run('node', [cli, 'recognition', 'duplicates', '--format', 'csv', '--config', configFile, '--from', '2026-11-01', '--to', '2026-11-30'], { env });
     expect(stdout.trim().split('\n')).toEqual([
       'patient,code,first_member,first_time,repeat_member,repeat_time',
-      `${golden},14749-6,county,20261120013000,community,20261121013000`,
-      `${golden},14749-6,county,20261120013000,lead,20261122020000`,
-      `${golden},718-7,county,20261122010000,lead,20261124020000`,
-      `${golden},14749-6,lead,20261122020000,county,20261125020000`,
+      `${golden},14749-6,county,2026-11-20T09:30:00+08:00,community,2026-11-21T09:30:00+08:00`,
+      `${golden},14749-6,county,2026-11-20T09:30:00+08:00,lead,2026-11-22T10:00:00+08:00`,
+      `${golden},718-7,county,2026-11-22T09:00:00+08:00,lead,2026-11-24T10:00:00+08:00`,
+      `${golden},14749-6,lead,2026-11-22T10:00:00+08:00,county,2026-11-25T10:00:00+08:00`,
     ]);
+    // --rules is validated: a bad value is a one-line usage error, exit 2, before anything is read.
+    const bad = await run('node', [cli, 'recognition', 'duplicates', '--format', 'csv', '--rules', 'today', '--config', configFile], { env }).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toEqual(['yilian: invalid: rules: at-time or current, not today']);
     const json = JSON.parse((await run('node', [cli, 'recognition', 'duplicates', '--format', 'json', '--config', configFile], { env })).stdout);
     expect(json.totals.repeats).toBe(4);
   }, 60_000);

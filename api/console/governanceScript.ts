@@ -103,6 +103,18 @@ export const governanceJs = String.raw`
 
   // ---- mapping governance ------------------------------------------------------------------------
 
+  /** Approved maps whose stored units do not fit the target code's property (worklist and coverage pages). */
+  function unitMismatchList(items) {
+    var section = $('#unit-mismatches');
+    if (!section) return;
+    var list = section.querySelector('tbody');
+    list.textContent = '';
+    (items || []).forEach(function (m) {
+      list.appendChild(el('tr', { 'data-code': m.system + '|' + m.code, 'data-unit': m.unit }, [td(m.member), td(m.code), td(m.target), td(m.count + ' / ' + m.total, 'num'), td(m.message)]));
+    });
+    section.hidden = !(items && items.length);
+  }
+
   function worklistPage() {
     var form = $('#filter');
     var body = $('#worklist tbody');
@@ -122,6 +134,7 @@ export const governanceJs = String.raw`
           body.appendChild(row);
         });
         if (!r.items.length) body.appendChild(el('tr', {}, [el('td', { colspan: '8', class: 'muted', text: t.none })]));
+        unitMismatchList(r.unitMismatches);
         body.setAttribute('data-loaded', String(Date.now()));
       }).catch(function (e) { notice(t.error + ': ' + e.message, true); });
     }
@@ -255,7 +268,10 @@ export const governanceJs = String.raw`
       if (action === 'reject' && !comment.trim()) { notice(t.commentRequired, true); return; }
       api('/api/terminology/proposals/' + selected.id + '/' + action, { method: 'POST', body: { comment: comment } }).then(function (r) {
         var p = r.proposal || r;
-        notice(fmt(t.decided, { id: p.id, state: stateName(p.state) }));
+        // An approval whose stored units do not fit the target goes through, with the warning shown.
+        var warnings = (r.warnings || []).join(' ');
+        notice(fmt(t.decided, { id: p.id, state: stateName(p.state) }) + (warnings ? ' ' + t.unitWarning + ': ' + warnings : ''));
+        if (warnings) $('#notice').setAttribute('data-warning', warnings);
         selected = p;
         return load();
       }).catch(function (e) { notice(t.error + ': ' + e.message, true); });
@@ -305,6 +321,7 @@ export const governanceJs = String.raw`
           { key: 'occurrences', name: t.occurrencePct, values: names.map(function (m) { return ratio(members[m].mapped, members[m].n); }) },
           { key: 'distinct', name: t.distinctPct, values: names.map(function (m) { return ratio(members[m].mappedCodes, members[m].codes); }) },
         ], { max: 100, format: p100, title: t.coverage });
+        unitMismatchList(r.unitMismatches);
         barChart($('#trend-chart'), r.trend.map(function (d) { return d.day.slice(5); }), [{ key: 'trend', name: t.occurrencePct, values: r.trend.map(function (d) { return d.occurrencePct; }) }], { max: 100, format: p100, title: t.trend });
         body.setAttribute('data-loaded', String(Date.now()));
       }).catch(function (e) { notice(t.error + ': ' + e.message, true); });
@@ -468,6 +485,8 @@ export const governanceJs = String.raw`
       missing.hidden = true;
       $('#kpi').hidden = false;
       var T = k.totals, cur = T.duplicates.currency || '';
+      $('#kpi-rules').textContent = t.judgedBy + ': ' + (k.rules === 'current' ? t.rulesCurrent : t.rulesAtTime);
+      $('#kpi-rules').setAttribute('data-rules', k.rules || 'at-time');
       var cards = $('#kpi-cards');
       cards.textContent = '';
       cards.appendChild(card(t.recognitionRate, pct(T.recognition.rate), 'recognition'));
@@ -499,6 +518,8 @@ export const governanceJs = String.raw`
       $('#kpi').setAttribute('data-loaded', String(Date.now()));
     }
     form.addEventListener('submit', function (ev) { ev.preventDefault(); load(); });
+    // The rules toggle redraws at once: it is a different reading of the same months, not a new search.
+    form.elements.rules.addEventListener('change', function () { load(); });
     fillFormFromAddress(form);
     load();
   }

@@ -200,6 +200,7 @@ ${filterForm(t, [
   ['member', 'member'],
   ['system', 'system'],
 ])}
+<section id="unit-mismatches" class="pane" hidden><h2>${esc(t.unitMismatches)}</h2><p class="muted">${esc(t.unitMismatchesNote)}</p><table><thead><tr><th>${esc(t.member)}</th><th>${esc(t.code)}</th><th>${esc(t.target)}</th><th>${esc(t.occurrences)}</th><th>${esc(t.detail)}</th></tr></thead><tbody></tbody></table></section>
 <div class="split"><div class="scroll pane"><table id="worklist"><thead><tr><th>${esc(t.member)}</th><th>${esc(t.system)}</th><th>${esc(t.code)}</th><th>${esc(t.display)}</th><th>${esc(t.occurrences)}</th><th>${esc(t.lastSeen)}</th><th>${esc(t.example)}</th><th></th></tr></thead><tbody></tbody></table></div>
 <section id="suggest-panel" class="pane side" hidden><h2 id="suggest-title"></h2><table id="suggestions"><thead><tr><th>${esc(t.targetSystem)}</th><th>${esc(t.targetCode)}</th><th>${esc(t.display)}</th><th>${esc(t.score)}</th><th></th></tr></thead><tbody></tbody></table>
 <form id="propose" class="stack"><label>${esc(t.targetSystem)}<select name="targetSystem">${targetSystems.map((u) => `<option>${esc(u)}</option>`).join('')}</select></label>
@@ -231,6 +232,7 @@ ${filterForm(t, [
 ])}
 <div class="charts"><figure class="chart"><figcaption>${esc(t.occurrencePct)} / ${esc(t.distinctPct)} · ${esc(t.member)}</figcaption><div id="coverage-chart"></div></figure>
 <figure class="chart"><figcaption>${esc(t.trend)} · ${esc(t.occurrencePct)}</figcaption><div id="trend-chart"></div></figure></div>
+<section id="unit-mismatches" class="pane" hidden><h2>${esc(t.unitMismatches)}</h2><p class="muted">${esc(t.unitMismatchesNote)}</p><table><thead><tr><th>${esc(t.member)}</th><th>${esc(t.code)}</th><th>${esc(t.target)}</th><th>${esc(t.occurrences)}</th><th>${esc(t.detail)}</th></tr></thead><tbody></tbody></table></section>
 <div class="scroll"><table id="coverage"><thead><tr><th>${esc(t.member)}</th><th>${esc(t.channel)}</th><th>${esc(t.system)}</th><th>${esc(t.occurrences)}</th><th>${esc(t.occurrencePct)}</th><th>${esc(t.distinctPct)}</th></tr></thead><tbody></tbody></table></div><p id="notice" class="muted"></p>`;
     case 'map-history':
       return `${mappingTabs(t, page)}
@@ -248,13 +250,19 @@ ${filterForm(t, [
 <h2>${esc(t.mergeHistory)}</h2><table id="golden-history"><thead><tr><th>${esc(t.at)}</th><th>${esc(t.action)}</th><th>${esc(t.actor)}</th><th>${esc(t.member)}</th><th>MRN</th><th>${esc(t.detail)}</th></tr></thead><tbody></tbody></table>`;
     case 'dashboard':
       return `<h1>${esc(t.dashboards)}</h1>
-${filterForm(t, [
-  ['member', 'member', `select:${memberIds.join(',')}`],
-  ['from', 'from', 'month'],
-  ['to', 'to', 'month'],
-])}
+${filterForm(
+  t,
+  [
+    ['member', 'member', `select:${memberIds.join(',')}`],
+    ['from', 'from', 'month'],
+    ['to', 'to', 'month'],
+  ],
+  // Which rules judge the repeats (GET /api/kpi?rules=): those in force when each test was done
+  // (what happened), or today's over all time (what-if); the chosen one is named above the cards.
+  `<label>${esc(t.judgedBy)}<select name="rules"><option value="at-time">${esc(t.rulesAtTime)}</option><option value="current">${esc(t.rulesCurrent)}</option></select></label>`,
+)}
 <p id="kpi-unavailable" class="error" hidden></p>
-<div id="kpi" hidden><div id="kpi-cards" class="cards"></div>
+<div id="kpi" hidden><p id="kpi-rules" class="muted"></p><div id="kpi-cards" class="cards"></div>
 <div class="charts"><figure class="chart"><figcaption>${esc(t.recognitionRate)} · ${esc(t.month)}</figcaption><div id="chart-recognition"></div></figure>
 <figure class="chart"><figcaption>${esc(t.repeats)} / ${esc(t.avoidedCost)} · ${esc(t.month)}</figcaption><div id="chart-duplicates"></div></figure>
 <figure class="chart"><figcaption>${esc(t.referrals)} (${esc(t.referralsUp)} / ${esc(t.referralsDown)}) · ${esc(t.month)}</figcaption><div id="chart-referrals"></div></figure>

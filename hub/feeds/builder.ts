@@ -41,6 +41,7 @@ import { ICD11_MMS, LOINC } from '../../mappings/terminology/systems';
 import { syncPatientIndex } from '../mpi/sync';
 import { priceAt } from '../recognition/config';
 import { repeatsOf } from '../recognition/duplicates';
+import { analytes } from '../../mappings/terminology/analytes';
 import { listRules } from '../recognition/rules';
 import { syncRecognitionIndex } from '../recognition/resultIndex';
 import { COST_EVENT_SCHEMA_VERSION, costEventSchema, type CostEvent, type CostEventKind } from './costEvents';
@@ -179,8 +180,14 @@ export async function buildCostFeed(db: HubDb, config: HubConfig, options: Build
   return summary;
 }
 
+/** Each code of a mass/substance pair with its partner, both ways (two arrays for SQL). */
+function pairPartners(): [string[], string[]] {
+  const pairs = analytes().flatMap((a) => [[a.mass, a.substance], [a.substance, a.mass]]);
+  return [pairs.map((p) => p[0]!), pairs.map((p) => p[1]!)];
+}
+
 /**
- * The already-published results that share a golden patient and standard code with the given
+ * The already-published results that share a golden patient and test (standard code, or either code of a mass/substance pair) with the given
  * changed results and fall inside the longest window after them — after the result's time now or
  * in its last published event (a result whose time moved affects those after its old time too).
  * Only results with an event are returned: the others are derived when the scan reaches them.
@@ -205,7 +212,9 @@ async function laterResultsOfSameTests(tx: Sql, changed: SourceRow[], maxWindowD
          FROM since g
          JOIN mpi_link l ON l.golden_id = g.golden AND l.state = 'MATCH'
          JOIN mpi_source s ON s.member_id = l.member_id AND s.mrn = l.mrn
-         JOIN recognition_result x ON x.patient_id = s.patient_resource_id AND x.code = g.code
+         -- the same test: the code, or the other code of its mass/substance pair (glucose 2345-7 and 14749-6 are one)
+         JOIN recognition_result x ON x.patient_id = s.patient_resource_id
+                                  AND (x.code = g.code OR x.code IN (SELECT pp.other FROM unnest($4::text[], $5::text[]) AS pp(code, other) WHERE pp.code = g.code))
                                   AND x.effective_at > g.t AND x.effective_at <= g.t + make_interval(days => $3)
         WHERE EXISTS (SELECT 1 FROM cost_feed_source f WHERE f.source_type = x.resource_type AND f.source_id = x.resource_id)
      )
@@ -213,7 +222,7 @@ async function laterResultsOfSameTests(tx: Sql, changed: SourceRow[], maxWindowD
        FROM later x JOIN resource r ON r.resource_type = x.resource_type AND r.id = x.resource_id
        LEFT JOIN raw_message m ON m.id = r.raw_id
        LEFT JOIN cost_feed_seen s ON s.resource_type = r.resource_type AND s.resource_id = r.id`,
-    [tests.map((r) => r.resource_type), tests.map((r) => r.id), maxWindowDays],
+    [tests.map((r) => r.resource_type), tests.map((r) => r.id), maxWindowDays, ...pairPartners()],
   );
   const inBatch = new Set(changed.map((r) => `${r.resource_type}/${r.id}`));
   return found.rows.filter((r) => !inBatch.has(`${r.resource_type}/${r.id}`));

@@ -19,12 +19,14 @@
 import type { HubConfig } from '../config';
 import type { HubDb } from '../sql';
 import { coverage } from '../terminology/worklist';
-import { duplicateReport, type DuplicateReport } from '../recognition/duplicates';
+import { duplicateReport, type DuplicateReport, type RulesMode } from '../recognition/duplicates';
 
 export interface KpiRange {
   from: string; // YYYY-MM
   to: string; // YYYY-MM
   member?: string;
+  /** Rules the duplicate figures are judged by: at-time (default) or current (what-if, the dashboard's toggle). */
+  rules?: RulesMode;
 }
 
 interface RecognitionKpi { recognised: number; repeats: number; rate: number | null }
@@ -37,6 +39,8 @@ export interface KpiReport {
   from: string;
   to: string;
   member: string | null;
+  /** The rules the duplicate and recognition figures were judged by. */
+  rules: RulesMode;
   totals: {
     recognition: RecognitionKpi;
     duplicates: DuplicatesKpi;
@@ -133,7 +137,7 @@ export async function computeKpis(db: HubDb, config: HubConfig, range: KpiRange)
       GROUP BY 1, 2, 5`;
   const deviceRows = (await db.query<{ month: string; device: string; name: string | null; modality: string | null; owner: string; exams: number; minutes: number; other: number }>(deviceSql, params.slice(0, 3))).rows;
 
-  const duplicates: DuplicateReport = await duplicateReport(db, config, { from: new Date(`${start}T00:00:00Z`), to: new Date(`${end}T00:00:00Z`), member: member ?? undefined });
+  const duplicates: DuplicateReport = await duplicateReport(db, config, { from: new Date(`${start}T00:00:00Z`), to: new Date(`${end}T00:00:00Z`), member: member ?? undefined, rules: range.rules ?? 'at-time' });
   const currency = duplicates.totals.currency;
 
   const byMonth = new Map(months.map((m) => [m, {
@@ -205,6 +209,7 @@ export async function computeKpis(db: HubDb, config: HubConfig, range: KpiRange)
     from: range.from,
     to: range.to,
     member,
+    rules: range.rules ?? 'at-time',
     totals: {
       recognition: { recognised: duplicates.totals.recognised, repeats: duplicates.totals.repeats, rate: duplicates.totals.recognitionRate },
       duplicates: { repeats: duplicates.totals.repeats, avoidedCost: duplicates.totals.avoidedCost, wastedCost: duplicates.totals.wastedCost, currency },

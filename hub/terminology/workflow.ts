@@ -11,7 +11,7 @@ import { describeCode } from '../../mappings/terminology/codeSystems';
 import { CONCEPT_MAP_BASE, ICD10, ICD10_CN, ICD11_MMS, LOINC, UCUM, WHO_MAP_URL, localSystemMember } from '../../mappings/terminology/systems';
 import { activeTerminology } from './active';
 import { activeMaps, ensureSeeded, event, newVersion, syncTerminology } from './versions';
-import { resolveWorklist } from './worklist';
+import { loincConcentrationKind, resolveWorklist, unitMismatches } from './worklist';
 
 export interface ProposalInput {
   sourceSystem: string;
@@ -139,8 +139,26 @@ async function activeMap(tx: Sql, url: string): Promise<{ content: ConceptMap; v
   return (await tx.query<{ content: ConceptMap; version: number }>(`SELECT content, version FROM concept_map_version WHERE url = $1 AND status = 'active'`, [url])).rows[0];
 }
 
-/** Approve: a new map version with the mapping; the worklist entry is resolved. Nothing else changes until reprocess. */
-export async function approve(db: HubDb, id: number, actor: string, comment = ''): Promise<{ proposal: Proposal; version: number }> {
+/**
+ * What the committee should consider before (or after) approving: the units the source code's stored
+ * results arrive in that do not fit the target's property (mmol/L under the mass code 2345-7). Not a
+ * refusal — the map stage converts through the analyte's molar mass — but the substance code is
+ * usually the faithful target.
+ */
+export async function approvalWarnings(db: Sql, p: Pick<Proposal, 'concept_map_url' | 'source_system' | 'source_code' | 'source_display' | 'target_system' | 'target_code'>): Promise<string[]> {
+  if (p.target_system !== LOINC || !p.target_code || !loincConcentrationKind(p.target_code)) return [];
+  const found = await unitMismatches(db, {
+    mappings: [{ system: p.source_system, code: p.source_code, display: p.source_display, target: p.target_code, conceptMapUrl: p.concept_map_url }],
+  });
+  return found.map((m) => `${m.message} (${m.count} of ${m.total} stored results)`);
+}
+
+/**
+ * Approve: a new map version with the mapping; the worklist entry is resolved. Nothing else changes
+ * until reprocess. `warnings`: the observed units that do not fit the target (approvalWarnings); the
+ * approval goes through regardless, the warning is recorded on the approve event.
+ */
+export async function approve(db: HubDb, id: number, actor: string, comment = ''): Promise<{ proposal: Proposal; version: number; warnings: string[] }> {
   const result = await db.transaction(async (tx) => {
     const locked = await tx.query<Proposal>(`SELECT * FROM mapping_proposal WHERE id = $1 FOR UPDATE`, [id]);
     const p = locked.rows[0];
@@ -148,11 +166,13 @@ export async function approve(db: HubDb, id: number, actor: string, comment = ''
     if (p.state !== 'proposed') throw new HubError('invalid', `proposal ${id} is ${p.state}; only a proposed mapping can be approved`, 'state');
     const current = await activeMap(tx, p.concept_map_url);
     const map = applyProposal(current?.content, p);
+    // Read under the proposal's lock, before the new version: the units already stored decide the warning.
+    const warnings = await approvalWarnings(tx, p);
     const version = await newVersion(tx, map, { origin: 'proposal', actor, comment: comment || `approved proposal ${id}`, proposalId: id });
     const updated = await tx.query<Proposal>(`UPDATE mapping_proposal SET state = 'approved', result_version = $2 WHERE id = $1 RETURNING *`, [id, version]);
-    await event(tx, { actor, action: 'approve', url: p.concept_map_url, version, proposalId: id, comment });
+    await event(tx, { actor, action: 'approve', url: p.concept_map_url, version, proposalId: id, comment, ...(warnings.length ? { detail: { warnings } } : {}) });
     await resolveWorklist(tx, map);
-    return { proposal: updated.rows[0]!, version };
+    return { proposal: updated.rows[0]!, version, warnings };
   });
   await syncTerminology(db);
   return result;
