@@ -54,7 +54,7 @@ export function hasScope(scopes: readonly Scope[], ...wanted: Scope[]): boolean 
 export function requireScope(scope: Scope) {
   return (req: Request, res: Response, next: NextFunction) => {
     if (hasScope(req.principal?.scopes ?? [], scope)) return next();
-    res.status(403).json({ code: 'forbidden', message: `scope ${scope} required` });
+    sendClientError(res, 403, 'forbidden', `scope ${scope} required`);
   };
 }
 
@@ -62,6 +62,6 @@ export function requireScope(scope: Scope) {
 export function requireAnyScope(...wanted: Scope[]) {
   return (req: Request, res: Response, next: NextFunction) => {
     if (hasScope(req.principal?.scopes ?? [], ...wanted)) return next();
-    res.status(403).json({ code: 'forbidden', message: `one of the scopes ${wanted.join(', ')} required` });
+    sendClientError(res, 403, 'forbidden', `one of the scopes ${wanted.join(', ')} required`);
   };
 }

@@ -6,11 +6,10 @@
  * `integration`, `patient.read`; setting, proposing and deciding need `governance` (admin implies
  * all). Inputs are zod-validated; errors are the server's `{code, message}`.
  */
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express from 'express';
 import { z } from 'zod';
 import type { ApiContext } from './context';
-import type { Scope } from '../hub/scopes';
-import { requireScope } from './auth';
+import { requireAnyScope, requireScope } from './auth';
 import { parse } from './input';
 import { recordAudit } from '../hub/audit';
 import { HubError } from '../mappings/outcome';
@@ -20,13 +19,6 @@ import { duplicatesCsv, parseTimeBound } from '../hub/recognition/format';
 import { syncRecognitionIndex } from '../hub/recognition/resultIndex';
 import { decideRule, listRules, proposeRule, ruleHistory, setRule, tierSchema } from '../hub/recognition/rules';
 
-function requireAnyScope(...scopes: Scope[]) {
-  return (req: Request, res: Response, next: NextFunction) => {
-    const held = req.principal?.scopes ?? [];
-    if (held.includes('admin') || scopes.some((s) => held.includes(s))) return next();
-    res.status(403).json({ code: 'forbidden', message: `one of the scopes ${scopes.join(', ')} required` });
-  };
-}
 
 const duplicatesQuery = z
   .object({

@@ -19,10 +19,13 @@ import { hashPassword } from '../api/console/password';
 import { LOCK_AFTER_FAILURES } from '../api/console/session';
 import { ensureMember } from '../hub/config';
 import { encodeAs, simAdt, simPatient } from '../cli/simulate';
+import { openHubDb } from '../hub/db';
 import { startTestHub, waitFor, type TestHub } from './support/hub';
+import { PgRelay } from './support/pgRelay';
 import { freePort, killHard, startRedisServer, type Proc } from './support/processes';
 
 const ADMIN = 'hardening-admin-key-0123456789';
+const METRICS_ONLY = 'hardening-metrics-key-0123456789';
 const USER = 'li.ops';
 const PASSWORD = 'right-password-0001';
 const OTHER_USER = 'zhao.ops';
@@ -43,7 +46,7 @@ beforeAll(async () => {
   // The default scrypt cost (about 50 ms a check): parallel logins overlap as they would in production.
   const hash = await hashPassword(PASSWORD);
   hub = await startTestHub('hardening', {
-    api: { port: 0, keys: [{ name: 'ops', key: ADMIN, scopes: ['admin'] }] },
+    api: { port: 0, keys: [{ name: 'ops', key: ADMIN, scopes: ['admin'] }, { name: 'scraper', key: METRICS_ONLY, scopes: ['metrics'] }] },
     console: {
       users: [
         { name: USER, role: 'admin', passwordHash: hash },
@@ -185,6 +188,16 @@ test('every route answers bad parameters, paths and bodies with a 4xx OperationO
   const api = await call('/api/raw-messages?limit=abc');
   expect(api.body).toMatchObject({ resourceType: 'OperationOutcome', code: 'invalid', message: expect.stringMatching(/^query\.limit: /) });
 }, 300_000);
+
+test('no key (401) and a key without the scope (403) are OperationOutcomes too, on the API and the FHIR API', async () => {
+  for (const path of ['/api/messages', '/fhir/Patient', '/recognition/rules', '/api/terminology/proposals']) {
+    const none = await fetch(`${base}${path}`);
+    expect([path, none.status, ((await none.json()) as { resourceType?: string }).resourceType]).toEqual([path, 401, 'OperationOutcome']);
+    const scoped = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${METRICS_ONLY}` } });
+    const body = (await scoped.json()) as { resourceType?: string; issue?: Array<{ code: string }> };
+    expect([path, scoped.status, body.resourceType, body.issue?.[0]?.code]).toEqual([path, 403, 'OperationOutcome', 'forbidden']);
+  }
+});
 
 test('our own fault is a 500 OperationOutcome with an id the log carries, and no database text', async () => {
   // A table gone from under the API (this test's own database): PostgreSQL's error names it.
@@ -355,4 +368,40 @@ test('/ready answers 503 within a second naming Redis when Redis hangs, is kille
   }
   // The main API, on the machine's Redis and PostgreSQL, is ready.
   expect(await (await fetch(`${base}/ready`)).json()).toEqual({ status: 'ready' });
+}, 60_000);
+
+test('/ready answers 503 within a second naming PostgreSQL when it is gone, and 200 once it is back', async () => {
+  const relay = new PgRelay();
+  await relay.listen();
+  const db = await openHubDb({ databaseUrl: relay.urlThrough(hub.databaseUrl), poolSize: 2 });
+  const api = await listen(createApi({ ...hub.runtime, db }, { log: () => undefined }));
+  const ready = async () => {
+    const started = Date.now();
+    const res = await fetch(`${api.base}/ready`, { signal: AbortSignal.timeout(10_000) });
+    return { status: res.status, body: (await res.json()) as any, ms: Date.now() - started };
+  };
+  try {
+    expect((await ready()).status).toBe(200);
+    // Gone, as in a fast shutdown: open connections cut, new ones refused.
+    await relay.close();
+    const down = await ready();
+    expect(down.status).toBe(503);
+    expect(down.ms).toBeLessThan(1000);
+    expect(down.body).toMatchObject({ resourceType: 'OperationOutcome', code: 'not-ready', down: ['PostgreSQL'] });
+    // Accepting connections and resetting each (a server going down or restarting): still bounded.
+    relay.mode = 'dropping';
+    await relay.listen();
+    expect((await ready()).ms).toBeLessThan(1000);
+    // Accepting and never answering (a frozen server): the check gives up within its bound.
+    relay.mode = 'frozen';
+    const frozen = await ready();
+    expect([frozen.status, frozen.ms < 1000]).toEqual([503, true]);
+    relay.cut();
+    relay.mode = 'up';
+    await waitFor(async () => (await ready()).status === 200, 10_000, 'ready again once PostgreSQL is back');
+  } finally {
+    await new Promise((r) => api.server.close(r));
+    await db.close().catch(() => undefined);
+    await relay.close();
+  }
 }, 60_000);

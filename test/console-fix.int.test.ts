@@ -172,7 +172,7 @@ test('a viewer and a governance reviewer see no fix form, and the API refuses th
       });
       return { status: res.status, body: await res.json() };
     }, secondId);
-    expect(refused).toEqual({ status: 403, body: { code: 'forbidden', message: 'scope integration required' } });
+    expect(refused).toMatchObject({ status: 403, body: { resourceType: 'OperationOutcome', code: 'forbidden', message: 'scope integration required' } });
   }
   expect(await statusOf(secondId)).toBe('quarantined');
   expect((await hub.runtime.db.query(`SELECT 1 FROM raw_message_fix WHERE original_id = $1`, [secondId])).rowCount).toBe(0);

@@ -278,7 +278,7 @@ test('a viewer sees messages but has no replay button, and the API refuses the r
     const res = await fetch('/api/replay', { method: 'POST', credentials: 'same-origin', headers: { 'content-type': 'application/json', 'x-yilian-console': '1' }, body: JSON.stringify({ rawIds: [rawId] }) });
     return { status: res.status, body: await res.json() };
   }, quarantinedId);
-  expect(refused).toEqual({ status: 403, body: { code: 'forbidden', message: 'scope integration required' } });
+  expect(refused).toMatchObject({ status: 403, body: { resourceType: 'OperationOutcome', code: 'forbidden', message: 'scope integration required' } });
   expect((await page.goto(`${base}/console/audit`))!.status()).toBe(403);
   expect(await statusOf(quarantinedId)).toBe('quarantined');
 });

@@ -201,7 +201,7 @@ test('refusals: a viewer key (403), bad input (400), unknown message (404); noth
   const good = { text: text.replace('||abc|', '||150|'), comment: 'typo' };
   const count = await rawCount();
 
-  expect(await fix(rawId, good, VIEWER)).toEqual({ status: 403, body: { code: 'forbidden', message: 'scope integration required' } });
+  expect(await fix(rawId, good, VIEWER)).toMatchObject({ status: 403, body: { resourceType: 'OperationOutcome', code: 'forbidden', message: 'scope integration required' } });
   const noKey = await fetch(`${base}/api/raw-messages/${rawId}/fix`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(good) });
   expect(noKey.status).toBe(401);
 

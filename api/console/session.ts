@@ -127,7 +127,7 @@ export function sessionOrApiKey(config: HubConfig, sessions: SessionStore) {
       const session = await sessions.fromRequest(req);
       if (!session) return void sendClientError(res, 401, 'unauthenticated', 'console session expired or unknown: log in again');
       if (req.method !== 'GET' && req.method !== 'HEAD' && req.header(CONSOLE_HEADER) !== '1') {
-        return res.status(403).json({ code: 'forbidden', message: `a console session may change things only with the ${CONSOLE_HEADER} header` });
+        return sendClientError(res, 403, 'forbidden', `a console session may change things only with the ${CONSOLE_HEADER} header`);
       }
       req.principal = principalOf(session);
       next();

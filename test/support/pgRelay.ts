@@ -1,13 +1,13 @@
 /**
  * A TCP relay in front of the machine's PostgreSQL that a test can take down for real, without
- * touching the shared server: `closed` (after close()) refuses connections (ECONNREFUSED), `dropping`
- * accepts and resets them, counting attempts, `up` relays. A hub opened on `urlThrough(url)` loses
- * its store exactly as it would in an outage.
+ * touching the shared server: `closed` (after close()) refuses connections (ECONNREFUSED),
+ * `dropping` accepts and resets them, counting attempts, `frozen` accepts them and never answers,
+ * `up` relays. A hub opened on `urlThrough(url)` loses its store exactly as in an outage.
  */
 import net from 'node:net';
 
 export class PgRelay {
-  mode: 'up' | 'dropping' = 'up';
+  mode: 'up' | 'dropping' | 'frozen' = 'up';
   attempts = 0;
   port = 0;
   private server?: net.Server;
@@ -17,7 +17,14 @@ export class PgRelay {
   async listen(): Promise<void> {
     this.server = net.createServer((client) => {
       this.attempts++;
-      if (this.mode !== 'up') return void client.destroy();
+      if (this.mode === 'dropping') return void client.destroy();
+      if (this.mode === 'frozen') {
+        // Accepted and never answered: a server that hangs (a frozen VM, a full disk) as the client sees it.
+        this.sockets.add(client);
+        client.on('close', () => this.sockets.delete(client));
+        client.on('error', () => undefined);
+        return;
+      }
       const upstream = net.connect(5432, '127.0.0.1');
       for (const s of [client, upstream]) {
         this.sockets.add(s);
