@@ -98,7 +98,7 @@ export function recognitionRouter(runtime: ApiContext): express.Router {
     const p = parse(ruleParams, { ...req.params, version: req.query.version }, 'path');
     const { comment } = parse(decisionBody, req.body ?? {}, 'body');
     if (p.decision !== 'retire' && !p.version) throw new HubError('invalid', 'query.version: required to approve or reject', 'version');
-    await decideRule(db, p.code, p.version, p.decision, req.principal!.name, comment);
+    await decideRule(db, p.code, p.version, p.decision, req.principal!.name, comment, { fourEyes: config.governance.fourEyes });
     res.json({ rules: await listRules(db, { code: p.code, all: true }) });
   });
 

@@ -249,7 +249,8 @@ export function createApi(runtime: ApiContext, options: ApiOptions = {}): expres
     const body = parse(replayBody, req.body, 'body');
     const result = await replay(runtime.db, runtime.queues, { ...body, from: body.from ? new Date(body.from) : undefined, to: body.to ? new Date(body.to) : undefined });
     await recordAudit(runtime.db, { actor: req.principal!.name, action: 'replay', entityType: 'raw_message', entityId: `${result.replayed} messages`, detail: { filter: body } });
-    res.json({ replayed: result.replayed });
+    // The ids asked for that were not replayed are named: absent from the raw store, or in a state that is not replayed.
+    res.json({ replayed: result.replayed, ...(body.rawIds?.length ? { notFound: result.notFound ?? [], notReplayed: result.notReplayed ?? [] } : {}) });
   });
 
   app.use((req: Request, res: Response) => sendClientError(res, 404, 'not-found', 'no such route', undefined, isFhirPath(req)));

@@ -19,7 +19,7 @@ import { suggest } from '../mappings/terminology/suggest';
 import { CONCEPT_MAP_BASE } from '../mappings/terminology/systems';
 
 import type { Terminology } from '../mappings/terminology/translator';
-import { activeMaps, diffVersions, importConceptMaps, mapHistory, syncTerminology } from '../hub/terminology/versions';
+import { activeMaps, currentEntries, diffVersions, importConceptMaps, mapHistory, syncTerminology } from '../hub/terminology/versions';
 import { approve, listProposals, propose, reject, retire } from '../hub/terminology/workflow';
 import { impactOfProposal } from '../hub/terminology/impact';
 import { getReprocessJob, reprocessProposal, runReprocess } from '../hub/terminology/reprocess';
@@ -150,7 +150,7 @@ export function terminologyRouter(runtime: ApiContext): express.Router {
   });
   router.post('/api/terminology/proposals/:id/approve', decider, async (req, res) => {
     const { id } = parse(idParam, req.params, 'path');
-    res.json(await approve(db, id, actor(req), parse(decision, req.body ?? {}, 'body').comment));
+    res.json(await approve(db, id, actor(req), parse(decision, req.body ?? {}, 'body').comment, { fourEyes: runtime.config.governance?.fourEyes ?? true }));
   });
   router.post('/api/terminology/proposals/:id/reject', decider, async (req, res) => {
     const { id } = parse(idParam, req.params, 'path');
@@ -179,6 +179,10 @@ export function terminologyRouter(runtime: ApiContext): express.Router {
   router.get('/api/terminology/maps/:id/history', reader, async (req, res) => {
     const { id } = parse(mapIdParam, req.params, 'path');
     res.json(await mapHistory(db, `${CONCEPT_MAP_BASE}/${id}`));
+  });
+  router.get('/api/terminology/maps/:id/entries', reader, async (req, res) => {
+    const { id } = parse(mapIdParam, req.params, 'path');
+    res.json(await currentEntries(db, id));
   });
   router.get('/api/terminology/maps/:id/diff', reader, async (req, res) => {
     const { id } = parse(mapIdParam, req.params, 'path');

@@ -79,7 +79,7 @@ export async function costFeedCommand(command: 'feed' | 'kpi', argv: string[], w
       case 'cost':
         return await printEvents(db, config, values, write);
       default:
-        throw new HubError('invalid', `feed needs a subcommand: cost, build or schema\n${costFeedUsage}`, 'feed');
+        throw new HubError('invalid', `feed needs a subcommand: cost, build or schema, not ${sub ?? 'nothing'}`, 'feed');
     }
   } finally {
     await db.close();

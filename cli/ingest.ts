@@ -41,7 +41,7 @@ export interface IngestOptions {
   noWait?: boolean;
 }
 
-export async function ingestFiles(runtime: Runtime, member: MemberConfig, files: string[], options: IngestOptions = {}): Promise<IngestSummary> {
+export async function ingestFiles(runtime: Runtime, member: MemberConfig, files: string[], options: IngestOptions = {}): Promise<IngestSummary & { rawIds: number[] }> {
   const channel = { id: 'ingest', policy: { defaultCharset: 'UTF-8' as const }, ackMode: 'original' as const };
   const inbound: Inbound[] = [];
   const fhir = emptyResult();
@@ -88,6 +88,8 @@ export async function ingestFiles(runtime: Runtime, member: MemberConfig, files:
     duplicates: results.filter((r) => r.outcome === 'duplicate').length + fhir.duplicates,
     quarantined: results.filter((r) => r.outcome === 'quarantined').length + fhir.quarantined + (byStatus.quarantined ?? 0),
     failed: byStatus.failed ?? 0,
+    // The stored messages of this run (not FHIR resources quarantined at intake): where `yilian ingest` finds the quarantine reasons.
+    rawIds: [...results.filter((r) => r.outcome !== 'duplicate').map((r) => r.rawId), ...fhir.queuedIds],
   };
 }
 

@@ -8,8 +8,32 @@ import { FhirPoller } from '../adapters/fhir/poller';
 import { MllpListener } from '../adapters/mllp/listener';
 import type { Runtime } from './runtime';
 
+/** A problem of the command line or of this host's setup (a port in use): one line, exit code 2 (cli/yilian.ts). */
+export class UsageError extends Error {}
+
+/** EADDRINUSE/EACCES of a listening socket, as a UsageError naming the port; anything else as it is. */
+export function portError(error: unknown, what: string, port: number, host?: string): unknown {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  const where = `${what} port ${port}${host ? ` (${host}:${port})` : ''}`;
+  if (code === 'EADDRINUSE') return new UsageError(`${where} is already in use`);
+  if (code === 'EACCES') return new UsageError(`${where}: permission denied`);
+  if (code === 'EADDRNOTAVAIL') return new UsageError(`${where}: address not available on this host`);
+  return error;
+}
+
 export async function startListeners(runtime: Runtime, onEvent: (text: string) => void): Promise<Array<() => Promise<void> | void>> {
   const stops: Array<() => Promise<void> | void> = [];
+  try {
+    await startEach(runtime, onEvent, stops);
+  } catch (error) {
+    // What did start is stopped again: the caller gets the error, not half a set of listeners.
+    for (const stop of stops.reverse()) await stop();
+    throw error;
+  }
+  return stops;
+}
+
+async function startEach(runtime: Runtime, onEvent: (text: string) => void, stops: Array<() => Promise<void> | void>): Promise<void> {
   for (const member of runtime.config.members) {
     for (const channel of member.channels) {
       if (channel.kind === 'mllp') {
@@ -17,7 +41,12 @@ export async function startListeners(runtime: Runtime, onEvent: (text: string) =
         const listener = new MllpListener(member, channel, runtime.intake, (event, payload) => {
           if (event === 'connectionError') onEvent(`MLLP ${member.id}/${channel.id}: ${(payload as { error: string }).error}`);
         });
-        const port = await listener.start();
+        let port: number;
+        try {
+          port = await listener.start();
+        } catch (error) {
+          throw portError(error, `MLLP ${member.id}/${channel.id}`, channel.port, channel.host);
+        }
         onEvent(`MLLP ${member.id}/${channel.id} on port ${port} (${channel.charset}, ${channel.ackMode} ACKs)`);
         stops.push(() => listener.close());
       } else if (channel.kind === 'fhir-rest' && channel.intervalSeconds) {
@@ -33,5 +62,4 @@ export async function startListeners(runtime: Runtime, onEvent: (text: string) =
       }
     }
   }
-  return stops;
 }

@@ -14,6 +14,10 @@ import { decideReview, exportLinks, goldenPatient, reviewQueue } from '../hub/mp
 import { syncPatientIndex } from '../hub/mpi/sync';
 import { trainStoredModel } from '../hub/mpi/model';
 
+export const mpiUsage = `  mpi sync [--full] [--batch N] | export [--format csv|json] | review [--json] [--limit N] | show <golden id> | train
+  mpi decide --member M --mrn X --golden G (--link|--not-link) [--reason TEXT] [--actor NAME]
+                                the master patient index (export prints member,mrn,patient)`;
+
 export interface MpiCommandOptions {
   full?: boolean;
   batch?: string;

@@ -91,7 +91,7 @@ export async function recognitionCommand(argv: string[]): Promise<number> {
       if (action === 'approve' || action === 'reject' || action === 'retire') {
         const version = values.version ? Number(values.version) : undefined;
         if (action !== 'retire' && !version) throw new HubError('invalid', `recognition rules ${action}: --version is required`, 'version');
-        await withDb(config, (db) => decideRule(db, oneCode(), version, action, actor, values.comment));
+        await withDb(config, (db) => decideRule(db, oneCode(), version, action, actor, values.comment, { fourEyes: config.governance.fourEyes }));
         out(`${oneCode()} ${action}d by ${actor}`);
         return 0;
       }
@@ -156,6 +156,6 @@ export async function recognitionCommand(argv: string[]): Promise<number> {
       return 0;
     }
     default:
-      throw new HubError('invalid', `usage:\n${recognitionUsage}`, 'command');
+      throw new HubError('invalid', `recognition: rules, check, duplicates or sync, not ${sub ?? 'nothing'}`, 'command');
   }
 }

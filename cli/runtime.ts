@@ -34,8 +34,16 @@ export async function openRuntime(config: HubConfig, options: RuntimeOptions = {
     embeddedRedis = await startEmbeddedRedis();
     redisUrl = embeddedRedis.url;
   }
-  const db = await openHubDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: options.poolSize });
-  await upsertMembers(db, config.members);
+  let db: Awaited<ReturnType<typeof openHubDb>> | undefined;
+  try {
+    db = await openHubDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: options.poolSize });
+    await upsertMembers(db, config.members);
+  } catch (error) {
+    // The embedded redis-server is this process's child: it is not left running when the store cannot be opened.
+    await db?.close().catch(() => undefined);
+    await embeddedRedis?.stop();
+    throw error;
+  }
   const queues = new PipelineQueues({ redisUrl, ...config.pipeline, prefix: config.pipeline.queuePrefix });
   const intake = new RawIntake(db, queues, { log });
   return {

@@ -18,7 +18,7 @@ import { suggest } from '../mappings/terminology/suggest';
 import { CONCEPT_MAP_BASE } from '../mappings/terminology/systems';
 import type { EQUIVALENCES } from '../mappings/terminology/conceptmap';
 import { activeTerminology } from '../hub/terminology/active';
-import { diffVersions, exportConceptMaps, importConceptMaps, mapHistory, syncTerminology } from '../hub/terminology/versions';
+import { currentEntries, diffVersions, exportConceptMaps, importConceptMaps, mapHistory, syncTerminology } from '../hub/terminology/versions';
 import { approve, listProposals, propose, reject, retire } from '../hub/terminology/workflow';
 import { impactOfProposal } from '../hub/terminology/impact';
 import { createReprocessJob, reprocessProposal, runReprocess } from '../hub/terminology/reprocess';
@@ -44,7 +44,9 @@ export const terminologyUsage = `  translate --system URI --code CODE [--target 
   mappings impact <id>          dry run: which stored records the proposal changes, with a field diff of a sample
   mappings reprocess <id> | --system URI --code C
                                 re-derive the affected stored records (idempotent; resumes a stopped job with --job N)
-  mappings history <map-id> | diff <map-id> --from N --to N`;
+  mappings history <map-id> | diff <map-id> --from N --to N
+  mappings entries <map-url-or-id> [--json]
+                                the map's entries in force: source → target, the version each took its form in, who approved it and when`;
 
 const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 
@@ -185,7 +187,7 @@ export async function terminologyCommand(command: 'translate' | 'mappings', argv
       print(await withDb(config, (db) => listProposals(db, values.state)));
       return 0;
     case 'approve': {
-      const approved = await withDb(config, (db) => approve(db, id(), actor, values.comment));
+      const approved = await withDb(config, (db) => approve(db, id(), actor, values.comment, { fourEyes: config.governance?.fourEyes ?? true }));
       // Approved all the same: the warning is for the committee to consider the other code of the pair.
       for (const w of approved.warnings) process.stderr.write(`warning: ${w}\n`);
       print(approved);
@@ -212,6 +214,20 @@ export async function terminologyCommand(command: 'translate' | 'mappings', argv
       print(job);
       return 0;
     }
+    case 'entries': {
+      if (!args[0]) throw new HubError('invalid', 'mappings entries needs a map url or id', 'map');
+      const current = await withDb(config, (db) => currentEntries(db, args[0]!));
+      if (values.json) print(current);
+      else {
+        process.stdout.write(`${current.url} version ${current.version}: ${current.entries.length} entries (history: yilian mappings history ${current.id})\n`);
+        for (const e of current.entries) {
+          const source = `${e.sourceSystem}#${e.sourceCode}${e.sourceDisplay ? ` ${e.sourceDisplay}` : ''}`;
+          const target = `${e.targetSystem}#${e.targetCode ?? '—'}${e.targetDisplay ? ` ${e.targetDisplay}` : ''}`;
+          process.stdout.write(`${source} → ${target} (${e.equivalence})  v${e.version} ${e.origin} by ${e.approvedBy} ${e.approvedAt.toISOString()}${e.proposalId ? ` (proposal ${e.proposalId})` : ''}\n`);
+        }
+      }
+      return 0;
+    }
     case 'history':
       if (!args[0]) throw new HubError('invalid', 'mappings history needs a map id', 'id');
       print(await withDb(config, (db) => mapHistory(db, `${CONCEPT_MAP_BASE}/${args[0]}`)));
@@ -221,7 +237,6 @@ export async function terminologyCommand(command: 'translate' | 'mappings', argv
       print(await withDb(config, (db) => diffVersions(db, `${CONCEPT_MAP_BASE}/${args[0]}`, Number(values.from), Number(values.to))));
       return 0;
     default:
-      process.stderr.write(`unknown mappings command ${sub ?? ''}\n${terminologyUsage}\n`);
-      return 2;
+      throw new HubError('invalid', `unknown mappings command ${sub ?? '(none)'}`, 'command');
   }
 }

@@ -5,7 +5,8 @@
  * neither, the embedded defaults (PGlite, a redis-server started here) are used.
  */
 import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import http from 'node:http';
 import { ensureMember, loadConfig, type HubConfig } from '../hub/config';
 import express from 'express';
@@ -20,9 +21,10 @@ import { fixRawMessage } from '../pipeline/fix';
 import { decodeStrict } from '../mappings/hl7v2/charset';
 import { Reconciler } from '../pipeline/reconciler';
 import { ingestFiles, pullChannel } from './ingest';
-import { startListeners } from './listeners';
+import { portError, startListeners, UsageError } from './listeners';
 import { terminologyCommand, terminologyUsage } from './terminology';
-import { runMpiCommand } from './mpi';
+import { mpiUsage, runMpiCommand } from './mpi';
+import { quarantineCommand, quarantineUsage } from './quarantine';
 import { recognitionCommand, recognitionUsage } from './recognition';
 import { startRecognitionIndexSync } from '../hub/recognition/resultIndex';
 import { startPatientIndexSync } from '../hub/mpi/sync';
@@ -41,37 +43,213 @@ const lazy = {
   runDemo: () => (require('./demo') as typeof import('./demo')).runDemo,
 };
 
-const usage = `usage: yilian <command> [options]
-  demo                          simulated members send HL7 v2 through the whole pipeline (embedded defaults)
-  serve [--api-only|--listeners-only] [--with-worker]
+/**
+ * The one table of usages: a command's entries (a line with two spaces of indent, then its
+ * continuation lines), its examples by command path. The program's usage, `yilian <command> --help`
+ * and `yilian <command> <sub…> --help` are all cut from it; the group commands' entries are the
+ * usage strings their modules export.
+ */
+interface CommandHelp {
+  name: string;
+  usage: string;
+  /** [command path, example]: the longest path that starts the asked-for words is shown. */
+  examples: Array<[string, string]>;
+}
+
+/** The entries of a group usage string whose first word is `name`. */
+function section(usageText: string, name: string): string {
+  return entries(usageText)
+    .filter((e) => e.trimStart().split(/\s+/)[0] === name)
+    .join('\n');
+}
+
+/** A usage text split into entries: a line indented by exactly two spaces and its continuation lines. */
+function entries(usageText: string): string[] {
+  const out: string[] = [];
+  for (const line of usageText.split('\n')) {
+    if (/^ {2}\S/.test(line) || out.length === 0) out.push(line);
+    else out[out.length - 1] += `\n${line}`;
+  }
+  return out;
+}
+
+export const commandTable: CommandHelp[] = [
+  { name: 'demo', usage: `  demo                          simulated members send HL7 v2 through the whole pipeline (embedded defaults)`, examples: [['demo', 'yilian demo']] },
+  {
+    name: 'serve',
+    usage: `  serve [--api-only|--listeners-only] [--with-worker]
                                 HTTP API (with the FHIR subscription endpoint), the configured MLLP/file listeners and
-                                the scheduled FHIR REST pulls (fhir-rest channels with intervalSeconds)
-  worker [--metrics-port N]     pipeline worker (run as many as wanted)
-  ingest --member M [--json] [--source URL] [--no-wait] <files…>
+                                the scheduled FHIR REST pulls (fhir-rest channels with intervalSeconds); a port in use: exit 2`,
+    examples: [['serve', 'yilian serve --config deploy/config.yaml --api-only']],
+  },
+  { name: 'worker', usage: `  worker [--metrics-port N]     pipeline worker (run as many as wanted)`, examples: [['worker', 'yilian worker --metrics-port 9464']] },
+  {
+    name: 'ingest',
+    usage: `  ingest --member M [--json] [--source URL] [--no-wait] [--timeout SECONDS] <files…>
                                 store HL7 v2 files, FHIR .ndjson files and FHIR Bundle/resource .json files and wait
-                                until every message went through every stage (--source: the FHIR server the files came from)
-  pull --member M --channel C [--wait] [--json]
-                                one incremental REST pull (fhir-rest) or one Bulk $export import (fhir-bulk)
-  convert [--member M] <files…>  HL7 v2 files → one FHIR R4 Bundle per message as NDJSON on stdout (stores nothing;
-                                an OperationOutcome line for what cannot be converted, and exit code 1)
-  replay [--raw-id N]… [--member M] [--channel C] [--from ISO] [--to ISO] [--status s,…]
-  fix --raw-id N --file corrected.hl7 --comment TEXT [--actor NAME]
+                                until every message went through every stage (--source: the FHIR server the files came from);
+                                each quarantined message's raw id, code and reason go to stderr`,
+    examples: [['ingest', 'yilian ingest --member county --json adt-a01.hl7 results.ndjson']],
+  },
+  {
+    name: 'pull',
+    usage: `  pull --member M --channel C [--wait] [--json]
+                                one incremental REST pull (fhir-rest) or one Bulk $export import (fhir-bulk)`,
+    examples: [['pull', 'yilian pull --member region --channel bulk --wait --json']],
+  },
+  {
+    name: 'convert',
+    usage: `  convert [--member M] <files…>  HL7 v2 files → one FHIR R4 Bundle per message as NDJSON on stdout (stores nothing;
+                                an OperationOutcome line for what cannot be converted, and exit code 1)`,
+    examples: [['convert', 'yilian convert --member lead ORU-R01-01.hl7 > bundles.ndjson']],
+  },
+  {
+    name: 'replay',
+    usage: `  replay [--raw-id N]… [--member M] [--channel C] [--from ISO] [--to ISO] [--status s,…]
+                                re-run stored messages (default: quarantined and failed ones; never fixed ones); names the
+                                raw ids not found or not replayable; exit code 1 when nothing matched`,
+    examples: [['replay', 'yilian replay --raw-id 517 --raw-id 518']],
+  },
+  {
+    name: 'fix',
+    usage: `  fix --raw-id N --file corrected.hl7 --comment TEXT [--actor NAME]
                                 fix and replay a quarantined or failed message: the file's text (UTF-8, segments one a
-                                line or CR-separated) is stored as a new message linked to it, which is marked fixed
-  status [--json]               queue depths, dead letters, per-channel counters
-${terminologyUsage}
-${costFeedUsage}
-${recognitionUsage}
-${sharedResourcesUsage}
-  mpi sync [--full] [--batch N] | export [--format csv|json] | review [--json] | show <golden id> | train
-  mpi decide --member M --mrn X --golden G (--link|--not-link) [--reason TEXT]
-                                the master patient index (export prints member,mrn,patient)
-common: --config <file> (or YILIAN_CONFIG); DATABASE_URL, REDIS_URL`;
+                                line or CR-separated) is stored as a new message linked to it, which is marked fixed`,
+    examples: [['fix', 'yilian fix --raw-id 517 --file 517-fixed.hl7 --comment "PID-7 was 2023-02-30; corrected to 2023-02-28"']],
+  },
+  { name: 'status', usage: `  status [--json]               queue depths, dead letters, per-channel counters`, examples: [['status', 'yilian status --json']] },
+  {
+    name: 'quarantine',
+    usage: quarantineUsage,
+    examples: [
+      ['quarantine', 'yilian quarantine list --member county --stage intake'],
+      ['quarantine show', 'yilian quarantine show 517'],
+    ],
+  },
+  { name: 'translate', usage: section(terminologyUsage, 'translate'), examples: [['translate', 'yilian translate --system http://hl7.org/fhir/sid/icd-10 --code E11.9']] },
+  {
+    name: 'mappings',
+    usage: section(terminologyUsage, 'mappings'),
+    examples: [
+      ['mappings', 'yilian mappings worklist --member county'],
+      ['mappings import', 'yilian mappings import --by alice conceptmaps/lab.json'],
+      ['mappings propose', 'yilian mappings propose --system urn:county:lab --code GLU --target http://loinc.org --target-code 2345-7'],
+      ['mappings approve', 'yilian mappings approve 12 --comment "checked with the lab"'],
+    ],
+  },
+  {
+    name: 'feed',
+    usage: section(costFeedUsage, 'feed'),
+    examples: [
+      ['feed', 'yilian feed cost --format csv --from 2026-01-01'],
+      ['feed build', 'yilian feed build --json'],
+    ],
+  },
+  { name: 'kpi', usage: section(costFeedUsage, 'kpi'), examples: [['kpi', 'yilian kpi --from 2026-01 --to 2026-06 --json']] },
+  {
+    name: 'recognition',
+    usage: recognitionUsage,
+    examples: [
+      ['recognition', 'yilian recognition rules list'],
+      ['recognition rules set', 'yilian recognition rules set --code 2345-7 --window-days 30 --tiers tertiary,secondary'],
+      ['recognition check', 'yilian recognition check --patient-member county --mrn 000123 --code 2345-7'],
+      ['recognition duplicates', 'yilian recognition duplicates --format csv --from 2026-01-01'],
+    ],
+  },
+  { name: 'resources', usage: sharedResourcesUsage, examples: [['resources', 'yilian resources list --type Device --json']] },
+  {
+    name: 'mpi',
+    usage: mpiUsage,
+    examples: [
+      ['mpi', 'yilian mpi export --format csv'],
+      ['mpi decide', 'yilian mpi decide --member county --mrn 000123 --golden P-000042 --link --reason "same ID card"'],
+    ],
+  },
+];
+
+const commonOptions = `common: --config <file> (or YILIAN_CONFIG); DATABASE_URL, REDIS_URL; --debug (stack traces of errors); -h, --help`;
+
+const usage = `usage: yilian <command> [options]
+${commandTable.map((c) => c.usage).join('\n')}
+${commonOptions}
+yilian <command> --help: that command's usage and an example`;
+
+/** `yilian <words…> --help`: the entries of the longest command path that matches, and an example. */
+export function helpFor(words: string[]): string | undefined {
+  const command = commandTable.find((c) => c.name === words[0]);
+  if (!command) return undefined;
+  const all = entries(command.usage);
+  let chosen = all;
+  for (let n = words.length; n > 1; n--) {
+    const prefix = words.slice(0, n).join(' ');
+    const found = all.filter((e) => `${e.trim().split(/\s+/).join(' ')} `.startsWith(`${prefix} `));
+    if (found.length) {
+      chosen = found;
+      break;
+    }
+  }
+  const asked = `${words.join(' ')} `;
+  const example = command.examples.filter(([p]) => asked.startsWith(`${p} `)).sort((a, b) => b[0].length - a[0].length)[0] ?? command.examples[0]!;
+  const lines = chosen.map((e) => e.replace(/^ {2}/, '  yilian '));
+  return `usage:\n${lines.join('\n')}\n${commonOptions}\nexample: ${example[1]}\n`;
+}
+
+/** The words before the first option: the command path for help and for "see yilian … --help". */
+function commandWords(argv: string[]): string[] {
+  const words: string[] = [];
+  for (const arg of argv) {
+    if (arg.startsWith('-')) break;
+    words.push(arg);
+  }
+  return words;
+}
+
+/** A number option: a whole number in range, or a usage error naming the option. */
+function intOption(value: string, name: string, min = 1, max = Number.MAX_SAFE_INTEGER): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) throw new HubError('invalid', `${name}: a whole number from ${min} to ${max}, not ${value}`, name);
+  return n;
+}
+
+function dateOption(value: string | undefined, name: string): Date | undefined {
+  if (value === undefined) return undefined;
+  const t = Date.parse(value);
+  if (Number.isNaN(t)) throw new HubError('invalid', `${name}: an ISO 8601 date or date-time, not ${value}`, name);
+  return new Date(t);
+}
+
+/** Input files are checked before a store or Redis is opened: a missing one is a usage error (exit 2). */
+function readableFiles(files: string[]): void {
+  for (const file of files) {
+    accessSync(file, fsConstants.R_OK);
+    if (statSync(file).isDirectory()) throw Object.assign(new Error(`EISDIR: ${file}`), { code: 'EISDIR', path: file });
+  }
+}
+
+const REPLAYABLE = ['queued', 'processed', 'quarantined', 'failed'] as const;
 
 const log = (text: string) => process.stderr.write(`${new Date().toISOString()} ${text}\n`);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  const beforeEnd = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  if (command === '--help' || command === '-h' || command === 'help') {
+    const words = commandWords(rest);
+    const text = words.length ? helpFor(words) : `${usage}\n`;
+    if (!text) throw new UsageError(`unknown command ${words[0]}; see yilian --help`);
+    process.stdout.write(text);
+    return 0;
+  }
+  if (!command) {
+    process.stderr.write(`${usage}\n`);
+    return 2;
+  }
+  if (!commandTable.some((c) => c.name === command)) throw new UsageError(`unknown command ${command}; see yilian --help`);
+  if (beforeEnd.includes('--help') || beforeEnd.includes('-h')) {
+    process.stdout.write(helpFor(commandWords(argv))!);
+    return 0;
+  }
+  if (command === 'quarantine') return quarantineCommand(rest);
   // Terminology commands parse their own options (cli/terminology.ts).
   if (command === 'translate' || command === 'mappings') return terminologyCommand(command, rest);
   // Cost feed and KPI commands parse their own options (cli/feed.ts).
@@ -116,10 +294,6 @@ async function main(argv: string[]): Promise<number> {
       batch: { type: 'string' },
     },
   });
-  if (!command || values.help || command === 'help') {
-    process.stdout.write(`${usage}\n`);
-    return command ? 0 : 2;
-  }
   if (command === 'demo') return lazy.runDemo()({ log });
   const config = loadConfig({ path: values.config });
 
@@ -129,6 +303,7 @@ async function main(argv: string[]): Promise<number> {
     case 'convert': {
       // Pure conversion: no runtime (database, Redis) is opened.
       if (positionals.length === 0) throw new HubError('invalid', 'convert needs at least one file', 'files');
+      readableFiles(positionals);
       const { convertFiles, memberFor } = lazy.convert();
       const member = memberFor(config, values.member ?? 'local');
       const write = (line: string) => new Promise<void>((resolve, reject) => process.stdout.write(`${line}\n`, (error) => (error ? reject(error) : resolve())));
@@ -139,16 +314,21 @@ async function main(argv: string[]): Promise<number> {
     case 'ingest': {
       if (!values.member) throw new HubError('invalid', 'ingest needs --member <id>', '--member');
       if (positionals.length === 0) throw new HubError('invalid', 'ingest needs at least one file', 'files');
+      readableFiles(positionals);
+      const timeout = values.timeout === undefined ? undefined : intOption(values.timeout, '--timeout');
       const member = ensureMember(config, values.member);
       return withRuntime(config, async (runtime) => {
-        const summary = await ingestFiles(runtime, member, positionals, {
-          timeoutMs: values.timeout ? Number(values.timeout) * 1000 : undefined,
+        const { rawIds, ...summary } = await ingestFiles(runtime, member, positionals, {
+          timeoutMs: timeout ? timeout * 1000 : undefined,
           log,
           fhirSource: values.source,
           noWait: values['no-wait'],
         });
+        // Why each message was quarantined, on stderr (stdout keeps the summary as its last line).
+        if (summary.quarantined > 0) await printQuarantineReasons(runtime, rawIds, summary.quarantined, member.id);
         if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
         else process.stdout.write(`received ${summary.received}, stored ${summary.stored}, duplicates ${summary.duplicates}, quarantined ${summary.quarantined}, failed ${summary.failed}\n`);
+        // Quarantined messages are an outcome, not a failure of the command: exit 0 (the reasons are printed above).
         return summary.failed > 0 ? 1 : 0;
       });
     }
@@ -159,32 +339,39 @@ async function main(argv: string[]): Promise<number> {
       if (!member) throw new HubError('invalid', `member ${values.member} is not configured`, '--member');
       const channelId = values.channel;
       return withRuntime(config, async (runtime) => {
-        const summary = await pullChannel(runtime, member, channelId, { wait: values.wait, timeoutMs: values.timeout ? Number(values.timeout) * 1000 : undefined, log });
+        const summary = await pullChannel(runtime, member, channelId, { wait: values.wait, timeoutMs: values.timeout ? intOption(values.timeout, '--timeout') * 1000 : undefined, log });
         // maxRssKb: this process's peak resident memory (the streaming import's memory budget is checked on it).
         const out = { ...summary, maxRssKb: peakRssKb() };
         process.stdout.write(values.json ? `${JSON.stringify(out)}\n` : `${summary.kind} ${member.id}/${summary.channel}: stored ${summary.stored}, duplicates ${summary.duplicates}, quarantined ${summary.quarantined}\n`);
         return (summary.processed?.failed ?? 0) > 0 ? 1 : 0;
       });
     }
-    case 'replay':
+    case 'replay': {
+      // Every value is checked before anything is opened: a bad one is a usage error, not an empty replay.
+      const rawIds = values['raw-id']?.map((v) => intOption(v, '--raw-id'));
+      const from = dateOption(values.from, '--from');
+      const to = dateOption(values.to, '--to');
+      const status = values.status?.split(',').map((s) => s.trim());
+      for (const s of status ?? []) {
+        if (!(REPLAYABLE as readonly string[]).includes(s)) throw new HubError('invalid', `--status: ${REPLAYABLE.join(', ')}, not ${s}${s === 'fixed' ? ' (a fixed message is never replayed: its fix was)' : ''}`, '--status');
+      }
       return withRuntime(config, async (runtime) => {
-        const result = await replay(runtime.db, runtime.queues, {
-          rawIds: values['raw-id']?.map(Number),
-          member: values.member,
-          channel: values.channel,
-          from: values.from ? new Date(values.from) : undefined,
-          to: values.to ? new Date(values.to) : undefined,
-          status: values.status?.split(',') as never,
-        });
-        process.stdout.write(`${JSON.stringify({ replayed: result.replayed })}\n`);
-        return 0;
+        const result = await replay(runtime.db, runtime.queues, { rawIds, member: values.member, channel: values.channel, from, to, status: status as (typeof REPLAYABLE)[number][] | undefined });
+        const { notFound, notReplayed } = result;
+        process.stdout.write(`${JSON.stringify({ replayed: result.replayed, ...(notFound ? { notFound } : {}), ...(notReplayed ? { notReplayed } : {}) })}\n`);
+        for (const id of notFound ?? []) process.stderr.write(`yilian replay: raw id ${id}: not found\n`);
+        for (const m of notReplayed ?? []) process.stderr.write(`yilian replay: raw id ${m.rawId}: not replayed (status ${m.status}${m.status === 'fixed' ? ': its fix was replayed instead' : ', not selected by the filters'})\n`);
+        if (result.replayed === 0 && !rawIds?.length) process.stderr.write('yilian replay: no stored message matched\n');
+        return result.replayed === 0 ? 1 : 0;
       });
+    }
     case 'fix': {
       const rawIds = values['raw-id'] ?? [];
       const rawId = Number(rawIds[0]);
       if (rawIds.length !== 1 || !Number.isSafeInteger(rawId) || rawId <= 0) throw new HubError('invalid', 'fix takes one --raw-id N', 'raw-id');
       if (!values.file) throw new HubError('invalid', 'fix needs --file with the corrected message', 'file');
       if (!values.comment?.trim()) throw new HubError('invalid', 'fix needs --comment: say what was wrong and what was changed', 'comment');
+      readableFiles([values.file]);
       // The file is text a person edited: read strictly as UTF-8, so a mis-saved file is refused rather than mangled.
       const text = decodeStrict(readFileSync(values.file), 'UTF-8');
       const comment = values.comment;
@@ -204,7 +391,10 @@ async function main(argv: string[]): Promise<number> {
       return serveUntilSignal(config, async (runtime) => {
         const worker = new (lazy.PipelineWorker())({ db: runtime.db, config }, runtime.queues, { log });
         await worker.start();
-        const metricsServer = values['metrics-port'] ? await serveMetrics(config, Number(values['metrics-port'])) : undefined;
+        const metricsServer = values['metrics-port'] ? await serveMetrics(config, intOption(values['metrics-port'], '--metrics-port', 1, 65535)).catch(async (error) => {
+          await worker.close();
+          throw error;
+        }) : undefined;
         log(`worker up: ${config.pipeline.partitions} partitions`);
         return async () => {
           metricsServer?.close();
@@ -214,9 +404,25 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
       return serveUntilSignal(config, async (runtime) => {
         const stops: Array<() => Promise<void> | void> = [];
+        try {
+          await startServe(runtime, stops);
+        } catch (error) {
+          // A port in use (or any failure to start): what did start is stopped, then the runtime is closed by the caller.
+          for (const stop of stops.reverse()) await stop();
+          throw error;
+        }
+        return async () => {
+          for (const stop of stops.reverse()) await stop();
+        };
+      });
+    default:
+      throw new UsageError(`unknown command ${command}; see yilian --help`);
+  }
+
+  async function startServe(runtime: Runtime, stops: Array<() => Promise<void> | void>): Promise<void> {
         if (!values['listeners-only']) {
           const server = createApi(runtime).listen(config.api.port, config.api.host);
-          await new Promise((r) => server.once('listening', r));
+          await listening(server, 'API', config.api.port, config.api.host);
           log(`API on ${config.api.host}:${config.api.port}`);
           stops.push(() => new Promise<void>((r) => server.close(() => r())));
           // golden ids for new and changed source patients without waiting for a read or an export
@@ -239,14 +445,30 @@ async function main(argv: string[]): Promise<number> {
           reconciler.start();
           stops.push(() => reconciler.stop());
         }
-        return async () => {
-          for (const stop of stops.reverse()) await stop();
-        };
-      });
-    default:
-      process.stderr.write(`unknown command ${command}\n${usage}\n`);
-      return 2;
   }
+}
+
+/** Resolves when the server listens; a port in use (or forbidden) becomes a UsageError naming it. */
+function listening(server: http.Server, what: string, port: number, host?: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (error: Error) => reject(portError(error, what, port, host));
+    server.once('error', onError);
+    server.once('listening', () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/** `ingest`: each quarantined message of the run with its raw id, code and reason, on stderr. */
+async function printQuarantineReasons(runtime: Runtime, rawIds: number[], quarantined: number, member: string): Promise<void> {
+  const rows = await runtime.db.query<{ raw_id: number; stage: string; code: string; reason: string; location: string | null }>(
+    `SELECT raw_id, stage, code, reason, location FROM quarantine WHERE raw_id = ANY($1::bigint[]) AND state = 'open' ORDER BY raw_id, id`,
+    [rawIds],
+  );
+  for (const r of rows.rows) process.stderr.write(`quarantined: raw ${r.raw_id} ${r.code} (${r.stage}${r.location ? `, at ${r.location}` : ''}): ${r.reason}\n`);
+  const shown = new Set(rows.rows.map((r) => Number(r.raw_id))).size;
+  if (shown < quarantined) process.stderr.write(`quarantined: ${quarantined - shown} more at intake (FHIR resources): yilian quarantine list --member ${member}\n`);
 }
 
 async function withRuntime(config: HubConfig, work: (runtime: Runtime) => Promise<number>): Promise<number> {
@@ -263,7 +485,14 @@ const SHUTDOWN_GRACE_MS = 30_000;
 
 async function serveUntilSignal(config: HubConfig, start: (runtime: Runtime) => Promise<() => Promise<void>>): Promise<number> {
   const runtime = await openRuntime(config, { log });
-  const stop = await start(runtime);
+  let stop: () => Promise<void>;
+  try {
+    stop = await start(runtime);
+  } catch (error) {
+    // Not started (a port in use…): the runtime, and with it the embedded redis-server, is closed, not orphaned.
+    await runtime.close().catch((closing: Error) => log(`closing after a failed start: ${closing.message}`));
+    throw error;
+  }
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
@@ -319,7 +548,7 @@ async function serveMetrics(config: HubConfig, port: number): Promise<http.Serve
     res.type(registry.contentType).send(await registry.metrics());
   });
   const server = app.listen(port, '0.0.0.0');
-  await new Promise((r) => server.once('listening', r));
+  await listening(server, 'metrics', port);
   return server;
 }
 
@@ -337,18 +566,61 @@ function formatStatus(status: Awaited<ReturnType<typeof hubStatus>>): string {
   return lines.join('\n') + '\n';
 }
 
+const FILE_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  EACCES: 'permission denied',
+  EISDIR: 'is a directory, not a file',
+  ENOTDIR: 'a part of the path is not a directory',
+};
+
+/**
+ * The one place where a command's failure becomes what the user reads: one line `yilian: …`, the
+ * stack only with --debug. A usage mistake (unknown or incomplete option, bad value, a missing input
+ * file, HubError('invalid'), a port in use) exits 2 and points at the command's help; anything else exits 1.
+ */
+export function reportFailure(error: unknown, argv: string[], debug: boolean, write: (text: string) => void): number {
+  const e = (error ?? {}) as { code?: unknown; message?: unknown; stack?: unknown; path?: unknown };
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  const words = commandWords(argv).filter((w) => /^[a-z][a-z-]*$/.test(w)).slice(0, 3);
+  const hint = commandTable.some((c) => c.name === words[0]) ? `see yilian ${words.join(' ')} --help` : 'see yilian --help';
+  let line: string;
+  let exit = 1;
+  let usageMistake = false;
+  if (code?.startsWith('ERR_PARSE_ARGS_')) {
+    // "Unknown option '--foo'. To specify a positional argument starting with a '-', …": the first sentence says it.
+    line = String(e.message).split(/\.\s/)[0]!.replace(/\.$/, '');
+    usageMistake = true;
+  } else if (error instanceof UsageError) {
+    line = error.message;
+    exit = 2;
+  } else if (error instanceof HubError) {
+    line = `${error.code}: ${error.message}`;
+    usageMistake = error.code === 'invalid';
+  } else if (code && FILE_ERRORS[code] && typeof e.path === 'string') {
+    line = `${e.path}: ${FILE_ERRORS[code]}`;
+    // An input named on the command line is the user's to fix; another path (a socket, a data dir) is not.
+    const named = argv.map((a) => path.resolve(a));
+    usageMistake = named.includes(path.resolve(e.path));
+  } else {
+    line = error instanceof Error ? error.message : String(error);
+  }
+  if (usageMistake) exit = 2;
+  write(`yilian: ${line.split('\n')[0]}\n`);
+  if (debug && typeof e.stack === 'string') write(`${e.stack}\n`);
+  if (usageMistake) write(`${hint}\n`);
+  return exit;
+}
+
 if (require.main === module) {
   guardProcess();
-  main(process.argv.slice(2)).then(
+  // --debug is taken out here, so every command (and every group's own option parser) accepts it.
+  const args = process.argv.slice(2);
+  const end = args.includes('--') ? args.indexOf('--') : args.length;
+  const debug = args.slice(0, end).includes('--debug');
+  const argv = args.filter((a, i) => !(i < end && a === '--debug'));
+  main(argv).then(
     (code) => process.exit(code),
-    (error) => {
-      if (error instanceof HubError) {
-        process.stderr.write(`yilian: ${error.code}: ${error.message}\n`);
-        process.exit(error.code === 'invalid' ? 2 : 1);
-      }
-      process.stderr.write(`yilian: ${(error as Error).stack ?? error}\n`);
-      process.exit(1);
-    },
+    (error) => process.exit(reportFailure(error, argv, debug, (text) => process.stderr.write(text))),
   );
 }
 

@@ -263,6 +263,17 @@ export const configSchema = z
       })
       .strict()
       .optional(),
+    /** How the data-governance committee decides (docs/terminology.md). */
+    governance: z
+      .object({
+        /**
+         * Four eyes: whoever proposed a mapping (or a recognition rule version) cannot approve it.
+         * Default true; turn it off only on a one-person hub.
+         */
+        fourEyes: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
     pipeline: z
       .object({
         /** Per-patient order: messages are hashed by member+MRN onto this many ordered queues. Changing it re-routes patients: drain first. */

@@ -17,7 +17,19 @@ export interface ReplayFilter {
   status?: RawStatus[];
 }
 
-export async function replay(db: HubDb, queues: PipelineQueues, filter: ReplayFilter): Promise<{ replayed: number; rawIds: number[] }> {
+export interface ReplayResult {
+  replayed: number;
+  rawIds: number[];
+  /** Asked for by raw id (filter.rawIds) but not in the raw store. Only present when there are some. */
+  notFound?: number[];
+  /**
+   * Asked for by raw id and stored, but not replayed: its status is not replayable (`fixed`) or not
+   * among those asked for, or it is outside the other filters. Only present when there are some.
+   */
+  notReplayed?: Array<{ rawId: number; status: RawStatus }>;
+}
+
+export async function replay(db: HubDb, queues: PipelineQueues, filter: ReplayFilter): Promise<ReplayResult> {
   const where: string[] = [];
   const params: unknown[] = [];
   const add = (sql: string, value: unknown) => {
@@ -46,5 +58,16 @@ export async function replay(db: HubDb, queues: PipelineQueues, filter: ReplayFi
     selected.map((r) => ({ rawId: r.id, patientKey: r.patient_key })),
     `-replay-${Date.now()}`,
   );
-  return { replayed: selected.length, rawIds: selected.map((r) => r.id) };
+  const result: ReplayResult = { replayed: selected.length, rawIds: selected.map((r) => r.id) };
+  // The ids asked for by name that were not replayed, and why: a caller must not read silence as done.
+  const chosen = new Set(result.rawIds.map(Number));
+  const missed = [...new Set(filter.rawIds ?? [])].filter((id) => !chosen.has(id));
+  if (missed.length) {
+    const found = await db.query<{ id: number; status: RawStatus }>(`SELECT id, status FROM raw_message WHERE id = ANY($1::bigint[]) ORDER BY id`, [missed]);
+    const stored = new Map(found.rows.map((r) => [Number(r.id), r.status]));
+    const notFound = missed.filter((id) => !stored.has(id)).sort((a, b) => a - b);
+    if (notFound.length) result.notFound = notFound;
+    if (stored.size) result.notReplayed = [...stored].map(([rawId, status]) => ({ rawId, status }));
+  }
+  return result;
 }

@@ -131,7 +131,9 @@ test('a viewer sees the alliance KPIs of March–April 2026: cards, charts and t
   expect(await bar('chart-referrals', 'down', '2026-04')).toBe('2');
   // The county's CT: 3 exams, 45 minutes, 2 for other members' patients.
   expect(await card('sharing')).toBe('66.7% · 3 Exams');
-  expect(await page.locator('#kpi-devices tbody tr').allTextContents()).toEqual(['64排CTCTcounty345266.7%']);
+  // The owner by its configured name, not its id (the id stays in the tooltip).
+  expect(await page.locator('#kpi-devices tbody tr').allTextContents()).toEqual(['64排CTCT县人民医院345266.7%']);
+  expect(await page.locator('#kpi-devices tbody tr td[data-member-id="county"]').getAttribute('title')).toBe('county');
   expect(await page.locator('#chart-devices svg rect[data-series="sharing"]').getAttribute('data-value')).toBe('66.7');
   // Duplicates and recognition: what the route answers (the recognition helper's report), drawn per month.
   const kpi = await kpiJson('from=2026-03&to=2026-04');
@@ -179,4 +181,10 @@ test('filtering by member: the clinic’s referrals (from or to it) and no devic
   await page.goto(`${base}/console/dashboard?from=2026-05&to=2026-03`);
   await page.locator('#kpi-unavailable:not([hidden])').waitFor();
   expect(await page.locator('#kpi-unavailable').textContent()).toMatch(/400 .*from must not be after to/);
+  // A month that is no month is refused visibly (the month input would drop it and show every month).
+  const bad = await page.goto(`${base}/console/dashboard?from=2026-13`);
+  expect(bad!.status()).toBe(400);
+  expect(await page.locator('#bad-request').textContent()).toBe('400: from "2026-13" is not a month (YYYY-MM, month 01–12)');
+  expect(await page.locator('#kpi').isHidden()).toBe(true);
+  expect(await page.locator('#kpi').getAttribute('data-loaded')).toBeNull();
 });

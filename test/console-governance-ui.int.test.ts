@@ -22,6 +22,7 @@ import { hashPassword } from '../api/console/password';
 import { makeResidentId } from '../hub/mpi/residentId';
 import { bloodCount, encodeAs, MllpClient, simOru, simPatient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
+import { approve } from '../hub/terminology/workflow';
 import { openConsoleBrowser, RESULTS, type ConsoleBrowser } from './support/browser';
 import { startTestHub, waitFor, type TestHub } from './support/hub';
 
@@ -209,6 +210,11 @@ test('the governance reviewer sees the dry-run impact, approves, reprocesses, an
   expect(await firstSample.getAttribute('data-resource')).toMatch(/^Observation\//);
   const added = await firstSample.locator('tbody tr').allTextContents();
   expect(added.some((r) => /code\.coding\[\d\]/.test(r) && r.includes('718-7'))).toBe(true);
+  // As the committee reads it: the element's label, before and after as code + display; records × elements above.
+  const readable = page.locator('#impact-sample table.impact-record').first().locator('tr[data-element="Observation.code"]');
+  expect(await readable.locator('td.diff-before').textContent()).toContain('HGB');
+  expect(await readable.locator('td.diff-after').textContent()).toMatch(/^\+ LOINC 718-7/);
+  expect(await page.locator('#impact-elements tr[data-element="Observation.code"] td.num').textContent()).toBe('4');
   await expectFits();
   await page.screenshot({ path: path.join(RESULTS, 'console-proposal-impact.png'), fullPage: true });
   expect(await observationsWithLoinc('718-7')).toBe(0); // a dry run writes nothing
@@ -221,6 +227,16 @@ test('the governance reviewer sees the dry-run impact, approves, reprocesses, an
   await page.locator('#job[data-state="done"]').waitFor();
   expect(await page.locator('#job').textContent()).toMatch(/4\/4, 4 updated/);
   expect(await observationsWithLoinc('718-7')).toBe(4);
+  // The map's entries in force: HGB → 718-7, approved by the reviewer, with the history one click away.
+  const mapUrl = (await hub.runtime.db.query<{ url: string }>(`SELECT concept_map_url AS url FROM mapping_proposal WHERE id = $1`, [proposalId])).rows[0]!.url;
+  await page.goto(`${base}/console/mappings/entries?map=${mapUrl.split('/').pop()}`);
+  await page.locator('#map-entries tbody[data-loaded]').waitFor({ state: 'attached' });
+  const entry = page.locator('#map-entries tbody tr[data-code$="|HGB"]');
+  expect(await entry.locator('td').nth(3).textContent()).toBe('718-7');
+  expect(await entry.locator('td').nth(7).textContent()).toBe('console:li.gov');
+  expect(await page.getAttribute('#history-link', 'href')).toBe(`/console/mappings/history?map=${mapUrl.split('/').pop()}`);
+  await page.goto(`${base}/console/mappings/proposals?id=${proposalId}`);
+  await page.locator(`#proposal-detail[data-proposal="${proposalId}"][data-state="approved"]`).waitFor();
   await expectFits();
   await page.screenshot({ path: path.join(RESULTS, 'console-proposal-approved.png'), fullPage: true });
 
@@ -236,19 +252,26 @@ test('coverage per member as a chart; version history and the diff between two v
   const localSystem = (await hub.runtime.db.query<{ system: string }>(`SELECT source_system AS system FROM mapping_proposal WHERE id = $1`, [proposalId])).rows[0]!.system;
   const second = await apiAs('POST', '/api/terminology/proposals', { sourceSystem: localSystem, sourceCode: 'WBC', targetSystem: LOINC, targetCode: '6690-2', equivalence: 'equivalent' });
   expect(second.status).toBe(201);
-  expect((await apiAs('POST', `/api/terminology/proposals/${second.body.id}/approve`, { comment: 'ok' })).status).toBe(200);
+  // Four eyes: the reviewer cannot approve what they proposed themselves (409, the reason named)…
+  const own = await apiAs('POST', `/api/terminology/proposals/${second.body.id}/approve`, { comment: 'ok' });
+  expect(own.status).toBe(409);
+  expect(own.body.message).toMatch(/proposed by console:li\.gov; four-eyes/);
+  // …a second committee member does.
+  await approve(hub.runtime.db, second.body.id, 'wang.committee', 'ok');
 
-  // Coverage counts codes as mapped when stored: two more blood counts arrive with HGB and WBC mapped.
+  // Coverage counts codes as mapped when stored or re-derived: two more blood counts arrive with HGB and WBC mapped.
   await send('m1/lab', [0, 1].map((i) => simOru({ controlId: `LAB-NEW-${i}`, patient: simPatient(80 + i, 'L') }, bloodCount)));
   await allProcessed();
   await page.goto(`${base}/console/mappings/coverage`);
   await page.locator('#coverage tbody[data-loaded]').waitFor({ state: 'attached' });
   const row = page.locator('#coverage tbody tr[data-member="m1"]');
   const occurrences = Number(await row.locator('td').nth(3).textContent());
-  const mappedPct = Math.round((4 / occurrences) * 10_000) / 100; // 2 messages × (HGB, WBC)
+  // 2 messages × (HGB, WBC) mapped when stored, and the 4 HGB results reprocessed after the approval
+  const mappedPct = Math.round((8 / occurrences) * 10_000) / 100;
   expect(await row.locator('td').nth(4).textContent()).toBe(`${mappedPct}%`);
-  expect(await page.locator('#coverage-chart svg rect[data-series="occurrences"][data-category="m1"]').getAttribute('data-value')).toBe(String(Math.round((4 / occurrences) * 1000) / 10));
-  expect(await page.locator('#coverage-chart svg rect[data-series="distinct"][data-category="m1"]').getAttribute('data-value')).toBe('0');
+  expect(await page.locator('#coverage-chart svg rect[data-series="occurrences"][data-category="m1"]').getAttribute('data-value')).toBe(String(Math.round((8 / occurrences) * 1000) / 10));
+  // HGB is a code whose every stored occurrence is mapped now (its earlier results were reprocessed): one of the four.
+  expect(await page.locator('#coverage-chart svg rect[data-series="distinct"][data-category="m1"]').getAttribute('data-value')).toBe('25');
   await expectFits();
   await page.screenshot({ path: path.join(RESULTS, 'console-mappings-coverage.png'), fullPage: true });
 
@@ -297,7 +320,7 @@ test('a rejection needs a comment; retiring an approved mapping makes a new map 
 
   // Every label of the governance pages has its Chinese form.
   await Promise.all([page.waitForNavigation(), page.click('#lang-switch')]);
-  expect(await page.locator('nav.tabs a').allTextContents()).toEqual(['未映射待办', '映射提议', '映射覆盖率', '版本历史']);
+  expect(await page.locator('nav.tabs a').allTextContents()).toEqual(['未映射待办', '映射提议', '映射覆盖率', '当前条目', '版本历史']);
   expect(await page.locator('header nav a').allTextContents()).toEqual(['通道', '消息', '死信', '映射治理', '患者匹配审核', '联盟看板']);
   await page.goto(`${base}/console/mappings/proposals?id=${proposalId}`);
   await page.locator(`#proposal-detail[data-proposal="${proposalId}"]`).waitFor();

@@ -202,6 +202,15 @@ test('a processed message shows its parsed segments and the resources it produce
   await page.locator('#resources tbody tr').first().waitFor();
   const segments = await page.locator('#segments td.seg').allTextContents();
   expect(segments.slice(0, 3)).toEqual(['MSH', 'EVN', 'PID']);
+  // The MSH row wraps inside the page instead of running off it; the resources' first column is the resource type.
+  const msh = page.locator('#segments tbody tr').first();
+  const rowBox = (await msh.boundingBox())!;
+  const lastField = (await msh.locator('td').last().boundingBox())!;
+  const viewport = page.viewportSize()!;
+  expect(lastField.x + lastField.width).toBeLessThanOrEqual(rowBox.x + rowBox.width + 1);
+  expect(rowBox.x + rowBox.width).toBeLessThanOrEqual(viewport.width);
+  expect(await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth)).toBe(true);
+  expect(await page.locator('#resources thead th').first().textContent()).toMatch(/^(Resource type|资源类型)$/);
   const resourceTypes = await page.locator('#resources tbody tr td:first-child').allTextContents();
   expect(resourceTypes).toEqual(expect.arrayContaining(['Patient', 'Provenance']));
   const provenanceRow = page.locator('#resources tbody tr', { hasText: 'Provenance' }).first();

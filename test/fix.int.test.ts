@@ -158,8 +158,8 @@ test('a fixed message is not fixed again (409 naming the fix) nor replayed; a pr
   expect(again.status).toBe(409);
   expect(again.body.code).toBe('conflict');
   expect(again.body.message).toMatch(new RegExp(`^raw message ${originalId} was already fixed by raw message ${fixId} \\(county-it, `));
-  expect(await replay(hub.runtime.db, hub.runtime.queues, { rawIds: [originalId] })).toEqual({ replayed: 0, rawIds: [] });
-  expect(await replay(hub.runtime.db, hub.runtime.queues, { rawIds: [originalId], status: ['fixed'] })).toEqual({ replayed: 0, rawIds: [] });
+  expect(await replay(hub.runtime.db, hub.runtime.queues, { rawIds: [originalId] })).toEqual({ replayed: 0, rawIds: [], notReplayed: [{ rawId: originalId, status: 'fixed' }] });
+  expect(await replay(hub.runtime.db, hub.runtime.queues, { rawIds: [originalId], status: ['fixed'] })).toEqual({ replayed: 0, rawIds: [], notReplayed: [{ rawId: originalId, status: 'fixed' }] });
   expect(await statusOf(originalId)).toBe('fixed');
 
   const processed = await fix(fixId, { text: text.replace('||136|', '||137|'), comment: 'not a dead letter' });

@@ -245,7 +245,7 @@ describe('report logic on index rows', () => {
         (e: { code: number; stderr: string }) => e,
       );
       expect(bad.code).toBe(2);
-      expect(bad.stderr.trim().split('\n')).toEqual(['yilian: invalid: rules: at-time or current, not yesterday']);
+      expect(bad.stderr.trim().split('\n')).toEqual(['yilian: invalid: rules: at-time or current, not yesterday', 'see yilian recognition duplicates --help']);
     }, 60_000);
   });
 });

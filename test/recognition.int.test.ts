@@ -281,7 +281,7 @@ describe('the command line (compiled CLI; build first with npx tsc -p .)', () =>
       (e: { code: number; stderr: string }) => e,
     );
     expect(bad.code).toBe(2);
-    expect(bad.stderr.trim().split('\n')).toEqual(['yilian: invalid: rules: at-time or current, not today']);
+    expect(bad.stderr.trim().split('\n')).toEqual(['yilian: invalid: rules: at-time or current, not today', 'see yilian recognition duplicates --help']);
     const json = JSON.parse((await run('node', [cli, 'recognition', 'duplicates', '--format', 'json', '--config', configFile], { env })).stdout);
     expect(json.totals.repeats).toBe(4);
   }, 60_000);

@@ -18,6 +18,7 @@ import { listenApi, startTestHub, waitFor, type TestHub } from './support/hub';
 
 const LOCAL = 'urn:yilian:county:L';
 const GOVERNANCE = 'governance-key-0123456789ab';
+const INTEGRATION = 'integration-key-0123456789ab';
 let hub: TestHub;
 let worker: PipelineWorker;
 let server: Server;
@@ -25,7 +26,7 @@ let base: string;
 let control = 0;
 
 beforeAll(async () => {
-  hub = await startTestHub('unitfit', { api: { keys: [{ name: 'committee', key: GOVERNANCE, scopes: ['governance'] }] } });
+  hub = await startTestHub('unitfit', { api: { keys: [{ name: 'committee', key: GOVERNANCE, scopes: ['governance'] }, { name: 'county-it', key: INTEGRATION, scopes: ['integration'] }] } });
   await syncTerminology(hub.runtime.db);
   worker = new PipelineWorker({ db: hub.runtime.db, config: hub.config }, hub.runtime.queues, { reconcile: false });
   await worker.start();
@@ -118,9 +119,10 @@ test('approving GLU (arrives in mmol/L) → 2345-7 warns and names the substance
 test('the approve route returns the warning and records it on the approve event; the approval is made', async () => {
   await send(20, [{ code: 'UA', name: '尿酸', value: '360', unit: 'µmol/L', range: '' }]);
   const headers = { authorization: `Bearer ${GOVERNANCE}`, 'content-type': 'application/json' };
+  // Proposed by the county's integration key: four eyes, the committee cannot approve its own proposal.
   const created = await fetch(`${base}/api/terminology/proposals`, {
     method: 'POST',
-    headers,
+    headers: { ...headers, authorization: `Bearer ${INTEGRATION}` },
     body: JSON.stringify({ sourceSystem: LOCAL, sourceCode: 'UA', sourceDisplay: '尿酸', targetSystem: LOINC, targetCode: '3084-1', equivalence: 'equivalent' }),
   });
   expect(created.status).toBe(201);

@@ -44,6 +44,10 @@ dl.summary dd { margin: 0; word-break: break-all; }
 form.login { max-width: 320px; margin: 60px auto; background: #fff; padding: 20px; border: 1px solid #d5dbe1; display: flex; flex-direction: column; gap: 10px; }
 form.login label { display: flex; flex-direction: column; gap: 2px; }
 td.seg { font-weight: 600; font-family: ui-monospace, monospace; }
+/* A segment's fields flow onto as many lines as they need (MSH is long): the row wraps, never the page. */
+#segments tbody tr { display: flex; flex-wrap: wrap; }
+#segments td { flex: 0 1 auto; min-width: 0; max-width: 100%; }
+#segments td.field { white-space: normal; overflow-wrap: anywhere; }
 td.field { font-family: ui-monospace, monospace; white-space: nowrap; }
 td.field sup { color: #6b7785; margin-right: 2px; }
 nav.tabs { display: flex; gap: 2px; border-bottom: 2px solid #2f6690; margin-bottom: 8px; }
@@ -160,6 +164,12 @@ export const consoleJs = String.raw`
     });
   }
   function checkbox(rawId) { return el('td', {}, [el('input', { type: 'checkbox', value: String(rawId), 'aria-label': String(rawId) })]); }
+  /** A member by its configured name (the id stays in the tooltip and in data-member attributes). */
+  function memberName(id) {
+    var found = (data.members || []).filter(function (m) { return m.id === id; })[0];
+    return found && found.name ? found.name : id;
+  }
+  function memberTd(id) { var cell = td(memberName(id)); if (id != null) cell.title = String(id); cell.setAttribute('data-member-id', id == null ? '' : String(id)); return cell; }
   function messageLink(rawId) { return el('td', {}, [el('a', { href: '/console/messages/' + rawId, text: String(rawId) })]); }
 
   function channelsPage() {
@@ -169,7 +179,7 @@ export const consoleJs = String.raw`
         body.textContent = '';
         r.items.forEach(function (c) {
           var row = el('tr', { 'data-member': c.member, 'data-channel': c.channel, class: c.alerts.length ? 'alerting' : '' });
-          row.appendChild(td(c.member));
+          row.appendChild(memberTd(c.member));
           row.appendChild(td(c.channel));
           row.appendChild(td(c.kind));
           row.appendChild(el('td', { class: 'state-' + c.state, 'data-state': c.state, text: t[c.state] || c.state }));
@@ -225,7 +235,7 @@ export const consoleJs = String.raw`
       var row = el('tr', { 'data-raw-id': String(m.id), 'data-status': m.status });
       if (data.can.replay) row.appendChild(checkbox(m.id));
       row.appendChild(messageLink(m.id));
-      [time(m.received_at), m.member_id, m.channel_id, m.control_id, m.message_type, m.patient_key, m.ack_code].forEach(function (v) { row.appendChild(td(v)); });
+      [time(m.received_at), m.member_id, m.channel_id, m.control_id, m.message_type, m.patient_key, m.ack_code].forEach(function (v, i) { row.appendChild(i === 1 ? memberTd(v) : td(v)); });
       row.appendChild(td(m.status + (m.open_quarantine ? ' (' + m.open_quarantine + ')' : '')));
       return row;
     });
@@ -260,7 +270,7 @@ export const consoleJs = String.raw`
     var id = data.id;
     api('/api/messages/' + id).then(function (m) {
       var summary = $('#summary');
-      [[t.member, m.member_id], [t.channel, m.channel_id], [t.controlId, m.control_id], [t.type, m.message_type], [t.status, m.status], [t.received_at, time(m.received_at)],
+      [[t.member, memberName(m.member_id) + (memberName(m.member_id) !== m.member_id ? ' (' + m.member_id + ')' : '')], [t.channel, m.channel_id], [t.controlId, m.control_id], [t.type, m.message_type], [t.status, m.status], [t.received_at, time(m.received_at)],
        [t.patient, m.patient_key], [t.charset, m.charset], ['sha256', m.sha256], [t.version, m.version_id + ' / rev ' + m.revision], ['ACK', (m.ack || '').replace(/\r/g, ' ⏎ ')], ['bytes', m.size_bytes]]
         .forEach(function (p) { summary.appendChild(el('dt', { text: p[0] })); summary.appendChild(el('dd', { text: p[1] == null ? '' : String(p[1]) })); });
       var q = $('#quarantine tbody');
@@ -342,7 +352,7 @@ export const consoleJs = String.raw`
       var row = el('tr', { 'data-raw-id': String(d.raw_id) });
       if (data.can.replay) row.appendChild(checkbox(d.raw_id));
       row.appendChild(messageLink(d.raw_id));
-      [time(d.created_at), d.member_id, d.channel_id, d.control_id, d.stage, d.code, d.reason + (d.location ? ' @ ' + d.location : '')].forEach(function (v) { row.appendChild(td(v)); });
+      [time(d.created_at), d.member_id, d.channel_id, d.control_id, d.stage, d.code, d.reason + (d.location ? ' @ ' + d.location : '')].forEach(function (v, i) { row.appendChild(i === 1 ? memberTd(v) : td(v)); });
       return row;
     });
     selectable($('#dead-letters'));
@@ -358,6 +368,6 @@ export const consoleJs = String.raw`
   // A refused or missing page has no page script to run (data.blocked).
   if (!data.blocked && pages[data.page]) pages[data.page]();
   // The governance pages' script (governance.js) builds on these.
-  window.yilian = { data: data, t: t, $: $, el: el, td: td, fmt: fmt, time: time, notice: notice, api: api, formQuery: formQuery, messageLink: messageLink };
+  window.yilian = { data: data, t: t, $: $, el: el, td: td, fmt: fmt, time: time, notice: notice, api: api, formQuery: formQuery, messageLink: messageLink, memberName: memberName, memberTd: memberTd };
 })();
 `;

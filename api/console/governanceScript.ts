@@ -11,6 +11,7 @@ export const governanceJs = String.raw`
   'use strict';
   var y = window.yilian;
   if (!y) return;
+  var memberName = y.memberName, memberTd = y.memberTd;
   var data = y.data, t = y.t, $ = y.$, el = y.el, td = y.td, fmt = y.fmt, time = y.time, notice = y.notice, api = y.api;
   var SVG = 'http://www.w3.org/2000/svg';
   var palette = ['#2f6690', '#e0a030', '#3a9d5d', '#b3261e', '#7b5ea7'];
@@ -70,7 +71,8 @@ export const governanceJs = String.raw`
         rect.appendChild(svg('title', {}, c + ' · ' + s.name + ': ' + format(v)));
         root.appendChild(rect);
       });
-      var label = svg('text', { x: left + band * i + band / 2, y: H - bottom + 14, 'text-anchor': 'middle' }, c.length > 12 ? c.slice(0, 11) + '…' : c);
+      var shown = opts.label ? opts.label(c) : c;
+      var label = svg('text', { x: left + band * i + band / 2, y: H - bottom + 14, 'text-anchor': 'middle' }, shown.length > 12 ? shown.slice(0, 11) + '…' : shown);
       root.appendChild(label);
     });
     if (opts.line) {
@@ -110,7 +112,7 @@ export const governanceJs = String.raw`
     var list = section.querySelector('tbody');
     list.textContent = '';
     (items || []).forEach(function (m) {
-      list.appendChild(el('tr', { 'data-code': m.system + '|' + m.code, 'data-unit': m.unit }, [td(m.member), td(m.code), td(m.target), td(m.count + ' / ' + m.total, 'num'), td(m.message)]));
+      list.appendChild(el('tr', { 'data-code': m.system + '|' + m.code, 'data-unit': m.unit }, [memberTd(m.member), td(m.code), td(m.target), td(m.count + ' / ' + m.total, 'num'), td(m.message)]));
     });
     section.hidden = !(items && items.length);
   }
@@ -126,7 +128,7 @@ export const governanceJs = String.raw`
         body.textContent = '';
         r.items.forEach(function (w) {
           var row = el('tr', { 'data-code': w.system + '|' + w.code, 'data-member': w.member });
-          [w.member, w.system, w.code, w.display, w.count, time(w.last_seen)].forEach(function (v, i) { row.appendChild(td(v, i === 4 ? 'num' : '')); });
+          [w.member, w.system, w.code, w.display, w.count, time(w.last_seen)].forEach(function (v, i) { row.appendChild(i === 0 ? memberTd(v) : td(v, i === 4 ? 'num' : '')); });
           row.appendChild(w.example_raw_id ? y.messageLink(w.example_raw_id) : td(''));
           var button = el('button', { type: 'button', class: 'suggest', text: t.suggest });
           button.addEventListener('click', function () { open(w, row); });
@@ -249,17 +251,36 @@ export const governanceJs = String.raw`
         summary.setAttribute('data-would-change', String(r.wouldChange));
         var box = $('#impact-sample');
         box.textContent = '';
+        // Records × elements: which elements change, in how many of the changing records.
+        if ((r.elements || []).length) {
+          var overview = el('table', { class: 'impact-elements', id: 'impact-elements' }, [el('thead', {}, [el('tr', {}, [el('th', { text: t.element }), el('th', { text: t.records })])])]);
+          var ob = el('tbody');
+          r.elements.forEach(function (e) { ob.appendChild(el('tr', { 'data-element': e.element }, [td(e.label[data.lang] || e.element), td(e.records, 'num')])); });
+          overview.appendChild(ob);
+          box.appendChild(overview);
+        }
         r.sample.forEach(function (s, i) {
-          // The first record open, the others folded: one diff is usually enough to judge a mapping.
-          var fold = el('details', i === 0 ? { open: '' } : {}, [el('summary', { text: s.resourceType + '/' + s.id + ' · ' + s.memberId + ' · ' + fmt(t.fieldsChanged, { n: s.changes.length }) })]);
+          // The first record open, the others folded: one record is usually enough to judge a mapping.
+          var fold = el('details', i === 0 ? { open: '' } : {}, [el('summary', { text: s.resourceType + '/' + s.id + ' · ' + memberName(s.memberId) + ' · ' + fmt(t.fieldsChanged, { n: (s.elements || []).length || s.changes.length }) })]);
           box.appendChild(fold);
+          // As the committee reads it: element, before and after as code + display.
+          var readable = el('table', { class: 'impact-record', 'data-resource': s.resourceType + '/' + s.id }, [el('thead', {}, [el('tr', {}, [el('th', { text: t.element }), el('th', { text: t.before }), el('th', { text: t.after })])])]);
+          var rb = el('tbody');
+          (s.elements || []).forEach(function (e) {
+            rb.appendChild(el('tr', { 'data-element': e.element, title: e.element }, [td(e.label[data.lang] || e.element, 'element'), td(e.before, 'diff-before'), td(e.after, 'diff-after')]));
+          });
+          readable.appendChild(rb);
+          fold.appendChild(readable);
+          // The raw field-level diff, one click away.
+          var raw = el('details', { class: 'raw-diff' }, [el('summary', { text: t.rawDiff })]);
           var table = el('table', { class: 'impact', 'data-resource': s.resourceType + '/' + s.id }, [el('thead', {}, [el('tr', {}, [el('th', { text: t.field }), el('th', { text: t.before }), el('th', { text: t.after })])])]);
           var tb = el('tbody');
           s.changes.forEach(function (c) {
             tb.appendChild(el('tr', { 'data-path': c.path }, [td(c.path, 'field'), td(c.before === undefined ? '' : JSON.stringify(c.before), 'diff-before'), td(c.after === undefined ? '' : JSON.stringify(c.after), 'diff-after')]));
           });
           table.appendChild(tb);
-          fold.appendChild(table);
+          raw.appendChild(table);
+          fold.appendChild(raw);
         });
       }).catch(function (e) { notice(t.error + ': ' + e.message, true); });
     }
@@ -306,7 +327,7 @@ export const governanceJs = String.raw`
         var body = $('#coverage tbody');
         body.textContent = '';
         r.rows.forEach(function (c) {
-          body.appendChild(el('tr', { 'data-member': c.member, 'data-system': c.system }, [td(c.member), td(c.channel), td(c.system), td(c.occurrences, 'num'), td(c.occurrencePct + '%', 'num'), td(c.distinctPct + '%', 'num')]));
+          body.appendChild(el('tr', { 'data-member': c.member, 'data-system': c.system }, [memberTd(c.member), td(c.channel), td(c.system), td(c.occurrences, 'num'), td(c.occurrencePct + '%', 'num'), td(c.distinctPct + '%', 'num')]));
         });
         // Per member: summed over channels and systems.
         var members = {};
@@ -320,7 +341,7 @@ export const governanceJs = String.raw`
         barChart($('#coverage-chart'), names, [
           { key: 'occurrences', name: t.occurrencePct, values: names.map(function (m) { return ratio(members[m].mapped, members[m].n); }) },
           { key: 'distinct', name: t.distinctPct, values: names.map(function (m) { return ratio(members[m].mappedCodes, members[m].codes); }) },
-        ], { max: 100, format: p100, title: t.coverage });
+        ], { max: 100, format: p100, title: t.coverage, label: memberName });
         unitMismatchList(r.unitMismatches);
         barChart($('#trend-chart'), r.trend.map(function (d) { return d.day.slice(5); }), [{ key: 'trend', name: t.occurrencePct, values: r.trend.map(function (d) { return d.occurrencePct; }) }], { max: 100, format: p100, title: t.trend });
         body.setAttribute('data-loaded', String(Date.now()));
@@ -379,6 +400,44 @@ export const governanceJs = String.raw`
     }).catch(function (e) { notice(t.error + ': ' + e.message, true); });
     select.addEventListener('change', loadHistory);
     $('#map-form').addEventListener('submit', function (ev) { ev.preventDefault(); diff(); });
+  }
+
+  /** The entries in force of one map: source → target, the version each took its form in, who approved it. */
+  function mapEntriesPage() {
+    var select = $('#map-select');
+    var wanted = new URLSearchParams(location.search).get('map');
+    function load() {
+      var id = select.value;
+      if (!id) return Promise.resolve();
+      var link = $('#history-link');
+      link.href = '/console/mappings/history?map=' + encodeURIComponent(id);
+      return api('/api/terminology/maps/' + encodeURIComponent(id) + '/entries').then(function (r) {
+        $('#entries-title').textContent = fmt(t.entriesOf, { title: r.title || r.id, version: r.version, n: r.entries.length });
+        link.href = r.history.console;
+        var body = $('#map-entries tbody');
+        body.textContent = '';
+        if (!r.entries.length) body.appendChild(el('tr', {}, [el('td', { colspan: '9', class: 'muted', text: t.none })]));
+        r.entries.forEach(function (e) {
+          var version = el('td', {}, [el('a', { href: r.history.console, text: String(e.version) })]);
+          var row = el('tr', { 'data-code': e.sourceSystem + '|' + e.sourceCode, 'data-target': e.targetSystem + '|' + (e.targetCode || '') },
+            [td(e.sourceSystem), td(e.sourceCode), td(e.sourceDisplay), td(e.targetCode || '—'), td(e.targetDisplay), td(e.equivalence), version, td(e.approvedBy), td(time(e.approvedAt))]);
+          row.lastChild.previousSibling.title = e.origin + (e.proposalId ? ' · #' + e.proposalId : '');
+          row.children[3].title = e.targetSystem;
+          body.appendChild(row);
+        });
+        body.setAttribute('data-loaded', String(Date.now()));
+      }).catch(function (e) { notice(t.error + ': ' + e.message, true); });
+    }
+    api('/fhir/ConceptMap').then(function (bundle) {
+      (bundle.entry || []).forEach(function (e) {
+        var id = e.resource.id || e.resource.url.split('/').pop();
+        select.appendChild(el('option', { value: id, text: (e.resource.title || id) + ' · v' + e.resource.version }));
+      });
+      if (wanted) select.value = wanted;
+      return load();
+    }).catch(function (e) { notice(t.error + ': ' + e.message, true); });
+    select.addEventListener('change', load);
+    $('#map-form').addEventListener('submit', function (ev) { ev.preventDefault(); load(); });
   }
 
   // ---- patient match review ----------------------------------------------------------------------
@@ -449,9 +508,9 @@ export const governanceJs = String.raw`
       [[t.state, g.state + (g.mergedInto ? ' → ' + g.mergedInto : '')]].concat(personFields.map(function (f) { return [f, (g.survivor || {})[f]]; }))
         .forEach(function (x) { if (x[1] == null) return; dl.appendChild(el('dt', { text: x[0] })); dl.appendChild(el('dd', { text: String(x[1]) + (g.survivor && g.survivor.from && g.survivor.from[x[0]] ? '  ← ' + g.survivor.from[x[0]] : '') })); });
       var sources = $('#golden-sources tbody');
-      g.sources.forEach(function (s) { sources.appendChild(el('tr', { 'data-source': s.member + '|' + s.mrn }, [td(s.member), td(s.mrn), td(s.mode), td(s.rule), td(s.score == null ? '' : Math.round(s.score * 100) / 100, 'num'), td(s.patientResourceId)])); });
+      g.sources.forEach(function (s) { sources.appendChild(el('tr', { 'data-source': s.member + '|' + s.mrn }, [memberTd(s.member), td(s.mrn), td(s.mode), td(s.rule), td(s.score == null ? '' : Math.round(s.score * 100) / 100, 'num'), td(s.patientResourceId)])); });
       var history = $('#golden-history tbody');
-      g.history.forEach(function (h) { history.appendChild(el('tr', { 'data-action': h.action }, [td(time(h.at)), td(h.action), td(h.actor), td(h.member_id), td(h.mrn), td(JSON.stringify(h.detail))])); });
+      g.history.forEach(function (h) { history.appendChild(el('tr', { 'data-action': h.action }, [td(time(h.at)), td(h.action), td(h.actor), memberTd(h.member_id), td(h.mrn), td(JSON.stringify(h.detail))])); });
       history.setAttribute('data-loaded', String(Date.now()));
     }).catch(function (e) { notice(t.error + ': ' + e.message, true); });
   }
@@ -511,20 +570,22 @@ export const governanceJs = String.raw`
       ], { max: 100, format: rate });
       var devices = $('#kpi-devices tbody');
       devices.textContent = '';
-      k.devices.forEach(function (d) { devices.appendChild(el('tr', { 'data-device': d.deviceId }, [td(d.name || d.deviceId), td(d.modality), td(d.ownerMember), td(d.exams, 'num'), td(d.minutes, 'num'), td(d.otherMemberExams, 'num'), td(pct(d.sharingRate), 'num')])); });
+      k.devices.forEach(function (d) { devices.appendChild(el('tr', { 'data-device': d.deviceId }, [td(d.name || d.deviceId), td(d.modality), memberTd(d.ownerMember), td(d.exams, 'num'), td(d.minutes, 'num'), td(d.otherMemberExams, 'num'), td(pct(d.sharingRate), 'num')])); });
       var pairs = $('#kpi-pairs tbody');
       pairs.textContent = '';
-      k.memberPairs.forEach(function (p) { pairs.appendChild(el('tr', {}, [td(p.firstMember), td(p.repeatMember), td(p.repeats, 'num'), td(num(p.wastedCost) + ' ' + cur, 'num')])); });
+      k.memberPairs.forEach(function (p) { pairs.appendChild(el('tr', {}, [memberTd(p.firstMember), memberTd(p.repeatMember), td(p.repeats, 'num'), td(num(p.wastedCost) + ' ' + cur, 'num')])); });
       $('#kpi').setAttribute('data-loaded', String(Date.now()));
     }
-    form.addEventListener('submit', function (ev) { ev.preventDefault(); load(); });
+    form.addEventListener('submit', function (ev) { ev.preventDefault(); var bad = $('#bad-request'); if (bad) bad.hidden = true; load(); });
     // The rules toggle redraws at once: it is a different reading of the same months, not a new search.
     form.elements.rules.addEventListener('change', function () { load(); });
     fillFormFromAddress(form);
+    // The page answered 400 (a month in the address that is no month): the message stands, nothing is drawn.
+    if (data.invalid) return;
     load();
   }
 
-  var pages = { mappings: worklistPage, proposals: proposalsPage, coverage: coveragePage, 'map-history': mapHistoryPage, review: reviewPage, patient: patientPage, dashboard: dashboardPage };
+  var pages = { mappings: worklistPage, proposals: proposalsPage, coverage: coveragePage, 'map-entries': mapEntriesPage, 'map-history': mapHistoryPage, review: reviewPage, patient: patientPage, dashboard: dashboardPage };
   if (!data.blocked && pages[data.page]) pages[data.page]();
 })();
 `;

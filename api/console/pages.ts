@@ -30,11 +30,12 @@ function safeNext(next: unknown): string {
 }
 
 type PageName = 'channels' | 'messages' | 'message' | 'dead-letters' | 'audit' | MappingPage | 'review' | 'patient' | 'dashboard';
-type MappingPage = 'mappings' | 'proposals' | 'coverage' | 'map-history';
+type MappingPage = 'mappings' | 'proposals' | 'coverage' | 'map-entries' | 'map-history';
 const mappingPages: Array<[MappingPage, string, LabelKey]> = [
   ['mappings', '/console/mappings', 'worklist'],
   ['proposals', '/console/mappings/proposals', 'proposals'],
   ['coverage', '/console/mappings/coverage', 'coverage'],
+  ['map-entries', '/console/mappings/entries', 'entries'],
   ['map-history', '/console/mappings/history', 'history'],
 ];
 
@@ -80,7 +81,7 @@ function permissions(scopes: ReturnType<typeof principalOf>['scopes']) {
 }
 
 /** Pages whose script is governance.js (on top of console.js's helpers). */
-const governancePages = new Set<string>(['mappings', 'proposals', 'coverage', 'map-history', 'review', 'patient', 'dashboard']);
+const governancePages = new Set<string>(['mappings', 'proposals', 'coverage', 'map-entries', 'map-history', 'review', 'patient', 'dashboard']);
 
 function layout(req: Request, lang: Lang, title: string, body: string, page: PageName | 'login', session?: ConsoleSession, data: Record<string, unknown> = {}): string {
   const t = dictionary(lang);
@@ -109,9 +110,13 @@ ${principal ? `<form method="post" action="/console/logout" class="logout"><butt
 </body></html>`;
 }
 
-function filterForm(t: Record<LabelKey, string>, fields: Array<[string, LabelKey, string?]>, extra = ''): string {
+type MemberOption = { id: string; name: string };
+
+function filterForm(t: Record<LabelKey, string>, fields: Array<[string, LabelKey, string?]>, extra = '', members: MemberOption[] = []): string {
   const inputs = fields
     .map(([name, label, kind]) => {
+      // Members by their configured names; the value sent is the id.
+      if (kind === 'members') return `<label>${esc(t[label])}<select name="${name}"><option value="">${esc(t.any)}</option>${members.map((m) => `<option value="${esc(m.id)}">${esc(m.name)}</option>`).join('')}</select></label>`;
       if (kind?.startsWith('select:')) {
         const options = kind.slice(7).split(',');
         return `<label>${esc(t[label])}<select name="${name}"><option value="">${esc(t.any)}</option>${options.map((o) => `<option>${esc(o)}</option>`).join('')}</select></label>`;
@@ -129,7 +134,7 @@ function mappingTabs(t: Record<LabelKey, string>, page: PageName): string {
   return `<nav class="tabs">${mappingPages.map(([p, href, label]) => `<a href="${href}"${p === page ? ' class="current"' : ''}>${esc(t[label])}</a>`).join('')}</nav>`;
 }
 
-function bodyOf(page: PageName, t: Record<LabelKey, string>, perms: ReturnType<typeof permissions>, memberIds: string[], id?: number): string {
+function bodyOf(page: PageName, t: Record<LabelKey, string>, perms: ReturnType<typeof permissions>, members: MemberOption[], id?: number, invalid?: string): string {
   const canReplay = perms.replay;
   const replayButton = canReplay ? `<button type="button" id="replay-selected" disabled>${esc(t.replaySelected)}</button>` : '';
   switch (page) {
@@ -171,7 +176,7 @@ ${
 }
 <section><h2>${esc(t.hex)}</h2><pre id="hex"></pre></section>
 <section><h2>${esc(t.segments)}</h2><p id="parse-error" class="error" hidden></p><div class="scroll"><table id="segments"><tbody></tbody></table></div></section>
-<section><h2>${esc(t.resources)}</h2><table id="resources"><thead><tr><th>${esc(t.type)}</th><th>id</th><th>${esc(t.version)}</th><th>${esc(t.mappingVersions)}</th><th>${esc(t.provenanceTargets)}</th></tr></thead><tbody></tbody></table></section>`;
+<section><h2>${esc(t.resources)}</h2><table id="resources"><thead><tr><th>${esc(t.resourceType)}</th><th>id</th><th>${esc(t.version)}</th><th>${esc(t.mappingVersions)}</th><th>${esc(t.provenanceTargets)}</th></tr></thead><tbody></tbody></table></section>`;
     case 'dead-letters':
       return `<h1>${esc(t.deadLetters)}</h1>
 ${filterForm(t, [
@@ -226,14 +231,19 @@ ${
     case 'coverage':
       return `${mappingTabs(t, page)}
 ${filterForm(t, [
-  ['member', 'member', `select:${memberIds.join(',')}`],
+  ['member', 'member', 'members'],
   ['from', 'from', 'date'],
   ['to', 'to', 'date'],
-])}
+], '', members)}
 <div class="charts"><figure class="chart"><figcaption>${esc(t.occurrencePct)} / ${esc(t.distinctPct)} · ${esc(t.member)}</figcaption><div id="coverage-chart"></div></figure>
 <figure class="chart"><figcaption>${esc(t.trend)} · ${esc(t.occurrencePct)}</figcaption><div id="trend-chart"></div></figure></div>
 <section id="unit-mismatches" class="pane" hidden><h2>${esc(t.unitMismatches)}</h2><p class="muted">${esc(t.unitMismatchesNote)}</p><table><thead><tr><th>${esc(t.member)}</th><th>${esc(t.code)}</th><th>${esc(t.target)}</th><th>${esc(t.occurrences)}</th><th>${esc(t.detail)}</th></tr></thead><tbody></tbody></table></section>
 <div class="scroll"><table id="coverage"><thead><tr><th>${esc(t.member)}</th><th>${esc(t.channel)}</th><th>${esc(t.system)}</th><th>${esc(t.occurrences)}</th><th>${esc(t.occurrencePct)}</th><th>${esc(t.distinctPct)}</th></tr></thead><tbody></tbody></table></div><p id="notice" class="muted"></p>`;
+    case 'map-entries':
+      return `${mappingTabs(t, page)}
+<form id="map-form" class="filters"><label>${esc(t.conceptMap)}<select name="map" id="map-select"></select></label><a id="history-link" href="/console/mappings/history">${esc(t.history)}</a></form>
+<p id="entries-title" class="muted"></p>
+<div class="scroll"><table id="map-entries"><thead><tr><th>${esc(t.sourceSystem)}</th><th>${esc(t.code)}</th><th>${esc(t.display)}</th><th>${esc(t.targetCode)}</th><th>${esc(t.targetDisplay)}</th><th>${esc(t.equivalence)}</th><th>${esc(t.version)}</th><th>${esc(t.approvedBy)}</th><th>${esc(t.at)}</th></tr></thead><tbody></tbody></table></div><p id="notice" class="muted"></p>`;
     case 'map-history':
       return `${mappingTabs(t, page)}
 <form id="map-form" class="filters"><label>${esc(t.conceptMap)}<select name="map" id="map-select"></select></label>
@@ -253,15 +263,16 @@ ${filterForm(t, [
 ${filterForm(
   t,
   [
-    ['member', 'member', `select:${memberIds.join(',')}`],
+    ['member', 'member', 'members'],
     ['from', 'from', 'month'],
     ['to', 'to', 'month'],
   ],
   // Which rules judge the repeats (GET /api/kpi?rules=): those in force when each test was done
   // (what happened), or today's over all time (what-if); the chosen one is named above the cards.
   `<label>${esc(t.judgedBy)}<select name="rules"><option value="at-time">${esc(t.rulesAtTime)}</option><option value="current">${esc(t.rulesCurrent)}</option></select></label>`,
+  members,
 )}
-<p id="kpi-unavailable" class="error" hidden></p>
+${invalid ? `<p id="bad-request" class="error" data-status="400">${esc(invalid)}</p>` : ''}<p id="kpi-unavailable" class="error" hidden></p>
 <div id="kpi" hidden><p id="kpi-rules" class="muted"></p><div id="kpi-cards" class="cards"></div>
 <div class="charts"><figure class="chart"><figcaption>${esc(t.recognitionRate)} · ${esc(t.month)}</figcaption><div id="chart-recognition"></div></figure>
 <figure class="chart"><figcaption>${esc(t.repeats)} / ${esc(t.avoidedCost)} · ${esc(t.month)}</figcaption><div id="chart-duplicates"></div></figure>
@@ -270,6 +281,16 @@ ${filterForm(
 <div class="split"><div class="pane"><h2>${esc(t.devices)}</h2><table id="kpi-devices"><thead><tr><th>${esc(t.device)}</th><th>${esc(t.modality)}</th><th>${esc(t.owner)}</th><th>${esc(t.exams)}</th><th>${esc(t.minutes)}</th><th>${esc(t.otherMemberExams)}</th><th>${esc(t.sharingRate)}</th></tr></thead><tbody></tbody></table></div>
 <div class="pane"><h2>${esc(t.memberPairs)}</h2><table id="kpi-pairs"><thead><tr><th>${esc(t.firstMember)}</th><th>${esc(t.repeatMember)}</th><th>${esc(t.repeats)}</th><th>${esc(t.wastedCost)}</th></tr></thead><tbody></tbody></table></div></div></div>`;
   }
+}
+
+/** The first of the dashboard's from / to that is given but is not a month YYYY-MM (01–12), as a message. */
+function badMonth(req: Request, t: Record<LabelKey, string>): string | undefined {
+  for (const field of ['from', 'to'] as const) {
+    const value = req.query[field];
+    if (value === undefined || value === '') continue;
+    if (typeof value !== 'string' || !/^\d{4}-(0[1-9]|1[0-2])$/.test(value)) return t.badMonth.replace('{field}', field).replace('{value}', String(value).slice(0, 40));
+  }
+  return undefined;
 }
 
 export function consolePages(runtime: ApiContext, sessions: SessionStore): express.Router {
@@ -355,7 +376,13 @@ export function consolePages(runtime: ApiContext, sessions: SessionStore): expre
     // Member ids and names are configuration, not patient data: the filters offer them.
     const members = runtime.config.members.map((m) => ({ id: m.id, name: m.name }));
     const title = mappingPages.find(([p]) => p === name)?.[2] ?? item.label;
-    res.type('html').send(layout(req, lang, t[title], bodyOf(name, t, permissions(scopes), members.map((m) => m.id), typeof id === 'number' ? id : undefined), name, session, { id, members }));
+    // A month in the address that is no month (from=2026-13) is refused visibly: the month input
+    // would drop it and the page would silently show every month.
+    const invalid = name === 'dashboard' ? badMonth(req, t) : undefined;
+    res
+      .status(invalid ? 400 : 200)
+      .type('html')
+      .send(layout(req, lang, t[title], bodyOf(name, t, permissions(scopes), members, typeof id === 'number' ? id : undefined, invalid), name, session, { id, members, ...(invalid ? { invalid } : {}) }));
   };
   router.get('/console/channels', page('channels'));
   router.get('/console/messages', page('messages'));
@@ -365,6 +392,7 @@ export function consolePages(runtime: ApiContext, sessions: SessionStore): expre
   router.get('/console/mappings', page('mappings'));
   router.get('/console/mappings/proposals', page('proposals'));
   router.get('/console/mappings/coverage', page('coverage'));
+  router.get('/console/mappings/entries', page('map-entries'));
   router.get('/console/mappings/history', page('map-history'));
   router.get('/console/review', page('review'));
   router.get('/console/patients/:id', page('patient'));

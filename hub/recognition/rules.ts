@@ -279,8 +279,11 @@ export async function proposeRule(db: HubDb, change: RuleChange, actor: string, 
   return (await listRules(db, { code: change.code, all: true })).find((r) => r.version === version)!;
 }
 
-/** approve (in force now), reject (never in force), retire (the code's current rule stops; nothing is recognised for it). */
-export async function decideRule(db: HubDb, code: string, version: number | undefined, decision: 'approve' | 'reject' | 'retire', actor: string, comment = ''): Promise<void> {
+/**
+ * approve (in force now), reject (never in force), retire (the code's current rule stops; nothing is
+ * recognised for it). Four eyes (default, `options.fourEyes`): whoever proposed a version cannot approve it.
+ */
+export async function decideRule(db: HubDb, code: string, version: number | undefined, decision: 'approve' | 'reject' | 'retire', actor: string, comment = '', options: { fourEyes?: boolean } = {}): Promise<void> {
   await ensureRulesSeeded(db);
   await db.transaction(async (tx) => {
     await tx.query(`SELECT pg_advisory_xact_lock(hashtext('recognition_rule:' || $1))`, [code]);
@@ -290,9 +293,12 @@ export async function decideRule(db: HubDb, code: string, version: number | unde
       await event(tx, actor, 'retire', code, done.rows[0].version, comment);
       return;
     }
-    const row = (await tx.query<{ status: RuleStatus }>(`SELECT status FROM recognition_rule WHERE code = $1 AND version = $2`, [code, version])).rows[0];
+    const row = (await tx.query<{ status: RuleStatus; created_by: string }>(`SELECT status, created_by FROM recognition_rule WHERE code = $1 AND version = $2`, [code, version])).rows[0];
     if (!row) throw new HubError('not-found', `no rule version ${code} v${version}`);
     if (row.status !== 'proposed') throw new HubError('invalid', `rule ${code} v${version} is ${row.status}, not proposed`);
+    if (decision === 'approve' && (options.fourEyes ?? true) && row.created_by === actor) {
+      throw new HubError('conflict', `rule ${code} v${version} was proposed by ${actor}; four-eyes rule: another committee member must approve it (governance.fourEyes in the hub config)`, 'actor');
+    }
     if (decision === 'approve') await putInForce(tx, code, version!, actor);
     else await tx.query(`UPDATE recognition_rule SET status = 'rejected', decided_by = $3, decided_at = clock_timestamp() WHERE code = $1 AND version = $2`, [code, version, actor]);
     await event(tx, actor, decision, code, version!, comment);

@@ -8,8 +8,10 @@ import type { HubDb } from '../sql';
 import { recordAudit } from '../audit';
 import { mapResource } from '../../mappings/terminology/mapResource';
 import { Terminology } from '../../mappings/terminology/translator';
-import { ICD10, ICD10_CN } from '../../mappings/terminology/systems';
+import { ICD10, ICD10_CN, ICD11_MMS, LOINC, SNOMED, UCUM } from '../../mappings/terminology/systems';
 import { activeMaps } from './versions';
+import { activeTerminology } from './active';
+import { describeCode } from '../../mappings/terminology/codeSystems';
 import { applyProposal, getProposal } from './workflow';
 
 export interface SourceCode {
@@ -64,12 +66,104 @@ export function jsonDiff(before: unknown, after: unknown, at = ''): FieldChange[
   return [{ path: at, ...(before !== undefined ? { before } : {}), ...(after !== undefined ? { after } : {}) }];
 }
 
+/** One element of a record as the committee reads it: its label, before and after as code + display. */
+export interface ElementChange {
+  /** `Observation.code`, `Observation.valueQuantity`… */
+  element: string;
+  label: { zh: string; en: string };
+  /** Before, as code + display (`GLU 葡萄糖`); `—` when absent. */
+  before: string;
+  /** After: the codings added (`+ LOINC 14749-6 Glucose [Moles/volume]`) and removed (`− …`), or the new value. */
+  after: string;
+}
+
 export interface ImpactReport {
   proposalId: number;
   affected: number;
   wouldChange: number;
   byResourceType: Record<string, number>;
-  sample: Array<{ resourceType: string; id: string; memberId: string; changes: FieldChange[] }>;
+  /** Records × elements: how many of the changing records change in each element. */
+  elements: Array<{ element: string; label: { zh: string; en: string }; records: number }>;
+  /** `elements`: the readable table per record; `changes`: the raw field-level diff. */
+  sample: Array<{ resourceType: string; id: string; memberId: string; elements: ElementChange[]; changes: FieldChange[] }>;
+}
+
+/** Labels of the elements a mapping changes; others are named by their path. */
+const ELEMENT_LABELS: Record<string, { zh: string; en: string }> = {
+  'Observation.code': { zh: '检验项目', en: 'Test' },
+  'Observation.valueQuantity': { zh: '结果', en: 'Result' },
+  'Observation.referenceRange': { zh: '参考范围', en: 'Reference range' },
+  'Observation.interpretation': { zh: '结果解释', en: 'Interpretation' },
+  'DiagnosticReport.code': { zh: '报告项目', en: 'Report' },
+  'Condition.code': { zh: '诊断', en: 'Diagnosis' },
+  'Procedure.code': { zh: '手术操作', en: 'Procedure' },
+  'Encounter.reasonCode': { zh: '就诊原因', en: 'Reason for visit' },
+  'Encounter.diagnosis': { zh: '诊断', en: 'Diagnosis' },
+  'ServiceRequest.code': { zh: '申请项目', en: 'Requested test' },
+  'MedicationRequest.medicationCodeableConcept': { zh: '药品', en: 'Medication' },
+};
+
+const SYSTEM_NAMES: Record<string, string> = { [LOINC]: 'LOINC', [ICD11_MMS]: 'ICD-11', [ICD10]: 'ICD-10', [ICD10_CN]: 'ICD-10 国家临床版', [UCUM]: 'UCUM', [SNOMED]: 'SNOMED CT' };
+
+interface Coding {
+  system?: string;
+  code?: string;
+  display?: string;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A coding as read aloud: a standard one with its system's short name (and its title when the coding has none); a member's local one by code + display. */
+function codingText(c: Coding): string {
+  const system = c.system ? SYSTEM_NAMES[c.system] : undefined;
+  let display = c.display;
+  if (!display && system && c.system && c.code) {
+    try {
+      display = describeCode(activeTerminology(), c.system, c.code).display;
+    } catch {
+      display = undefined; // a title is a courtesy: never let it fail the dry run
+    }
+  }
+  return [system, c.code, display].filter(Boolean).join(' ');
+}
+
+function codingsOf(value: unknown): Coding[] {
+  const concepts = Array.isArray(value) ? value : [value];
+  return concepts.flatMap((c) => (isObject(c) && Array.isArray(c.coding) ? (c.coding as Coding[]) : []));
+}
+
+function valueText(value: unknown): string {
+  if (value === undefined || value === null) return '—';
+  if (isObject(value) && ('value' in value || 'unit' in value || 'code' in value) && !('coding' in value)) {
+    return [value.value, value.unit ?? value.code].filter((x) => x !== undefined && x !== null).join(' ');
+  }
+  if (codingsOf(value).length) return codingsOf(value).map(codingText).join('; ');
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+/**
+ * The raw diff folded into the elements a committee reads: per top-level element (the resource's
+ * own bookkeeping in `meta` left to the raw diff), before and after as code + display; a coded
+ * element shows the codings added (+) and removed (−).
+ */
+export function elementChanges(resourceType: string, before: Record<string, unknown>, after: Record<string, unknown>): ElementChange[] {
+  const out: ElementChange[] = [];
+  for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    if (key === 'meta' || JSON.stringify(before[key]) === JSON.stringify(after[key])) continue;
+    const element = `${resourceType}.${key}`;
+    const label = ELEMENT_LABELS[element] ?? { zh: key, en: key };
+    const b = codingsOf(before[key]);
+    const a = codingsOf(after[key]);
+    let afterText: string;
+    if (b.length || a.length) {
+      const same = (x: Coding, y: Coding) => x.system === y.system && x.code === y.code && x.display === y.display;
+      const added = a.filter((x) => !b.some((y) => same(x, y)));
+      const removed = b.filter((x) => !a.some((y) => same(x, y)));
+      afterText = [...added.map((c) => `+ ${codingText(c)}`), ...removed.map((c) => `− ${codingText(c)}`)].join('; ') || valueText(after[key]);
+    } else afterText = valueText(after[key]);
+    out.push({ element, label, before: valueText(before[key]), after: afterText });
+  }
+  return out;
 }
 
 /**
@@ -85,7 +179,8 @@ export async function impactOfProposal(db: HubDb, id: number, actor: string, sam
   const candidate = { ...applyProposal(current, p, p.state === 'approved'), version: String((Number(current?.version) || 0) + 1) };
   const terminology = new Terminology([...maps.filter((m) => m.url !== p.concept_map_url), candidate]);
   const where = affectedWhere([{ system: p.source_system, code: p.source_code }], 3);
-  const report: ImpactReport = { proposalId: id, affected: 0, wouldChange: 0, byResourceType: {}, sample: [] };
+  const report: ImpactReport = { proposalId: id, affected: 0, wouldChange: 0, byResourceType: {}, elements: [], sample: [] };
+  const perElement = new Map<string, { element: string; label: { zh: string; en: string }; records: number }>();
   // In key-ordered pages, so a code on a million records does not sit in memory at once.
   let lastType = '';
   let lastId = '';
@@ -103,12 +198,19 @@ export async function impactOfProposal(db: HubDb, id: number, actor: string, sam
       if (!changes.length) continue;
       report.wouldChange++;
       report.byResourceType[row.resource_type] = (report.byResourceType[row.resource_type] ?? 0) + 1;
-      if (report.sample.length < sampleSize) report.sample.push({ resourceType: row.resource_type, id: row.id, memberId: row.member_id, changes });
+      const elements = elementChanges(row.resource_type, row.content, after);
+      for (const e of elements) {
+        const seen = perElement.get(e.element) ?? { element: e.element, label: e.label, records: 0 };
+        seen.records++;
+        perElement.set(e.element, seen);
+      }
+      if (report.sample.length < sampleSize) report.sample.push({ resourceType: row.resource_type, id: row.id, memberId: row.member_id, elements, changes });
     }
     const tail = rows.rows[rows.rows.length - 1]!;
     lastType = tail.resource_type;
     lastId = tail.id;
   }
+  report.elements = [...perElement.values()].sort((a, b) => b.records - a.records || a.element.localeCompare(b.element));
   if (report.sample.length) {
     await recordAudit(db, { actor, action: 'read', entityType: 'resource', entityId: `impact of mapping proposal ${id}`, detail: { resources: report.sample.map((s) => `${s.resourceType}/${s.id}`) } });
   }

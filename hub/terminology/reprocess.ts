@@ -11,7 +11,7 @@ import os from 'node:os';
 import type { HubDb, Sql } from '../sql';
 import { HubError } from '../../mappings/outcome';
 import { mapResource, recordOnProvenance } from '../../mappings/terminology/mapResource';
-import { MAP_VERSION_URL } from '../../mappings/terminology/systems';
+import { MAPPED_SOURCE_URL, MAP_VERSION_URL, UNMAPPED_SOURCE_URL } from '../../mappings/terminology/systems';
 import { affectedWhere, type SourceCode } from './impact';
 import { canonicalJson, event, syncTerminology } from './versions';
 import { getProposal } from './workflow';
@@ -86,6 +86,67 @@ function heldBy(job: { id: number; runner: string | null; lease_until: Date | nu
  * changed, every row's `mapping_versions` and the message Provenance's ConceptMap entities, so the
  * record of which map versions derived the stored state stays true after a reprocess.
  */
+interface CoverageFlip {
+  memberId: string;
+  rawId: number;
+  system: string;
+  code: string;
+  /** The source code's occurrences are now mapped (an approval) or no longer (a retirement). */
+  mapped: boolean;
+}
+
+/** The source codings of a resource the map stage marked mapped / unmapped (meta.extension). */
+function sourceStates(content: Record<string, unknown>): Map<string, { system: string; code: string; mapped: boolean }> {
+  const out = new Map<string, { system: string; code: string; mapped: boolean }>();
+  const extensions = (content.meta as { extension?: unknown } | undefined)?.extension;
+  if (!Array.isArray(extensions)) return out;
+  for (const e of extensions as Array<{ url?: string; valueCoding?: { system?: string; code?: string } }>) {
+    if (e?.url !== MAPPED_SOURCE_URL && e?.url !== UNMAPPED_SOURCE_URL) continue;
+    const { system, code } = e.valueCoding ?? {};
+    if (!system || !code) continue;
+    const key = `${system}\u0000${code}`;
+    // Mapped if any of its occurrences in the record is mapped: the coverage counters count per element, and a re-derivation maps them all alike.
+    out.set(key, { system, code, mapped: (out.get(key)?.mapped ?? false) || e.url === MAPPED_SOURCE_URL });
+  }
+  return out;
+}
+
+/** Source codes whose mapped state a re-derivation changed (unmapped → mapped after an approval, the reverse after a retirement). */
+export function mappedFlips(before: Record<string, unknown>, after: Record<string, unknown>): Array<{ system: string; code: string; mapped: boolean }> {
+  const was = sourceStates(before);
+  const out: Array<{ system: string; code: string; mapped: boolean }> = [];
+  for (const [key, now] of sourceStates(after)) {
+    const then = was.get(key);
+    if (then && then.mapped !== now.mapped) out.push(now);
+  }
+  return out;
+}
+
+/**
+ * Keep coverage true to the stored records after a re-derivation. The counting trigger ignores
+ * re-derivations (same raw id: not a new occurrence), so without this a code whose map was approved
+ * and reprocessed stayed at 0 % in coverage while the approval had already emptied the worklist.
+ * The code's counted occurrences of this member and channel move, on every day, to the state its
+ * records have now; a retirement reopens its worklist entry. Idempotent: moving twice moves nothing.
+ */
+async function moveCoverage(tx: Sql, flips: CoverageFlip[]): Promise<void> {
+  const ordered = [...flips].sort((a, b) => (a.memberId + a.system + a.code < b.memberId + b.system + b.code ? -1 : 1));
+  for (const f of ordered) {
+    await tx.query(
+      `WITH moved AS (
+         DELETE FROM coded_element_day
+          WHERE member_id = $1 AND channel_id = coalesce((SELECT channel_id FROM raw_message WHERE id = $2), '') AND system = $3 AND code = $4 AND mapped = NOT $5::boolean
+         RETURNING day, member_id, channel_id, system, code, occurrences
+       )
+       INSERT INTO coded_element_day (day, member_id, channel_id, system, code, mapped, occurrences)
+       SELECT day, member_id, channel_id, system, code, $5::boolean, occurrences FROM moved ORDER BY day
+       ON CONFLICT (day, member_id, channel_id, system, code, mapped) DO UPDATE SET occurrences = coded_element_day.occurrences + excluded.occurrences`,
+      [f.memberId, f.rawId, f.system, f.code, f.mapped],
+    );
+    if (!f.mapped) await tx.query(`UPDATE unmapped_code SET state = 'open', resolved_at = NULL WHERE member_id = $1 AND system = $2 AND code = $3 AND state = 'resolved'`, [f.memberId, f.system, f.code]);
+  }
+}
+
 export async function runReprocess(db: HubDb, id: number, options: { batchSize?: number; leaseMs?: number; onProgress?: (job: ReprocessJob) => unknown } = {}): Promise<ReprocessJob> {
   const terminology = await syncTerminology(db);
   const me = runnerId();
@@ -121,8 +182,8 @@ export async function runReprocess(db: HubDb, id: number, options: { batchSize?:
   try {
     for (;;) {
       if (lost) throw new HubError('invalid', `reprocess job ${id}: this runner lost its lease; another runner continues`, 'job', true);
-      const rows = await db.query<{ resource_type: string; id: string; raw_id: number; content: Record<string, unknown> }>(
-        `SELECT resource_type, id, raw_id, content FROM resource WHERE (resource_type, id) > ($1, $2) AND ${where.sql} ORDER BY resource_type, id LIMIT ${batchSize}`,
+      const rows = await db.query<{ resource_type: string; id: string; raw_id: number; member_id: string; content: Record<string, unknown> }>(
+        `SELECT resource_type, id, raw_id, member_id, content FROM resource WHERE (resource_type, id) > ($1, $2) AND ${where.sql} ORDER BY resource_type, id LIMIT ${batchSize}`,
         [lastType, lastId, ...where.params],
       );
       if (rows.rowCount === 0) break;
@@ -135,6 +196,7 @@ export async function runReprocess(db: HubDb, id: number, options: { batchSize?:
         }
         let changed = 0;
         const messages = new Set<number>();
+        const flips = new Map<string, CoverageFlip>();
         for (const row of rows.rows) {
           const content = JSON.parse(JSON.stringify(row.content)) as Record<string, unknown>;
           mapResource(content, { terminology });
@@ -145,9 +207,13 @@ export async function runReprocess(db: HubDb, id: number, options: { batchSize?:
             [row.resource_type, row.id, JSON.stringify(content), JSON.stringify(row.content)],
           );
           changed += updated.rowCount;
-          if (updated.rowCount) messages.add(Number(row.raw_id));
+          if (updated.rowCount) {
+            messages.add(Number(row.raw_id));
+            for (const flip of mappedFlips(row.content, content)) flips.set(`${row.member_id}\u0000${row.raw_id}\u0000${flip.system}\u0000${flip.code}`, { memberId: row.member_id, rawId: Number(row.raw_id), ...flip });
+          }
         }
         for (const rawId of messages) await rewriteMessageProvenance(tx, rawId);
+        await moveCoverage(tx, [...flips.values()]);
         const tail = rows.rows[rows.rows.length - 1]!;
         lastType = tail.resource_type;
         lastId = tail.id;

@@ -199,3 +199,96 @@ export async function diffVersions(db: Sql, url: string, from: number, to: numbe
   if (!before || !after) throw new HubError('not-found', `${url}: version ${!before ? from : to} not found`);
   return diffMaps(before.content, after.content);
 }
+
+// ---- current entries ---------------------------------------------------------------------------
+
+export interface MapEntry {
+  sourceSystem: string;
+  sourceCode: string;
+  sourceDisplay: string | null;
+  targetSystem: string;
+  targetCode: string | null;
+  targetDisplay: string | null;
+  equivalence: string;
+  /** The map version in which this entry took its current form. */
+  version: number;
+  /** Who made that version (the approver for a proposal, the importer for an import) and when. */
+  approvedBy: string;
+  approvedAt: Date;
+  origin: string;
+  proposalId: number | null;
+}
+
+export interface MapEntries {
+  url: string;
+  id: string;
+  title: string | null;
+  version: number;
+  entries: MapEntry[];
+  /** Where the map's versions, trail and diffs are (API and console). */
+  history: { api: string; console: string };
+}
+
+/** A map named by its canonical url or by its id (the last path segment). */
+export async function mapUrlOf(db: Sql, urlOrId: string): Promise<string> {
+  const rows = await db.query<{ url: string }>(`SELECT DISTINCT url FROM concept_map_version WHERE url = $1 OR map_id = $1`, [urlOrId]);
+  if (rows.rows.length === 0) throw new HubError('not-found', `no ConceptMap ${urlOrId}`);
+  if (rows.rows.length > 1) throw new HubError('invalid', `${urlOrId} names several maps (${rows.rows.map((r) => r.url).join(', ')}): give the url`, 'map');
+  return rows.rows[0]!.url;
+}
+
+/**
+ * `yilian mappings entries` and GET /api/terminology/maps/:id/entries: the mappings in force now
+ * (the active version), each with the version it took its current form in and who made that version.
+ */
+export async function currentEntries(db: Sql, urlOrId: string): Promise<MapEntries> {
+  const url = await mapUrlOf(db, urlOrId);
+  const versions = await db.query<MapVersionRow & { content: ConceptMap }>(
+    `SELECT url, version, map_id, status, origin, created_by, created_at, comment, proposal_id, content FROM concept_map_version WHERE url = $1 ORDER BY version`,
+    [url],
+  );
+  const active = versions.rows.find((v) => v.status === 'active');
+  if (!active) throw new HubError('not-found', `ConceptMap ${url} has no version in force (retired)`);
+  // Walk the versions up to the active one: an entry's "since" moves whenever its content changes.
+  const since = new Map<string, { json: string; row: MapVersionRow }>();
+  for (const row of versions.rows) {
+    if (row.version > active.version) break;
+    for (const g of row.content.group) {
+      for (const e of g.element) {
+        const key = `${g.source}\u0000${g.target}\u0000${e.code}`;
+        const json = canonicalJson(e);
+        if (since.get(key)?.json !== json) since.set(key, { json, row });
+      }
+    }
+  }
+  const entries: MapEntry[] = [];
+  for (const g of active.content.group) {
+    for (const e of g.element) {
+      const made = since.get(`${g.source}\u0000${g.target}\u0000${e.code}`)!.row;
+      for (const target of e.target?.length ? e.target : [{ equivalence: 'unmatched' as const }]) {
+        entries.push({
+          sourceSystem: g.source,
+          sourceCode: e.code,
+          sourceDisplay: e.display ?? null,
+          targetSystem: g.target,
+          targetCode: target.code ?? null,
+          targetDisplay: target.display ?? null,
+          equivalence: target.equivalence,
+          version: made.version,
+          approvedBy: made.created_by,
+          approvedAt: made.created_at,
+          origin: made.origin,
+          proposalId: made.proposal_id,
+        });
+      }
+    }
+  }
+  return {
+    url,
+    id: active.map_id,
+    title: active.content.title ?? null,
+    version: active.version,
+    entries,
+    history: { api: `/api/terminology/maps/${active.map_id}/history`, console: `/console/mappings/history?map=${encodeURIComponent(active.map_id)}` },
+  };
+}

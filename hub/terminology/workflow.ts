@@ -153,17 +153,32 @@ export async function approvalWarnings(db: Sql, p: Pick<Proposal, 'concept_map_u
   return found.map((m) => `${m.message} (${m.count} of ${m.total} stored results)`);
 }
 
+/** How the committee decides (hub config `governance`). */
+export interface GovernanceOptions {
+  /** Four eyes (default true): whoever proposed a mapping cannot approve it. Off only for a one-person hub. */
+  fourEyes?: boolean;
+}
+
+/** The four-eyes refusal: a HubError `conflict` (409 on the API, one line and exit 1 on the CLI). */
+export function assertFourEyes(options: GovernanceOptions, what: string, proposedBy: string, actor: string): void {
+  if ((options.fourEyes ?? true) && proposedBy === actor) {
+    throw new HubError('conflict', `${what} was proposed by ${actor}; four-eyes rule: another committee member must approve it (governance.fourEyes in the hub config)`, 'actor');
+  }
+}
+
 /**
  * Approve: a new map version with the mapping; the worklist entry is resolved. Nothing else changes
  * until reprocess. `warnings`: the observed units that do not fit the target (approvalWarnings); the
- * approval goes through regardless, the warning is recorded on the approve event.
+ * approval goes through regardless, the warning is recorded on the approve event. Four eyes (default):
+ * the proposer cannot approve their own proposal.
  */
-export async function approve(db: HubDb, id: number, actor: string, comment = ''): Promise<{ proposal: Proposal; version: number; warnings: string[] }> {
+export async function approve(db: HubDb, id: number, actor: string, comment = '', options: GovernanceOptions = {}): Promise<{ proposal: Proposal; version: number; warnings: string[] }> {
   const result = await db.transaction(async (tx) => {
     const locked = await tx.query<Proposal>(`SELECT * FROM mapping_proposal WHERE id = $1 FOR UPDATE`, [id]);
     const p = locked.rows[0];
     if (!p) throw new HubError('not-found', `proposal ${id} not found`);
     if (p.state !== 'proposed') throw new HubError('invalid', `proposal ${id} is ${p.state}; only a proposed mapping can be approved`, 'state');
+    assertFourEyes(options, `proposal ${id}`, p.proposed_by, actor);
     const current = await activeMap(tx, p.concept_map_url);
     const map = applyProposal(current?.content, p);
     // Read under the proposal's lock, before the new version: the units already stored decide the warning.
