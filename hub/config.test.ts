@@ -27,6 +27,7 @@ describe('parseConfig', () => {
       pipeline: { partitions: 16, queuePrefix: 'yilian', attempts: 5, backoffMs: 1000 },
       recognition: { accreditation: [], priceLists: [], currency: 'CNY' },
       feeds: { cost: { pseudonymKeyEnv: 'YILIAN_FEED_PSEUDONYM_KEY', intervalSeconds: 5, referralWindowDays: 30 } },
+      governance: { fourEyes: true },
     });
   });
 
