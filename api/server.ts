@@ -34,6 +34,7 @@ import { errorHandler, errorBody, isFhirApiPath, sendClientError, stderrErrorLog
 import { sanitiseRequest } from './sanitise';
 import type { Redis } from 'ioredis';
 import type { Sql } from '../hub/sql';
+import { answersWithin, postgresAnswers } from '../hub/probe';
 
 const statusEnum = z.enum(['queued', 'processed', 'quarantined', 'failed']);
 /** Statuses a search may ask for; a `fixed` message is never replayed (pipeline/replay.ts), so statusEnum lacks it. */
@@ -75,30 +76,12 @@ export interface ApiOptions {
   readyCheckMs?: number;
 }
 
-/**
- * One readiness check with its own bound. The timer is cleared either way; a check still running
- * when it fires keeps a handler, so its late failure is never an unhandled rejection.
- */
-async function bounded(run: () => Promise<unknown>, ms: number): Promise<string | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const work = Promise.resolve().then(run);
-  work.catch(() => undefined);
-  try {
-    await Promise.race([work, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)))]);
-    return undefined;
-  } catch (error) {
-    return (error as Error).message;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 async function readiness(db: Sql, redis: Redis, ms: number): Promise<Record<string, string | undefined>> {
   const [postgres, redisDown] = await Promise.all([
-    bounded(() => db.query('SELECT 1'), ms),
+    postgresAnswers(db, ms),
     // A client that is not connected would queue the PING until it reconnects (one more queued
     // command per probe while Redis is down): not connected is not ready, answered at once.
-    redis.status === 'ready' ? bounded(() => redis.ping(), ms) : Promise.resolve(`not connected (${redis.status})`),
+    redis.status === 'ready' ? answersWithin(() => redis.ping(), ms) : Promise.resolve(`not connected (${redis.status})`),
   ]);
   return { PostgreSQL: postgres, Redis: redisDown };
 }

@@ -11,27 +11,17 @@ import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { partitionQueueName, redisClient, type PipelineJob, type PipelineQueues } from './queues';
 import { Reconciler } from './reconciler';
+import { postgresAnswers } from '../hub/probe';
 import { runPipeline, type RunnerContext, type RunOutcome } from './runner';
 
 /** A worker whose heartbeat is this old is no longer counted (it beats three times as often). */
 const HEARTBEAT_TTL_MS = 15_000;
 
 const STORE_PROBE_MS = 500;
+/** A store that does not answer a trivial query within this is away (a pool connect may wait far longer). */
+const STORE_ANSWER_MS = 1000;
+const storeAnswers = async (db: RunnerContext['db']) => (await postgresAnswers(db, STORE_ANSWER_MS)) === undefined;
 
-/** Whether PostgreSQL answers a trivial query within a second (a pool connect may wait far longer). */
-async function storeAnswers(db: RunnerContext['db']): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const probe = db.query('SELECT 1').then(
-    () => true,
-    () => false,
-  );
-  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 1000)));
-  try {
-    return await Promise.race([probe, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 export interface WorkerOptions {
   /** Lock on an active job; a worker that stops renewing it (killed) loses the job after this. */
