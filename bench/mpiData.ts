@@ -11,7 +11,7 @@ import path from 'node:path';
 import { pinyin } from 'pinyin-pro';
 import type { PersonRecord } from '../hub/mpi/features';
 import { makeResidentId } from '../hub/mpi/residentId';
-import { rng } from '../hub/mpi/matcher';
+import { seededRandom } from '../hub/seededRandom';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const OpenCC = require('opencc-js') as { Converter(options: { from: string; to: string }): (text: string) => string };
@@ -122,7 +122,7 @@ const HOSPITAL_ADDRESSES = ['浙江省杭州市上城区解放路88号', '浙江
 
 /** A labelled set of registrations of `persons` people at 1–3 members each, with Chinese noise. */
 export function generateChineseSet(options: ChineseSetOptions = {}): LabelledRecord[] {
-  const random = rng(options.seed ?? 7);
+  const random = seededRandom(options.seed ?? 7);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
   const chance = (p: number) => random() < p;
   const surnameTotal = SURNAMES.reduce((a, [, w]) => a + w, 0);

@@ -15,6 +15,7 @@
  */
 import { makeResidentId } from '../hub/mpi/residentId';
 import { simAdt, simOru, type SimPatient } from '../cli/simulate';
+import { seededRandom } from '../hub/seededRandom';
 
 export interface AllianceMember {
   id: string;
@@ -120,17 +121,6 @@ export interface GeneratedAlliance {
   messages: Array<{ member: string; controlId: string; text: string; result?: number }>;
 }
 
-/** A small deterministic PRNG (mulberry32): the same seed gives the same alliance. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 const hl7 = (ms: number) => {
@@ -149,7 +139,7 @@ const NAME_CHARS = [...'秀建志丽海国春晓文永玉德淑红明华军平�
  * gap equals a window to the second.
  */
 export function generateAlliance(persons: number, seed = 21): GeneratedAlliance {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
   const out: GeneratedAlliance = { persons: [], results: [], messages: [] };
   const start = Date.UTC(2026, 0, 5, 0, 0, 0);

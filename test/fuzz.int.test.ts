@@ -23,6 +23,7 @@ import { simAdt, simPatient } from '../cli/simulate';
 import { createTestDatabase, dropTestDatabase, REDIS_URL, SHARED_DATA } from './support/hub';
 import { type FrameAnswer, PipelinedConnection, readMsa, segmentOf } from './support/mllp';
 import { assertBuildIsFresh, freePort, outputTail, removeWorkerConfig, spawnListeners, stopProcess, writeHubConfig, type Proc } from './support/processes';
+import { seededRandom } from '../hub/seededRandom';
 
 const MUTATIONS = 10_000;
 /** One good message after about every fourth mutated one. */
@@ -37,18 +38,7 @@ const SAMPLES = path.join(SHARED_DATA, 'hl7v2/fhir-converter/messages');
 
 const seed = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : randomBytes(4).readUInt32LE(0);
 
-/** mulberry32: small, seeded, good enough to pick mutations reproducibly. */
-function prng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = prng(seed);
+const random = seededRandom(seed);
 const int = (n: number) => Math.floor(random() * n);
 const pick = <T>(list: readonly T[]): T => list[int(list.length)]!;
 

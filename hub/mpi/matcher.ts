@@ -15,6 +15,7 @@
  */
 import { editDistance, jaroWinkler } from './names';
 import { blockingKeys, type PersonFeatures } from './features';
+import { seededRandom } from '../seededRandom';
 
 export type FieldName = 'family' | 'given' | 'birth' | 'sex' | 'rid' | 'phone' | 'email' | 'address' | 'city' | 'postcode' | 'otherId';
 export type Outcome = 'MATCH' | 'POSSIBLE_MATCH' | 'NO_MATCH';
@@ -565,17 +566,6 @@ function rank(s: Pick<PairScore, 'outcome' | 'weight'>): number {
 
 // ---------------------------------------------------------------- training
 
-/** Small deterministic PRNG (mulberry32): training is reproducible. */
-export function rng(seed: number): () => number {
-  let t = seed >>> 0;
-  return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(t ^ (t >>> 15), 1 | t);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Training blocking rules: which fields each one blocks on (those fields learn nothing from it). */
 const TRAINING_RULES: Array<{ name: string; blocks: FieldName[]; key: (f: PersonFeatures) => string | undefined }> = [
   { name: 'family+birth', blocks: ['family', 'birth'], key: (f) => (f.familySound && f.birth ? `${f.familySound}|${f.birth}` : undefined) },
@@ -603,7 +593,7 @@ export interface TrainOptions {
 }
 
 export function trainModel(records: PersonFeatures[], options: TrainOptions = {}): MatchModel {
-  const random = rng(options.seed ?? 42);
+  const random = seededRandom(options.seed ?? 42); // training is reproducible
   const n = records.length;
   const F = comparisons.length;
   // Term frequencies: of records (rare-value fields), of different people (shared-value fields).
