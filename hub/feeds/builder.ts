@@ -34,7 +34,7 @@
  *   withdrawn, clears) their duplicate flag by a correction.
  */
 import { createHash } from 'node:crypto';
-import { offsetMinutes, type HubConfig } from '../config';
+import { utcOffsetOf, type HubConfig } from '../config';
 import type { HubDb, Sql } from '../sql';
 import { HubError } from '../../mappings/outcome';
 import { ICD11_MMS, LOINC } from '../../mappings/terminology/systems';
@@ -386,12 +386,6 @@ function tierOf(config: HubConfig, member: string): CostEvent['memberTier'] {
   return config.members.find((m) => m.id === member)?.tier ?? 'unknown';
 }
 
-/** The member's UTC offset in minutes (hub/config.ts offsetMinutes); +08:00, the config default, for a member not configured. */
-function offsetOf(config: HubConfig, member: string): number {
-  const configured = config.members.find((m) => m.id === member);
-  return configured ? offsetMinutes(configured) : 8 * 60;
-}
-
 function instant(value: unknown): Date | undefined {
   if (typeof value !== 'string' || !value) return undefined;
   const t = Date.parse(value);
@@ -426,7 +420,7 @@ function derive(r: SourceRow, ctx: Context, pseudonym: Pseudonymiser): Map<CostE
   const base = (kind: CostEventKind, occurred: Date | undefined): Draft => ({
     kind,
     occurredAt: occurred?.toISOString() ?? null,
-    localDate: occurred ? new Date(occurred.getTime() + offsetOf(ctx.config, r.member_id) * 60_000).toISOString().slice(0, 10) : null,
+    localDate: occurred ? new Date(occurred.getTime() + utcOffsetOf(ctx.config, r.member_id) * 60_000).toISOString().slice(0, 10) : null,
     member: r.member_id,
     memberTier: tierOf(ctx.config, r.member_id),
     department: departmentOf(encounter, ctx),

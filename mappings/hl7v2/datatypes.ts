@@ -149,7 +149,8 @@ function period(start: string | undefined, end: string | undefined): Period | un
 
 const tsShape = /^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?$/;
 
-function formatOffset(minutes: number): string {
+/** An ISO 8601 offset, `+08:00`, for minutes east of UTC. */
+export function formatOffset(minutes: number): string {
   const sign = minutes < 0 ? '-' : '+';
   const abs = Math.abs(minutes);
   return `${sign}${String(Math.floor(abs / 60)).padStart(2, '0')}:${String(abs % 60).padStart(2, '0')}`;
