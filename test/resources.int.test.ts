@@ -2,10 +2,10 @@
  * The pipeline's convert and merge stages together: converted FHIR resources are stored under their
  * deterministic ids, with provenance, and the latest event time wins whatever the arrival order.
  */
-import { ensureMember } from '../hub/config';
-import { bloodCount, encodeAs, simAdt, simOru, simPatient } from '../cli/simulate';
+import { bloodCount, simAdt, simOru, simPatient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
 import { startTestHub, waitFor, type TestHub } from './support/hub';
+import { sendToWorker } from './support/results';
 
 let hub: TestHub;
 let worker: PipelineWorker;
@@ -21,12 +21,7 @@ afterAll(async () => {
   await hub.close();
 });
 
-async function send(text: string): Promise<number> {
-  const member = ensureMember(hub.config, 'county', () => undefined);
-  const stored = await hub.runtime.intake.receive({ member, channel: { id: 'lis', policy: { defaultCharset: 'UTF-8' }, ackMode: 'original' }, bytes: encodeAs(text, 'UTF-8') });
-  await waitFor(async () => (await hub.runtime.db.query<{ status: string }>(`SELECT status FROM raw_message WHERE id = $1`, [stored.rawId])).rows[0]!.status !== 'queued', 30_000, 'processing');
-  return stored.rawId;
-}
+const send = (text: string) => sendToWorker(hub, 'county', text);
 
 test('an ORU^R01 is stored as Patient, DiagnosticReport, Observations and Provenance, each pointing at its raw message', async () => {
   const patient = simPatient(1, 'R');

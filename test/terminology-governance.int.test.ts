@@ -10,8 +10,8 @@ import type { Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ensureMember, parseConfig } from '../hub/config';
-import { encodeAs, simOru, simPatient, type SimResult } from '../cli/simulate';
+import { parseConfig } from '../hub/config';
+import { simOru, simPatient, type SimResult } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
 import { currentEntries, syncTerminology } from '../hub/terminology/versions';
 import { approve, propose } from '../hub/terminology/workflow';
@@ -20,7 +20,8 @@ import { reprocessProposal, runReprocess } from '../hub/terminology/reprocess';
 import { coverage, worklist } from '../hub/terminology/worklist';
 import { decideRule, listRules, proposeRule } from '../hub/recognition/rules';
 import { LOINC } from '../mappings/terminology/systems';
-import { listenApi, startTestHub, waitFor, type TestHub } from './support/hub';
+import { listenApi, startTestHub, type TestHub } from './support/hub';
+import { sendToWorker } from './support/results';
 
 const run = promisify(execFile);
 const LOCAL = 'urn:yilian:county:L';
@@ -55,10 +56,7 @@ afterAll(async () => {
 });
 
 async function send(patient: number, results: SimResult[]): Promise<void> {
-  const member = ensureMember(hub.config, 'county', () => undefined);
-  const text = simOru({ controlId: `GV-${++control}`, patient: simPatient(patient, 'G') }, results);
-  const stored = await hub.runtime.intake.receive({ member, channel: { id: 'lis', policy: { defaultCharset: 'UTF-8' }, ackMode: 'original' }, bytes: encodeAs(text, 'UTF-8') });
-  await waitFor(async () => (await hub.runtime.db.query<{ status: string }>(`SELECT status FROM raw_message WHERE id = $1`, [stored.rawId])).rows[0]!.status !== 'queued', 30_000, 'processing');
+  await sendToWorker(hub, 'county', simOru({ controlId: `GV-${++control}`, patient: simPatient(patient, 'G') }, results));
 }
 
 const glu = (value: string): SimResult => ({ code: 'GLU', name: '葡萄糖', value, unit: 'mmol/L', range: '3.9-6.1' });

@@ -6,8 +6,7 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureMember } from '../hub/config';
-import { encodeAs, simOru, simPatient } from '../cli/simulate';
+import { simOru, simPatient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
 import { diffVersions, exportConceptMaps, importConceptMaps, mapHistory, syncTerminology } from '../hub/terminology/versions';
 import { approve, listProposals, propose, reject, retire } from '../hub/terminology/workflow';
@@ -16,6 +15,7 @@ import { createReprocessJob, getReprocessJob, reprocessProposal, resumeStaleRepr
 import { coverage, worklist } from '../hub/terminology/worklist';
 import { LOINC, UNMAPPED_SOURCE_URL } from '../mappings/terminology/systems';
 import { startTestHub, waitFor, type TestHub } from './support/hub';
+import { sendToWorker } from './support/results';
 
 let hub: TestHub;
 let worker: PipelineWorker;
@@ -33,12 +33,7 @@ afterAll(async () => {
   await hub.close();
 });
 
-async function send(text: string): Promise<number> {
-  const member = ensureMember(hub.config, 'east', () => undefined);
-  const stored = await hub.runtime.intake.receive({ member, channel: { id: 'lis', policy: { defaultCharset: 'UTF-8' }, ackMode: 'original' }, bytes: encodeAs(text, 'UTF-8') });
-  await waitFor(async () => (await hub.runtime.db.query<{ status: string }>(`SELECT status FROM raw_message WHERE id = $1`, [stored.rawId])).rows[0]!.status !== 'queued', 30_000, 'processing');
-  return stored.rawId;
-}
+const send = (text: string) => sendToWorker(hub, 'east', text);
 
 const observationsOf = async (code: string) =>
   (

@@ -7,14 +7,14 @@
  * substance code is flagged the other way round.
  */
 import type { Server } from 'node:http';
-import { ensureMember } from '../hub/config';
-import { encodeAs, simOru, simPatient, type SimResult } from '../cli/simulate';
+import { simOru, simPatient, type SimResult } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
 import { syncTerminology } from '../hub/terminology/versions';
 import { approve, propose } from '../hub/terminology/workflow';
 import { coverage, unitConcentrationKind, unitMismatches, worklist } from '../hub/terminology/worklist';
 import { LOINC } from '../mappings/terminology/systems';
-import { listenApi, startTestHub, waitFor, type TestHub } from './support/hub';
+import { listenApi, startTestHub, type TestHub } from './support/hub';
+import { sendToWorker } from './support/results';
 
 const LOCAL = 'urn:yilian:county:L';
 const GOVERNANCE = 'governance-key-0123456789ab';
@@ -41,10 +41,7 @@ afterAll(async () => {
 
 /** One ORU per patient through intake and the pipeline worker; waits until the worker has processed it. */
 async function send(patient: number, results: SimResult[]): Promise<void> {
-  const member = ensureMember(hub.config, 'county', () => undefined);
-  const text = simOru({ controlId: `UF-${++control}`, patient: simPatient(patient, 'U') }, results);
-  const stored = await hub.runtime.intake.receive({ member, channel: { id: 'lis', policy: { defaultCharset: 'UTF-8' }, ackMode: 'original' }, bytes: encodeAs(text, 'UTF-8') });
-  await waitFor(async () => (await hub.runtime.db.query<{ status: string }>(`SELECT status FROM raw_message WHERE id = $1`, [stored.rawId])).rows[0]!.status !== 'queued', 30_000, 'processing');
+  await sendToWorker(hub, 'county', simOru({ controlId: `UF-${++control}`, patient: simPatient(patient, 'U') }, results));
 }
 
 const glu = (value: string): SimResult => ({ code: 'GLU', name: '葡萄糖', value, unit: 'mmol/L', range: '3.9-6.1' });

@@ -1,14 +1,14 @@
 /**
- * Results into the hub the way members send them, for the recognition tests: HL7 v2 messages
- * through the intake and the pipeline's stages (run here, in order, no queue), then the patient and
- * recognition indexes brought up to date.
+ * Results into the hub the way members send them, for the recognition and terminology tests: HL7 v2
+ * messages through the intake, then either the pipeline's stages run here (in order, no queue) and
+ * the patient and recognition indexes brought up to date, or a running worker awaited.
  */
-import type { MemberConfig } from '../../hub/config';
+import { ensureMember, type MemberConfig } from '../../hub/config';
 import { encodeAs } from '../../cli/simulate';
 import { runPipeline } from '../../pipeline/runner';
 import { syncPatientIndex } from '../../hub/mpi/sync';
 import { syncRecognitionIndex } from '../../hub/recognition/resultIndex';
-import type { TestHub } from './hub';
+import { waitFor, type TestHub } from './hub';
 
 export const LAB_CHANNEL = { id: 'his', policy: { defaultCharset: 'UTF-8' as const }, ackMode: 'original' as const };
 
@@ -21,4 +21,12 @@ export async function ingestResults(hub: TestHub, messages: Array<[string, strin
   }
   await syncPatientIndex(hub.runtime.db);
   await syncRecognitionIndex(hub.runtime.db);
+}
+
+/** One message of `memberId` (added to the config if new) through the intake on channel `lis`, awaited until a running worker has taken it out of `queued`. Returns its raw id. */
+export async function sendToWorker(hub: TestHub, memberId: string, text: string): Promise<number> {
+  const member = ensureMember(hub.config, memberId, () => undefined);
+  const stored = await hub.runtime.intake.receive({ member, channel: { id: 'lis', policy: { defaultCharset: 'UTF-8' }, ackMode: 'original' }, bytes: encodeAs(text, 'UTF-8') });
+  await waitFor(async () => (await hub.runtime.db.query<{ status: string }>(`SELECT status FROM raw_message WHERE id = $1`, [stored.rawId])).rows[0]!.status !== 'queued', 30_000, 'processing');
+  return stored.rawId;
 }
