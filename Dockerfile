@@ -31,6 +31,8 @@ COPY --from=build /app/dist ./dist
 # cannot start in the image.
 COPY mappings/conceptmaps ./mappings/conceptmaps
 COPY mappings/terminology/data ./mappings/terminology/data
+# The nickname list the patient index compares Latin given names with (hub/mpi/nicknames.ts), with its licence.
+COPY data ./data
 # The file-drop volume is mounted here; owned by `node` so a fresh named volume is writable
 # (the drop-folder channel creates <dir>, <dir>/archive and <dir>/error).
 RUN mkdir -p /var/lib/yilian/drop /etc/yilian \

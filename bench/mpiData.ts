@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pinyin } from 'pinyin-pro';
 import type { PersonRecord } from '../hub/mpi/features';
+import type { StatedIdentifier } from '../hub/mpi/identity';
 import { makeResidentId } from '../hub/mpi/residentId';
 import { seededRandom } from '../hub/seededRandom';
 
@@ -20,6 +21,8 @@ const toTraditional = OpenCC.Converter({ from: 'cn', to: 'tw' });
 export interface LabelledRecord extends PersonRecord {
   /** Ground truth: records with the same entity are the same person. */
   entity: string;
+  /** Identifiers as a member states them (type of table 0203, assigning authority): written into the message by bench/mpiRecords.ts. */
+  stated?: StatedIdentifier[];
 }
 
 /** ../shared/data/matching beside the checkout (found upwards: sources and dist/ sit at different depths). */

@@ -28,6 +28,7 @@ describe('parseConfig', () => {
       recognition: { accreditation: [], priceLists: [], currency: 'CNY' },
       feeds: { cost: { pseudonymKeyEnv: 'YILIAN_FEED_PSEUDONYM_KEY', intervalSeconds: 5, referralWindowDays: 30 } },
       governance: { fourEyes: true },
+      identity: { systems: [], custom: {}, memberCountries: {} },
     });
   });
 

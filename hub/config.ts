@@ -15,6 +15,8 @@ import { codingSystemAliasesSchema } from '../mappings/terminology/aliases';
 import { consoleConfigSchema } from './console/config';
 import { scopeSchema } from './scopes';
 import { recognitionConfigSchema } from './recognition/config';
+import { identityConfigSchema, useIdentityConfig } from './mpi/identity';
+import { clusterTarget, prefixProblem } from './redis';
 
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, _ . - (at most 64)');
 
@@ -200,11 +202,30 @@ export const jwtSchema = z
   })
   .refine((j) => !!(j.hs256SecretEnv || j.hs256SecretFile || j.publicKeys.length || j.jwksFile), { message: 'give a key: hs256SecretEnv, hs256SecretFile, publicKeys or jwksFile' });
 
+function validRedisUrl(url: string, ctx: z.RefinementCtx): void {
+  try {
+    clusterTarget(url);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: (error as Error).message });
+  }
+}
+
+/** A cluster's queue prefix must hold a hash tag; checked after REDIS_URL may have named a cluster. */
+function checkRedisPrefix(config: HubConfig): HubConfig {
+  const problem = config.redisUrl && prefixProblem(config.redisUrl, config.pipeline.queuePrefix);
+  if (problem) throw new HubError('invalid', `pipeline.queuePrefix: ${problem}`, 'pipeline.queuePrefix');
+  return config;
+}
+
 export const configSchema = z
   .object({
     members: z.array(memberSchema).default([]),
-    /** Overridden by REDIS_URL. Unset: the embedded redis-server the CLI starts (demo only). */
-    redisUrl: z.string().optional(),
+    /**
+     * Overridden by REDIS_URL. A single Redis (`redis://…`, `rediss://…`, a socket path) or a Redis
+     * Cluster, `redis+cluster://host:port,host:port,…` (then pipeline.queuePrefix needs a hash tag:
+     * hub/redis.ts, docs/scaling.md). Unset: the embedded redis-server the CLI starts (demo only).
+     */
+    redisUrl: z.string().min(1).superRefine(validRedisUrl).optional(),
     /** Overridden by DATABASE_URL. Unset: embedded PGlite in dataDir (demo only: no fsync). */
     databaseUrl: z.string().optional(),
     /** Embedded PGlite data and the embedded Redis socket live here. */
@@ -220,6 +241,13 @@ export const configSchema = z
       .prefault({}),
     /** The operations console: users (role, scrypt hash), session length, channel alert thresholds (hub/console/config.ts). Absent: defaults, no users. */
     console: consoleConfigSchema.optional(),
+    /**
+     * Identity systems for the patient index (hub/mpi/identity.ts, docs/mpi.md): which member
+     * authority and identifier type is which system (passport of a country, travel permit, SSN,
+     * medical insurance number…) over the built-in reading of table 0203, the site's own systems,
+     * and each member's country for phone numbers. Set for the process when the configuration is parsed.
+     */
+    identity: identityConfigSchema.prefault({}),
     /** Mutual recognition: labs' external-quality-assessment accreditation and members' versioned price lists (hub/recognition/config.ts, docs/recognition.md). */
     recognition: recognitionConfigSchema.prefault({}),
     /**
@@ -325,7 +353,8 @@ export function parseConfig(input: unknown): HubConfig {
     const path = issue.path.map(String).join('.') || '(root)';
     throw new HubError('invalid', `${path}: ${issue.message}`, path);
   }
-  return result.data;
+  useIdentityConfig(result.data.identity);
+  return checkRedisPrefix(result.data);
 }
 
 export interface LoadOptions {
@@ -353,7 +382,11 @@ export function loadConfig(options: LoadOptions = {}): HubConfig {
   }
   const config = parseConfig(raw ?? {});
   if (env.DATABASE_URL) config.databaseUrl = env.DATABASE_URL;
-  if (env.REDIS_URL) config.redisUrl = env.REDIS_URL;
+  if (env.REDIS_URL) {
+    clusterTarget(env.REDIS_URL); // a malformed cluster URL is refused here, naming it
+    config.redisUrl = env.REDIS_URL;
+    checkRedisPrefix(config);
+  }
   if (env.YILIAN_API_KEYS) config.api.keys.push(...parseKeyList(env.YILIAN_API_KEYS));
   return config;
 }

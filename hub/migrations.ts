@@ -5,12 +5,68 @@
  */
 import type { HubDb } from './sql';
 import { reprocessLeaseSql, terminologySchemaSql } from './terminology/schema';
-import { patientIndexChangesSql, patientIndexFollowSql, patientIndexSchemaSql, patientIndexSharedValuesSql, patientIndexWritesSql, patientIndexMergedSql } from './mpi/schema';
+import { patientIndexChangesSql, patientIndexFollowSql, patientIndexSchemaSql, patientIndexSharedValuesSql, patientIndexWritesSql, patientIndexMergedSql, patientIndexModelVersionSql, patientIndexRecordVersionSql } from './mpi/schema';
 import { recognitionSchemaSql } from './recognition/schema';
 import { DELETE_CONTAINER_REPORTS_SQL } from './recognition/resultIndex';
 import { costFeedSchemaSql } from './feeds/schema';
 import { sharedResourceSchemaSql } from './resources/schema';
 import { consoleSchemaSql } from './console/schema';
+
+/**
+ * Migration 18 (FHIR API, api/fhirHistory.ts and api/fhirPatientSearch.ts). Trigger bodies are on
+ * one line: the migration splitter cuts at a semicolon that ends a line.
+ */
+const fhirApiSchemaSql = `
+CREATE TABLE resource_history (
+  resource_type text NOT NULL,
+  id text NOT NULL,
+  version integer NOT NULL,
+  member_id text NOT NULL,
+  content jsonb NOT NULL,
+  raw_id bigint NOT NULL,
+  recorded_at timestamptz NOT NULL,
+  PRIMARY KEY (resource_type, id, version)
+);
+COMMENT ON TABLE resource_history IS 'The earlier versions of converted resources (FHIR vread and _history; the current version is the resource row): each row a resource had before an update replaced it, written by the resource_versioned trigger. Versions replaced before this table existed were not kept. Never updated.';
+
+CREATE FUNCTION resource_versioned() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO resource_history (resource_type, id, version, member_id, content, raw_id, recorded_at) SELECT resource_type, id, version, member_id, content, raw_id, updated_at FROM replaced ON CONFLICT DO NOTHING; RETURN NULL; END $$;
+CREATE TRIGGER resource_versioned AFTER UPDATE ON resource REFERENCING OLD TABLE AS replaced FOR EACH STATEMENT EXECUTE FUNCTION resource_versioned();
+COMMENT ON TRIGGER resource_versioned ON resource IS 'Keeps the version an update replaces, whoever writes (the merge stage''s upsert included): one multi-row insert per statement, nothing for a statement that only inserts new resources.';
+
+CREATE TABLE golden_version (
+  golden_id text NOT NULL,
+  version integer NOT NULL,
+  state text NOT NULL,
+  merged_into text,
+  survivor jsonb NOT NULL,
+  recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (golden_id, version)
+);
+COMMENT ON TABLE golden_version IS 'Versions of a golden patient as the FHIR API serves them (meta.versionId, vread, _history): one row each time its survivorship demographics, state or merge target change, written by triggers on mpi_golden. Links to source records are not versioned (a past version is shown with today''s links). Golden patients existing before this table start at version 1.';
+INSERT INTO golden_version (golden_id, version, state, merged_into, survivor, recorded_at) SELECT id, 1, state, merged_into, survivor, updated_at FROM mpi_golden;
+
+CREATE TABLE fhir_patient_term (
+  golden_id text NOT NULL,
+  kind text NOT NULL CHECK (kind IN ('name', 'family', 'given', 'address')),
+  term text NOT NULL,
+  PRIMARY KEY (golden_id, kind, term)
+);
+COMMENT ON TABLE fhir_patient_term IS 'Searchable text of each golden patient for FHIR Patient search (name, family, given, address), one row per form: lower-case, accents stripped, Hanzi in simplified form and toneless pinyin with and without spaces. Computed in TypeScript (pinyin) by api/fhirPatientSearch.ts for the goldens listed in fhir_patient_search_stale, before each search that needs it.';
+CREATE INDEX fhir_patient_term_prefix ON fhir_patient_term (kind, term text_pattern_ops);
+COMMENT ON INDEX fhir_patient_term_prefix IS 'Prefix search (name=ouyang: term LIKE ''ouyang%'') as an index range, whatever the number of patients.';
+
+CREATE TABLE fhir_patient_search_stale (golden_id text PRIMARY KEY);
+COMMENT ON TABLE fhir_patient_search_stale IS 'Golden patients whose fhir_patient_term rows are missing or out of date: filled by the mpi_golden triggers, emptied by the FHIR API as it recomputes them.';
+INSERT INTO fhir_patient_search_stale (golden_id) SELECT id FROM mpi_golden;
+
+CREATE FUNCTION golden_inserted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO golden_version (golden_id, version, state, merged_into, survivor) VALUES (NEW.id, 1, NEW.state, NEW.merged_into, NEW.survivor) ON CONFLICT DO NOTHING; INSERT INTO fhir_patient_search_stale (golden_id) VALUES (NEW.id) ON CONFLICT DO NOTHING; RETURN NULL; END $$;
+CREATE TRIGGER golden_inserted AFTER INSERT ON mpi_golden FOR EACH ROW EXECUTE FUNCTION golden_inserted();
+COMMENT ON TRIGGER golden_inserted ON mpi_golden IS 'A new golden patient: its version 1, and its FHIR search text to compute. Row-level: a statement-level trigger joining the transition tables made the patient index''s bulk sync three times slower (bench/mpiScale.ts, 100k records).';
+
+CREATE FUNCTION golden_updated() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO golden_version (golden_id, version, state, merged_into, survivor) SELECT NEW.id, coalesce(max(v.version), 0) + 1, NEW.state, NEW.merged_into, NEW.survivor FROM golden_version v WHERE v.golden_id = NEW.id ON CONFLICT DO NOTHING; IF NEW.survivor IS DISTINCT FROM OLD.survivor THEN INSERT INTO fhir_patient_search_stale (golden_id) VALUES (NEW.id) ON CONFLICT DO NOTHING; END IF; RETURN NULL; END $$;
+CREATE TRIGGER golden_updated AFTER UPDATE ON mpi_golden FOR EACH ROW WHEN ((OLD.survivor, OLD.state, OLD.merged_into) IS DISTINCT FROM (NEW.survivor, NEW.state, NEW.merged_into)) EXECUTE FUNCTION golden_updated();
+COMMENT ON TRIGGER golden_updated ON mpi_golden IS 'A golden patient whose demographics, state or merge target changed: a new version, and (demographics) its FHIR search text to recompute. The WHEN clause keeps the trigger out of updates that change nothing it records.';
+`;
 
 interface Migration {
   id: number;
@@ -270,6 +326,21 @@ COMMENT ON INDEX raw_message_fix_fix IS 'A message page shows which original a f
     // The sync applies the rule from now on (hub/recognition/resultIndex.ts); rows it derived before
     // would otherwise stay until their report changes, and be listed, reported and priced as results.
     sql: `${DELETE_CONTAINER_REPORTS_SQL};\n`,
+  },
+  {
+    id: 18,
+    name: 'FHIR API: resource versions (vread, _history), golden patient versions, golden patient search text',
+    sql: fhirApiSchemaSql,
+  },
+  {
+    id: 19,
+    name: 'master patient index: a version number of the stored match model (every process reloads it when it moves)',
+    sql: patientIndexModelVersionSql,
+  },
+  {
+    id: 20,
+    name: 'master patient index: the version of the record each source was matched with (a full sync re-derives older ones)',
+    sql: patientIndexRecordVersionSql,
   },
 ];
 

@@ -416,9 +416,9 @@ test('a registration desk\'s placeholder phone and address link no strangers; th
   expect(phone.tf).toBeGreaterThan(0.1);
   expect(phone.weight).toBeLessThan(3);
   const counts = async () =>
-    (await hub.runtime.db.query<{ field: string; people: number }>(`SELECT field, people FROM mpi_shared_value WHERE value IN ('13800138000') OR field = '#backfill' ORDER BY field`)).rows;
+    (await hub.runtime.db.query<{ field: string; people: number }>(`SELECT field, people FROM mpi_shared_value WHERE value IN ('+8613800138000') OR field = '#backfill' ORDER BY field`)).rows;
   const before = await counts();
-  // 24 + 刘芳 + 林芳 (the second 刘芳 is the same person by name).
+  // 24 + 刘芳 + 林芳 (the second 刘芳 is the same person by name); phones are counted as the matcher compares them, in E.164.
   expect(before).toEqual([{ field: 'phone', people: 26 }]);
   // A hub upgraded from before the counts existed: migration 14 leaves a marker; the next sync counts every indexed source.
   for (const sql of [`DELETE FROM mpi_shared_person`, `DELETE FROM mpi_shared_value`, `INSERT INTO mpi_shared_value (field, value, people) VALUES ('#backfill', '', 0)`]) await hub.runtime.db.query(sql);

@@ -5,6 +5,11 @@
  */
 import { isRealDate, parseResidentId, type ResidentId } from './residentId';
 import { hasHan, normaliseName, soundKey } from './names';
+import { decodeIdentity, type Identity } from './identity';
+import { normalisePhone } from './phones';
+import { addressKey } from './addresses';
+import { aliasesOf } from './nicknames';
+import { hasOtherScript } from './scripts';
 
 /** A person as one source describes them (HL7 PID, FHIR Patient, or a test set's row). */
 export interface PersonRecord {
@@ -20,8 +25,14 @@ export interface PersonRecord {
   address?: string;
   city?: string;
   postcode?: string;
-  /** Another national number with no check digit (FEBRL's soc_sec_id). */
+  /** Another national number with no check digit (FEBRL's soc_sec_id): an identity of system `other`. */
   otherId?: string;
+  /** Identities other than the resident ID (hub/mpi/identity.ts `encodeIdentity`: `system|value`). */
+  identities?: string[];
+  /** Generational suffix (jr, sr, ii, iii, iv), from XPN-4 / HumanName.suffix or the end of the name. */
+  suffix?: string;
+  /** The member's country (ISO alpha-2): phone numbers without a country code are read in it (default CN). */
+  country?: string;
 }
 
 export interface PersonFeatures {
@@ -42,12 +53,34 @@ export interface PersonFeatures {
   address?: string;
   city?: string;
   postcode?: string;
+  /** The first identity as `system|value` (its shared-value count, hub/mpi/sharedValues.ts). */
   otherId?: string;
+  /** Every identity (other than the resident ID), `other` for a number of unknown kind. */
+  ids?: Identity[];
+  /** Generational suffix: jr / sr / ii / iii / iv (2nd → ii, 3rd → iii). */
+  suffix?: string;
+  /** The name was written in a script other than Latin and Han (transliterated: compared by skeleton too). */
+  translit: boolean;
+  /** Street + number + city (hub/mpi/addresses.ts), for blocking. */
+  addressKey?: string;
+}
+
+/** A generational suffix at the end of a Latin name part: Smith Jr., John III. */
+const SUFFIX = /[\s,]+(jr|jnr|junior|sr|snr|senior|ii|iii|iv|2nd|3rd|4th)\.?$/i;
+const SUFFIXES: Record<string, string> = { jr: 'jr', jnr: 'jr', junior: 'jr', sr: 'sr', snr: 'sr', senior: 'sr', ii: 'ii', '2nd': 'ii', iii: 'iii', '3rd': 'iii', iv: 'iv', '4th': 'iv' };
+
+function splitSuffix(name: string | undefined): [string | undefined, string | undefined] {
+  if (!name) return [name, undefined];
+  const m = SUFFIX.exec(name.trim());
+  return m ? [name.trim().slice(0, m.index), SUFFIXES[m[1]!.toLowerCase()]] : [name, undefined];
 }
 
 export function featuresOf(record: PersonRecord): PersonFeatures {
-  const family = normaliseName(record.family);
-  const given = normaliseName(record.given);
+  const [familyText, familySuffix] = splitSuffix(record.family);
+  const [givenText, givenSuffix] = splitSuffix(record.given);
+  const suffix = record.suffix ? (SUFFIXES[record.suffix.toLowerCase().replace(/[^a-z0-9]/g, '')] ?? undefined) : (givenSuffix ?? familySuffix);
+  const family = normaliseName(familyText);
+  const given = normaliseName(givenText);
   const birth = normaliseDate(record.birthDate);
   const sex = normaliseSex(record.sex);
   // A resident ID typed into the phone field (a common slip at registration desks) is read as one.
@@ -61,6 +94,10 @@ export function featuresOf(record: PersonRecord): PersonFeatures {
   // An ID whose birth date or sex contradicts the record is someone else's (a newborn registered
   // under a parent's number) or mistyped: weak evidence only.
   const ridStrong = !!rid?.valid && (!birth || birth === rid.birthDate) && (!sex || sex === rid.sex);
+  const ids: Identity[] = (record.identities ?? []).map(decodeIdentity);
+  const other = record.otherId?.replace(/\s/g, '');
+  if (other) ids.push({ system: 'other', value: other, valid: true });
+  const address = normaliseText(record.address);
   return {
     id: record.id,
     family,
@@ -72,12 +109,16 @@ export function featuresOf(record: PersonRecord): PersonFeatures {
     sex: sex ?? (rid?.valid ? rid.sex : undefined),
     rid,
     ridStrong,
-    phone: normalisePhone(phone),
+    phone: normalisePhone(phone, record.country),
     email: record.email?.trim().toLowerCase() || undefined,
-    address: normaliseText(record.address),
+    address,
     city: normaliseText(record.city),
     postcode: record.postcode?.replace(/\s/g, '') || undefined,
-    otherId: record.otherId?.replace(/\s/g, '') || undefined,
+    otherId: ids.length ? `${ids[0]!.system}|${ids[0]!.value}` : undefined,
+    ...(ids.length ? { ids } : {}),
+    ...(suffix ? { suffix } : {}),
+    translit: hasOtherScript(`${record.family ?? ''}${record.given ?? ''}`),
+    addressKey: address ? addressKey(record.address, record.city ?? record.postcode) : undefined,
   };
 }
 
@@ -93,13 +134,6 @@ function normaliseSex(value: string | undefined): 'M' | 'F' | undefined {
   if (v === 'm' || v === 'male' || v === '1' || v === '男') return 'M';
   if (v === 'f' || v === 'female' || v === '2' || v === '女') return 'F';
   return undefined;
-}
-
-/** Mainland numbers: the last 11 digits of a mobile (country code and separators dropped), else all digits. */
-function normalisePhone(value: string | undefined): string | undefined {
-  const digits = value?.replace(/\D/g, '');
-  if (!digits || digits.length < 6) return undefined;
-  return digits.length > 11 ? digits.slice(-11) : digits;
 }
 
 function normaliseText(value: string | undefined): string | undefined {
@@ -132,8 +166,10 @@ export function blockingKeys(f: PersonFeatures): string[] {
     keys.push(`fg:${f.familySound}|${f.givenSound}`);
     keys.push(`fg:${f.givenSound}|${f.familySound}`);
   }
+  // Latin given names also under each of their aliases (Robert / Bob): a nickname meets its name.
+  if (f.familySound && f.givenSound && !f.han) for (const alias of aliasesOf(f.givenSound)) keys.push(`fa:${f.familySound}|${alias < f.givenSound ? `${alias}|${f.givenSound}` : `${f.givenSound}|${alias}`}`);
   if (f.phone) keys.push(`ph:${f.phone}`);
-  if (f.otherId) keys.push(`oid:${f.otherId}`);
+  for (const id of f.ids ?? []) if (id.value.length >= 4) keys.push(`oid:${id.system.split(':')[0]}|${id.value}`);
   if (f.email) keys.push(`em:${f.email}`);
   if (b && f.postcode) keys.push(`pb:${f.postcode}|${b.slice(0, 4)}`);
   if (f.familySound && f.postcode) keys.push(`fp:${f.familySound}|${f.postcode}`);
@@ -146,5 +182,9 @@ export function blockingKeys(f: PersonFeatures): string[] {
   // the 1,000,000 generated records a birth date has 31 holders on average: strangers to score for
   // every record (the 1M sync, run after run: 576.1 s → 433.4 s, the same links).
   if (f.birth && !f.han) keys.push(`b:${f.birth}`);
+  // Street + number + city: people at one address whose names and birth dates both changed (an
+  // initial for a given name and a mistyped date). Only without Hanzi names, like the birth-date
+  // key: Hanzi names meet on their sound keys, and the generated addresses hold 5–21 people at 1M.
+  if (f.addressKey && !f.han) keys.push(`ad:${f.addressKey}`);
   return [...new Set(keys)];
 }

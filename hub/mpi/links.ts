@@ -8,7 +8,7 @@ import { BlockCache } from './blockCache';
 import type { PersonRecord } from './features';
 import { refreshGolden } from './golden';
 import { populationModel } from './model';
-import { recordOfSource, SOURCE_SELECT, type SourceRow } from './sourceRecord';
+import { RECORD_VERSION, recordOfSource, SOURCE_SELECT, type SourceRow } from './sourceRecord';
 import { BLOCK_CAP, finishRun, LOCK, lockIndex, matchSource, type MatchRun } from './matchRun';
 import { matchNewSources } from './newSources';
 
@@ -37,7 +37,7 @@ export async function linkSourcePatients(db: HubDb, memberId: string, mrns: stri
 const INDEXED_SELECT = `${SOURCE_SELECT.replace(
   'FROM source_patient sp',
   `, s.record AS indexed_record, s.patient_resource_id AS indexed_resource, s.event_time AS indexed_event_time,
-     s.source_updated_at >= sp.updated_at AS current, l.golden_id,
+     s.source_updated_at >= sp.updated_at AND s.record_version >= ${RECORD_VERSION} AS current, l.golden_id,
      (SELECT count(*)::int FROM mpi_link m WHERE m.golden_id = l.golden_id AND m.state = 'MATCH') AS golden_sources
     FROM source_patient sp
     LEFT JOIN mpi_source s ON s.member_id = sp.member_id AND s.mrn = sp.mrn
@@ -72,7 +72,7 @@ async function followUnchanged(db: HubDb, memberId: string, mrn: string): Promis
   // concurrent refreshes of one golden patient take turns and the last one sees every source.
   const follow = (sql: Sql) =>
     sql.query(
-      `UPDATE mpi_source s SET event_time = sp.event_time, source_updated_at = sp.updated_at, patient_resource_id = coalesce($3, s.patient_resource_id)
+      `UPDATE mpi_source s SET event_time = sp.event_time, source_updated_at = sp.updated_at, patient_resource_id = coalesce($3, s.patient_resource_id), record_version = ${RECORD_VERSION}
          FROM source_patient sp WHERE sp.member_id = s.member_id AND sp.mrn = s.mrn AND s.member_id = $1 AND s.mrn = $2`,
       [memberId, mrn, resourceId],
       'mpi_follow_source',
@@ -116,6 +116,11 @@ async function matchChanged(db: HubDb, memberId: string, mrn: string, actor: str
 
 function sameRecord(a: PersonRecord, b: PersonRecord): boolean {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-  for (const k of keys) if ((a as unknown as Record<string, unknown>)[k] !== (b as unknown as Record<string, unknown>)[k]) return false;
+  for (const k of keys) {
+    const x = (a as unknown as Record<string, unknown>)[k];
+    const y = (b as unknown as Record<string, unknown>)[k];
+    // identities: a sorted list of strings
+    if (Array.isArray(x) && Array.isArray(y) ? x.length !== y.length || x.some((v, i) => v !== y[i]) : x !== y) return false;
+  }
   return true;
 }

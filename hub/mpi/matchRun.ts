@@ -14,7 +14,7 @@ import { blockingKeys, featuresOf, type PersonFeatures, type PersonRecord } from
 import { bridgedGoldens, decide, mayJoin, scorePair, type Candidate, type MatchDecision, type MatchModel } from './matcher';
 import { carriersOf, countSharedValues, withSharedCounts, type CrossedValue } from './sharedValues';
 import { createGolden, history, mergeGolden, refreshGoldens, retireEmpty, setLink, type LinkMode, type LinkState } from './golden';
-import { recordOfSource, SOURCE_SELECT, type SourceRow } from './sourceRecord';
+import { RECORD_VERSION, recordOfSource, SOURCE_SELECT, type SourceRow } from './sourceRecord';
 
 export const LOCK = 7317005;
 const MAX_CANDIDATES = 500;
@@ -84,10 +84,10 @@ async function relinkSource(tx: Sql, model: MatchModel, row: SourceRow, record: 
   const { actor, summary, touched } = run;
   run.crossed.push(...(await countSharedValues(tx, [features])));
   await tx.query(
-    `INSERT INTO mpi_source (member_id, mrn, record, block_keys, patient_resource_id, event_time, source_updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)
+    `INSERT INTO mpi_source (member_id, mrn, record, block_keys, patient_resource_id, event_time, source_updated_at, record_version)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, ${RECORD_VERSION})
      ON CONFLICT (member_id, mrn) DO UPDATE SET record = excluded.record, block_keys = excluded.block_keys, patient_resource_id = coalesce(excluded.patient_resource_id, mpi_source.patient_resource_id),
-       event_time = excluded.event_time, source_updated_at = excluded.source_updated_at, matched_at = clock_timestamp()`,
+       event_time = excluded.event_time, source_updated_at = excluded.source_updated_at, matched_at = clock_timestamp(), record_version = excluded.record_version`,
     // source_updated_at as read, to the microsecond (as in writeNewSources): a row changed since stays dirty and is matched again.
     [row.member_id, row.mrn, JSON.stringify(record), keys, row.patient?.id ?? null, row.event_time, row.updated_text],
   );

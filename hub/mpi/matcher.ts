@@ -15,6 +15,9 @@
  */
 import { editDistance, jaroWinkler } from './names';
 import { blockingKeys, type PersonFeatures } from './features';
+import { checked, identityTable, sameSystem } from './identity';
+import { areAliases } from './nicknames';
+import { sameSkeleton } from './scripts';
 import { seededRandom } from '../seededRandom';
 
 export type FieldName = 'family' | 'given' | 'birth' | 'sex' | 'rid' | 'phone' | 'email' | 'address' | 'city' | 'postcode' | 'otherId';
@@ -81,10 +84,20 @@ function simpleLevel(a: string | undefined, b: string | undefined, close: (x: st
   return close(a, b) ? 1 : 2;
 }
 
-/** Family and given name compared together: a swapped order or a split compound surname (欧阳|娜 vs 欧|阳娜) counts as the same sound. */
+/**
+ * Family and given name compared together: a swapped order or a split compound surname (欧阳|娜 vs
+ * 欧|阳娜) counts as the same sound; so do a Latin given name and its alias (Robert / Bob, from
+ * data/nicknames), and, when either name was written in another script, names whose consonant
+ * skeletons agree (محمد → mhmd / Mohammed, Дмитрий / Dmitry).
+ */
 function nameLevels(a: PersonFeatures, b: PersonFeatures): [number | null, number | null] {
-  const family = nameLevel(a.family, b.family, a.familySound, b.familySound);
-  const given = nameLevel(a.given, b.given, a.givenSound, b.givenSound);
+  let family = nameLevel(a.family, b.family, a.familySound, b.familySound);
+  let given = nameLevel(a.given, b.given, a.givenSound, b.givenSound);
+  if (given !== null && given >= 2 && !a.han && !b.han && areAliases(a.givenSound!, b.givenSound!)) given = 1;
+  if (a.translit || b.translit) {
+    if (family !== null && family >= 2 && sameSkeleton(a.familySound!, b.familySound!)) family = 1;
+    if (given !== null && given >= 2 && sameSkeleton(a.givenSound!, b.givenSound!)) given = 1;
+  }
   if ((family ?? 0) <= 1 && (given ?? 0) <= 1) return [family, given];
   if (a.familySound && a.givenSound && b.familySound && b.givenSound) {
     const swapped = a.familySound === b.givenSound && a.givenSound === b.familySound;
@@ -98,6 +111,12 @@ function nameLevels(a: PersonFeatures, b: PersonFeatures): [number | null, numbe
     if (Math.min(x, y) <= 1 && Math.max(x, y) <= 3 && (family ?? 4) + (given ?? 4) > 5) return x <= y ? [2, 3] : [3, 2];
   }
   return [family, given];
+}
+
+/** The street and number of an address key (without its city: a city spelt otherwise is the same address). */
+function streetOf(key: string): string {
+  const bar = key.indexOf('|');
+  return bar < 0 ? key : key.slice(0, bar);
 }
 
 export const comparisons: Comparison[] = [
@@ -142,6 +161,9 @@ export const comparisons: Comparison[] = [
       if (!a.address || !b.address) return null;
       if (a.address === b.address) return 0;
       const jw = jaroWinkler(a.address, b.address);
+      // Another house number on the same street (文一路12号 / 文一路76号, 4812 / 4621 Oak Road) is
+      // another address, however alike the text: at best similar.
+      if (a.addressKey && b.addressKey && streetOf(a.addressKey) !== streetOf(b.addressKey)) return jw >= 0.8 ? 2 : 3;
       return jw >= 0.92 ? 1 : jw >= 0.8 ? 2 : 3;
     },
     // "Close" too: the desk's address typed with and without the province is still the desk's.
@@ -152,13 +174,22 @@ export const comparisons: Comparison[] = [
   { field: 'city', levels: ['same', 'close', 'different'], level: (a, b) => simpleLevel(a.city, b.city, (x, y) => jaroWinkler(x, y) >= 0.88), tf: (f) => f.city, tfLevels: [0], tfMode: 'rare' },
   { field: 'postcode', levels: ['same', 'one digit off', 'different'], level: (a, b) => simpleLevel(a.postcode, b.postcode, (x, y) => editDistance(x, y, 1) <= 1) },
   {
+    // Every identity of the two records in a common system (hub/mpi/identity.ts): the closest pair.
     field: 'otherId',
     levels: ['same', 'one character off', 'two characters off', 'different'],
     level: (a, b) => {
-      if (!a.otherId || !b.otherId) return null;
-      if (a.otherId === b.otherId) return 0;
-      const d = editDistance(a.otherId, b.otherId, 2);
-      return d <= 1 ? 1 : d === 2 ? 2 : 3;
+      if (!a.ids || !b.ids) return null;
+      let best: number | null = null;
+      for (const x of a.ids) {
+        for (const y of b.ids) {
+          if (!sameSystem(x.system, y.system)) continue;
+          if (x.value === y.value) return 0;
+          const d = editDistance(x.value, y.value, 2);
+          const level = d <= 1 ? 1 : d === 2 ? 2 : 3;
+          if (best === null || level < best) best = level;
+        }
+      }
+      return best;
     },
     tf: (f) => f.otherId,
     tfLevels: [0],
@@ -296,7 +327,21 @@ export interface PairScore {
   probability: number;
   fields: FieldScore[];
   /** A deterministic rule that decided (or capped) the outcome. */
-  rule?: 'resident-id' | 'resident-id-conflict' | 'twin-guard' | 'household-guard' | 'name-conflict' | 'surname-conflict' | 'given-name-conflict' | 'sex-conflict' | 'birth-conflict';
+  rule?:
+    | 'resident-id'
+    | 'resident-id-conflict'
+    | 'identifier'
+    | 'identifier-conflict'
+    | 'identifier-differs'
+    | 'generation-conflict'
+    | 'twin-guard'
+    | 'household-guard'
+    | 'name-conflict'
+    | 'surname-conflict'
+    | 'given-name-conflict'
+    | 'sex-conflict'
+    | 'birth-conflict'
+    | 'name-only';
   outcome: Outcome;
 }
 
@@ -420,13 +465,34 @@ function score(model: MatchModel, a: PersonFeatures, b: PersonFeatures, explain:
   const birth = levelOf('birth');
   let outcome: Outcome = weight >= model.matchThreshold ? 'MATCH' : weight >= model.reviewThreshold ? 'POSSIBLE_MATCH' : 'NO_MATCH';
   let rule: PairScore['rule'];
+  const ids = identityEvidence(a, b);
   if (rid === 4) {
     // Two valid, different resident IDs that each agree with their record: two people (twins too).
     outcome = 'NO_MATCH';
     rule = 'resident-id-conflict';
-  } else if (rid === 0 && family !== null && family <= 2 && (given === null || given <= 3)) {
+  } else if (ids.conflict === 'lifelong') {
+    // Two different values of a number kept for life, both passing its check character (the
+    // foreigner's permanent residence ID, a medical insurance number): two people.
+    outcome = 'NO_MATCH';
+    rule = 'identifier-conflict';
+  } else if (a.suffix && b.suffix && a.suffix !== b.suffix) {
+    // John Smith Jr / John Smith Sr (II / III): father and son, often at one address and phone.
+    outcome = 'NO_MATCH';
+    rule = 'generation-conflict';
+  } else if (rid === 0 && family !== null && family <= 2 && (given === null || given <= 3) && !ids.conflict) {
     outcome = 'MATCH';
     rule = 'resident-id';
+  } else if (ids.conflict === 'renewable' && !ids.agrees) {
+    // Two different passports (travel permits, licences; SSNs, which have no check) of one issuer and no number of another
+    // system in common (an SSN that agrees says: a renewed passport): a renewed document or two
+    // people; the weight counts the difference against, and a person decides at best.
+    if (outcome === 'MATCH') outcome = 'POSSIBLE_MATCH';
+    rule = 'identifier-differs';
+  } else if (ids.agrees && levelOf('otherId') === 0 && family !== null && family <= 2 && (given === null || given <= 3) && (birth === null || birth <= 3)) {
+    // The same valid value in a system that is one per person (passport of one country, travel
+    // permit, SSN, foreigner's permanent residence ID) with the family name agreeing.
+    outcome = 'MATCH';
+    rule = 'identifier';
   } else if (outcome !== 'NO_MATCH' && family !== null && family <= 1 && birth === 0 && given !== null && (given === 4 || (given === 3 && a.han && b.han)) && !sharesIdentifier(levelOf)) {
     // Same family, same birth date, different given names (in Hanzi even merely similar ones:
     // 小红 / 小兰) and no identifier in common: twins look like this. Never auto-link; of different
@@ -469,12 +535,69 @@ function score(model: MatchModel, a: PersonFeatures, b: PersonFeatures, explain:
     // address) never link on their own; a person decides.
     outcome = 'POSSIBLE_MATCH';
     rule = 'birth-conflict';
+  } else if (outcome !== 'NO_MATCH' && !agreesBeyondName(levelOf)) {
+    // Only the name agrees (Robert Smith / Robert Smith, one record with name and e-mail only):
+    // a rare name weighs enough to pass the threshold, but a name is not a person — a person
+    // decides; a name that does not even weigh that much (Ольга Волкова) is a namesake.
+    outcome = outcome === 'MATCH' ? 'POSSIBLE_MATCH' : 'NO_MATCH';
+    rule = 'name-only';
   }
   return { weight: round(weight), probability, ...(fields ? { fields } : {}), outcome, ...(rule ? { rule } : {}) };
 }
 
 /** The birth-date level "different" (the last one). */
 const BIRTH_DIFFERENT = 5;
+
+/**
+ * Evidence of the two records' identities (hub/mpi/identity.ts) beyond the weight: `agrees`, a
+ * valid value of a system that is one per person is the same on both; `conflict`, a system both
+ * state with valid values that differ by more than a typo (two characters or more) and no value
+ * of it in common — `lifelong` if a person keeps it for life and both values pass its check
+ * character (hub/mpi/identity.ts `checked`), else `renewable` (at most review).
+ */
+const NO_IDENTITY_EVIDENCE: { agrees: boolean; conflict?: 'lifelong' | 'renewable' } = Object.freeze({ agrees: false });
+
+function identityEvidence(a: PersonFeatures, b: PersonFeatures): { agrees: boolean; conflict?: 'lifelong' | 'renewable' } {
+  // (scored tens of millions of times in a bulk sync: no allocation when there is nothing to compare)
+  if (!a.ids || !b.ids) return NO_IDENTITY_EVIDENCE;
+  const table = identityTable();
+  let agrees = false;
+  let conflict: 'lifelong' | 'renewable' | undefined;
+  const differing = new Set<string>();
+  const same = new Set<string>();
+  for (const x of a.ids) {
+    for (const y of b.ids) {
+      if (!sameSystem(x.system, y.system)) continue;
+      const system = table.system(x.system);
+      const base = x.system.split(':')[0]!;
+      if (x.value === y.value) {
+        same.add(base);
+        if (system.unique && x.valid && y.valid) agrees = true;
+      } else if (system.unique && x.valid && y.valid && editDistance(x.value, y.value, 2) >= 2) {
+        differing.add(`${base}\u0000${system.lifelong && checked(x) && checked(y) ? 'lifelong' : 'renewable'}`);
+      }
+    }
+  }
+  for (const d of differing) {
+    const [base, kind] = d.split('\u0000') as [string, 'lifelong' | 'renewable'];
+    if (same.has(base)) continue; // an old and a new passport, one of them on both records
+    if (kind === 'lifelong' || !conflict) conflict = kind;
+  }
+  return conflict ? { agrees, conflict } : { agrees };
+}
+
+/**
+ * Anything but the name agrees: birth date (to within a month), an identifier, phone, e-mail
+ * (exactly: a close one, john.smith12 / john.smith83, is what two John Smiths have), address
+ * (close), postcode. Sex and city are shared by too many to count.
+ */
+function agreesBeyondName(levelOf: (field: FieldName) => number | null | undefined): boolean {
+  const at = (field: FieldName, most: number) => {
+    const level = levelOf(field);
+    return level !== null && level !== undefined && level <= most;
+  };
+  return at('birth', 3) || at('rid', 2) || at('otherId', 2) || at('phone', 1) || at('email', 0) || at('address', 1) || at('postcode', 0);
+}
 
 /** An identifier agrees: a strong resident ID, another national number, or e-mail (a weak resident ID may be a parent's). */
 function sharesIdentifier(levelOf: (field: FieldName) => number | null | undefined): boolean {
@@ -508,8 +631,8 @@ export function decide(model: MatchModel, record: PersonFeatures, candidates: Ca
   const vetoed = new Set<string>();
   for (const c of candidates) {
     const s = score(model, record, c.features, false);
-    // One source of a golden record with a different valid resident ID vetoes that golden record.
-    if (s.rule === 'resident-id-conflict') vetoed.add(c.goldenId);
+    // One source of a golden record with a different valid resident ID (or another lifelong number, or another generation) vetoes that golden record.
+    if (s.rule === 'resident-id-conflict' || s.rule === 'identifier-conflict' || s.rule === 'generation-conflict') vetoed.add(c.goldenId);
     const prev = perGolden.get(c.goldenId);
     const r = rank(s);
     if (!prev || r > prev.rank) perGolden.set(c.goldenId, { rank: r, outcome: s.outcome, candidate: c.features });
@@ -531,7 +654,7 @@ export function decide(model: MatchModel, record: PersonFeatures, candidates: Ca
 const IDENTITY_FIELDS = new Set<FieldName>(['family', 'given', 'birth', 'sex', 'rid']);
 
 /** Rules that say two records are (or may be) two people, whatever their weight. */
-const GUARD_RULES = new Set<PairScore['rule']>(['resident-id-conflict', 'twin-guard', 'household-guard', 'name-conflict', 'surname-conflict', 'given-name-conflict', 'sex-conflict', 'birth-conflict']);
+const GUARD_RULES = new Set<PairScore['rule']>(['resident-id-conflict', 'identifier-conflict', 'identifier-differs', 'generation-conflict', 'twin-guard', 'household-guard', 'name-conflict', 'surname-conflict', 'given-name-conflict', 'sex-conflict', 'birth-conflict']);
 
 /**
  * Other golden patients a record links across (a bridge): it matched them as well as the one it

@@ -5,6 +5,7 @@
  * l/n → u, so LV / LU / LYU / LÜ all give `lu`). Caches both conversions: names repeat. Pure.
  */
 import { pinyin } from 'pinyin-pro';
+import { toLatin } from './scripts';
 
 // opencc-js types are ESM-only declarations; its CommonJS build is what `require` loads.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -20,12 +21,12 @@ export function hasHan(text: string): boolean {
   return HAN.test(text);
 }
 
-/** Simplified Hanzi, whitespace and punctuation removed; Latin text lower-cased. */
+/** Simplified Hanzi, whitespace and punctuation removed; Latin text lower-cased; other scripts transliterated to Latin first (hub/mpi/scripts.ts). */
 export function normaliseName(text: string | undefined): string | undefined {
   if (!text) return undefined;
   const trimmed = text.normalize('NFKC').trim();
   if (!trimmed) return undefined;
-  if (!hasHan(trimmed)) return foldLatin(trimmed) || undefined;
+  if (!hasHan(trimmed)) return foldLatin(toLatin(trimmed)) || undefined;
   let out: string | undefined = simplifiedCache.get(trimmed);
   if (out === undefined) {
     out = toSimplifiedTw(toSimplifiedHk(trimmed)).replace(/[\s·・.,，、\-]/g, '');

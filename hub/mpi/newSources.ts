@@ -10,7 +10,7 @@ import { blockingKeys, featuresOf, type PersonFeatures, type PersonRecord } from
 import { bridgedGoldens, decide, type Candidate, type MatchModel } from './matcher';
 import { BULK_RECORDS, countSharedValues, withSharedCounts } from './sharedValues';
 import { survivorship } from './survivorship';
-import { recordOfSource, type SourceRow } from './sourceRecord';
+import { RECORD_VERSION, recordOfSource, type SourceRow } from './sourceRecord';
 import { BLOCK_CAP, explain, type MatchRun } from './matchRun';
 
 /** A source patient new to the index, as its bulk matching carries it. */
@@ -153,8 +153,8 @@ export function writeNewSources(tx: Sql, scored: ScoredSources, run: MatchRun): 
        INSERT INTO mpi_golden (id, survivor) SELECT id, survivor FROM jsonb_to_recordset($1::jsonb) AS x(id text, survivor jsonb)),
      joined AS (INSERT INTO mpi_golden (id) SELECT unnest($2::text[])),
      sources AS (
-       INSERT INTO mpi_source (member_id, mrn, record, block_keys, patient_resource_id, event_time, source_updated_at)
-       SELECT x.member_id, x.mrn, x.record, x.block_keys, x.patient_resource_id, x.event_time, x.source_updated_at
+       INSERT INTO mpi_source (member_id, mrn, record, block_keys, patient_resource_id, event_time, source_updated_at, record_version)
+       SELECT x.member_id, x.mrn, x.record, x.block_keys, x.patient_resource_id, x.event_time, x.source_updated_at, ${RECORD_VERSION}
          FROM jsonb_to_recordset($3::jsonb) AS x(member_id text, mrn text, record jsonb, block_keys text[], patient_resource_id text, event_time timestamptz, source_updated_at timestamptz)),
      links AS (
        INSERT INTO mpi_link (member_id, mrn, golden_id, state, mode, rule, score, breakdown)

@@ -152,3 +152,25 @@ export const patientIndexMergedSql = `
 CREATE INDEX mpi_golden_merged_into ON mpi_golden (merged_into) WHERE merged_into IS NOT NULL;
 COMMENT ON INDEX mpi_golden_merged_into IS 'Golden patients merged into another: a merge repoints those merged into the retired one (kept final, so an old id resolves in one step).';
 `;
+
+/**
+ * Migration 19: a version number for the stored model (hub/mpi/model.ts). Every process reads this
+ * small row before it matches and reloads the model only when the number moved, so a model stored
+ * by `yilian mpi train` is the one every process matches with from its next transaction on (before:
+ * a per-process copy kept up to 10 s), and `yilian mpi rematch` / `stats` can say which model made
+ * the links.
+ */
+export const patientIndexModelVersionSql = `
+ALTER TABLE mpi_model ADD COLUMN version integer NOT NULL DEFAULT 1;
+COMMENT ON COLUMN mpi_model.version IS 'Raised by one each time yilian mpi train stores a model: the key of every process''s cached copy of the model, and the version yilian mpi rematch and stats report.';
+`;
+
+/**
+ * Migration 20: the version of `recordOfSource` each source was matched with (hub/mpi/sourceRecord.ts
+ * `RECORD_VERSION`): sources matched by an older one are dirty for `yilian mpi sync --full`, which
+ * re-derives their records (identities, e-mail, city, postcode since version 2) and matches them again.
+ */
+export const patientIndexRecordVersionSql = `
+ALTER TABLE mpi_source ADD COLUMN record_version integer NOT NULL DEFAULT 1;
+COMMENT ON COLUMN mpi_source.record_version IS 'The version of the reading of source patients (recordOfSource) the stored record was made with; an older one is matched again by a full sync.';
+`;

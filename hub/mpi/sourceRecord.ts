@@ -4,8 +4,21 @@
  * reader of source patients (sync, the pipeline's link, re-matching, training); it writes nothing.
  */
 import type { PersonRecord } from './features';
+import { encodeIdentity, identityTable, type IdentityTable, type StatedIdentifier } from './identity';
 
-const RESIDENT_ID_SYSTEM = 'urn:oid:2.16.156.10011.1.3';
+/**
+ * Bumped when `recordOfSource` reads more or differently: sources matched with an older version
+ * are matched again by the next sync (`mpi_source.record_version`, migration 19), so a hub's
+ * existing records gain what the new version reads. 2: identities of every type, e-mail, city,
+ * postcode, the generational suffix and the member's country (2026-12-07).
+ */
+export const RECORD_VERSION = 2;
+
+interface FhirIdentifier {
+  system?: string;
+  value?: string;
+  type?: { coding?: Array<{ system?: string; code?: string }>; text?: string };
+}
 
 export interface SourceRow {
   member_id: string;
@@ -16,29 +29,56 @@ export interface SourceRow {
   updated_at: Date;
   /** updated_at to the microsecond (a JS Date drops them, and the row would stay "changed" for ever). */
   updated_text: string;
-  patient: { id?: string; identifier?: Array<{ system?: string; value?: string }>; name?: Array<{ family?: string; given?: string[] }> } | null;
+  patient: {
+    id?: string;
+    identifier?: FhirIdentifier[];
+    name?: Array<{ use?: string; family?: string; given?: string[]; suffix?: string[] }>;
+    telecom?: Array<{ system?: string; value?: string }>;
+    address?: Array<{ line?: string[]; city?: string; district?: string; postalCode?: string }>;
+  } | null;
   /** Already in the index (else: a new source, matched in bulk). */
   known?: boolean;
 }
 
-/** A source patient as the matcher sees it: the member's demographics, the resident ID from its converted Patient. */
-export function recordOfSource(row: Pick<SourceRow, 'member_id' | 'mrn' | 'demographics' | 'patient'>): PersonRecord {
+/**
+ * A source patient as the matcher sees it: the member's demographics (merged field by field by
+ * event time: pipeline/stages/merge.ts) and, from its converted Patient, every identifier placed
+ * in its identity system (hub/mpi/identity.ts: resident ID, passports, permits, SSN, licences,
+ * insurance numbers — not the member's own record number), the generational suffix, and what the
+ * demographics of an older version did not carry (e-mail, city, postcode). The same function for
+ * HL7 v2 and FHIR members, the sync, the pipeline's link and the benchmark (bench/mpiRecords.ts).
+ */
+export function recordOfSource(row: Pick<SourceRow, 'member_id' | 'mrn' | 'demographics' | 'patient'>, table: IdentityTable = identityTable()): PersonRecord {
   const d = row.demographics ?? {};
-  // The member's configured resident-ID field (system set by the converter), else any other
-  // identifier shaped like one (a member whose PID-19 mapping is not configured yet).
-  const ids = (row.patient?.identifier ?? []).filter((i) => i.value && i.value !== row.mrn);
-  const rid = ids.find((i) => i.system === RESIDENT_ID_SYSTEM)?.value ?? ids.find((i) => /^\d{17}[\dXx]$/.test(i.value!))?.value;
-  const name = row.patient?.name?.[0];
-  return {
+  const patient = row.patient;
+  const stated: StatedIdentifier[] = (patient?.identifier ?? [])
+    .filter((i) => i.value && i.value !== row.mrn)
+    .map((i) => ({ value: i.value!, type: i.type?.coding?.find((c) => c.code)?.code, authority: i.system }));
+  const identities = table.identities(row.member_id, stated, row.mrn);
+  // The resident ID has its own field (its check character, birth date and sex are read there).
+  const rid = identities.find((i) => i.system === 'cn-resident');
+  const others = identities.filter((i) => i.system !== 'cn-resident').map(encodeIdentity).sort();
+  const name = patient?.name?.find((n) => n.use === 'official') ?? patient?.name?.[0];
+  const suffix = name?.suffix?.find((x) => /^(jr|jnr|sr|snr|ii|iii|iv|2nd|3rd|4th|junior|senior)\.?$/i.test(x.trim()));
+  const address = patient?.address?.[0];
+  const record: PersonRecord = {
     id: `${row.member_id}|${row.mrn}`,
     family: d.family ?? name?.family,
     given: d.given ?? name?.given?.join(' '),
     birthDate: d.birthDate,
     sex: d.sex,
-    residentId: d.residentId ?? rid,
+    residentId: d.residentId ?? rid?.value,
     phone: d.phone,
+    email: d.email ?? patient?.telecom?.find((t) => t.system === 'email' && t.value)?.value,
     address: d.address,
+    city: d.city ?? address?.city,
+    postcode: d.postcode ?? address?.postalCode,
+    ...(others.length ? { identities: others } : {}),
+    ...(suffix ? { suffix: suffix.replace(/\./g, '').toLowerCase() } : {}),
   };
+  const country = table.countryOf(row.member_id);
+  if (country !== 'CN') record.country = country;
+  return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as unknown as PersonRecord;
 }
 
 export const SOURCE_SELECT = `

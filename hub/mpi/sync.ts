@@ -10,7 +10,7 @@ import { BlockCache } from './blockCache';
 import { modelForPopulation, type MatchModel } from './matcher';
 import { backfillSharedValues } from './sharedValues';
 import { loadModel } from './model';
-import { SOURCE_SELECT, type SourceRow } from './sourceRecord';
+import { RECORD_VERSION, SOURCE_SELECT, type SourceRow } from './sourceRecord';
 import { BLOCK_CAP, finishRun, LOCK, lockIndex, matchSource, type MatchRun, type SyncSummary } from './matchRun';
 import { newSources, readBlocks, scoreNewSources, writeNewSources, type NewSource } from './newSources';
 import { runPeriodically } from '../periodic';
@@ -36,7 +36,8 @@ export async function syncPatientIndex(
   // Only source patients changed since shortly before the newest one already matched are looked
   // at (index on updated_at): a sync with nothing to do costs one index probe, not a scan. The
   // margin covers merge statements that committed a little after their clock time; `full` looks
-  // at everything (the CLI's `mpi sync --full`, and the first sync).
+  // at everything (the CLI's `mpi sync --full`, and the first sync), and there also re-derives the
+  // records of sources matched with an older RECORD_VERSION.
   const since = options.full
     ? null
     : ((await db.query<{ since: Date | null }>(`SELECT max(source_updated_at) - interval '5 minutes' AS since FROM mpi_source`)).rows[0]?.since ?? null);
@@ -144,7 +145,7 @@ async function readDirtyBatch(
     `${SOURCE_SELECT.replace('SELECT sp.member_id', KNOWN_SELECT)}
       WHERE ($2::timestamptz IS NULL OR sp.updated_at > $2)
         AND ($3::timestamptz IS NULL OR (sp.updated_at, sp.member_id, sp.mrn) > ($3::timestamptz, $4::text, $5::text))
-        AND NOT EXISTS (SELECT 1 FROM mpi_source s WHERE s.member_id = sp.member_id AND s.mrn = sp.mrn AND s.source_updated_at >= sp.updated_at)
+        AND NOT EXISTS (SELECT 1 FROM mpi_source s WHERE s.member_id = sp.member_id AND s.mrn = sp.mrn AND s.source_updated_at >= sp.updated_at AND s.record_version >= ${RECORD_VERSION})
       ORDER BY sp.updated_at, sp.member_id, sp.mrn LIMIT $1`,
     [at.batch, at.since, at.after?.at ?? null, at.after?.member ?? null, at.after?.mrn ?? null],
   );

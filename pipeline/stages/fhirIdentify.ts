@@ -35,8 +35,12 @@ export function fhirIdentifyStage(mapped: ConvertedFhirResource & { mappingVersi
     given: name?.given?.join(' '),
     birthDate: patient.birthDate?.replace(/-/g, ''),
     sex: patient.gender,
-    address: address ? [...(address.line ?? []), address.city, address.state, address.postalCode].filter(Boolean).join(' ') || undefined : undefined,
-    phone: patient.telecom?.find((t) => t.system === 'phone')?.value,
+    // As the HL7 v2 branch: the street part, with city and postcode as fields of their own.
+    address: address ? [...(address.line ?? []), address.district].filter(Boolean).join(' ') || undefined : undefined,
+    city: address?.city,
+    postcode: address?.postalCode,
+    phone: patient.telecom?.find((t) => t.system === 'phone' && t.value)?.value,
+    email: patient.telecom?.find((t) => t.system === 'email' && t.value)?.value,
   };
   const clean = Object.fromEntries(Object.entries(demographics).filter(([, v]) => v !== undefined)) as SourceDemographics;
   return { ...mapped, eventType, eventTime, patient: { ...ref, demographics: clean } };

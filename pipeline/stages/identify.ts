@@ -10,6 +10,7 @@ import type { HubDb } from '../../hub/sql';
 import { linkSourcePatients } from '../../hub/mpi/links';
 import { parseHl7Time } from '../../mappings/hl7v2/time';
 import type { Hl7Segment } from '../../mappings/hl7v2/message';
+import { xtnToContactPoint } from '../../mappings/hl7v2/datatypes';
 import type { PatientRef } from '../../mappings/hl7v2/header';
 import type { MappedMessage } from './map';
 
@@ -18,8 +19,12 @@ export interface SourceDemographics {
   given?: string;
   birthDate?: string;
   sex?: string;
+  /** The street part of the first address (lines and district), without city, postcode or the type code. */
   address?: string;
+  city?: string;
+  postcode?: string;
   phone?: string;
+  email?: string;
 }
 
 export interface IdentifiedMessage extends MappedMessage {
@@ -74,14 +79,21 @@ function mrTypedRepetition(pid: Hl7Segment): number {
 
 function demographicsOf(pid: Hl7Segment, utcOffsetMinutes: number): SourceDemographics {
   const birth = parseHl7Time(pid.value(7), utcOffsetMinutes);
-  const address = pid.components(11).filter(Boolean).join(' ');
+  // XAD: street (1, its first subcomponent), other designation (2), district (9); city (3) and
+  // postcode (5) are fields of their own; state, country and the type code (7: H, M) are not compared.
+  const street = [pid.value(11, 0, 1), pid.value(11, 0, 2), pid.value(11, 0, 9)].filter(Boolean).join(' ');
+  // PID-13 (home) then PID-14 (business): the first phone and the first e-mail, as the converter reads XTN.
+  const telecom = [13, 14].flatMap((field) => pid.repetitions(field).map((_, rep) => xtnToContactPoint(pid.components(field, rep), utcOffsetMinutes)));
   const out: SourceDemographics = {
     family: pid.value(5, 0, 1) || undefined,
     given: pid.value(5, 0, 2) || undefined,
     birthDate: birth ? pid.value(7).slice(0, 8) : undefined,
     sex: pid.value(8) || undefined,
-    address: address || undefined,
-    phone: pid.value(13) || undefined,
+    address: street || undefined,
+    city: pid.value(11, 0, 3) || undefined,
+    postcode: pid.value(11, 0, 5) || undefined,
+    phone: telecom.find((t) => t?.system === 'phone' || t?.system === 'sms')?.value,
+    email: telecom.find((t) => t?.system === 'email')?.value,
   };
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as SourceDemographics;
 }
