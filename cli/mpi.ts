@@ -5,18 +5,27 @@
  *   mpi review [--json] [--limit N]  open review items with the score breakdown
  *   mpi decide --member M --mrn X --golden G (--link | --not-link) [--reason TEXT] [--actor NAME]
  *   mpi show <golden id>             a golden patient with its sources and history
- *   mpi train                        train the matcher on this hub's source patients and store it
+ *   mpi train                        train the matcher on this hub's source patients and store it (the next model version)
+ *   mpi rematch [--dry-run] [--json] [--batch N]   apply the active model to the existing links; prints the diff
+ *   mpi stats [--json]               golden patients, sources, links by state, review share, model in use
  */
 import type { HubConfig } from '../hub/config';
-import { openHubDb } from '../hub/db';
+import { openStore } from './embeddedStore';
 import { HubError } from '../mappings/outcome';
 import { decideReview, exportLinks, goldenPatient, reviewQueue } from '../hub/mpi/review';
 import { syncPatientIndex } from '../hub/mpi/sync';
 import { trainStoredModel } from '../hub/mpi/model';
+import { rematchPatientIndex, type RematchReport } from '../hub/mpi/rematch';
+import { patientIndexStats, type PatientIndexStats } from '../hub/mpi/stats';
 
 export const mpiUsage = `  mpi sync [--full] [--batch N] | export [--format csv|json] | review [--json] [--limit N] | show <golden id> | train
   mpi decide --member M --mrn X --golden G (--link|--not-link) [--reason TEXT] [--actor NAME]
-                                the master patient index (export prints member,mrn,patient)`;
+                                the master patient index (export prints member,mrn,patient)
+  mpi rematch [--dry-run] [--json] [--batch N]
+                                apply the active model (mpi train) to existing links: prints links made, broken and
+                                sent to review; --dry-run changes nothing; manual decisions and member merges stay
+  mpi stats [--json]            golden patients, sources, links by state, records in review and their share of
+                                sources, the model in use`;
 
 export interface MpiCommandOptions {
   full?: boolean;
@@ -29,6 +38,7 @@ export interface MpiCommandOptions {
   golden?: string;
   link?: boolean;
   'not-link'?: boolean;
+  'dry-run'?: boolean;
   reason?: string;
   actor?: string;
 }
@@ -46,7 +56,7 @@ function csvField(value: string): string {
 
 export async function runMpiCommand(config: HubConfig, args: string[], options: MpiCommandOptions, write: (text: string) => void): Promise<number> {
   const [sub, ...rest] = args;
-  const db = await openHubDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  const db = await openStore(config, 2);
   try {
     switch (sub) {
       case 'sync': {
@@ -103,14 +113,58 @@ export async function runMpiCommand(config: HubConfig, args: string[], options: 
         return 0;
       }
       case 'train': {
-        const model = await trainStoredModel(db);
-        write(`${JSON.stringify({ trainedOn: model.trainedOn, priorLog2: model.priorLog2 })}\n`);
+        const stored = await trainStoredModel(db);
+        write(`${JSON.stringify({ version: stored.version, trainedAt: stored.trainedAt, trainedOn: stored.model.trainedOn, priorLog2: stored.model.priorLog2 })}\n`);
+        // New and changed sources are matched with it at once; existing links only by a rematch.
+        process.stderr.write(`model version ${stored.version} stored; apply it to existing links: yilian mpi rematch --dry-run, then yilian mpi rematch\n`);
+        return 0;
+      }
+      case 'rematch': {
+        const batch = options.batch === undefined ? undefined : Number(options.batch);
+        if (batch !== undefined && (!Number.isInteger(batch) || batch < 1 || batch > 10_000)) throw new HubError('invalid', `--batch must be a whole number from 1 to 10000, not ${options.batch}`);
+        // Sources not matched yet first: the rematch re-decides the index, it does not fill it.
+        await syncPatientIndex(db, { actor: 'cli' });
+        const report = await rematchPatientIndex(db, { dryRun: options['dry-run'], batch, actor: options.actor ?? 'rematch' });
+        write(options.json ? `${JSON.stringify(report)}\n` : rematchText(report));
+        return 0;
+      }
+      case 'stats': {
+        const stats = await patientIndexStats(db);
+        write(options.json ? `${JSON.stringify(stats)}\n` : statsText(stats));
         return 0;
       }
       default:
-        throw new HubError('invalid', `unknown mpi command ${sub ?? ''} (sync, export, review, decide, show, train)`, 'mpi');
+        throw new HubError('invalid', `unknown mpi command ${sub ?? ''} (sync, export, review, decide, show, train, rematch, stats)`, 'mpi');
     }
   } finally {
     await db.close();
   }
+}
+
+function modelText(m: { version: number; builtIn: boolean; trainedAt: string | null }): string {
+  return m.builtIn ? 'built-in (no model stored: yilian mpi train)' : `version ${m.version}, trained ${m.trainedAt}`;
+}
+
+function rematchText(r: RematchReport): string {
+  const lines = [
+    `${r.dryRun ? 'dry run (nothing changed)' : 'applied'}: model ${modelText(r.model)}`,
+    `sources looked at ${r.sources}; kept as decided: ${r.kept.manual} manual, ${r.kept.memberMerge} member merges`,
+    `links made ${r.made}, broken ${r.broken}; golden patients split ${r.split}, joined ${r.joined}`,
+    `sent to review ${r.review.sent}, out of review ${r.review.left}`,
+  ];
+  if (r.changes.length) lines.push('changes (sample): member|mrn  golden before → after', ...r.changes.map((c) => `  ${c.source}  ${c.before ?? '-'} → ${c.after ?? '-'}  (${c.change})`));
+  if (r.reviewChanges.length) lines.push('review items (sample):', ...r.reviewChanges.map((c) => `  ${c.source}  ${c.golden}  ${c.change}`));
+  return `${lines.join('\n')}\n`;
+}
+
+function statsText(s: PatientIndexStats): string {
+  const links = Object.entries(s.links).map(([state, modes]) => `${state} ${Object.entries(modes).map(([mode, n]) => `${mode.toLowerCase()} ${n}`).join(', ') || '0'}`);
+  return [
+    `golden patients: active ${s.golden.active}, merged ${s.golden.merged}, empty ${s.golden.empty}`,
+    `sources: ${s.sources.indexed} in the index, ${s.sources.notInIndex} not matched yet`,
+    `links: ${links.join('; ')}`,
+    `in review: ${s.review.records} records (${(s.review.share * 100).toFixed(2)} % of sources), ${s.review.items} items`,
+    `model: ${modelText(s.model)}${s.model.builtIn ? '' : `, on ${s.model.trainedOnRecords} records`}`,
+    `last rematch: ${s.lastRematch ? `${s.lastRematch.at} with model version ${s.lastRematch.modelVersion}` : 'never'}`,
+  ].join('\n') + '\n';
 }
