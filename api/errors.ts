@@ -35,6 +35,9 @@ const issueType: Record<string, string> = {
   'unsupported-media-type': 'not-supported',
   unauthenticated: 'login',
   forbidden: 'forbidden',
+  'not-allowed': 'not-supported',
+  'not-supported': 'not-supported',
+  'not-acceptable': 'not-supported',
   'not-ready': 'transient',
   unavailable: 'transient',
   internal: 'exception',
@@ -70,15 +73,18 @@ export function errorBody(answer: ErrorAnswer, fhir: boolean): Record<string, un
   return { ...outcome, code: answer.code, message: answer.message, outcome, ...(answer.errorId ? { errorId: answer.errorId } : {}) };
 }
 
+/** The media type of every FHIR API answer (R4 http: the fhirVersion parameter names the release). */
+export const FHIR_JSON = 'application/fhir+json; fhirVersion=4.0; charset=utf-8';
+
 export function sendError(res: Response, answer: ErrorAnswer, fhir = false): void {
-  res
-    .status(answer.status)
-    .type(fhir ? 'application/fhir+json' : 'application/json')
-    .json(errorBody(answer, fhir));
+  // A Buffer: express would re-format a string's media type (lower-casing fhirVersion).
+  res.status(answer.status).setHeader('Content-Type', fhir ? FHIR_JSON : 'application/json; charset=utf-8');
+  res.send(Buffer.from(JSON.stringify(errorBody(answer, fhir))));
 }
 
 /** A client mistake answered directly by a route or middleware. */
-export function sendClientError(res: Response, status: number, code: string, message: string, expression?: string, fhir = false): void {
+/** (On a FHIR API path the answer is the bare OperationOutcome unless `fhir` says otherwise: 401 and 403 included.) */
+export function sendClientError(res: Response, status: number, code: string, message: string, expression?: string, fhir = isFhirApiPath(res.req?.originalUrl ?? '')): void {
   sendError(res, { status, code, message, expression }, fhir);
 }
 

@@ -15,17 +15,15 @@ import type { HubDb } from '../hub/sql';
 import { parse } from './input';
 import { SHARED_RESOURCE_TYPES } from '../hub/resources/rules';
 import { listUnified, syncSharedResources, unifiedIdOf } from '../hub/resources/store';
+import { HubError } from '../mappings/outcome';
+import { sendClientError } from './errors';
+import { sendFhir } from './fhirFormat';
+import { pageLinks, parseSearch, strict, type ParamTables } from './fhirSearch';
+import { single } from './fhirSearchParams';
+import { subset } from './fhirSubset';
 
-const searchQuery = z
-  .object({
-    name: z.string().min(1).max(200).optional(),
-    identifier: z.string().min(1).max(300).optional(),
-    _id: z.string().regex(/^[A-Za-z0-9\-.]{1,64}$/).optional(),
-    _count: z.coerce.number().int().min(1).max(500).default(50),
-    _offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
-  })
-  .strict();
 const idParam = z.object({ id: z.string().regex(/^[A-Za-z0-9\-.]{1,64}$/) });
+const ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
 const lastSync = new WeakMap<HubDb, { at: number; running?: Promise<unknown> }>();
 
@@ -49,24 +47,33 @@ async function fresh(db: HubDb): Promise<void> {
   clearTimeout(timer);
 }
 
-function selfUrl(req: Request, overrides: Record<string, string>): string {
-  const url = new URL(req.originalUrl, `${req.protocol}://${req.get('host') ?? 'localhost'}`);
-  for (const [k, v] of Object.entries(overrides)) url.searchParams.set(k, v);
-  return url.toString();
-}
-
-export function unifiedResourceRoutes(router: express.Router, db: HubDb): void {
+/**
+ * Search and read of each shared type. Search takes the parameters of its table
+ * (api/fhirSearchParams.ts: `_id`, `name`, `identifier`) and the result parameters, with the same
+ * handling of unknown parameters as every other type.
+ */
+export function unifiedResourceRoutes(router: express.Router, db: HubDb, tables: ParamTables): void {
   for (const type of SHARED_RESOURCE_TYPES) {
     router.get(`/${type}`, async (req: Request, res: Response) => {
-      const q = parse(searchQuery, req.query, 'query');
+      const search = parseSearch(type, new URL(req.originalUrl, 'http://x').searchParams, { tables, strict: strict(req) });
+      const filter: { name?: string; identifier?: string; id?: string } = {};
+      for (const c of search.clauses) {
+        if (c.modifier) throw new HubError('invalid', `${c.def.name}:${c.modifier}: modifiers are not supported on ${type}`, c.def.name);
+        const value = single(c.values, c.def.name);
+        if (c.def.name === '_id') {
+          if (!ID.test(value)) throw new HubError('invalid', `_id: not a FHIR id`, '_id');
+          filter.id = value;
+        } else filter[c.def.name as 'name' | 'identifier'] = value;
+      }
       await fresh(db);
-      const { total, records } = await listUnified(db, { type, name: q.name, identifier: q.identifier, id: q._id, limit: q._count, offset: q._offset });
-      res.type('application/fhir+json').json({
+      const { total, records } = await listUnified(db, { type, ...filter, limit: search.count, offset: search.offset });
+      const base = `${req.protocol}://${req.get('host') ?? 'localhost'}${req.baseUrl}`;
+      sendFhir(res, {
         resourceType: 'Bundle',
         type: 'searchset',
-        total,
-        link: [{ relation: 'self', url: selfUrl(req, {}) }, ...(q._offset + records.length < total ? [{ relation: 'next', url: selfUrl(req, { _offset: String(q._offset + q._count) }) }] : [])],
-        entry: records.map((r) => ({ fullUrl: `${type}/${r.id}`, resource: r.content, search: { mode: 'match' } })),
+        ...(search.total === 'none' ? {} : { total }),
+        link: pageLinks(req, search, search.offset + records.length < total),
+        entry: search.summary === 'count' ? [] : records.map((r) => ({ fullUrl: `${base}/${type}/${r.id}`, resource: subset(r.content as Record<string, unknown>, search.summary, search.elements), search: { mode: 'match' } })),
       });
     });
     router.get(`/${type}/:id`, async (req: Request, res: Response) => {
@@ -74,8 +81,8 @@ export function unifiedResourceRoutes(router: express.Router, db: HubDb): void {
       await fresh(db);
       const unified = await unifiedIdOf(db, type, id);
       const record = unified ? (await listUnified(db, { type, id: unified, limit: 1 })).records[0] : undefined;
-      if (!record) return void res.status(404).type('application/fhir+json').json({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'not-found', diagnostics: `${type}/${id} not found` }] });
-      res.type('application/fhir+json').json(record.content);
+      if (!record) return sendClientError(res, 404, 'not-found', `${type}/${id} not found`, undefined, true);
+      sendFhir(res, record.content);
     });
   }
 }

@@ -23,7 +23,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { hashApiKey } from '../hub/config';
 import { FhirIntake } from '../adapters/fhir/store';
 import { resourcesOfNotification } from '../adapters/fhir/subscription';
-import { capabilityStatement, fhirRouter } from './fhir';
+import { fhirMetadataRouter, fhirRouter } from './fhir';
 import { patientIndexRouter } from './patientIndex';
 import { terminologyRouter } from './terminology';
 import { recognitionRouter } from './recognition';
@@ -32,7 +32,7 @@ import { costFeedRouter } from './feeds';
 import { idParam, parse } from './input';
 import { errorHandler, errorBody, isFhirApiPath, sendClientError, stderrErrorLog, type ErrorLog } from './errors';
 import { sanitiseRequest } from './sanitise';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../hub/redis';
 import type { Sql } from '../hub/sql';
 import { answersWithin, postgresAnswers } from '../hub/probe';
 
@@ -76,7 +76,7 @@ export interface ApiOptions {
   readyCheckMs?: number;
 }
 
-async function readiness(db: Sql, redis: Redis, ms: number): Promise<Record<string, string | undefined>> {
+async function readiness(db: Sql, redis: RedisConnection, ms: number): Promise<Record<string, string | undefined>> {
   const [postgres, redisDown] = await Promise.all([
     postgresAnswers(db, ms),
     // A client that is not connected would queue the PING until it reconnects (one more queued
@@ -111,9 +111,7 @@ export function createApi(runtime: ApiContext, options: ApiOptions = {}): expres
     res.status(503).json({ ...errorBody({ status: 503, code: 'not-ready', message }, false), down: down.map(([name]) => name) });
   });
   // The capability statement is open, as FHIR clients discover a server before they authenticate.
-  app.get('/fhir/metadata', (_req, res) => {
-    res.type('application/fhir+json').json(capabilityStatement());
-  });
+  app.use('/fhir', fhirMetadataRouter(runtime));
 
   // FHIR rest-hook push (adapters/fhir/subscription.ts). Authenticated per member and channel by the
   // token configured for that channel (not by API keys: it is the member's server that calls).

@@ -26,6 +26,8 @@ import { getReprocessJob, reprocessProposal, runReprocess } from '../hub/termino
 import { coverage, unitMismatches, worklist } from '../hub/terminology/worklist';
 import { idParam, parse } from './input';
 import { activeTerminology } from '../hub/terminology/active';
+import { negotiate, sendFhir } from './fhirFormat';
+import { strict } from './fhirSearch';
 
 const mapIdParam = z.object({ id: z.string().regex(/^[A-Za-z0-9\-.]{1,64}$/) });
 const decision = z.object({ comment: z.string().max(2000).default('') }).strict();
@@ -82,36 +84,48 @@ export function terminologyRouter(runtime: ApiContext): express.Router {
   };
   const actor = (req: Request) => req.principal!.name;
 
+  // FHIR clients send `application/fhir+json` (R4 http); the server-wide parser takes only
+  // application/json, so the FHIR operations parse both here; and answer in JSON only (406 for XML).
+  for (const path of ['/fhir/ConceptMap', '/fhir/CodeSystem']) {
+    router.use(path, negotiate, express.json({ type: ['application/json', 'application/fhir+json'], limit: '2mb' }));
+  }
+
   const translate = async (req: Request, res: express.Response) => {
     const url = req.params.id ? `${CONCEPT_MAP_BASE}/${parse(mapIdParam, req.params, 'path').id}` : undefined;
     const request = readTranslateRequest({ query: req.query as Record<string, unknown>, body: req.method === 'POST' ? req.body : undefined }, url);
-    res.json(translationParameters(translateRequest(await terminology(), request)));
+    sendFhir(res, translationParameters(translateRequest(await terminology(), request)));
   };
   router.get('/fhir/ConceptMap/\\$translate', reader, translate);
   router.post('/fhir/ConceptMap/\\$translate', reader, translate);
   router.get('/fhir/ConceptMap/:id/\\$translate', reader, translate);
   router.post('/fhir/ConceptMap/:id/\\$translate', reader, translate);
 
-  router.get('/fhir/ConceptMap', reader, async (_req, res) => {
-    const maps = await activeMaps(db);
-    res.json({ resourceType: 'Bundle', type: 'searchset', total: maps.length, entry: maps.map((m) => ({ fullUrl: m.url, resource: m })) });
+  // Search on url and _id (the CapabilityStatement lists them); other parameters are ignored, or
+  // refused with Prefer: handling=strict, as on every FHIR type.
+  router.get('/fhir/ConceptMap', reader, async (req, res) => {
+    const query = new URL(req.originalUrl, 'http://x').searchParams;
+    const known = new Set(['url', '_id', '_count', '_format']);
+    const unknown = [...query.keys()].filter((k) => !known.has(k));
+    if (unknown.length && strict(req)) throw new HubError('invalid', `unknown search parameter ${unknown.join(', ')} for ConceptMap (Prefer: handling=strict)`, unknown[0]);
+    const maps = (await activeMaps(db)).filter((m) => (!query.has('url') || query.getAll('url').includes(String(m.url))) && (!query.has('_id') || query.getAll('_id').includes(String(m.id))));
+    sendFhir(res, { resourceType: 'Bundle', type: 'searchset', total: maps.length, entry: maps.map((m) => ({ fullUrl: m.url, resource: m, search: { mode: 'match' } })) });
   });
   router.get('/fhir/ConceptMap/:id', reader, async (req, res) => {
     const { id } = parse(mapIdParam, req.params, 'path');
     const map = (await activeMaps(db)).find((m) => m.id === id);
     if (!map) throw new HubError('not-found', `ConceptMap ${id} not found`);
-    res.json(map);
+    sendFhir(res, map);
   });
 
   const lookupRoute = async (req: Request, res: express.Response) => {
     const input = codeInput(req);
-    res.json(lookup(await terminology(), input.system, input.code));
+    sendFhir(res, lookup(await terminology(), input.system, input.code));
   };
   router.get('/fhir/CodeSystem/\\$lookup', reader, lookupRoute);
   router.post('/fhir/CodeSystem/\\$lookup', reader, lookupRoute);
   const validateRoute = async (req: Request, res: express.Response) => {
     const input = codeInput(req);
-    res.json(validateCode(await terminology(), input.system, input.code, input.display));
+    sendFhir(res, validateCode(await terminology(), input.system, input.code, input.display));
   };
   router.get('/fhir/CodeSystem/\\$validate-code', reader, validateRoute);
   router.post('/fhir/CodeSystem/\\$validate-code', reader, validateRoute);

@@ -157,7 +157,14 @@ test('search: patient, code, date, status, _lastUpdated, paging with _count', as
   expect((await get(`/fhir/Observation?patient=${id}&status=cancelled`, READER)).body.entry.length).toBe(0);
   expect((await get(`/fhir/Observation?patient=${id}&_lastUpdated=gt2000-01-01`, READER)).body.entry.length).toBe(5);
   expect((await get(`/fhir/Encounter?patient=${id}`, READER)).body.entry.length).toBe(3);
-  expect((await get(`/fhir/Observation?patient=${id}&nonsense=1`, READER)).status).toBe(400);
+  // An unknown parameter is ignored (and left out of the self link), as on every type; refused only
+  // with Prefer: handling=strict (issue 22: this type used to answer 400 and Patient 200).
+  const lenient = await get(`/fhir/Observation?patient=${id}&nonsense=1`, READER);
+  expect(lenient.status).toBe(200);
+  expect(lenient.body.entry.length).toBe(5);
+  expect(lenient.body.link.find((l: any) => l.relation === 'self').url).not.toContain('nonsense');
+  const strictRes = await fetch(`${base}/fhir/Observation?patient=${id}&nonsense=1`, { headers: { authorization: `Bearer ${READER}`, prefer: 'handling=strict' } });
+  expect(strictRes.status).toBe(400);
   expect((await get(`/fhir/Observation?_count=0`, READER)).status).toBe(400);
   const byMrn = await get(`/fhir/Patient?identifier=urn:yilian:m3:mrn|5531`, READER);
   expect(byMrn.body.entry.map((e: any) => e.resource.id)).toEqual([id]);

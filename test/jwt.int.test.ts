@@ -72,7 +72,9 @@ afterAll(async () => {
 
 async function read(credential: string, route = '/fhir/Patient?_count=1'): Promise<{ status: number; body: { code?: string; message?: string } }> {
   const res = await fetch(`${base}${route}`, { headers: { authorization: `Bearer ${credential}` } });
-  return { status: res.status, body: (await res.json()) as { code?: string; message?: string } };
+  // Under /fhir an error is the bare OperationOutcome (issue 22): its code and diagnostics.
+  const body = (await res.json()) as { code?: string; message?: string; issue?: Array<{ diagnostics?: string; details?: { coding?: Array<{ code?: string }> } }> };
+  return { status: res.status, body: { code: body.code ?? body.issue?.[0]?.details?.coding?.[0]?.code, message: body.message ?? body.issue?.[0]?.diagnostics } };
 }
 
 test('valid tokens: HS256 (secret from the environment), RS256 (PEM), ES256 (JWKS file); a mapped provider scope works', async () => {
