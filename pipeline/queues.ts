@@ -7,15 +7,16 @@
  * need far fewer). Messages without a patient are spread by their raw id.
  */
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
-import { randomUUID } from 'node:crypto';
 import os from 'node:os';
+import { deleteKeys, prefixProblem, redisConnection, scanKeys, valueAndRunId, type RedisConnection } from '../hub/redis';
+import { HubError } from '../mappings/outcome';
 
 export interface PipelineJob {
   rawId: number;
 }
 
 export interface QueueOptions {
+  /** A single Redis or a `redis+cluster://` URL (hub/redis.ts). */
   redisUrl: string;
   prefix: string;
   partitions: number;
@@ -45,10 +46,14 @@ export function partitionQueueName(partition: number): string {
 export class PipelineQueues {
   readonly queues: Queue<PipelineJob>[];
   /** Shared by the producers of every partition (non-blocking commands only). */
-  readonly redis: Redis;
+  readonly redis: RedisConnection;
+  /** The Redis server (run id) the last redisLostState() saw: markRedisRestored() vouches for that one only. */
+  private checkedRunId?: string;
 
   constructor(readonly options: QueueOptions) {
-    this.redis = redisClient(options.redisUrl);
+    const problem = prefixProblem(options.redisUrl, options.prefix);
+    if (problem) throw new HubError('invalid', problem, 'pipeline.queuePrefix');
+    this.redis = redisConnection(options.redisUrl);
     this.queues = Array.from(
       { length: options.partitions },
       (_, p) =>
@@ -67,7 +72,7 @@ export class PipelineQueues {
         }),
     );
     // A Queue is an EventEmitter: unhandled, a connection error while Redis is away would end the
-    // process. The commands themselves wait for the reconnect (redisClient), so nothing is lost here.
+    // process. The commands themselves wait for the reconnect (hub/redis.ts), so nothing is lost here.
     for (const queue of this.queues) queue.on('error', () => undefined);
   }
 
@@ -100,16 +105,29 @@ export class PipelineQueues {
   }
 
   /**
-   * Detects a Redis that lost its data (restart without persistence, failover to an empty
-   * replica): our epoch key is gone.
+   * Detects a Redis that may have lost data: restart without persistence (our epoch key is gone),
+   * and any change of the server holding our keys — a restart, or a failover to a replica, which
+   * lacks whatever the old master acknowledged but had not yet replicated (replication is
+   * asynchronous). The epoch key holds the run id of the server the reconciler last swept for.
    */
   async redisLostState(): Promise<boolean> {
-    return (await this.redis.exists(`${this.options.prefix}:epoch`)) === 0;
+    const { value, runId } = await valueAndRunId(this.redis, this.epochKey());
+    this.checkedRunId = runId;
+    return value !== runId;
   }
 
-  /** Set once everything Redis lost has been put back: a sweep cut short is redone at the next check. */
+  /**
+   * Set once everything Redis lost has been put back: a sweep cut short is redone at the next
+   * check, and so is one during which the server changed again (the script records the server
+   * that was checked, and only if it still holds the key).
+   */
   async markRedisRestored(): Promise<void> {
-    await this.redis.set(`${this.options.prefix}:epoch`, randomUUID());
+    if (!this.checkedRunId) await this.redisLostState();
+    await this.redis.eval(MARK_EPOCH, 1, this.epochKey(), this.checkedRunId!);
+  }
+
+  private epochKey(): string {
+    return `${this.options.prefix}:epoch`;
   }
 
   async depths(): Promise<Record<'waiting' | 'active' | 'delayed' | 'failed' | 'prioritized', number>> {
@@ -126,14 +144,7 @@ export class PipelineQueues {
    * `yilian ingest` waited for work nobody took.
    */
   async workerCount(): Promise<number> {
-    let count = 0;
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.options.prefix}:worker:*`, 'COUNT', 1000);
-      count += keys.length;
-      cursor = next;
-    } while (cursor !== '0');
-    return count;
+    return (await scanKeys(this.redis, `${this.options.prefix}:worker:*`)).length;
   }
 
   /** A worker says it is alive for the next `ttlMs`; end() removes the key when it stops. */
@@ -147,12 +158,7 @@ export class PipelineQueues {
 
   /** Delete every key under this prefix (queues, events, epoch): for retiring a prefix, and for tests and benchmarks that share a Redis. */
   async removeAllKeys(): Promise<void> {
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.options.prefix}:*`, 'COUNT', 1000);
-      if (keys.length) await this.redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    await deleteKeys(this.redis, await scanKeys(this.redis, `${this.options.prefix}:*`));
   }
 
   async close(): Promise<void> {
@@ -161,13 +167,7 @@ export class PipelineQueues {
   }
 }
 
-/**
- * ioredis as BullMQ wants it: commands wait for a reconnect instead of failing after 20 retries,
- * so a Redis restart delays work rather than losing it (what Redis itself lost, the reconciler
- * restores from the raw store).
- */
-export function redisClient(url: string): Redis {
-  const client = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, retryStrategy: (times) => Math.min(times * 100, 2000) });
-  client.on('error', () => undefined); // reconnects on its own; errors surface on the commands
-  return client;
-}
+const MARK_EPOCH = `
+local info = redis.call('INFO', 'server')
+if string.match(info, 'run_id:(%x+)') == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1`;

@@ -8,8 +8,8 @@ import { syncTerminology } from '../hub/terminology/versions';
 import { startTerminologySync } from '../hub/terminology/reprocess';
 import { randomUUID } from 'node:crypto';
 import { Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { partitionQueueName, redisClient, type PipelineJob, type PipelineQueues } from './queues';
+import { partitionQueueName, type PipelineJob, type PipelineQueues } from './queues';
+import { redisConnection, type RedisConnection } from '../hub/redis';
 import { Reconciler } from './reconciler';
 import { postgresAnswers } from '../hub/probe';
 import { runPipeline, type RunnerContext, type RunOutcome } from './runner';
@@ -35,7 +35,7 @@ export interface WorkerOptions {
 
 export class PipelineWorker {
   private readonly workers: Worker<PipelineJob>[] = [];
-  private readonly connection: Redis;
+  private readonly connection: RedisConnection;
   private reconciler?: Reconciler;
   private stopTerminologySync?: () => void;
   private heartbeat?: NodeJS.Timeout;
@@ -47,7 +47,7 @@ export class PipelineWorker {
     private readonly queues: PipelineQueues,
     private readonly options: WorkerOptions = {},
   ) {
-    this.connection = redisClient(queues.options.redisUrl);
+    this.connection = redisConnection(queues.options.redisUrl);
   }
 
   async start(): Promise<void> {

@@ -9,7 +9,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../../hub/redis';
 import type { HubConfig } from '../../hub/config';
 import { authenticator, type Principal } from '../auth';
 import { consoleSettings, roleScopes, type ConsoleRole } from '../../hub/console/config';
@@ -55,7 +55,7 @@ return 0`;
 
 export class SessionStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly config: HubConfig,
     private readonly prefix: string,
   ) {}
