@@ -10,8 +10,7 @@
  * and the duplicate-test report with its costs (hub/recognition).
  */
 import { ingestFiles } from './ingest';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { parseConfig } from '../hub/config';
 import { openRuntime } from './runtime';
@@ -27,16 +26,66 @@ import { costFeedSummary } from '../hub/feeds/summary';
 import { readPage } from '../hub/feeds/read';
 import { computeKpis, formatKpis } from '../hub/feeds/kpi';
 import { startListeners } from './listeners';
+import { claimEmbeddedStore } from './embeddedStore';
+import { UsageError } from './usageError';
+
+/** The commands the demo's closing lines suggest, on its store (`YILIAN_CONFIG` names its configuration). */
+export function nextCommands(quarantinedRawId: number | undefined): string[] {
+  return [
+    'yilian status',
+    'yilian quarantine list',
+    ...(quarantinedRawId === undefined ? [] : [`yilian quarantine show ${quarantinedRawId}`, `yilian replay --raw-id ${quarantinedRawId}`]),
+    'yilian mpi export --format csv',
+    'yilian mpi review',
+    'yilian mappings coverage',
+    'yilian mappings worklist',
+    'yilian recognition duplicates',
+    'yilian kpi',
+  ];
+}
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 }
 
-export async function runDemo(options: { log: (t: string) => void }): Promise<number> {
+export interface DemoOptions {
+  log: (t: string) => void;
+  /** Where the demo's store and configuration stay for the commands it suggests (the configured dataDir; default `.yilian`). */
+  dataDir: string;
+  /** A tenth of the traffic: the same steps and reports in a few seconds (smoke tests). */
+  quick?: boolean;
+}
+
+/** The demo's configuration, written beside its store: `YILIAN_CONFIG=<dataDir>/demo.json yilian …` works on what the demo left. */
+const DEMO_CONFIG = 'demo.json';
+
+/**
+ * The demo starts from an empty store: a previous demo's store in `dataDir` is replaced, but a
+ * store the demo did not make (no demo.json beside it) is never touched.
+ */
+function resetDemoStore(dataDir: string): void {
+  if (!existsSync(path.join(dataDir, 'pglite'))) return;
+  if (!existsSync(path.join(dataDir, DEMO_CONFIG))) {
+    throw new UsageError(`${dataDir} holds a hub store the demo did not make; run the demo with a configuration naming another dataDir (--config), or remove ${path.join(dataDir, 'pglite')}`);
+  }
+  // Claimed while it is removed: a `yilian serve` still using the last demo's store stops this here.
+  const release = claimEmbeddedStore(dataDir);
+  try {
+    rmSync(path.join(dataDir, 'pglite'), { recursive: true, force: true });
+    rmSync(path.join(dataDir, 'drop-community'), { recursive: true, force: true });
+  } finally {
+    release();
+  }
+}
+
+export async function runDemo(options: DemoOptions): Promise<number> {
   const out = (t = '') => process.stdout.write(`${t}\n`);
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'yilian-demo-'));
+  const dataDir = path.resolve(options.dataDir);
+  resetDemoStore(dataDir);
+  const scale = options.quick ? 10 : 1;
   const dropDir = path.join(dataDir, 'drop-community');
-  const config = parseConfig({
+  const configPath = path.join(dataDir, DEMO_CONFIG);
+  const input = {
     dataDir,
     members: [
       // PID-19 holds the 居民身份证号 (resident ID) at all three: the patient index links one person's numbers by it.
@@ -58,7 +107,10 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
         { member: 'community', version: '2026', effectiveFrom: '2026-01-01', prices: { '14749-6': 8, '718-7': 12, '4548-4': 50 } },
       ],
     },
-  });
+  };
+  const config = parseConfig(input);
+  mkdirSync(dataDir, { recursive: true });
+  writeFileSync(configPath, `${JSON.stringify(input, null, 2)}\n`);
   out('Yilian Hub demo — embedded PGlite and a private redis-server; four members connect (three HL7 v2, one FHIR R4).');
   const started = Date.now();
   const runtime = await openRuntime(config, { log: options.log });
@@ -82,13 +134,13 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
 
   try {
     // 1. Lead hospital: the public sample messages, then Chinese ADT and lab results, UTF-8.
-    out('\n[lead] sending the FHIR-Converter sample messages and 200 Chinese ADT/ORU messages over MLLP (UTF-8)…');
+    out(`\n[lead] sending the FHIR-Converter sample messages and ${200 / scale} Chinese ADT/ORU messages over MLLP (UTF-8)…`);
     const lead = await MllpClient.connect(ports.lead!);
     // Sources sit beside this file; the compiled CLI runs from dist/cli and reads them from the source tree.
     const samplesDir = [path.join(__dirname, 'demo-data'), path.join(__dirname, '..', '..', 'cli', 'demo-data')].find((d) => existsSync(d))!;
     const sampleFiles = readdirSync(samplesDir).filter((f) => f.endsWith('.hl7'));
     for (const f of sampleFiles) await timedSend(lead, Buffer.from(readFileSync(path.join(samplesDir, f), 'utf8').replace(/^\uFEFF/, '').replace(/\r?\n/g, '\r')));
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 100 / scale; i++) {
       const patient = simPatient(i, 'L');
       await timedSend(lead, encodeAs(simAdt({ controlId: `L-ADT-${i}`, patient, charset: 'UNICODE UTF-8', sendingFacility: 'LEAD', visit: `V${patient.mrn}` }, 'A04'), 'UTF-8'));
       await timedSend(lead, encodeAs(simOru({ controlId: `L-ORU-${i}`, patient, charset: 'UNICODE UTF-8', sendingFacility: 'LEAD' }, bloodCount), 'UTF-8'));
@@ -100,11 +152,11 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
     await lead.close();
 
     // 2. County hospital: GB18030 over four connections at once, updates sent out of order.
-    out('[county] sending 300 GB18030 messages over 4 connections, some updates out of order…');
+    out(`[county] sending ${300 / scale} GB18030 messages over 4 connections, some updates out of order…`);
     await Promise.all(
       [0, 1, 2, 3].map(async (c) => {
         const client = await MllpClient.connect(ports.county!);
-        for (let i = c; i < 75 * 4; i += 4) {
+        for (let i = c; i < (75 / scale) * 4; i += 4) {
           const patient = simPatient(i % 50, 'C');
           // Every patient gets updates whose event times run backwards on some connections.
           const time = `2026112${3 - (i % 3)}1000${String(i % 60).padStart(2, '0')}`;
@@ -123,8 +175,8 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
     // 3. Community centre: a GB18030 batch file with CRLF line ends, dropped with the rename protocol.
     out('[community] dropping a GB18030 batch file (FHS/BHS … BTS/FTS, CRLF) into its folder…');
     const batch = ['FHS|^~\\&|CHC|DONGHU|YILIAN|HUB|20261123080000', 'BHS|^~\\&|CHC|DONGHU|YILIAN|HUB|20261123080000'];
-    for (let i = 0; i < 40; i++) batch.push(simAdt({ controlId: `D-${i}`, patient: simPatient(i, 'D'), charset: 'GB18030', sendingFacility: 'DONGHU', segmentEnd: '\r\n' }, 'A28').trimEnd());
-    batch.push('BTS|40', 'FTS|1');
+    for (let i = 0; i < 40 / scale; i++) batch.push(simAdt({ controlId: `D-${i}`, patient: simPatient(i, 'D'), charset: 'GB18030', sendingFacility: 'DONGHU', segmentEnd: '\r\n' }, 'A28').trimEnd());
+    batch.push(`BTS|${40 / scale}`, 'FTS|1');
     mkdirSync(dropDir, { recursive: true });
     writeFileSync(path.join(dropDir, '.incoming.tmp'), encodeAs(batch.join('\r\n') + '\r\n', 'GB18030'));
     renameSync(path.join(dropDir, '.incoming.tmp'), path.join(dropDir, 'donghu-20261123.hl7'));
@@ -150,7 +202,7 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
     const communityTraffic = traffic.filter((m) => m.member === 'community').map((m) => m.text.trimEnd().replace(/\r/g, '\r\n'));
     writeFileSync(path.join(dropDir, '.recognition.tmp'), encodeAs(communityTraffic.join('\r\n') + '\r\n', 'GB18030'));
     renameSync(path.join(dropDir, '.recognition.tmp'), path.join(dropDir, 'donghu-recognition.hl7'));
-    const dropExpected = 40 + communityTraffic.length;
+    const dropExpected = 40 / scale + communityTraffic.length;
 
     // Wait for the file to be picked up and every stored message to be through every stage.
     for (let i = 0; i < 600; i++) {
@@ -251,12 +303,17 @@ export async function runDemo(options: { log: (t: string) => void }): Promise<nu
     const thisMonth = new Date().toISOString().slice(0, 7);
     out(formatKpis(await computeKpis(runtime.db, config, { from: '2026-09', to: thisMonth > '2026-11' ? thisMonth : '2026-11' })).trimEnd());
     out(`\n${totals.rows[0]!.n} messages stored, ${totals.rows[0]!.patients} source patients, in ${seconds.toFixed(1)} s. Queues: ${JSON.stringify(status.queues)}`);
-    out('Next: `yilian serve` with a configuration file (see README), `yilian worker` on as many machines as needed.');
+    // What to look at next, on the store the demo leaves (each of these is run on it by test/demo-store.int.test.ts).
+    const shownConfig = path.relative(process.cwd(), configPath) || configPath;
+    const firstQuarantined = quarantine.rows[0]?.raw_id;
+    out(`\n== Next: the demo's store stays in ${path.relative(process.cwd(), dataDir) || dataDir} ==`);
+    out(`export YILIAN_CONFIG=${shownConfig.startsWith('..') ? configPath : shownConfig}`);
+    for (const command of nextCommands(firstQuarantined)) out(`  ${command}`);
+    out('then `yilian serve` (console and API on port 8080; see README), `yilian worker` on as many machines as needed.');
     return 0;
   } finally {
     await worker.close();
     for (const stop of stops.reverse()) await stop();
     await runtime.close();
-    rmSync(dataDir, { recursive: true, force: true });
   }
 }

@@ -10,7 +10,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig, type HubConfig } from '../hub/config';
-import { openHubDb } from '../hub/db';
+import { openStore } from './embeddedStore';
 import type { HubDb } from '../hub/sql';
 import { HubError } from '../mappings/outcome';
 import { recordAudit } from '../hub/audit';
@@ -52,7 +52,7 @@ export async function costFeedCommand(command: 'feed' | 'kpi', argv: string[], w
     },
   });
   const config = loadConfig({ path: values.config });
-  const db = await openHubDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  const db = await openStore(config, 2);
   try {
     if (command === 'kpi') {
       const d = defaultRange();

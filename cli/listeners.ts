@@ -7,9 +7,9 @@ import { DropFolder } from '../adapters/file/dropFolder';
 import { FhirPoller } from '../adapters/fhir/poller';
 import { MllpListener } from '../adapters/mllp/listener';
 import type { Runtime } from './runtime';
+import { UsageError } from './usageError';
 
-/** A problem of the command line or of this host's setup (a port in use): one line, exit code 2 (cli/yilian.ts). */
-export class UsageError extends Error {}
+export { UsageError };
 
 /** EADDRINUSE/EACCES of a listening socket, as a UsageError naming the port; anything else as it is. */
 export function portError(error: unknown, what: string, port: number, host?: string): unknown {

@@ -6,7 +6,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../hub/config';
-import { openHubDb } from '../hub/db';
+import { openStore } from './embeddedStore';
 import { recordAuditForPatients } from '../hub/audit';
 import { HubError } from '../mappings/outcome';
 
@@ -68,7 +68,7 @@ export async function quarantineCommand(argv: string[], write: (text: string) =>
   if (sub === 'list' && args.length) throw new HubError('invalid', `quarantine list takes no arguments (${args[0]}); quarantine show <raw-id> shows one message`, 'command');
   const actor = values.actor ?? process.env.USER ?? os.userInfo().username;
   const config = loadConfig({ path: values.config });
-  const db = await openHubDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  const db = await openStore(config, 2);
   const select = `SELECT q.id, q.raw_id, q.stage, q.code, q.reason, q.location, q.state, q.created_at, r.member_id, r.channel_id, r.control_id, r.status, r.patient_key
                     FROM quarantine q JOIN raw_message r ON r.id = q.raw_id`;
   try {

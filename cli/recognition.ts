@@ -7,7 +7,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadConfig, type HubConfig } from '../hub/config';
 import { HubError } from '../mappings/outcome';
-import { openHubDb } from '../hub/db';
+import { openStore } from './embeddedStore';
 import type { HubDb } from '../hub/sql';
 import { recordAudit } from '../hub/audit';
 import { parse } from '../api/input';
@@ -28,7 +28,7 @@ export const recognitionUsage = `  recognition rules set --code C --window-days 
   recognition sync [--full]     bring the recognition index up to the stored results`;
 
 async function withDb<T>(config: HubConfig, work: (db: HubDb) => Promise<T>): Promise<T> {
-  const db = await openHubDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  const db = await openStore(config, 2);
   try {
     return await work(db);
   } finally {

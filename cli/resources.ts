@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../hub/config';
-import { openHubDb } from '../hub/db';
+import { openStore } from './embeddedStore';
 import { HubError } from '../mappings/outcome';
 import { SHARED_RESOURCE_TYPES } from '../hub/resources/rules';
 import { listUnified, syncSharedResources } from '../hub/resources/store';
@@ -25,7 +25,7 @@ export async function sharedResourcesCommand(argv: string[], write: (text: strin
   if (sub !== 'sync' && sub !== 'list') throw new HubError('invalid', `resources: sync or list, not ${sub ?? 'nothing'}`, 'command');
   if (values.type && !(SHARED_RESOURCE_TYPES as readonly string[]).includes(values.type)) throw new HubError('invalid', `--type: one of ${SHARED_RESOURCE_TYPES.join(', ')}`, '--type');
   const config = loadConfig({ path: values.config });
-  const db = await openHubDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  const db = await openStore(config, 2);
   try {
     const summary = await syncSharedResources(db, { full: values.full });
     if (sub === 'sync') {

@@ -9,9 +9,10 @@ import path from 'node:path';
 import type { ApiContext } from '../api/context';
 import type { HubConfig } from '../hub/config';
 import { RawIntake } from '../adapters/intake';
-import { PipelineQueues, redisClient } from '../pipeline/queues';
+import { PipelineQueues } from '../pipeline/queues';
+import { redisConnection } from '../hub/redis';
 import { HubError } from '../mappings/outcome';
-import { openHubDb } from '../hub/db';
+import { openStore } from './embeddedStore';
 import { upsertMembers } from '../hub/rawStore';
 
 /** One process's hub: what the API is handed (api/context.ts), plus how to reach and close it. */
@@ -28,20 +29,21 @@ export interface RuntimeOptions {
 
 export async function openRuntime(config: HubConfig, options: RuntimeOptions = {}): Promise<Runtime> {
   const log = options.log ?? ((t: string) => process.stderr.write(`${t}\n`));
+  // The store first: an embedded store held by another process stops the command here, before a
+  // redis-server is started for it (cli/embeddedStore.ts).
+  const db = await openStore(config, options.poolSize);
   let embeddedRedis: EmbeddedRedis | undefined;
   let redisUrl = config.redisUrl;
-  if (!redisUrl) {
-    embeddedRedis = await startEmbeddedRedis();
-    redisUrl = embeddedRedis.url;
-  }
-  let db: Awaited<ReturnType<typeof openHubDb>> | undefined;
   try {
-    db = await openHubDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: options.poolSize });
     await upsertMembers(db, config.members);
+    if (!redisUrl) {
+      embeddedRedis = await startEmbeddedRedis();
+      redisUrl = embeddedRedis.url;
+    }
   } catch (error) {
-    // The embedded redis-server is this process's child: it is not left running when the store cannot be opened.
-    await db?.close().catch(() => undefined);
+    // The embedded redis-server is this process's child: it is not left running when the store cannot be set up.
     await embeddedRedis?.stop();
+    await db.close().catch(() => undefined);
     throw error;
   }
   const queues = new PipelineQueues({ redisUrl, ...config.pipeline, prefix: config.pipeline.queuePrefix });
@@ -79,18 +81,48 @@ async function startEmbeddedRedis(): Promise<EmbeddedRedis> {
   const dir = path.join(os.tmpdir(), `yilian-redis-${process.pid}`);
   mkdirSync(dir, { recursive: true });
   const socket = path.join(dir, 'redis.sock');
-  const child: ChildProcess = spawn(binary, ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no', '--dir', dir], {
-    stdio: 'ignore',
-  });
-  for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
-  const probe = redisClient(socket);
-  await probe.ping();
-  probe.disconnect();
+  const args = ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no', '--dir', dir];
+  // Linux ends the server when this process dies without running any handler (SIGKILL, OOM):
+  // util-linux's setpriv sets its parent-death signal before it becomes redis-server.
+  const setpriv = spawnSync('sh', ['-c', 'command -v setpriv'], { encoding: 'utf8' }).stdout.trim();
+  const child: ChildProcess = setpriv ? spawn(setpriv, ['--pdeathsig', 'KILL', binary, ...args], { stdio: 'ignore' }) : spawn(binary, args, { stdio: 'ignore' });
+  const exited = new Promise((r) => child.once('exit', r));
+  // However this process ends — an error, process.exit (a failed start, a forced shutdown), a signal
+  // nobody else handles — its redis-server ends with it: it is never left running on its own.
+  const killNow = () => {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    // `serve` and `worker` handle their signals (a graceful shutdown that stops this server); a
+    // one-shot command has no other handler and would otherwise end without running exit hooks.
+    if (process.listenerCount(signal) > 1) return;
+    killNow();
+    process.exit(128 + (os.constants.signals[signal] ?? 1));
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  process.on('exit', killNow);
+  for (const s of signals) process.on(s, onSignal);
+  const forget = () => {
+    process.off('exit', killNow);
+    for (const s of signals) process.off(s, onSignal);
+  };
+  try {
+    for (let i = 0; i < 100 && !existsSync(socket) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+    const probe = redisConnection(socket);
+    await probe.ping();
+    probe.disconnect();
+  } catch (error) {
+    forget();
+    killNow();
+    throw error;
+  }
   return {
     url: socket,
     async stop() {
+      forget();
       child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      await exited;
       rmSync(dir, { recursive: true, force: true });
     },
   };

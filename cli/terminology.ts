@@ -8,7 +8,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadConfig, type HubConfig } from '../hub/config';
 import { HubError } from '../mappings/outcome';
-import { openHubDb } from '../hub/db';
+import { openStore } from './embeddedStore';
 import type { HubDb } from '../hub/sql';
 import { buildBaseMaps, buildWhoMap } from '../mappings/terminology/build';
 import { configuredWhoMapFiles, useSiteTerminologyFiles } from '../mappings/terminology/codeSystems';
@@ -20,7 +20,7 @@ import type { EQUIVALENCES } from '../mappings/terminology/conceptmap';
 import { activeTerminology } from '../hub/terminology/active';
 import { currentEntries, diffVersions, exportConceptMaps, importConceptMaps, mapHistory, syncTerminology } from '../hub/terminology/versions';
 import { approve, listProposals, propose, reject, retire } from '../hub/terminology/workflow';
-import { impactOfProposal } from '../hub/terminology/impact';
+import { formatImpact, impactOfProposal } from '../hub/terminology/impact';
 import { createReprocessJob, reprocessProposal, runReprocess } from '../hub/terminology/reprocess';
 import { coverage, unitMismatches, worklist, type UnitMismatch } from '../hub/terminology/worklist';
 
@@ -41,7 +41,8 @@ export const terminologyUsage = `  translate --system URI --code CODE [--target 
   mappings suggest --member M --system URI --code C [--display TEXT]
   mappings propose --system URI --code C --target URI --target-code C [--equivalence E] [--comment T] [--by NAME]
   mappings proposals [--state S] | approve|reject|retire <id> [--comment T] [--by NAME]
-  mappings impact <id>          dry run: which stored records the proposal changes, with a field diff of a sample
+  mappings impact <id> [--json] dry run: which stored records the proposal would change, records × elements, and per sampled
+                                record each element's before → after as code + display; --json: the report with the raw field diff
   mappings reprocess <id> | --system URI --code C
                                 re-derive the affected stored records (idempotent; resumes a stopped job with --job N)
   mappings history <map-id> | diff <map-id> --from N --to N
@@ -60,7 +61,7 @@ function printUnitMismatches(items: UnitMismatch[]): void {
 }
 
 async function withDb<T>(config: HubConfig, work: (db: HubDb) => Promise<T>): Promise<T> {
-  const db = await openHubDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  const db = await openStore(config, 2);
   try {
     await syncTerminology(db);
     return await work(db);
@@ -199,9 +200,13 @@ export async function terminologyCommand(command: 'translate' | 'mappings', argv
     case 'retire':
       print(await withDb(config, (db) => retire(db, id(), actor, values.comment)));
       return 0;
-    case 'impact':
-      print(await withDb(config, (db) => impactOfProposal(db, id(), actor)));
+    case 'impact': {
+      const report = await withDb(config, (db) => impactOfProposal(db, id(), actor));
+      // Readable by default (what the committee reads in the console); --json: the report with its raw diff.
+      if (values.json) print(report);
+      else process.stdout.write(formatImpact(report, (member) => config.members.find((m) => m.id === member)?.name ?? member));
       return 0;
+    }
     case 'reprocess': {
       const job = await withDb(config, async (db) => {
         const created = values.job

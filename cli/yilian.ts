@@ -20,7 +20,7 @@ import { replay } from '../pipeline/replay';
 import { fixRawMessage } from '../pipeline/fix';
 import { decodeStrict } from '../mappings/hl7v2/charset';
 import { Reconciler } from '../pipeline/reconciler';
-import { ingestFiles, pullChannel } from './ingest';
+import { ingestFiles, pullChannel, waitForPipeline } from './ingest';
 import { portError, startListeners, UsageError } from './listeners';
 import { terminologyCommand, terminologyUsage } from './terminology';
 import { mpiUsage, runMpiCommand } from './mpi';
@@ -74,7 +74,13 @@ function entries(usageText: string): string[] {
 }
 
 export const commandTable: CommandHelp[] = [
-  { name: 'demo', usage: `  demo                          simulated members send HL7 v2 through the whole pipeline (embedded defaults)`, examples: [['demo', 'yilian demo']] },
+  {
+    name: 'demo',
+    usage: `  demo [--quick]                simulated members send HL7 v2 through the whole pipeline (embedded defaults); the store
+                                stays in dataDir (default .yilian) with its configuration demo.json, for the commands it
+                                suggests; --quick: a tenth of the traffic`,
+    examples: [['demo', 'yilian demo && YILIAN_CONFIG=.yilian/demo.json yilian status']],
+  },
   {
     name: 'serve',
     usage: `  serve [--api-only|--listeners-only] [--with-worker]
@@ -107,7 +113,8 @@ export const commandTable: CommandHelp[] = [
     name: 'replay',
     usage: `  replay [--raw-id N]… [--member M] [--channel C] [--from ISO] [--to ISO] [--status s,…]
                                 re-run stored messages (default: quarantined and failed ones; never fixed ones); names the
-                                raw ids not found or not replayable; exit code 1 when nothing matched`,
+                                raw ids not found or not replayable; exit code 1 when nothing matched; with no worker
+                                up, the stages run in this process (as for ingest) and the outcome is printed`,
     examples: [['replay', 'yilian replay --raw-id 517 --raw-id 518']],
   },
   {
@@ -163,6 +170,8 @@ export const commandTable: CommandHelp[] = [
     examples: [
       ['mpi', 'yilian mpi export --format csv'],
       ['mpi decide', 'yilian mpi decide --member county --mrn 000123 --golden P-000042 --link --reason "same ID card"'],
+      ['mpi rematch', 'yilian mpi train && yilian mpi rematch --dry-run && yilian mpi rematch'],
+      ['mpi stats', 'yilian mpi stats --json'],
     ],
   },
 ];
@@ -281,6 +290,7 @@ async function main(argv: string[]): Promise<number> {
       'no-wait': { type: 'boolean', default: false },
       wait: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
+      quick: { type: 'boolean', default: false },
       // mpi
       format: { type: 'string' },
       limit: { type: 'string' },
@@ -292,10 +302,12 @@ async function main(argv: string[]): Promise<number> {
       actor: { type: 'string' },
       full: { type: 'boolean' },
       batch: { type: 'string' },
+      'dry-run': { type: 'boolean' },
     },
   });
-  if (command === 'demo') return lazy.runDemo()({ log });
   const config = loadConfig({ path: values.config });
+  // The demo keeps its store in the configured dataDir (default .yilian), for the commands it suggests.
+  if (command === 'demo') return lazy.runDemo()({ log, dataDir: config.dataDir, quick: values.quick });
 
   switch (command) {
     case 'mpi':
@@ -358,7 +370,10 @@ async function main(argv: string[]): Promise<number> {
       return withRuntime(config, async (runtime) => {
         const result = await replay(runtime.db, runtime.queues, { rawIds, member: values.member, channel: values.channel, from, to, status: status as (typeof REPLAYABLE)[number][] | undefined });
         const { notFound, notReplayed } = result;
-        process.stdout.write(`${JSON.stringify({ replayed: result.replayed, ...(notFound ? { notFound } : {}), ...(notReplayed ? { notReplayed } : {}) })}\n`);
+        // No worker up (always so on the embedded defaults, whose Redis is this process's own): the
+        // stages run here, as for `ingest`, rather than leaving the messages queued in a Redis that ends with this command.
+        const outcome = result.replayed && (await runtime.queues.workerCount()) === 0 ? await waitForPipeline(runtime, result.rawIds, { log }) : undefined;
+        process.stdout.write(`${JSON.stringify({ replayed: result.replayed, ...(outcome ? { outcome } : {}), ...(notFound ? { notFound } : {}), ...(notReplayed ? { notReplayed } : {}) })}\n`);
         for (const id of notFound ?? []) process.stderr.write(`yilian replay: raw id ${id}: not found\n`);
         for (const m of notReplayed ?? []) process.stderr.write(`yilian replay: raw id ${m.rawId}: not replayed (status ${m.status}${m.status === 'fixed' ? ': its fix was replayed instead' : ', not selected by the filters'})\n`);
         if (result.replayed === 0 && !rawIds?.length) process.stderr.write('yilian replay: no stored message matched\n');
@@ -377,7 +392,9 @@ async function main(argv: string[]): Promise<number> {
       const comment = values.comment;
       return withRuntime(config, async (runtime) => {
         const fixed = await fixRawMessage(runtime, { rawId, text, comment, actor: values.actor ?? process.env.USER ?? 'cli' });
-        process.stdout.write(`${JSON.stringify(fixed)}\n`);
+        // As for replay: with no worker up, the fix goes through the stages here.
+        const outcome = (await runtime.queues.workerCount()) === 0 ? await waitForPipeline(runtime, [fixed.fixId], { log }) : undefined;
+        process.stdout.write(`${JSON.stringify({ ...fixed, ...(outcome ? { outcome } : {}) })}\n`);
         return 0;
       });
     }

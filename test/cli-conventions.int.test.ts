@@ -216,13 +216,14 @@ describe('on a test database', () => {
     expect(none.stderr).toContain('yilian replay: raw id 99999998: not found');
     const some = await yilian(['replay', '--raw-id', String(rawId), '--raw-id', '99999997'], env);
     expect(some.code).toBe(0);
-    expect(JSON.parse(some.stdout)).toEqual({ replayed: 1, notFound: [99999997] });
+    // No worker runs here: the replay ran the stages itself, and the cause is still there.
+    expect(JSON.parse(some.stdout)).toEqual({ replayed: 1, outcome: { quarantined: 1 }, notFound: [99999997] });
     expect(some.stderr).toContain('raw id 99999997: not found');
-    // Now queued (no worker runs here): not in a state the status filter asks for.
+    // Quarantined again: not in a state the status filter asks for.
     const wrongState = await yilian(['replay', '--raw-id', String(rawId), '--status', 'failed'], env);
     expect(wrongState.code).toBe(1);
-    expect(JSON.parse(wrongState.stdout)).toEqual({ replayed: 0, notReplayed: [{ rawId, status: 'queued' }] });
-    expect(wrongState.stderr).toContain(`raw id ${rawId}: not replayed (status queued`);
+    expect(JSON.parse(wrongState.stdout)).toEqual({ replayed: 0, notReplayed: [{ rawId, status: 'quarantined' }] });
+    expect(wrongState.stderr).toContain(`raw id ${rawId}: not replayed (status quarantined`);
   }, 120_000);
 });
 

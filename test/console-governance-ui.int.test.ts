@@ -256,6 +256,17 @@ test('coverage per member as a chart; version history and the diff between two v
   const own = await apiAs('POST', `/api/terminology/proposals/${second.body.id}/approve`, { comment: 'ok' });
   expect(own.status).toBe(409);
   expect(own.body.message).toMatch(/proposed by console:li\.gov; four-eyes/);
+  // …and the page does not offer it: no approve button for the proposer, the reason shown; rejecting stays theirs.
+  await page.goto(`${base}/console/mappings/proposals?id=${second.body.id}`);
+  await page.locator(`#proposal-detail[data-proposal="${second.body.id}"]`).waitFor();
+  expect(await page.locator('#approve').isVisible()).toBe(false);
+  expect(await page.locator('#own-proposal').isVisible()).toBe(true);
+  expect(await page.locator('#own-proposal').textContent()).toMatch(/four-eyes/);
+  expect(await page.locator('#reject').isVisible()).toBe(true);
+  // Another proposal (the integration user's) is the reviewer's to approve: the button is there.
+  await page.locator(`#proposals tbody tr[data-proposal="${proposalId}"]`).click();
+  await page.locator(`#proposal-detail[data-proposal="${proposalId}"]`).waitFor();
+  expect(await page.locator('#own-proposal').isVisible()).toBe(false);
   // …a second committee member does.
   await approve(hub.runtime.db, second.body.id, 'wang.committee', 'ok');
 
@@ -369,6 +380,9 @@ test('patient match review: the pair side by side with the score breakdown; a no
   const pairs = page.locator('section.pair[data-member="m3"][data-mrn="T4"]');
   await pairs.first().waitFor();
   const first = pairs.first();
+  // The member by its configured name, its id on hover.
+  expect(await first.locator('strong[data-member-id="m3"]').textContent()).toBe('Member m3 · T4');
+  expect(await first.locator('strong[data-member-id="m3"]').getAttribute('title')).toBe('m3|T4');
   // Side by side: the family agrees, the given name does not; the breakdown names field, level and weight.
   expect(await first.locator('table.side-by-side tr[data-field="family"] td.agree').count()).toBe(2);
   expect(await first.locator('table.side-by-side tr[data-field="given"] td.disagree').count()).toBe(2);

@@ -236,7 +236,10 @@ export const governanceJs = String.raw`
       $('#impact-summary').textContent = '';
       $('#impact-sample').textContent = '';
       $('#run-impact').hidden = p.state !== 'proposed' && p.state !== 'approved';
-      $('#approve').hidden = p.state !== 'proposed';
+      // Four eyes: the proposer is not offered the approval (the API refuses it; a rejection stays theirs to make).
+      var own = !!data.fourEyes && p.proposed_by === data.actor;
+      $('#approve').hidden = p.state !== 'proposed' || own;
+      $('#own-proposal').hidden = !(p.state === 'proposed' && own);
       $('#reject').hidden = p.state !== 'proposed';
       $('#retire').hidden = p.state !== 'approved';
       $('#reprocess').hidden = p.state !== 'approved' && p.state !== 'retired';
@@ -458,7 +461,9 @@ export const governanceJs = String.raw`
     }
     function pair(item) {
       var card = el('section', { class: 'pair', 'data-member': item.member, 'data-mrn': item.mrn, 'data-golden': item.goldenId });
-      var head = el('div', { class: 'toolbar' }, [el('strong', { text: item.member + '|' + item.mrn }), ' → ', goldenLink(item.goldenId),
+      // The member by its configured name (its id on hover), as everywhere in the console.
+      var who = el('strong', { text: memberName(item.member) + ' · ' + item.mrn, title: item.member + '|' + item.mrn, 'data-member-id': item.member });
+      var head = el('div', { class: 'toolbar' }, [who, ' → ', goldenLink(item.goldenId),
         el('span', { class: 'muted', text: t.score + ' ' + (item.score == null ? '—' : Math.round(item.score * 100) / 100) + (item.rule ? ' · ' + t.rule + ' ' + item.rule : '') + ' · ' + t.since + ' ' + time(item.since) })]);
       if (item.currentGoldenId) head.appendChild(el('span', {}, [t.currentGolden + ' ', goldenLink(item.currentGoldenId)]));
       card.appendChild(head);

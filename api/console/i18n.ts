@@ -123,6 +123,7 @@ const labels = {
   state_retired: ['已停用', 'retired'],
   steps: ['处理记录', 'Steps'],
   approve: ['批准', 'Approve'],
+  ownProposal: ['这是您提出的映射：按四眼原则须由另一位委员批准。', 'You proposed this mapping: under the four-eyes rule another committee member approves it.'],
   reject: ['驳回', 'Reject'],
   retire: ['停用', 'Retire'],
   reprocess: ['重新处理受影响记录', 'Reprocess affected records'],

@@ -224,7 +224,7 @@ ${
   perms.decide
     ? `<h3>${esc(t.impact)}</h3><button type="button" id="run-impact">${esc(t.runImpact)}</button><p id="impact-summary"></p><div id="impact-sample"></div>
 <div id="decision" class="stack"><label>${esc(t.comment)}<textarea id="decision-comment" maxlength="2000" rows="2"></textarea></label>
-<div class="toolbar"><button type="button" id="approve" data-action="approve">${esc(t.approve)}</button><button type="button" id="reject" data-action="reject">${esc(t.reject)}</button><button type="button" id="retire" data-action="retire">${esc(t.retire)}</button><button type="button" id="reprocess">${esc(t.reprocess)}</button></div></div>
+<div class="toolbar"><button type="button" id="approve" data-action="approve">${esc(t.approve)}</button><button type="button" id="reject" data-action="reject">${esc(t.reject)}</button><button type="button" id="retire" data-action="retire">${esc(t.retire)}</button><button type="button" id="reprocess">${esc(t.reprocess)}</button></div><p id="own-proposal" class="muted" hidden>${esc(t.ownProposal)}</p></div>
 <p id="job" class="muted"></p>`
     : ''
 }<p id="notice" class="muted"></p></div></section></div>`;
@@ -382,7 +382,16 @@ export function consolePages(runtime: ApiContext, sessions: SessionStore): expre
     res
       .status(invalid ? 400 : 200)
       .type('html')
-      .send(layout(req, lang, t[title], bodyOf(name, t, permissions(scopes), members, typeof id === 'number' ? id : undefined, invalid), name, session, { id, members, ...(invalid ? { invalid } : {}) }));
+      .send(
+        layout(req, lang, t[title], bodyOf(name, t, permissions(scopes), members, typeof id === 'number' ? id : undefined, invalid), name, session, {
+          id,
+          members,
+          // Who this user is to the governance routes (the proposer of a proposal), and whether four eyes
+          // apply: the proposals page does not offer an approval the API would refuse.
+          ...(name === 'proposals' ? { actor: principalOf(session).name, fourEyes: runtime.config.governance.fourEyes } : {}),
+          ...(invalid ? { invalid } : {}),
+        }),
+      );
   };
   router.get('/console/channels', page('channels'));
   router.get('/console/messages', page('messages'));

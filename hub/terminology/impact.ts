@@ -132,11 +132,21 @@ function codingsOf(value: unknown): Coding[] {
   return concepts.flatMap((c) => (isObject(c) && Array.isArray(c.coding) ? (c.coding as Coding[]) : []));
 }
 
+/** A quantity as read aloud: value and unit, and its UCUM code once it has one (`5.6 mmol/L [UCUM mmol/L]`). */
+function quantityText(q: Record<string, unknown>): string {
+  const text = [q.value, q.unit ?? q.code].filter((x) => x !== undefined && x !== null).join(' ');
+  return q.system === UCUM && q.code !== undefined ? `${text} [UCUM ${String(q.code)}]` : text;
+}
+
+const isQuantity = (v: unknown): v is Record<string, unknown> => isObject(v) && ('value' in v || 'unit' in v || 'code' in v) && !('coding' in v);
+
 function valueText(value: unknown): string {
   if (value === undefined || value === null) return '—';
-  if (isObject(value) && ('value' in value || 'unit' in value || 'code' in value) && !('coding' in value)) {
-    return [value.value, value.unit ?? value.code].filter((x) => x !== undefined && x !== null).join(' ');
+  if (Array.isArray(value) && value.length && value.every((v) => isObject(v) && ('low' in v || 'high' in v))) {
+    // Reference ranges: low – high, as the lab prints them.
+    return value.map((r: Record<string, unknown>) => `${isQuantity(r.low) ? quantityText(r.low) : ''} – ${isQuantity(r.high) ? quantityText(r.high) : ''}`.trim()).join('; ');
   }
+  if (isQuantity(value)) return quantityText(value);
   if (codingsOf(value).length) return codingsOf(value).map(codingText).join('; ');
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
@@ -215,4 +225,38 @@ export async function impactOfProposal(db: HubDb, id: number, actor: string, sam
     await recordAudit(db, { actor, action: 'read', entityType: 'resource', entityId: `impact of mapping proposal ${id}`, detail: { resources: report.sample.map((s) => `${s.resourceType}/${s.id}`) } });
   }
   return report;
+}
+
+/** An element's label as the CLI prints it: Chinese and English when they differ (`检验项目 Test`). */
+function labelText(label: { zh: string; en: string }): string {
+  return label.zh === label.en ? label.zh : `${label.zh} ${label.en}`;
+}
+
+/**
+ * The dry run as text, for `yilian mappings impact`: the summary, records × elements, then per
+ * sampled record its elements with before → after as code + display — the same ElementChange
+ * rows the console's proposal page lays out as tables (its raw diff is `--json`).
+ */
+export function formatImpact(report: ImpactReport, memberName: (id: string) => string = (id) => id): string {
+  const lines = [
+    `proposal ${report.proposalId}: ${report.affected} stored records carry the source code, ${report.wouldChange} would change${
+      Object.keys(report.byResourceType).length ? ` (${Object.entries(report.byResourceType).map(([type, n]) => `${type} ${n}`).join(', ')})` : ''
+    }`,
+  ];
+  if (report.elements.length) {
+    lines.push('', 'records × elements:');
+    // Padded by terminal columns: a Chinese character takes two.
+    const columns = (text: string) => [...text].reduce((n, c) => n + (/[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6]/.test(c) ? 2 : 1), 0);
+    const names = report.elements.map((e) => `${labelText(e.label)} (${e.element})`);
+    const width = Math.max(...names.map(columns));
+    report.elements.forEach((e, i) => lines.push(`  ${names[i]}${' '.repeat(width - columns(names[i]!))}  ${String(e.records).padStart(6)} of ${report.wouldChange}`));
+  }
+  for (const s of report.sample) {
+    const name = memberName(s.memberId);
+    lines.push('', `${s.resourceType}/${s.id} · ${name === s.memberId ? name : `${name} (${s.memberId})`}`);
+    for (const e of s.elements) lines.push(`  ${labelText(e.label)}: ${e.before} → ${e.after}`);
+  }
+  if (report.sample.length < report.wouldChange) lines.push('', `(${report.sample.length} of ${report.wouldChange} records shown; --json for the raw field diff)`);
+  else if (report.sample.length) lines.push('', '(--json for the raw field diff)');
+  return `${lines.join('\n')}\n`;
 }
