@@ -20,7 +20,9 @@ import { requireScope } from './auth';
 import { recordAudit, recordAuditForPatients } from '../hub/audit';
 import { HubError } from '../mappings/outcome';
 import { goldenPatient, matchPerson, resolveGolden, type GoldenPatient } from '../hub/mpi/review';
-import type { PersonRecord } from '../hub/mpi/features';
+import { recordOfSource, type SourceRow } from '../hub/mpi/sourceRecord';
+import { patientDemographics } from '../pipeline/stages/fhirIdentify';
+import type { Patient } from 'fhir/r4';
 import { SHARED_RESOURCE_TYPES } from '../hub/resources/rules';
 import { unifiedResourceRoutes } from './fhirShared';
 import { errorHandler, stderrErrorLog, type ErrorLog, sendClientError } from './errors';
@@ -28,7 +30,7 @@ import { methodNotAllowed, negotiate, sendFhir } from './fhirFormat';
 import { cheapToCount, criteria, orderBy, pageLinks, parseSearch, referenceId, SqlParams, strict, type Clause, type ParamTables, type ParsedSearch } from './fhirSearch';
 import { CLINICAL, GOLDEN_SYSTEM, RESIDENT_ID_SYSTEM, SUBJECT, searchTables } from './fhirSearchParams';
 import { capabilityStatement as buildCapability } from './fhirCapability';
-import { currentGoldenVersions, goldenAt, goldenVersions, historyBundle, resourceVersions, versionParam } from './fhirHistory';
+import { type ResourceRow, currentGoldenVersions, goldenAt, goldenVersions, historyBundle, resourceVersions, versionParam } from './fhirHistory';
 import { refreshPatientSearch } from './fhirPatientSearch';
 import { subset } from './fhirSubset';
 import { validateOperation } from './fhirValidate';
@@ -69,15 +71,6 @@ export function goldenToFhir(g: GoldenPatient, version?: { version: number; at: 
   };
 }
 
-/** A row of the `resource` table as the FHIR API reads it. */
-export interface ResourceRow {
-  resource_type: string;
-  id: string;
-  member_id: string;
-  version: number;
-  content: Record<string, unknown>;
-  updated_at: Date;
-}
 
 const ROW_COLUMNS = 'resource_type, id, member_id, version, content, updated_at';
 
@@ -329,17 +322,9 @@ export function fhirRouter(runtime: ApiContext, log: ErrorLog = stderrErrorLog):
     if (patient?.resourceType !== 'Patient') throw new HubError('invalid', 'parameter `resource` must be a Patient', 'resource');
     const onlyCertain = body.parameter?.find((p) => p.name === 'onlyCertainMatches')?.valueBoolean === true;
     const count = body.parameter?.find((p) => p.name === 'count')?.valueInteger ?? 10;
-    const name = patient.name?.[0];
-    const record: PersonRecord = {
-      id: '$match',
-      family: name?.family,
-      given: name?.given?.join(''),
-      birthDate: patient.birthDate,
-      sex: patient.gender,
-      residentId: patient.identifier?.find((i) => i.system === RESIDENT_ID_SYSTEM)?.value,
-      phone: patient.telecom?.find((t) => t.system === 'phone')?.value,
-      address: patient.address?.[0]?.text ?? [...(patient.address?.[0]?.line ?? []), patient.address?.[0]?.city].filter(Boolean).join(''),
-    };
+    // The same reading as a FHIR member's Patient in the pipeline: identifiers through the identity
+    // table, phone, e-mail, address, city, postcode (a record built here would read less).
+    const record = recordOfSource({ member_id: '$match', mrn: '', demographics: { ...patientDemographics(patient as Patient) } as Record<string, string>, patient: patient as SourceRow['patient'] });
     const matches = (await matchPerson(db, record, Math.min(count, 50))).filter((m) => !onlyCertain || m.score.outcome === 'MATCH');
     const entries = [];
     for (const m of matches) {

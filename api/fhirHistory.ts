@@ -11,7 +11,8 @@ import type { GoldenDemographics } from '../hub/mpi/survivorship';
 import type { GoldenPatient } from '../hub/mpi/review';
 import { HubError } from '../mappings/outcome';
 
-export interface ResourceVersion {
+/** A row of the `resource` table (or one of its earlier versions) as the FHIR API reads it. */
+export interface ResourceRow {
   resource_type: string;
   id: string;
   member_id: string;
@@ -21,8 +22,8 @@ export interface ResourceVersion {
 }
 
 /** Versions of a clinical resource, newest first (`version`: that one only): the current row, then the replaced ones. */
-export async function resourceVersions(db: Sql, type: string, id: string, version?: number, limit = 100): Promise<ResourceVersion[]> {
-  const rows = await db.query<ResourceVersion>(
+export async function resourceVersions(db: Sql, type: string, id: string, version?: number, limit = 100): Promise<ResourceRow[]> {
+  const rows = await db.query<ResourceRow>(
     `SELECT * FROM (
        SELECT resource_type, id, member_id, version, content, updated_at FROM resource WHERE resource_type = $1 AND id = $2
        UNION ALL

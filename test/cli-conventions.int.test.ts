@@ -14,31 +14,12 @@ import pg from 'pg';
 import { createApi } from '../api/server';
 import { PipelineQueues } from '../pipeline/queues';
 import { createTestDatabase, dropTestDatabase, REDIS_URL, startTestHub } from './support/hub';
+import { cleanEnv, CLI, runCli, type Ran } from './support/processes';
 
-const cli = path.join(__dirname, '..', 'dist', 'cli', 'yilian.js');
-
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  pid: number;
-}
-
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env, ...extra };
-  if (!extra.DATABASE_URL) delete env.DATABASE_URL;
-  if (!extra.REDIS_URL) delete env.REDIS_URL;
-  if (!extra.YILIAN_CONFIG) delete env.YILIAN_CONFIG;
-  return env;
-}
 
 /** Runs the CLI to its end, whatever the exit code. */
 function yilian(args: string[], env: NodeJS.ProcessEnv = cleanEnv(), cwd?: string): Promise<Ran> {
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, [cli, ...args], { env, cwd, timeout: 120_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr, pid: child.pid! });
-    });
-  });
+  return runCli(args, { env, cwd, timeoutMs: 120_000 });
 }
 
 const stackLine = /^\s+at /m;
@@ -280,7 +261,7 @@ describe('a port in use', () => {
     const config = path.join(dir, 'config.json');
     writeFileSync(config, JSON.stringify(configFor(port)));
     // No REDIS_URL: the CLI starts its own redis-server, which must not outlive it.
-    const child = spawn(process.execPath, [cli, ...args, '--config', config], { env: cleanEnv({ DATABASE_URL: databaseUrl }), cwd: dir });
+    const child = spawn(process.execPath, [CLI, ...args, '--config', config], { env: cleanEnv({ DATABASE_URL: databaseUrl }), cwd: dir });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));

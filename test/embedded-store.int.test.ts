@@ -12,28 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { encodeAs, simAdt, simPatient } from '../cli/simulate';
-import { assertBuildIsFresh, CLI } from './support/processes';
-
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  pid: number;
-}
-
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
-  for (const name of ['DATABASE_URL', 'REDIS_URL', 'YILIAN_CONFIG']) if (!extra[name]) delete env[name];
-  return env;
-}
-
-function runCli(args: string[], options: { cwd: string; env: NodeJS.ProcessEnv }): Promise<Ran> {
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, [CLI, ...args], { ...options, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, stdout, stderr, pid: child.pid! }),
-    );
-  });
-}
+import { assertBuildIsFresh, cleanEnv, CLI, runCli, type Ran } from './support/processes';
 
 /** Whether a process still runs from the private redis-server directory of CLI process `pid`. */
 async function redisRunningFor(pid: number): Promise<boolean> {

@@ -28,6 +28,11 @@ export function fhirIdentifyStage(mapped: ConvertedFhirResource & { mappingVersi
   const identifiers = patient.identifier ?? [];
   const mr = identifiers.find((i) => i.type?.coding?.some((c) => c.code === 'MR') && i.value) ?? identifiers.find((i) => i.value);
   const ref = mr?.value ? { mrn: mr.value, authority: mr.system ?? '' } : { mrn: `fhir:${server}|${patient.id}`, authority: '' };
+  return { ...mapped, eventType, eventTime, patient: { ...ref, demographics: patientDemographics(patient) } };
+}
+
+/** A FHIR Patient's demographics as the patient index reads them (also Patient/$match's input, api/fhir.ts). */
+export function patientDemographics(patient: Patient): SourceDemographics {
   const name = patient.name?.find((n) => n.use === 'official') ?? patient.name?.[0];
   const address = patient.address?.[0];
   const demographics: SourceDemographics = {
@@ -36,12 +41,11 @@ export function fhirIdentifyStage(mapped: ConvertedFhirResource & { mappingVersi
     birthDate: patient.birthDate?.replace(/-/g, ''),
     sex: patient.gender,
     // As the HL7 v2 branch: the street part, with city and postcode as fields of their own.
-    address: address ? [...(address.line ?? []), address.district].filter(Boolean).join(' ') || undefined : undefined,
+    address: address ? [...(address.line ?? []), address.district].filter(Boolean).join(' ') || address.text || undefined : undefined,
     city: address?.city,
     postcode: address?.postalCode,
     phone: patient.telecom?.find((t) => t.system === 'phone' && t.value)?.value,
     email: patient.telecom?.find((t) => t.system === 'email' && t.value)?.value,
   };
-  const clean = Object.fromEntries(Object.entries(demographics).filter(([, v]) => v !== undefined)) as SourceDemographics;
-  return { ...mapped, eventType, eventTime, patient: { ...ref, demographics: clean } };
+  return Object.fromEntries(Object.entries(demographics).filter(([, v]) => v !== undefined)) as SourceDemographics;
 }

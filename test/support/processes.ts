@@ -3,7 +3,7 @@
  * `npx tsc -p .` first) and private redis-server instances that a test may kill and restart.
  * Every process started here is tracked so afterAll can stop exactly those, by pid.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -183,4 +183,28 @@ export async function spawnCli(args: string[], env: CliEnv, configFile: string, 
 export async function spawnListeners(env: CliEnv, configFile: string, mllpChannels: number, timeoutMs = 60_000): Promise<Proc> {
   const ready = new RegExp(`(?:MLLP \\S+ on port \\d+[^]*){${mllpChannels}}`);
   return spawnCli(['serve', '--listeners-only'], env, configFile, ready, timeoutMs);
+}
+
+/** What a CLI run that went to its end left: exit code (null when killed), output, its pid. */
+export interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  pid: number;
+}
+
+/** This process's environment without the store and config settings a test did not ask for. */
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  for (const name of ['DATABASE_URL', 'REDIS_URL', 'YILIAN_CONFIG']) if (!extra[name]) delete env[name];
+  return env;
+}
+
+/** Runs the built CLI to its end, whatever the exit code. */
+export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<Ran> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [CLI, ...args], { env: options.env ?? cleanEnv(), cwd: options.cwd, timeout: options.timeoutMs ?? 0, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr, pid: child.pid! }),
+    );
+  });
 }
