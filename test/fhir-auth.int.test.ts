@@ -44,10 +44,13 @@ describe('FHIR SMART Backend Services auth', () => {
   }
 
   test('RS384: one token for every page, renewed before expiry, refreshed after a 401', async () => {
-    server.smart = { clientId: 'yilian-hub', publicKey: rsa.publicKey, alg: 'RS384', tokenTtlSeconds: 12 };
+    server.smart = { clientId: 'yilian-hub', publicKey: rsa.publicKey, alg: 'RS384', tokenTtlSeconds: 300 };
     server.tokensIssued = 0;
     const { member, channel } = setup('smart-rs', 'RS384', 'RSA_KEY');
-    const auth = authProviderFor(channel.auth, channel.baseUrl, { env }) as SmartBackendAuth;
+    // The client's clock, moved forward below: how long the first pull takes on a busy machine
+    // must not decide whether its token is still fresh.
+    let aheadMs = 0;
+    const auth = authProviderFor(channel.auth, channel.baseUrl, { env, now: () => Date.now() + aheadMs }) as SmartBackendAuth;
     const client = clientFor(channel, { auth });
     const puller = () => new RestPuller(hub.runtime.db, new FhirIntake(hub.runtime.db, hub.runtime.queues), member, channel, client);
     const first = await puller().pullType('Condition');
@@ -56,8 +59,8 @@ describe('FHIR SMART Backend Services auth', () => {
     expect(server.tokensIssued).toBe(1); // discovered the token endpoint, signed one assertion, reused the token
     expect(server.requests.filter((r) => r.startsWith('GET /fhir/.well-known/smart-configuration'))).toHaveLength(1);
 
-    // The token has 12 s; we renew 10 s before expiry: after 2 s the next request gets a new one first.
-    await new Promise((r) => setTimeout(r, 2100));
+    // The token has 300 s; we renew 10 s before expiry: 291 s later the next request gets a new one first.
+    aheadMs = 291_000;
     await puller().pullType('Condition');
     expect(server.tokensIssued).toBe(2);
     expect(client.retries.unauthorized).toBe(0);

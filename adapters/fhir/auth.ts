@@ -134,7 +134,7 @@ async function discoverTokenUrl(baseUrl: string, timeoutMs: number): Promise<str
   return config.token_endpoint;
 }
 
-export function authProviderFor(auth: FhirAuthConfig, baseUrl: string, options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): AuthProvider {
+export function authProviderFor(auth: FhirAuthConfig, baseUrl: string, options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; now?: () => number } = {}): AuthProvider {
   const env = options.env ?? process.env;
   switch (auth.type) {
     case 'none':
@@ -155,7 +155,7 @@ export function authProviderFor(auth: FhirAuthConfig, baseUrl: string, options: 
       if (privateKey.asymmetricKeyType !== expected) throw new HubError('invalid', `alg ${auth.alg} needs an ${expected.toUpperCase()} key, got ${privateKey.asymmetricKeyType}`, 'auth');
       let discovered: string | undefined;
       const tokenUrl = auth.tokenUrl ?? (async () => (discovered ??= await discoverTokenUrl(baseUrl, options.timeoutMs ?? 30_000)));
-      return new SmartBackendAuth({ clientId: auth.clientId, tokenUrl, scope: auth.scope, alg: auth.alg, kid: auth.kid, privateKey, timeoutMs: options.timeoutMs });
+      return new SmartBackendAuth({ clientId: auth.clientId, tokenUrl, scope: auth.scope, alg: auth.alg, kid: auth.kid, privateKey, timeoutMs: options.timeoutMs, now: options.now });
     }
   }
 }
