@@ -87,7 +87,8 @@ test('5,000 messages survive a SIGKILLed worker: all processed once, one source 
 
   workers.push(await spawnWorker(env, configFile!));
 
-  await waitFor(async () => (await processed()) === TOTAL, 120_000, 'every message processed');
+  // Generous: a busy 2-core machine has been seen below 40 messages/s here.
+  await waitFor(async () => (await processed()) === TOTAL, 360_000, 'every message processed');
   const seconds = (Date.now() - t0) / 1000;
   process.stderr.write(`worker-crash: killed at ${killedAt}/${TOTAL} processed; all processed after ${seconds.toFixed(1)} s; ${stalled} stalled job(s) recovered\n`);
 
@@ -106,4 +107,4 @@ test('5,000 messages survive a SIGKILLed worker: all processed once, one source 
   // The surviving and replacement workers are healthy (the victim's jobs did not poison them).
   expect(workers[1]!.child.exitCode).toBeNull();
   expect(workers[2]!.child.exitCode).toBeNull();
-});
+}, 600_000);
