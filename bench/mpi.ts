@@ -2,12 +2,19 @@
  * Patient-index matching accuracy: trains the Fellegi–Sunter model on each labelled set (no labels
  * used), links its records incrementally as the hub does, and prints pairwise precision, recall, F1
  * (a review counts as "not linked") and the share of records sent to review, against the target
- * F1 ≥ 0.99 with ≤ 2 % review. Run: `npx tsc -p . && node dist/bench/mpi.js [--persons N] [--path production|memory]`.
+ * F1 ≥ 0.99 with ≤ 2 % review. Run: `npx tsc -p . && node dist/bench/mpi.js [--persons N] [--only NAME] [--linker store|memory] [--path production|memory]`.
  *
  * `production` (the default): each record is first written as the message a member sends (HL7 v2,
  * and every fourth as a FHIR Patient) and read by the pipeline's stages and `recordOfSource`
  * (bench/mpiRecords.ts), as `yilian ingest` → the index reads it. `memory`: the labelled record
  * as it is (the figures before 2026-12-07).
+ *
+ * `--linker store` (the default, since 2026-12-07): the records are stored as the merge stage
+ * stores source patients, in a private database of the machine's PostgreSQL (BENCH_PG_URL), the
+ * model trained by `mpi train`'s function and the records linked by `syncPatientIndex`
+ * (bench/mpiStore.ts); the review share is the records with an open review item at the end, as
+ * `yilian mpi stats` counts it. So the figures are what a hub's users get. `--linker memory`: the
+ * in-memory linker (hub/mpi/linker.ts), seconds instead of a database, for looking into misses.
  */
 import { featuresOf } from '../hub/mpi/features';
 import { InMemoryLinker } from '../hub/mpi/linker';
@@ -15,7 +22,8 @@ import { trainModel, type MatchModel } from '../hub/mpi/matcher';
 import defaultModel from '../hub/mpi/defaultModel.json';
 import { generateChineseSet, loadFebrl, loadSplinkFake1000, type LabelledRecord } from './mpiData';
 import { productionRecords } from './mpiRecords';
-import { generateWorldSet, worldIdentityTable } from './mpiWorld';
+import { linkInStore } from './mpiStore';
+import { generateWorldSet, worldIdentityConfig, worldIdentityTable } from './mpiWorld';
 
 export interface Accuracy {
   set: string;
@@ -34,6 +42,33 @@ export interface Accuracy {
 
 const pairs = (k: number) => (k * (k - 1)) / 2;
 
+/** Pairwise accuracy of a linking (`golden[i]`: record i's golden patient at the end; null: never linked) against the labels. */
+export function accuracyOf(set: string, records: LabelledRecord[], golden: Array<string | null>, reviewed: number, extra: { comparisons: number; seconds: number }): Accuracy {
+  const byGolden = new Map<string, number>();
+  const byTruth = new Map<string, number>();
+  const byBoth = new Map<string, number>();
+  records.forEach((r, i) => {
+    const g = golden[i] ?? `unread:${i}`;
+    byGolden.set(g, (byGolden.get(g) ?? 0) + 1);
+    byTruth.set(r.entity, (byTruth.get(r.entity) ?? 0) + 1);
+    const k = `${g}\u0000${r.entity}`;
+    byBoth.set(k, (byBoth.get(k) ?? 0) + 1);
+  });
+  const sum = (m: Map<string, number>) => [...m.values()].reduce((a, k) => a + pairs(k), 0);
+  const tp = sum(byBoth);
+  const predicted = sum(byGolden);
+  const truth = sum(byTruth);
+  const precision = predicted ? tp / predicted : 1;
+  const recall = truth ? tp / truth : 1;
+  const f1 = precision + recall ? (2 * precision * recall) / (precision + recall) : 0;
+  const reviewShare = reviewed / records.length;
+  return { set, records: records.length, truePairs: truth, falsePairs: predicted - tp, precision, recall, f1, reviewShare, ...extra, meetsTarget: f1 >= 0.99 && reviewShare <= 0.02 };
+}
+
+/**
+ * The labelled records linked in memory (hub/mpi/linker.ts): quick, for tests and for looking into
+ * misses. The published figures are the store's (`evaluateInStore`).
+ */
 export function evaluate(set: string, records: LabelledRecord[], model?: MatchModel, path: 'production' | 'memory' = 'production', table = worldIdentityTable()): Accuracy & { model: MatchModel; failed: number } {
   const started = process.hrtime.bigint();
   const read = path === 'production' ? productionRecords(records, { table, fhirEvery: 4 }) : { records, failed: 0 };
@@ -50,31 +85,22 @@ export function evaluate(set: string, records: LabelledRecord[], model?: MatchMo
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   // Golden patients a later record bridged were joined: each record's golden patient as it ends.
   for (let i = 0; i < golden.length; i++) golden[i] = linker.current(golden[i]!);
-  const byGolden = new Map<string, number>();
-  const byTruth = new Map<string, number>();
-  const byBoth = new Map<string, number>();
-  records.forEach((r, i) => {
-    byGolden.set(golden[i]!, (byGolden.get(golden[i]!) ?? 0) + 1);
-    byTruth.set(r.entity, (byTruth.get(r.entity) ?? 0) + 1);
-    const k = `${golden[i]}\u0000${r.entity}`;
-    byBoth.set(k, (byBoth.get(k) ?? 0) + 1);
-  });
-  const sum = (m: Map<string, number>) => [...m.values()].reduce((a, k) => a + pairs(k), 0);
-  const tp = sum(byBoth);
-  const predicted = sum(byGolden);
-  const truth = sum(byTruth);
-  const precision = predicted ? tp / predicted : 1;
-  const recall = truth ? tp / truth : 1;
-  const f1 = precision + recall ? (2 * precision * recall) / (precision + recall) : 0;
-  const reviewShare = reviews / records.length;
-  return { set, records: records.length, truePairs: truth, falsePairs: predicted - tp, precision, recall, f1, reviewShare, comparisons: linker.comparisons, seconds, meetsTarget: f1 >= 0.99 && reviewShare <= 0.02, model: trained, failed: read.failed };
+  return { ...accuracyOf(set, records, golden, reviews, { comparisons: linker.comparisons, seconds }), model: trained, failed: read.failed };
 }
 
-function main(): void {
+/** The labelled records through the store users run (bench/mpiStore.ts): trained by `mpi train` unless `builtIn`, linked by `syncPatientIndex`. */
+export async function evaluateInStore(set: string, records: LabelledRecord[], builtIn = false): Promise<Accuracy & { failed: number; joined: number }> {
+  const out = await linkInStore(records, { identity: worldIdentityConfig(), builtIn });
+  return { ...accuracyOf(set, records, out.golden, out.inReview, { comparisons: NaN, seconds: out.seconds }), failed: out.failed, joined: out.joined };
+}
+
+async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const persons = Number(argv[argv.indexOf('--persons') + 1] ?? 0) || 5000;
   const path = argv.includes('--path') ? (argv[argv.indexOf('--path') + 1] as 'production' | 'memory') : 'production';
   const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1]! : undefined;
+  // store (the default): linked as `yilian mpi train` + `yilian mpi sync` link them; memory: the in-memory linker (quicker, for looking into misses).
+  const linker = argv.includes('--linker') ? (argv[argv.indexOf('--linker') + 1] as 'store' | 'memory') : 'store';
   const sets: Array<[string, () => LabelledRecord[], MatchModel?]> = [
     ['febrl1', () => loadFebrl(['dataset1.csv'])],
     ['febrl2', () => loadFebrl(['dataset2.csv'])],
@@ -94,9 +120,17 @@ function main(): void {
     [`world identities (2,000 persons)`, () => generateWorldSet({ persons: 2000 })],
   ];
   const results: Accuracy[] = [];
-  process.stdout.write(`path: ${path}\n`);
+  if (linker === 'store' && path !== 'production') throw new Error('--linker store reads the records through the production path only');
+  process.stdout.write(`path: ${path}, linker: ${linker}\n`);
   for (const [name, load, given] of sets) {
     if (only && !name.includes(only)) continue;
+    if (linker === 'store') {
+      const { failed, joined, ...r } = await evaluateInStore(name, load(), given !== undefined);
+      results.push(r);
+      if (failed) process.stdout.write(`  ${name}: ${failed} records the pipeline could not read\n`);
+      void joined;
+      continue;
+    }
     const { model, failed, ...r } = evaluate(name, load(), given, path);
     results.push(r);
     if (failed) process.stdout.write(`  ${name}: ${failed} records the pipeline could not read\n`);
@@ -107,9 +141,13 @@ function main(): void {
   process.stdout.write(`${'set'.padEnd(34)} ${'records'.padStart(7)} ${'true pairs'.padStart(10)} ${'wrong'.padStart(5)} ${'precision'.padStart(9)} ${'recall'.padStart(7)} ${'F1'.padStart(7)} ${'review'.padStart(8)} ${'cmp/rec'.padStart(7)} ${'s'.padStart(6)}  target\n`);
   for (const r of results) {
     process.stdout.write(
-      `${r.set.padEnd(34)} ${String(r.records).padStart(7)} ${String(r.truePairs).padStart(10)} ${String(r.falsePairs).padStart(5)} ${r.precision.toFixed(4).padStart(9)} ${r.recall.toFixed(4).padStart(7)} ${r.f1.toFixed(4).padStart(7)} ${pct(r.reviewShare).padStart(8)} ${(r.comparisons / r.records).toFixed(1).padStart(7)} ${r.seconds.toFixed(2).padStart(6)}  ${r.meetsTarget ? 'met' : 'NOT MET'}\n`,
+      `${r.set.padEnd(34)} ${String(r.records).padStart(7)} ${String(r.truePairs).padStart(10)} ${String(r.falsePairs).padStart(5)} ${r.precision.toFixed(4).padStart(9)} ${r.recall.toFixed(4).padStart(7)} ${r.f1.toFixed(4).padStart(7)} ${pct(r.reviewShare).padStart(8)} ${(Number.isNaN(r.comparisons) ? '-' : (r.comparisons / r.records).toFixed(1)).padStart(7)} ${r.seconds.toFixed(2).padStart(6)}  ${r.meetsTarget ? 'met' : 'NOT MET'}\n`,
     );
   }
 }
 
-if (require.main === module) main();
+if (require.main === module)
+  main().catch((error) => {
+    process.stderr.write(`${(error as Error).stack}\n`);
+    process.exit(1);
+  });

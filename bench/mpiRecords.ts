@@ -54,13 +54,21 @@ export function hl7Of(r: LabelledRecord, member: string, mrn: string): string {
   ].join('\r');
 }
 
-/** The record the index reads for this registration, sent as HL7 v2 by `member` under `mrn`. */
-export function recordViaHl7(r: LabelledRecord, member: string, mrn: string, table: IdentityTable): PersonRecord {
+/** A source patient as the merge stage leaves it: the member's demographics and its converted Patient. */
+export type SourceOfRecord = Pick<SourceRow, 'member_id' | 'mrn' | 'demographics' | 'patient'>;
+
+/** The source patient of this registration, sent as HL7 v2 by `member` under `mrn`: parse → convert → identify. */
+export function sourceViaHl7(r: LabelledRecord, member: string, mrn: string): SourceOfRecord {
   const parsed = parseStage({ bytes: Buffer.from(hl7Of(r, member, mrn), 'utf8'), policy: { defaultCharset: 'UTF-8' } });
   const converted = convertStage(parsed, { memberId: member, channelId: 'bench', rawId: 1, utcOffsetMinutes: 480 });
   const identified = identifyStage({ ...converted, mappingVersions: [], unmappedCount: 0 }, 480);
   const patient = converted.resources.find((x) => x.resourceType === 'Patient') as SourceRow['patient'];
-  return recordOfSource({ member_id: member, mrn, demographics: (identified.patient?.demographics ?? {}) as Record<string, string>, patient }, table);
+  return { member_id: member, mrn, demographics: (identified.patient?.demographics ?? {}) as Record<string, string>, patient };
+}
+
+/** The record the index reads for this registration, sent as HL7 v2 by `member` under `mrn`. */
+export function recordViaHl7(r: LabelledRecord, member: string, mrn: string, table: IdentityTable): PersonRecord {
+  return recordOfSource(sourceViaHl7(r, member, mrn), table);
 }
 
 /** The FHIR Patient a member's server would hold for this record. */
@@ -86,35 +94,45 @@ export function fhirOf(r: LabelledRecord, mrn: string): Patient & { id: string }
   };
 }
 
-/** The record the index reads for this registration, sent as a FHIR Patient by `member`'s server. */
-export function recordViaFhir(r: LabelledRecord, member: string, mrn: string, table: IdentityTable): PersonRecord {
+/** The source patient of this registration, sent as a FHIR Patient by `member`'s server: fhirIdentify. */
+export function sourceViaFhir(r: LabelledRecord, member: string, mrn: string): SourceOfRecord {
   const resource = fhirOf(r, mrn);
   const identified = fhirIdentifyStage({ parsed: { resource } as never, resources: [resource as never], hubId: mrn, sourceVersion: '1', mappingVersions: [] }, 'bench');
-  return recordOfSource({ member_id: member, mrn, demographics: (identified.patient?.demographics ?? {}) as Record<string, string>, patient: resource as SourceRow['patient'] }, table);
+  return { member_id: member, mrn, demographics: (identified.patient?.demographics ?? {}) as Record<string, string>, patient: resource as SourceRow['patient'] };
+}
+
+/** The record the index reads for this registration, sent as a FHIR Patient by `member`'s server. */
+export function recordViaFhir(r: LabelledRecord, member: string, mrn: string, table: IdentityTable): PersonRecord {
+  return recordOfSource(sourceViaFhir(r, member, mrn), table);
 }
 
 /**
- * Every labelled record as the index reads it: the member is the record id's prefix (`m1:17`),
- * else one of three; every third record of a set comes by FHIR when `fhirShare` says so.
+ * Every labelled record as the merge stage leaves it (null: a message the pipeline would
+ * quarantine, which never reaches the index): the member is the record id's prefix (`m1:17`), else
+ * one of three; the MRN is `MRN<index>`; every `fhirEvery`-th record comes by FHIR.
  */
-export function productionRecords(records: LabelledRecord[], options: { table?: IdentityTable; fhirEvery?: number } = {}): { records: PersonRecord[]; failed: number } {
-  const table = options.table ?? new IdentityTable();
-  const out: PersonRecord[] = [];
-  let failed = 0;
-  records.forEach((r, i) => {
+export function productionSources(records: LabelledRecord[], options: { fhirEvery?: number } = {}): Array<SourceOfRecord | null> {
+  return records.map((r, i) => {
     const prefix = /^(m\d+|[a-z]{2}):/.exec(r.id)?.[1];
     const member = prefix ?? `m${(i % 3) + 1}`;
     const mrn = `MRN${i}`;
     try {
       const viaFhir = options.fhirEvery !== undefined && i % options.fhirEvery === 0;
-      out.push({ ...(viaFhir ? recordViaFhir(r, member, mrn, table) : recordViaHl7(r, member, mrn, table)), id: r.id });
+      return viaFhir ? sourceViaFhir(r, member, mrn) : sourceViaHl7(r, member, mrn);
     } catch {
-      // A message the pipeline would quarantine: the record reaches the index with nothing (never linked).
-      failed++;
-      out.push({ id: r.id });
+      return null;
     }
   });
-  return { records: out, failed };
+}
+
+/** Every labelled record as the index reads it (`productionSources`, then `recordOfSource`); a record the pipeline could not read has nothing (never linked). */
+export function productionRecords(records: LabelledRecord[], options: { table?: IdentityTable; fhirEvery?: number } = {}): { records: PersonRecord[]; failed: number } {
+  const table = options.table ?? new IdentityTable();
+  const sources = productionSources(records, options);
+  return {
+    records: sources.map((s, i) => (s ? { ...recordOfSource(s, table), id: records[i]!.id } : { id: records[i]!.id })),
+    failed: sources.filter((s) => !s).length,
+  };
 }
 
 export type { StatedIdentifier };

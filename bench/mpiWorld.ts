@@ -20,25 +20,28 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { IdentityTable, identityConfigSchema, type StatedIdentifier } from '../hub/mpi/identity';
+import { IdentityTable, identityConfigSchema, type IdentityConfig, type StatedIdentifier } from '../hub/mpi/identity';
 import { makeResidentId } from '../hub/mpi/residentId';
 import { seededRandom } from '../hub/seededRandom';
 import type { LabelledRecord } from './mpiData';
 
-/** The benchmark members' identity table: their countries, and the local authorities of the permits and of FEBRL's number. */
+/** The benchmark members' identity configuration (`identity:` of the hub's config): their countries, and the local authorities of the permits and of FEBRL's number. */
+export function worldIdentityConfig(): IdentityConfig {
+  return identityConfigSchema.parse({
+    memberCountries: { cn: 'CN', us: 'US', kh: 'KH' },
+    systems: [
+      { authority: 'HKMO', system: 'cn-hkmo-permit' },
+      { authority: 'TW', system: 'cn-tw-permit' },
+      { authority: 'PR', system: 'cn-foreigner-pr' },
+      // FEBRL's soc_sec_id (bench/mpiRecords.ts): typed by hand, corrupted by typos, no check.
+      { authority: 'SOCSEC', system: 'other' },
+    ],
+  });
+}
+
+/** The benchmark members' identity table (`worldIdentityConfig`). */
 export function worldIdentityTable(): IdentityTable {
-  return new IdentityTable(
-    identityConfigSchema.parse({
-      memberCountries: { cn: 'CN', us: 'US', kh: 'KH' },
-      systems: [
-        { authority: 'HKMO', system: 'cn-hkmo-permit' },
-        { authority: 'TW', system: 'cn-tw-permit' },
-        { authority: 'PR', system: 'cn-foreigner-pr' },
-        // FEBRL's soc_sec_id (bench/mpiRecords.ts): typed by hand, corrupted by typos, no check.
-        { authority: 'SOCSEC', system: 'other' },
-      ],
-    }),
-  );
+  return new IdentityTable(worldIdentityConfig());
 }
 
 const US_SURNAMES = ['smith', 'johnson', 'williams', 'brown', 'jones', 'miller', 'davis', 'garcia', 'rodriguez', 'wilson', 'martinez', 'anderson', 'taylor', 'thomas', 'hernandez', 'moore', 'martin', 'jackson', 'thompson', 'white', 'lopez', 'lee', 'gonzalez', 'harris', 'clark', 'lewis', 'robinson', 'walker', 'perez', 'hall', 'young', 'allen', 'sanchez', 'wright', 'king', 'scott', 'green', 'baker', 'adams', 'nelson', 'hill', 'ramirez', 'campbell', 'mitchell', 'roberts', 'carter', 'phillips', 'evans', 'turner', 'torres', 'parker', 'collins', 'edwards', 'stewart', 'flores', 'morris', 'nguyen', 'murphy', 'rivera', 'cook', 'rogers', 'morgan', 'peterson', 'cooper', 'reed', 'bailey', 'bell', 'gomez', 'kelly', 'howard', 'ward', 'cox', 'diaz', 'richardson', 'wood', 'watson', 'brooks', 'bennett', 'gray', 'james'];

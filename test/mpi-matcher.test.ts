@@ -6,7 +6,7 @@
 import { parseResidentId, makeResidentId, residentIdCheckChar } from '../hub/mpi/residentId';
 import { normaliseName, soundKey } from '../hub/mpi/names';
 import { blockingKeys, featuresOf, type PersonRecord } from '../hub/mpi/features';
-import { scorePair, trainModel, decide, modelForPopulation, SharedValueTally, HOUSEHOLD, bridgedGoldens, mayJoin, type MatchModel } from '../hub/mpi/matcher';
+import { scorePair, trainModel, decide, modelForPopulation, SharedValueTally, HOUSEHOLD, bridgedGoldens, mayJoin, reviewAlternatives, type MatchModel } from '../hub/mpi/matcher';
 import { InMemoryLinker } from '../hub/mpi/linker';
 import { survivorship } from '../hub/mpi/survivorship';
 import { evaluate } from '../bench/mpi';
@@ -200,6 +200,26 @@ describe('guards and outcomes', () => {
     const n1 = featuresOf({ id: 'n1', ...home, given: '明' });
     const n2 = featuresOf({ id: 'n2', ...home, given: '亮' });
     expect(scorePair(model, n1, n2)).toMatchObject({ outcome: 'POSSIBLE_MATCH', rule: 'twin-guard' });
+  });
+  test('a record linked to its person is not put in review with that person\'s twin; one not linked is', () => {
+    const n1 = featuresOf({ id: 'n1', ...home, given: '明' });
+    const n2 = featuresOf({ id: 'n2', ...home, given: '亮' });
+    const again = featuresOf({ id: 'n1b', ...home, given: '明' });
+    const linked = decide(model, again, [
+      { goldenId: 'G1', features: n1 },
+      { goldenId: 'G2', features: n2 },
+    ]);
+    expect(linked).toMatchObject({ outcome: 'MATCH', goldenId: 'G1' });
+    expect(linked.alternatives).toEqual([expect.objectContaining({ goldenId: 'G2', rule: 'twin-guard' })]);
+    expect(reviewAlternatives(linked)).toEqual([]);
+    // A third brother, linked to neither: both are proposed to the reviewer.
+    const third = featuresOf({ id: 'n3', ...home, given: '红' });
+    const open = decide(model, third, [
+      { goldenId: 'G1', features: n1 },
+      { goldenId: 'G2', features: n2 },
+    ]);
+    expect(open.outcome).toBe('POSSIBLE_MATCH');
+    expect(reviewAlternatives(open).map((a) => a.goldenId)).toEqual([open.goldenId === 'G1' ? 'G2' : 'G1']);
   });
   test('Hanzi family names that differ by sound are never auto-linked on given name and birth date alone', () => {
     const a = { id: 'a', family: '欧阳', given: '明轩', birthDate: '19750611', sex: 'M' };

@@ -11,7 +11,7 @@
 import type { Sql } from '../sql';
 import type { BlockCache } from './blockCache';
 import { blockingKeys, featuresOf, type PersonFeatures, type PersonRecord } from './features';
-import { bridgedGoldens, decide, mayJoin, scorePair, type Candidate, type MatchDecision, type MatchModel } from './matcher';
+import { bridgedGoldens, decide, mayJoin, reviewAlternatives, scorePair, type Candidate, type MatchDecision, type MatchModel } from './matcher';
 import { carriersOf, countSharedValues, withSharedCounts, type CrossedValue } from './sharedValues';
 import { createGolden, history, mergeGolden, refreshGoldens, retireEmpty, setLink, type LinkMode, type LinkState } from './golden';
 import { RECORD_VERSION, recordOfSource, SOURCE_SELECT, type SourceRow } from './sourceRecord';
@@ -155,9 +155,9 @@ async function relinkSource(tx: Sql, model: MatchModel, row: SourceRow, record: 
     summary.created++;
   }
   touched.add(golden);
-  // Review items: every golden patient this record possibly matches (the reviewer sees them all).
+  // Review items: the golden patient proposed, and the others it possibly matches (`reviewAlternatives`).
   const proposals = decision.outcome === 'POSSIBLE_MATCH' && decision.goldenId ? [{ goldenId: decision.goldenId, why: explanation }] : [];
-  for (const alt of decision.alternatives) if (alt.outcome !== 'NO_MATCH') proposals.push({ goldenId: alt.goldenId, why: { rule: alt.rule, score: alt.weight, breakdown: { against: alt.candidateId, outcome: alt.outcome, fields: alt.fields } } });
+  for (const alt of reviewAlternatives(decision)) proposals.push({ goldenId: alt.goldenId, why: { rule: alt.rule, score: alt.weight, breakdown: { against: alt.candidateId, outcome: alt.outcome, fields: alt.fields } } });
   await tx.query(`DELETE FROM mpi_link WHERE member_id = $1 AND mrn = $2 AND state = 'POSSIBLE_MATCH' AND mode = 'AUTO' AND NOT (golden_id = ANY($3::text[]))`, [row.member_id, row.mrn, proposals.map((p) => p.goldenId)]);
   for (const p of proposals) {
     if (p.goldenId === golden || links.some((l) => l.golden_id === p.goldenId && l.mode === 'MANUAL')) continue;

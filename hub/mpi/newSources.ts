@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Sql } from '../sql';
 import { blockingKeys, featuresOf, type PersonFeatures, type PersonRecord } from './features';
-import { bridgedGoldens, decide, type Candidate, type MatchModel } from './matcher';
+import { bridgedGoldens, decide, reviewAlternatives, type Candidate, type MatchModel } from './matcher';
 import { BULK_RECORDS, countSharedValues, withSharedCounts } from './sharedValues';
 import { survivorship } from './survivorship';
 import { RECORD_VERSION, recordOfSource, type SourceRow } from './sourceRecord';
@@ -123,7 +123,7 @@ export function scoreNewSources(model: MatchModel, sources: NewSource[], run: Ma
     }
     out.items.push({ ...source, golden });
     const proposals = decision.outcome === 'POSSIBLE_MATCH' && decision.goldenId ? [{ goldenId: decision.goldenId, rule: explanation.rule ?? null, score: explanation.score, breakdown: explanation.breakdown }] : [];
-    for (const alt of decision.alternatives) if (alt.outcome !== 'NO_MATCH') proposals.push({ goldenId: alt.goldenId, rule: alt.rule ?? null, score: alt.weight, breakdown: { against: alt.candidateId, outcome: alt.outcome, fields: alt.fields } });
+    for (const alt of reviewAlternatives(decision)) proposals.push({ goldenId: alt.goldenId, rule: alt.rule ?? null, score: alt.weight, breakdown: { against: alt.candidateId, outcome: alt.outcome, fields: alt.fields } });
     for (const p of proposals) {
       if (p.goldenId === golden) continue;
       links.push({ member_id: member, mrn, golden_id: p.goldenId, state: 'POSSIBLE_MATCH', rule: p.rule, score: p.score, breakdown: p.breakdown });
