@@ -13,11 +13,11 @@ import { z } from 'zod';
 import type { ApiContext } from './context';
 import { requireScope } from './auth';
 import { recordAudit, recordAuditForPatients } from '../hub/audit';
-import { hubStatus } from '../pipeline/status';
+import { hubStatus, refreshPipelineGauges } from '../pipeline/status';
 import { replay } from '../pipeline/replay';
 import { fixRawMessage } from '../pipeline/fix';
 import { fixLinks } from '../hub/rawStore';
-import { registry, metrics } from '../hub/metrics';
+import { registry } from '../hub/metrics';
 import { HubError } from '../mappings/outcome';
 import { timingSafeEqual } from 'node:crypto';
 import { hashApiKey } from '../hub/config';
@@ -162,8 +162,7 @@ export function createApi(runtime: ApiContext, options: ApiOptions = {}): expres
   app.use(costFeedRouter(runtime));
 
   app.get('/metrics', requireScope('metrics'), async (_req, res) => {
-    const depths = await runtime.queues.depths();
-    for (const [state, n] of Object.entries(depths)) metrics.queueDepth.set({ state }, n);
+    await refreshPipelineGauges(runtime.db, runtime.queues);
     res.type(registry.contentType).send(await registry.metrics());
   });
 

@@ -8,12 +8,18 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ApiContext } from '../api/context';
 import type { HubConfig } from '../hub/config';
-import { RawIntake } from '../adapters/intake';
-import { PipelineQueues } from '../pipeline/queues';
+import type { HubDb } from '../hub/sql';
+import type { RawIntake } from '../adapters/intake';
+import type { PipelineQueues } from '../pipeline/queues';
 import { redisConnection } from '../hub/redis';
 import { HubError } from '../mappings/outcome';
 import { openStore } from './embeddedStore';
 import { upsertMembers } from '../hub/rawStore';
+
+// Required when used: BullMQ and the intake (with its HL7 v2 reader and metrics) are a third of a
+// read-only command's start (bench/cliStart.ts), and openReader on the embedded store needs neither.
+const queuesModule = () => require('../pipeline/queues') as typeof import('../pipeline/queues');
+const intakeModule = () => require('../adapters/intake') as typeof import('../adapters/intake');
 
 /** One process's hub: what the API is handed (api/context.ts), plus how to reach and close it. */
 export interface Runtime extends ApiContext {
@@ -46,8 +52,8 @@ export async function openRuntime(config: HubConfig, options: RuntimeOptions = {
     await db.close().catch(() => undefined);
     throw error;
   }
-  const queues = new PipelineQueues({ redisUrl, ...config.pipeline, prefix: config.pipeline.queuePrefix });
-  const intake = new RawIntake(db, queues, { log });
+  const queues = new (queuesModule().PipelineQueues)({ redisUrl, ...config.pipeline, prefix: config.pipeline.queuePrefix });
+  const intake: RawIntake = new (intakeModule().RawIntake)(db, queues, { log });
   return {
     config,
     db,
@@ -59,6 +65,38 @@ export async function openRuntime(config: HubConfig, options: RuntimeOptions = {
       await queues.close();
       await db.close();
       await embeddedRedis?.stop();
+    },
+  };
+}
+
+/** What a read-only command (`yilian status`) reads: the store, and the queues when there are any to read. */
+export interface Reader {
+  db: HubDb;
+  /** Absent on the embedded defaults (see openReader). */
+  queues?: PipelineQueues;
+  close(): Promise<void>;
+}
+
+/**
+ * The store and, with a configured Redis, the queues: no members written, no intake. With the
+ * embedded defaults no redis-server is started: it would be private to this command, so it could
+ * hold nothing to read (what waits is in the store: pipeline/status.ts, pipelineLag).
+ */
+export async function openReader(config: HubConfig): Promise<Reader> {
+  const db = await openStore(config);
+  let queues: PipelineQueues | undefined;
+  try {
+    if (config.redisUrl) queues = new (queuesModule().PipelineQueues)({ redisUrl: config.redisUrl, ...config.pipeline, prefix: config.pipeline.queuePrefix });
+  } catch (error) {
+    await db.close().catch(() => undefined);
+    throw error;
+  }
+  return {
+    db,
+    queues,
+    async close() {
+      await queues?.close();
+      await db.close();
     },
   };
 }

@@ -7,40 +7,40 @@
 import { parseArgs } from 'node:util';
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import http from 'node:http';
+import type http from 'node:http';
 import { ensureMember, loadConfig, type HubConfig } from '../hub/config';
-import express from 'express';
-import { authenticator, requireScope } from '../api/auth';
-import { createApi } from '../api/server';
-import { openRuntime, type Runtime } from './runtime';
-import { hubStatus } from '../pipeline/status';
-import { registry } from '../hub/metrics';
+import type { Runtime } from './runtime';
+import type { hubStatus } from '../pipeline/status';
 import { HubError } from '../mappings/outcome';
-import { replay } from '../pipeline/replay';
-import { fixRawMessage } from '../pipeline/fix';
-import { decodeStrict } from '../mappings/hl7v2/charset';
-import { Reconciler } from '../pipeline/reconciler';
-import { ingestFiles, pullChannel, waitForPipeline } from './ingest';
-import { portError, startListeners, UsageError } from './listeners';
-import { terminologyCommand, terminologyUsage } from './terminology';
-import { mpiUsage, runMpiCommand } from './mpi';
-import { quarantineCommand, quarantineUsage } from './quarantine';
-import { recognitionCommand, recognitionUsage } from './recognition';
-import { startRecognitionIndexSync } from '../hub/recognition/resultIndex';
-import { startPatientIndexSync } from '../hub/mpi/sync';
-import { sharedResourcesCommand, sharedResourcesUsage } from './resources';
-import { startSharedResourceSync } from '../hub/resources/store';
-import { costFeedCommand, costFeedUsage } from './feed';
-import { startCostFeedBuilder } from '../hub/feeds/builder';
+import { UsageError } from './usageError';
 
 /**
- * Loaded when a command needs them: the HL7 v2 conversion behind these holds about 100 MB of tables,
- * which `pull` and `ingest --no-wait` of FHIR files never use (their memory budget is measured).
+ * Loaded when a command needs them, not at start: every command pays for what is imported at the
+ * top, and `yilian status` must answer in well under a second (issue 19; bench/cliStart.ts). The
+ * API's routers alone took 0.4 s to load, the group commands (patient index, terminology…) as much
+ * again. The HL7 v2 conversion behind the worker and convert holds about 100 MB of tables, which
+ * `pull` and `ingest --no-wait` of FHIR files never use (their memory budget is measured).
  */
 const lazy = {
   PipelineWorker: () => (require('../pipeline/worker') as typeof import('../pipeline/worker')).PipelineWorker,
   convert: () => require('./convert') as typeof import('./convert'),
   runDemo: () => (require('./demo') as typeof import('./demo')).runDemo,
+  runtime: () => require('./runtime') as typeof import('./runtime'),
+  status: () => require('../pipeline/status') as typeof import('../pipeline/status'),
+  replay: () => (require('../pipeline/replay') as typeof import('../pipeline/replay')).replay,
+  fix: () => require('../pipeline/fix') as typeof import('../pipeline/fix'),
+  charset: () => require('../mappings/hl7v2/charset') as typeof import('../mappings/hl7v2/charset'),
+  ingest: () => require('./ingest') as typeof import('./ingest'),
+  listeners: () => require('./listeners') as typeof import('./listeners'),
+  api: () => require('../api/server') as typeof import('../api/server'),
+  auth: () => require('../api/auth') as typeof import('../api/auth'),
+  express: () => require('express') as typeof import('express'),
+  terminology: () => require('./terminology') as typeof import('./terminology'),
+  mpi: () => require('./mpi') as typeof import('./mpi'),
+  quarantine: () => require('./quarantine') as typeof import('./quarantine'),
+  recognition: () => require('./recognition') as typeof import('./recognition'),
+  resources: () => require('./resources') as typeof import('./resources'),
+  feed: () => require('./feed') as typeof import('./feed'),
 };
 
 /**
@@ -127,16 +127,26 @@ export const commandTable: CommandHelp[] = [
   { name: 'status', usage: `  status [--json]               queue depths, dead letters, per-channel counters`, examples: [['status', 'yilian status --json']] },
   {
     name: 'quarantine',
-    usage: quarantineUsage,
+    get usage() {
+      return lazy.quarantine().quarantineUsage;
+    },
     examples: [
       ['quarantine', 'yilian quarantine list --member county --stage intake'],
       ['quarantine show', 'yilian quarantine show 517'],
     ],
   },
-  { name: 'translate', usage: section(terminologyUsage, 'translate'), examples: [['translate', 'yilian translate --system http://hl7.org/fhir/sid/icd-10 --code E11.9']] },
+  {
+    name: 'translate',
+    get usage() {
+      return section(lazy.terminology().terminologyUsage, 'translate');
+    },
+    examples: [['translate', 'yilian translate --system http://hl7.org/fhir/sid/icd-10 --code E11.9']],
+  },
   {
     name: 'mappings',
-    usage: section(terminologyUsage, 'mappings'),
+    get usage() {
+      return section(lazy.terminology().terminologyUsage, 'mappings');
+    },
     examples: [
       ['mappings', 'yilian mappings worklist --member county'],
       ['mappings import', 'yilian mappings import --by alice conceptmaps/lab.json'],
@@ -146,16 +156,26 @@ export const commandTable: CommandHelp[] = [
   },
   {
     name: 'feed',
-    usage: section(costFeedUsage, 'feed'),
+    get usage() {
+      return section(lazy.feed().costFeedUsage, 'feed');
+    },
     examples: [
       ['feed', 'yilian feed cost --format csv --from 2026-01-01'],
       ['feed build', 'yilian feed build --json'],
     ],
   },
-  { name: 'kpi', usage: section(costFeedUsage, 'kpi'), examples: [['kpi', 'yilian kpi --from 2026-01 --to 2026-06 --json']] },
+  {
+    name: 'kpi',
+    get usage() {
+      return section(lazy.feed().costFeedUsage, 'kpi');
+    },
+    examples: [['kpi', 'yilian kpi --from 2026-01 --to 2026-06 --json']],
+  },
   {
     name: 'recognition',
-    usage: recognitionUsage,
+    get usage() {
+      return lazy.recognition().recognitionUsage;
+    },
     examples: [
       ['recognition', 'yilian recognition rules list'],
       ['recognition rules set', 'yilian recognition rules set --code 2345-7 --window-days 30 --tiers tertiary,secondary'],
@@ -163,10 +183,18 @@ export const commandTable: CommandHelp[] = [
       ['recognition duplicates', 'yilian recognition duplicates --format csv --from 2026-01-01'],
     ],
   },
-  { name: 'resources', usage: sharedResourcesUsage, examples: [['resources', 'yilian resources list --type Device --json']] },
+  {
+    name: 'resources',
+    get usage() {
+      return lazy.resources().sharedResourcesUsage;
+    },
+    examples: [['resources', 'yilian resources list --type Device --json']],
+  },
   {
     name: 'mpi',
-    usage: mpiUsage,
+    get usage() {
+      return lazy.mpi().mpiUsage;
+    },
     examples: [
       ['mpi', 'yilian mpi export --format csv'],
       ['mpi decide', 'yilian mpi decide --member county --mrn 000123 --golden P-000042 --link --reason "same ID card"'],
@@ -178,7 +206,8 @@ export const commandTable: CommandHelp[] = [
 
 const commonOptions = `common: --config <file> (or YILIAN_CONFIG); DATABASE_URL, REDIS_URL; --debug (stack traces of errors); -h, --help`;
 
-const usage = `usage: yilian <command> [options]
+/** The program's usage: a function, since it reads every group's usage (and so loads its module). */
+const usage = () => `usage: yilian <command> [options]
 ${commandTable.map((c) => c.usage).join('\n')}
 ${commonOptions}
 yilian <command> --help: that command's usage and an example`;
@@ -244,13 +273,13 @@ async function main(argv: string[]): Promise<number> {
   const beforeEnd = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
   if (command === '--help' || command === '-h' || command === 'help') {
     const words = commandWords(rest);
-    const text = words.length ? helpFor(words) : `${usage}\n`;
+    const text = words.length ? helpFor(words) : `${usage()}\n`;
     if (!text) throw new UsageError(`unknown command ${words[0]}; see yilian --help`);
     process.stdout.write(text);
     return 0;
   }
   if (!command) {
-    process.stderr.write(`${usage}\n`);
+    process.stderr.write(`${usage()}\n`);
     return 2;
   }
   if (!commandTable.some((c) => c.name === command)) throw new UsageError(`unknown command ${command}; see yilian --help`);
@@ -258,15 +287,15 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(helpFor(commandWords(argv))!);
     return 0;
   }
-  if (command === 'quarantine') return quarantineCommand(rest);
+  if (command === 'quarantine') return lazy.quarantine().quarantineCommand(rest);
   // Terminology commands parse their own options (cli/terminology.ts).
-  if (command === 'translate' || command === 'mappings') return terminologyCommand(command, rest);
+  if (command === 'translate' || command === 'mappings') return lazy.terminology().terminologyCommand(command, rest);
   // Cost feed and KPI commands parse their own options (cli/feed.ts).
-  if (command === 'feed' || command === 'kpi') return costFeedCommand(command, rest);
+  if (command === 'feed' || command === 'kpi') return lazy.feed().costFeedCommand(command, rest);
   // Recognition commands parse their own options (cli/recognition.ts).
-  if (command === 'recognition') return recognitionCommand(rest);
+  if (command === 'recognition') return lazy.recognition().recognitionCommand(rest);
   // Unified shared-resource commands parse their own options (cli/resources.ts).
-  if (command === 'resources') return sharedResourcesCommand(rest);
+  if (command === 'resources') return lazy.resources().sharedResourcesCommand(rest);
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
@@ -311,7 +340,7 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'mpi':
-      return runMpiCommand(config, positionals, values, (text) => process.stdout.write(text));
+      return lazy.mpi().runMpiCommand(config, positionals, values, (text) => process.stdout.write(text));
     case 'convert': {
       // Pure conversion: no runtime (database, Redis) is opened.
       if (positionals.length === 0) throw new HubError('invalid', 'convert needs at least one file', 'files');
@@ -330,7 +359,7 @@ async function main(argv: string[]): Promise<number> {
       const timeout = values.timeout === undefined ? undefined : intOption(values.timeout, '--timeout');
       const member = ensureMember(config, values.member);
       return withRuntime(config, async (runtime) => {
-        const { rawIds, ...summary } = await ingestFiles(runtime, member, positionals, {
+        const { rawIds, ...summary } = await lazy.ingest().ingestFiles(runtime, member, positionals, {
           timeoutMs: timeout ? timeout * 1000 : undefined,
           log,
           fhirSource: values.source,
@@ -351,7 +380,7 @@ async function main(argv: string[]): Promise<number> {
       if (!member) throw new HubError('invalid', `member ${values.member} is not configured`, '--member');
       const channelId = values.channel;
       return withRuntime(config, async (runtime) => {
-        const summary = await pullChannel(runtime, member, channelId, { wait: values.wait, timeoutMs: values.timeout ? intOption(values.timeout, '--timeout') * 1000 : undefined, log });
+        const summary = await lazy.ingest().pullChannel(runtime, member, channelId, { wait: values.wait, timeoutMs: values.timeout ? intOption(values.timeout, '--timeout') * 1000 : undefined, log });
         // maxRssKb: this process's peak resident memory (the streaming import's memory budget is checked on it).
         const out = { ...summary, maxRssKb: peakRssKb() };
         process.stdout.write(values.json ? `${JSON.stringify(out)}\n` : `${summary.kind} ${member.id}/${summary.channel}: stored ${summary.stored}, duplicates ${summary.duplicates}, quarantined ${summary.quarantined}\n`);
@@ -368,11 +397,11 @@ async function main(argv: string[]): Promise<number> {
         if (!(REPLAYABLE as readonly string[]).includes(s)) throw new HubError('invalid', `--status: ${REPLAYABLE.join(', ')}, not ${s}${s === 'fixed' ? ' (a fixed message is never replayed: its fix was)' : ''}`, '--status');
       }
       return withRuntime(config, async (runtime) => {
-        const result = await replay(runtime.db, runtime.queues, { rawIds, member: values.member, channel: values.channel, from, to, status: status as (typeof REPLAYABLE)[number][] | undefined });
+        const result = await lazy.replay()(runtime.db, runtime.queues, { rawIds, member: values.member, channel: values.channel, from, to, status: status as (typeof REPLAYABLE)[number][] | undefined });
         const { notFound, notReplayed } = result;
         // No worker up (always so on the embedded defaults, whose Redis is this process's own): the
         // stages run here, as for `ingest`, rather than leaving the messages queued in a Redis that ends with this command.
-        const outcome = result.replayed && (await runtime.queues.workerCount()) === 0 ? await waitForPipeline(runtime, result.rawIds, { log }) : undefined;
+        const outcome = result.replayed && (await runtime.queues.workerCount()) === 0 ? await lazy.ingest().waitForPipeline(runtime, result.rawIds, { log }) : undefined;
         process.stdout.write(`${JSON.stringify({ replayed: result.replayed, ...(outcome ? { outcome } : {}), ...(notFound ? { notFound } : {}), ...(notReplayed ? { notReplayed } : {}) })}\n`);
         for (const id of notFound ?? []) process.stderr.write(`yilian replay: raw id ${id}: not found\n`);
         for (const m of notReplayed ?? []) process.stderr.write(`yilian replay: raw id ${m.rawId}: not replayed (status ${m.status}${m.status === 'fixed' ? ': its fix was replayed instead' : ', not selected by the filters'})\n`);
@@ -388,27 +417,32 @@ async function main(argv: string[]): Promise<number> {
       if (!values.comment?.trim()) throw new HubError('invalid', 'fix needs --comment: say what was wrong and what was changed', 'comment');
       readableFiles([values.file]);
       // The file is text a person edited: read strictly as UTF-8, so a mis-saved file is refused rather than mangled.
-      const text = decodeStrict(readFileSync(values.file), 'UTF-8');
+      const text = lazy.charset().decodeStrict(readFileSync(values.file), 'UTF-8');
       const comment = values.comment;
       return withRuntime(config, async (runtime) => {
-        const fixed = await fixRawMessage(runtime, { rawId, text, comment, actor: values.actor ?? process.env.USER ?? 'cli' });
+        const fixed = await lazy.fix().fixRawMessage(runtime, { rawId, text, comment, actor: values.actor ?? process.env.USER ?? 'cli' });
         // As for replay: with no worker up, the fix goes through the stages here.
-        const outcome = (await runtime.queues.workerCount()) === 0 ? await waitForPipeline(runtime, [fixed.fixId], { log }) : undefined;
+        const outcome = (await runtime.queues.workerCount()) === 0 ? await lazy.ingest().waitForPipeline(runtime, [fixed.fixId], { log }) : undefined;
         process.stdout.write(`${JSON.stringify({ ...fixed, ...(outcome ? { outcome } : {}) })}\n`);
         return 0;
       });
     }
-    case 'status':
-      return withRuntime(config, async (runtime) => {
-        const status = await hubStatus(runtime.db, runtime.queues);
+    case 'status': {
+      // Read-only: the store and the queues, not the whole runtime (cli/runtime.ts, openReader).
+      const reader = await lazy.runtime().openReader(config);
+      try {
+        const status = await lazy.status().hubStatus(reader.db, reader.queues);
         process.stdout.write(values.json ? `${JSON.stringify(status)}\n` : formatStatus(status));
         return 0;
-      });
+      } finally {
+        await reader.close();
+      }
+    }
     case 'worker':
       return serveUntilSignal(config, async (runtime) => {
         const worker = new (lazy.PipelineWorker())({ db: runtime.db, config }, runtime.queues, { log });
         await worker.start();
-        const metricsServer = values['metrics-port'] ? await serveMetrics(config, intOption(values['metrics-port'], '--metrics-port', 1, 65535)).catch(async (error) => {
+        const metricsServer = values['metrics-port'] ? await serveMetrics(runtime, intOption(values['metrics-port'], '--metrics-port', 1, 65535)).catch(async (error) => {
           await worker.close();
           throw error;
         }) : undefined;
@@ -438,26 +472,27 @@ async function main(argv: string[]): Promise<number> {
 
   async function startServe(runtime: Runtime, stops: Array<() => Promise<void> | void>): Promise<void> {
         if (!values['listeners-only']) {
-          const server = createApi(runtime).listen(config.api.port, config.api.host);
+          const server = lazy.api().createApi(runtime).listen(config.api.port, config.api.host);
           await listening(server, 'API', config.api.port, config.api.host);
           log(`API on ${config.api.host}:${config.api.port}`);
           stops.push(() => new Promise<void>((r) => server.close(() => r())));
           // golden ids for new and changed source patients without waiting for a read or an export
-          stops.push(startPatientIndexSync(runtime.db, 5000, log));
+          stops.push((require('../hub/mpi/sync') as typeof import('../hub/mpi/sync')).startPatientIndexSync(runtime.db, 5000, log));
           // unified shared resources (devices, experts, wards…) follow the resource table (hub/resources/store.ts)
-          stops.push(startSharedResourceSync(runtime.db, 5000, log));
+          stops.push((require('../hub/resources/store') as typeof import('../hub/resources/store')).startSharedResourceSync(runtime.db, 5000, log));
           // the recognition index follows the stored results (hub/recognition/resultIndex.ts)
-          stops.push(startRecognitionIndexSync(runtime.db, 2000, log));
+          stops.push((require('../hub/recognition/resultIndex') as typeof import('../hub/recognition/resultIndex')).startRecognitionIndexSync(runtime.db, 2000, log));
           // the cost event feed, appended every few seconds (hub/feeds/builder.ts)
-          stops.push(startCostFeedBuilder(runtime.db, config, log));
+          stops.push((require('../hub/feeds/builder') as typeof import('../hub/feeds/builder')).startCostFeedBuilder(runtime.db, config, log));
         }
-        if (!values['api-only']) stops.push(...(await startListeners(runtime, log)));
+        if (!values['api-only']) stops.push(...(await lazy.listeners().startListeners(runtime, log)));
         // PGlite lives in this one process, so with embedded defaults the stages run here too.
         if (values['with-worker'] || runtime.db.kind === 'pglite') {
           const worker = new (lazy.PipelineWorker())({ db: runtime.db, config }, runtime.queues, { log });
           await worker.start();
           stops.push(() => worker.close());
         } else {
+          const { Reconciler } = require('../pipeline/reconciler') as typeof import('../pipeline/reconciler');
           const reconciler = new Reconciler(runtime.db, runtime.queues, { log });
           reconciler.start();
           stops.push(() => reconciler.stop());
@@ -468,7 +503,7 @@ async function main(argv: string[]): Promise<number> {
 /** Resolves when the server listens; a port in use (or forbidden) becomes a UsageError naming it. */
 function listening(server: http.Server, what: string, port: number, host?: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const onError = (error: Error) => reject(portError(error, what, port, host));
+    const onError = (error: Error) => reject(lazy.listeners().portError(error, what, port, host));
     server.once('error', onError);
     server.once('listening', () => {
       server.off('error', onError);
@@ -489,7 +524,7 @@ async function printQuarantineReasons(runtime: Runtime, rawIds: number[], quaran
 }
 
 async function withRuntime(config: HubConfig, work: (runtime: Runtime) => Promise<number>): Promise<number> {
-  const runtime = await openRuntime(config, { log });
+  const runtime = await lazy.runtime().openRuntime(config, { log });
   try {
     return await work(runtime);
   } finally {
@@ -501,7 +536,7 @@ async function withRuntime(config: HubConfig, work: (runtime: Runtime) => Promis
 const SHUTDOWN_GRACE_MS = 30_000;
 
 async function serveUntilSignal(config: HubConfig, start: (runtime: Runtime) => Promise<() => Promise<void>>): Promise<number> {
-  const runtime = await openRuntime(config, { log });
+  const runtime = await lazy.runtime().openRuntime(config, { log });
   let stop: () => Promise<void>;
   try {
     stop = await start(runtime);
@@ -555,13 +590,20 @@ function guardProcess(): void {
   });
 }
 
-/** A worker's own metrics, behind the same API keys as the hub's API (scope `metrics`). */
-async function serveMetrics(config: HubConfig, port: number): Promise<http.Server> {
-  const app = express();
+/**
+ * A worker's own metrics, behind the same API keys as the hub's API (scope `metrics`), with the
+ * pipeline's lag read from the store at each scrape as the API does (pipeline/status.ts).
+ */
+async function serveMetrics(runtime: Runtime, port: number): Promise<http.Server> {
+  const { config } = runtime;
+  const { authenticator, requireScope } = lazy.auth();
+  const { registry } = require('../hub/metrics') as typeof import('../hub/metrics');
+  const app = lazy.express()();
   app.get('/health', (_req, res) => {
     res.json({ status: 'ok' });
   });
   app.get('/metrics', authenticator(config), requireScope('metrics'), async (_req, res) => {
+    await lazy.status().refreshPipelineGauges(runtime.db, runtime.queues);
     res.type(registry.contentType).send(await registry.metrics());
   });
   const server = app.listen(port, '0.0.0.0');
@@ -571,6 +613,8 @@ async function serveMetrics(config: HubConfig, port: number): Promise<http.Serve
 
 function formatStatus(status: Awaited<ReturnType<typeof hubStatus>>): string {
   const lines = [`queues: ${Object.entries(status.queues).map(([k, v]) => `${k} ${v}`).join(', ')}; workers connected: ${status.workers}`];
+  const { lag } = status;
+  lines.push(lag.queued ? `pipeline lag: ${lag.queued} stored and waiting, the oldest since ${lag.oldestQueuedAt} (${Math.round(lag.oldestQueuedAgeSeconds)} s)` : 'pipeline lag: nothing waiting');
   lines.push(status.deadLetters.length ? 'dead letters (open):' : 'dead letters: none');
   for (const d of status.deadLetters) lines.push(`  ${d.stage.padEnd(8)} ${d.code.padEnd(12)} ${d.open}`);
   lines.push('channels:');

@@ -29,4 +29,12 @@ export const metrics = {
     registers: [registry],
   }),
   queueDepth: new client.Gauge({ name: 'yilian_queue_depth', help: 'Jobs in the pipeline queues, by state', labelNames: ['state'] as const, registers: [registry] }),
+  // The pipeline's lag, read from the raw store at each scrape (pipeline/status.ts): PostgreSQL, not
+  // Redis, because a job Redis lost is still a message waiting. Alert rules: deploy/prometheus/alerts.yml.
+  oldestQueuedAge: new client.Gauge({
+    name: 'yilian_pipeline_oldest_queued_age_seconds',
+    help: 'Age of the oldest message stored (and ACKed) but not yet processed: raw store status queued, since it was received or put back by a replay; 0 when none waits',
+    registers: [registry],
+  }),
+  queuedMessages: new client.Gauge({ name: 'yilian_pipeline_queued_messages', help: 'Messages stored (and ACKed) but not yet processed (raw store status queued)', registers: [registry] }),
 };

@@ -13,6 +13,7 @@ import { hasScope, requireAnyScope, requireScope } from '../auth';
 import { channelOverview } from '../../hub/console/channels';
 import { deadLetters, messageDetail, searchAudit, searchMessages } from '../../hub/console/messages';
 import { idParam, parse } from '../input';
+import { LAG_WARNING_SECONDS, pipelineLag } from '../../pipeline/status';
 
 const text = z.string().trim().min(1).max(200).optional();
 const time = z.iso.datetime({ offset: true, local: true }).transform((t) => new Date(t)).optional();
@@ -76,7 +77,9 @@ export function consoleApi(runtime: ApiContext): express.Router {
   });
 
   router.get('/api/channels', requireAnyScope('integration', 'metrics'), async (_req, res) => {
-    res.json({ items: await channelOverview(runtime.db, runtime.config), generatedAt: new Date().toISOString() });
+    // The pipeline's lag beside the channels: what was ACKed and still waits (pipeline/status.ts).
+    const [items, lag] = await Promise.all([channelOverview(runtime.db, runtime.config), pipelineLag(runtime.db)]);
+    res.json({ items, pipeline: { ...lag, warnAfterSeconds: LAG_WARNING_SECONDS }, generatedAt: new Date().toISOString() });
   });
 
   router.get('/api/messages', requireAnyScope('integration', 'patient.read'), async (req, res) => {

@@ -172,6 +172,21 @@ export const consoleJs = String.raw`
   function memberTd(id) { var cell = td(memberName(id)); if (id != null) cell.title = String(id); cell.setAttribute('data-member-id', id == null ? '' : String(id)); return cell; }
   function messageLink(rawId) { return el('td', {}, [el('a', { href: '/console/messages/' + rawId, text: String(rawId) })]); }
 
+  /** Seconds as a person reads a wait: 45 s, 12 min, 3.5 h. */
+  function duration(seconds) {
+    if (seconds < 120) return Math.round(seconds) + ' s';
+    if (seconds < 7200) return Math.round(seconds / 60) + ' min';
+    return Math.round(seconds / 360) / 10 + ' h';
+  }
+  /** The pipeline's lag (GET /api/channels .pipeline): flagged from the same age as the warning alert rule. */
+  function showLag(lag) {
+    var line = $('#pipeline-lag');
+    line.setAttribute('data-queued', String(lag.queued));
+    line.setAttribute('data-oldest-age-seconds', String(Math.floor(lag.oldestQueuedAgeSeconds)));
+    line.className = lag.oldestQueuedAgeSeconds >= lag.warnAfterSeconds ? 'alert' : 'muted';
+    line.textContent = lag.queued ? fmt(t.pipelineLag, { queued: lag.queued, age: duration(lag.oldestQueuedAgeSeconds) }) : t.pipelineIdle;
+    if (lag.oldestQueuedAt) line.title = time(lag.oldestQueuedAt);
+  }
   function channelsPage() {
     var body = $('#channels tbody');
     function load() {
@@ -200,6 +215,7 @@ export const consoleJs = String.raw`
           body.appendChild(row);
         });
         $('#generated').textContent = time(r.generatedAt);
+        showLag(r.pipeline);
       }).catch(function (e) { $('#generated').textContent = t.error + ': ' + e.message; });
     }
     $('#refresh').addEventListener('click', load);

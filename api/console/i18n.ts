@@ -33,6 +33,8 @@ const labels = {
   alertSilence: ['静默 {value} 分钟（阈值 {reference}）', 'silent {value} min (threshold {reference})'],
   alertVolume: ['流量下降：最近 1 小时 {value}，此前均值 {reference}/小时', 'volume drop: {value} in the last hour, {reference}/h before'],
   refresh: ['刷新', 'Refresh'],
+  pipelineLag: ['流水线积压：{queued} 条已确认待处理，最久已等待 {age}', 'Pipeline backlog: {queued} ACKed and waiting, the oldest for {age}'],
+  pipelineIdle: ['流水线：无积压', 'Pipeline: nothing waiting'],
   search: ['查询', 'Search'],
   controlId: ['控制号', 'Control id'],
   patient: ['患者标识', 'Patient identifier'],

@@ -140,6 +140,7 @@ function bodyOf(page: PageName, t: Record<LabelKey, string>, perms: ReturnType<t
   switch (page) {
     case 'channels':
       return `<div class="toolbar"><h1>${esc(t.channels)}</h1><button type="button" id="refresh">${esc(t.refresh)}</button><span id="generated" class="muted"></span></div>
+<p id="pipeline-lag" class="muted"></p>
 <div class="scroll"><table id="channels"><thead>
 <tr><th rowspan="2">${esc(t.member)}</th><th rowspan="2">${esc(t.channel)}</th><th rowspan="2">${esc(t.kind)}</th><th rowspan="2">${esc(t.state)}</th>
 <th colspan="4">${esc(t.lastHour)}</th><th colspan="4">${esc(t.lastDay)}</th><th rowspan="2">${esc(t.lastMessage)}</th><th rowspan="2">${esc(t.lastError)}</th><th rowspan="2">${esc(t.alerts)}</th></tr>
