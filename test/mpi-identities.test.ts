@@ -136,7 +136,8 @@ describe('the production path', () => {
     const tableWithPermit = new IdentityTable(identityConfigSchema.parse({ memberCountries: { us: 'US' }, systems: [{ authority: 'HKMO', system: 'cn-hkmo-permit' }] }));
     const record = recordOfSource({ member_id: 'us', mrn: 'MRN9', demographics: identified.patient!.demographics as Record<string, string>, patient }, tableWithPermit);
     expect(record).toMatchObject({ email: 'Bob@Example.com', city: 'Burbank', postcode: '91501', suffix: 'jr', country: 'US' });
-    expect(record.identities).toEqual(['cn-hkmo-permit|H12345678', 'dl:unknown|D1234567', 'passport:RU|X1234567', 'us-ssn|078051120']);
+    // The licence with its issuing state (PID-20's DLN-2, read with the demographics).
+    expect(record.identities).toEqual(['cn-hkmo-permit|H12345678', 'dl:CA|D1234567', 'passport:RU|X1234567', 'us-ssn|078051120']);
     expect(featuresOf(record).phone).toBe('+18188922818');
   });
 

@@ -92,7 +92,8 @@ export interface Identity {
 }
 
 /** Types that number a member's own records, not a person. */
-const RECORD_TYPES = new Set(['MR', 'PI', 'PT', 'PN', 'AN', 'VN', 'FI', 'MRT', 'EN', 'BR', 'RRI', 'LR', 'U', 'MB', 'PRN', 'XX']);
+/** Table 0203 types of a member's own record numbers (never an identity of the person). */
+export const RECORD_TYPES = new Set(['MR', 'PI', 'PT', 'PN', 'AN', 'VN', 'FI', 'MRT', 'EN', 'BR', 'RRI', 'LR', 'U', 'MB', 'PRN', 'XX']);
 const RESIDENT_ID_SYSTEMS = new Set(['urn:oid:2.16.156.10011.1.3']);
 
 /** ISO 3166 alpha-3 → alpha-2 for the authorities members name (PPN^USA, NNCHN). Others: as given. */

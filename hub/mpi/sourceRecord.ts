@@ -10,9 +10,10 @@ import { encodeIdentity, identityTable, type IdentityTable, type StatedIdentifie
  * Bumped when `recordOfSource` reads more or differently: sources matched with an older version
  * are matched again by the next sync (`mpi_source.record_version`, migration 19), so a hub's
  * existing records gain what the new version reads. 2: identities of every type, e-mail, city,
- * postcode, the generational suffix and the member's country (2026-12-07).
+ * postcode, the generational suffix and the member's country (2026-12-07). 3: identifiers from the
+ * demographics too (a later message's Patient may state the record number only).
  */
-export const RECORD_VERSION = 2;
+export const RECORD_VERSION = 3;
 
 interface FhirIdentifier {
   system?: string;
@@ -51,13 +52,18 @@ export interface SourceRow {
 export function recordOfSource(row: Pick<SourceRow, 'member_id' | 'mrn' | 'demographics' | 'patient'>, table: IdentityTable = identityTable()): PersonRecord {
   const d = row.demographics ?? {};
   const patient = row.patient;
-  const stated: StatedIdentifier[] = (patient?.identifier ?? [])
-    .filter((i) => i.value && i.value !== row.mrn)
-    .map((i) => ({ value: i.value!, type: i.type?.coding?.find((c) => c.code)?.code, authority: i.system }));
+  const stated: StatedIdentifier[] = [
+    ...(patient?.identifier ?? []).filter((i) => i.value && i.value !== row.mrn).map((i) => ({ value: i.value!, type: i.type?.coding?.find((c) => c.code)?.code, authority: i.system })),
+    // What the member's messages stated, kept field by field (pipeline/stages/identify.ts): the
+    // converted Patient is the latest message's, whose PID may carry the record number only.
+    ...demographicIdentifiers(d.identifiers),
+  ];
   const identities = table.identities(row.member_id, stated, row.mrn);
   // The resident ID has its own field (its check character, birth date and sex are read there).
   const rid = identities.find((i) => i.system === 'cn-resident');
-  const others = identities.filter((i) => i.system !== 'cn-resident').map(encodeIdentity).sort();
+  // A licence read from PID-20 knows its issuing state (DLN-2); the converted Patient's copy does not.
+  const licensed = new Set(identities.filter((i) => i.system.startsWith('dl:') && i.system !== 'dl:unknown').map((i) => i.value));
+  const others = identities.filter((i) => i.system !== 'cn-resident' && !(i.system === 'dl:unknown' && licensed.has(i.value))).map(encodeIdentity).sort();
   const name = patient?.name?.find((n) => n.use === 'official') ?? patient?.name?.[0];
   const suffix = name?.suffix?.find((x) => /^(jr|jnr|sr|snr|ii|iii|iv|2nd|3rd|4th|junior|senior)\.?$/i.test(x.trim()));
   const address = patient?.address?.[0];
@@ -88,3 +94,13 @@ export const SOURCE_SELECT = `
              AND r.content->'identifier' @> jsonb_build_array(jsonb_build_object('value', sp.mrn))
            ORDER BY (r.content->>'active') = 'false', r.updated_at DESC LIMIT 1) AS patient
     FROM source_patient sp`;
+
+function demographicIdentifiers(json: string | undefined): StatedIdentifier[] {
+  if (!json) return [];
+  try {
+    const parsed = JSON.parse(json) as unknown;
+    return Array.isArray(parsed) ? parsed.filter((i): i is StatedIdentifier => typeof i?.value === 'string' && i.value !== '') : [];
+  } catch {
+    return []; // stored by a newer or older reader in another shape: the Patient's identifiers still count
+  }
+}

@@ -11,6 +11,7 @@ import { linkSourcePatients } from '../../hub/mpi/links';
 import { parseHl7Time } from '../../mappings/hl7v2/time';
 import type { Hl7Segment } from '../../mappings/hl7v2/message';
 import { xtnToContactPoint } from '../../mappings/hl7v2/datatypes';
+import { RECORD_TYPES, type StatedIdentifier } from '../../hub/mpi/identity';
 import type { PatientRef } from '../../mappings/hl7v2/header';
 import type { MappedMessage } from './map';
 
@@ -25,6 +26,8 @@ export interface SourceDemographics {
   postcode?: string;
   phone?: string;
   email?: string;
+  /** JSON list of the identities the PID states (statedIdentifiers), for hub/mpi/sourceRecord.ts. */
+  identifiers?: string;
 }
 
 export interface IdentifiedMessage extends MappedMessage {
@@ -43,7 +46,7 @@ export function identifyStage(mapped: MappedMessage, utcOffsetMinutes: number): 
   const pid = message.segment('PID');
   const ref = mapped.parsed.patient;
   if (!ref) return { ...mapped, eventType, eventTime };
-  const demographics = pid ? demographicsOf(pid, utcOffsetMinutes) : {};
+  const demographics = pid ? demographicsOf(pid, utcOffsetMinutes, ref.mrn) : {};
   const mrg = message.segment('MRG');
   const survivorMrn = pid?.value(3, mrTypedRepetition(pid), 1);
   if (mrg && pid && survivorMrn && survivorMrn !== ref.mrn) {
@@ -77,7 +80,7 @@ function mrTypedRepetition(pid: Hl7Segment): number {
   return i < 0 ? 0 : i;
 }
 
-function demographicsOf(pid: Hl7Segment, utcOffsetMinutes: number): SourceDemographics {
+function demographicsOf(pid: Hl7Segment, utcOffsetMinutes: number, mrn: string): SourceDemographics {
   const birth = parseHl7Time(pid.value(7), utcOffsetMinutes);
   // XAD: street (1, its first subcomponent), other designation (2), district (9); city (3) and
   // postcode (5) are fields of their own; state, country and the type code (7: H, M) are not compared.
@@ -94,6 +97,28 @@ function demographicsOf(pid: Hl7Segment, utcOffsetMinutes: number): SourceDemogr
     postcode: pid.value(11, 0, 5) || undefined,
     phone: telecom.find((t) => t?.system === 'phone' || t?.system === 'sms')?.value,
     email: telecom.find((t) => t?.system === 'email')?.value,
+    identifiers: statedIdentifiers(pid, mrn),
   };
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as SourceDemographics;
+}
+
+/**
+ * The identifiers a PID states beside the member's record numbers: PID-3 repetitions (CX-1, type
+ * CX-5, authority CX-4), PID-19 (type SS) and PID-20 (driver's licence, issuing state DLN-2). Kept
+ * in the demographics because the merge stage keeps a field a newer message lacks: an ORU's short
+ * PID (record number only) must not erase the resident ID or passport its ADT stated, as replacing
+ * the converted Patient does (a look-alike then lost the identifier that kept them apart).
+ */
+function statedIdentifiers(pid: Hl7Segment, mrn: string): string | undefined {
+  const ids: StatedIdentifier[] = [];
+  pid.repetitions(3).forEach((_, rep) => {
+    const value = pid.value(3, rep, 1);
+    const type = pid.value(3, rep, 5).toUpperCase();
+    if (value && value !== mrn && !RECORD_TYPES.has(type)) ids.push({ value, type: type || undefined, authority: pid.value(3, rep, 4) || undefined });
+  });
+  const ssn = pid.value(19);
+  if (ssn) ids.push({ value: ssn, type: 'SS' });
+  const licence = pid.value(20, 0, 1);
+  if (licence) ids.push({ value: licence, type: 'DL', authority: pid.value(20, 0, 2) || undefined });
+  return ids.length ? JSON.stringify(ids) : undefined;
 }
