@@ -1,8 +1,12 @@
 /**
- * End-to-end pipeline throughput: messages already stored and queued, then 1 or 2 `yilian worker`
- * processes run every stage (parse → convert → map → identify → merge) until all are processed.
- *   node dist/bench/pipeline.js [messages]
- * Also prints the no-op BullMQ rate on the same Redis as the peer figure for one hop.
+ * End-to-end pipeline throughput: messages already stored and queued, then N `yilian worker`
+ * processes run every stage (parse → convert → map → identify → merge, the patient-index link
+ * included) until all are processed.
+ *   node dist/bench/pipeline.js [messages] [--workers 1,2,4,8]
+ * Peers in the same run: BullMQ's no-op job rate on the same Redis (one hop), PostgreSQL's
+ * multi-row insert ceiling for the rows the pipeline writes (the converted resources of the same
+ * messages, into the hub's own resource table), and our intake-only rate (storing and queueing the
+ * same messages); end to end is printed as a share of each.
  * endToEnd and bullmqNoop are the harness bench/redisCluster.ts runs on a Redis Cluster too.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,22 +17,32 @@ import { Queue, Worker } from 'bullmq';
 import { ensureMember } from '../hub/config';
 import { bloodCount, encodeAs, simAdt, simOru, simPatient } from '../cli/simulate';
 import { benchHub, REDIS_URL } from './support';
+import { parseStage } from '../pipeline/stages/parse';
+import { convertStage } from '../pipeline/stages/convert';
+import { mapStage } from '../pipeline/stages/map';
 import { clusterTarget, redisConnection } from '../hub/redis';
 
-const messages = Number(process.argv[2] ?? 20_000);
+const args = process.argv.slice(2);
+const workersAt = args.indexOf('--workers');
+const workerCounts = (workersAt >= 0 ? args[workersAt + 1] ?? '' : '1,2').split(',').map(Number);
+const messages = Number(args.find((a, i) => /^\d+$/.test(a) && i !== workersAt + 1) ?? 20_000);
 
-export async function endToEnd(workers: number, redisUrl = REDIS_URL, total = messages): Promise<number> {
+/** The ADT/ORU mix: message i of `total`, for 2,000 patients (one in ten messages a registration at 20,000). */
+function mixMessage(i: number): string {
+  const patient = simPatient(i % 2000, 'E');
+  return i % 2 ? simOru({ controlId: `E${i}`, patient, charset: 'UNICODE UTF-8' }, bloodCount) : simAdt({ controlId: `E${i}`, patient, charset: 'UNICODE UTF-8' });
+}
+
+/** Messages/s end to end; `intake` gets the rate at which the same messages were stored and queued. */
+export async function endToEnd(workers: number, redisUrl = REDIS_URL, total = messages, intake?: { rate: number }): Promise<number> {
   const hub = await benchHub(`e2e${workers}`, [], redisUrl);
   const member = ensureMember(hub.runtime.config, 'bench', () => undefined);
   const channel = { id: 'bench', policy: { defaultCharset: 'UTF-8' as const }, ackMode: 'original' as const };
-  const stored = [];
-  for (let i = 0; i < total; i++) {
-    const patient = simPatient(i % 2000, 'E');
-    const text = i % 2 ? simOru({ controlId: `E${i}`, patient, charset: 'UNICODE UTF-8' }, bloodCount) : simAdt({ controlId: `E${i}`, patient, charset: 'UNICODE UTF-8' });
-    stored.push(hub.runtime.intake.receive({ member, channel, bytes: encodeAs(text, 'UTF-8') }));
-  }
-  await Promise.all(stored);
+  const texts = Array.from({ length: total }, (_, i) => encodeAs(mixMessage(i), 'UTF-8'));
+  const s0 = performance.now();
+  await Promise.all(texts.map((bytes) => hub.runtime.intake.receive({ member, channel, bytes })));
   await hub.runtime.intake.drain();
+  if (intake) intake.rate = total / ((performance.now() - s0) / 1000);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'yilian-bench-'));
   const configFile = path.join(dir, 'config.json');
   writeFileSync(configFile, JSON.stringify({ pipeline: { queuePrefix: hub.prefix, partitions: 16 } }));
@@ -77,14 +91,53 @@ export async function bullmqNoop(jobs: number, redisUrl = REDIS_URL): Promise<nu
   return rate;
 }
 
+/**
+ * PostgreSQL's ceiling for what the pipeline writes: the converted and mapped resources of the same
+ * messages (the real stages, in this process), inserted 1,000 rows a statement into the hub's own
+ * `resource` table (its indexes and triggers), on a fresh database. Returns messages/s.
+ */
+async function insertCeiling(total: number): Promise<{ messagesPerSecond: number; rowsPerMessage: number }> {
+  const hub = await benchHub('ceiling');
+  const member = ensureMember(hub.runtime.config, 'bench', () => undefined);
+  const channel = { id: 'bench', policy: { defaultCharset: 'UTF-8' as const }, ackMode: 'original' as const };
+  const texts = Array.from({ length: total }, (_, i) => encodeAs(mixMessage(i), 'UTF-8'));
+  // The raw messages first (the resources reference them), not timed.
+  const stored = await Promise.all(texts.map((bytes) => hub.runtime.intake.receive({ member, channel, bytes })));
+  const rows: Array<{ content: unknown; raw_id: number }> = [];
+  texts.forEach((bytes, i) => {
+    const rawId = stored[i]!.rawId;
+    const converted = convertStage(parseStage({ bytes, policy: { defaultCharset: 'UTF-8' } }), { memberId: 'bench', channelId: 'bench', rawId, utcOffsetMinutes: 480, member });
+    // Each message's own copy of a shared resource (its Organization) made unique: a multi-row
+    // INSERT cannot write one key twice, and the ceiling is for rows, not for conflicts.
+    for (const r of mapStage(converted, { member }).resources) rows.push({ content: { ...r, id: `${r.id}-${i}` }, raw_id: rawId });
+  });
+  const t0 = performance.now();
+  for (let i = 0; i < rows.length; i += 1000) {
+    await hub.runtime.db.query(
+      `INSERT INTO resource (resource_type, id, member_id, content, raw_id, mapping_versions)
+       SELECT x.content->>'resourceType', x.content->>'id', 'bench', x.content, x.raw_id, '{}' FROM jsonb_to_recordset($1::jsonb) AS x(content jsonb, raw_id bigint)`,
+      [JSON.stringify(rows.slice(i, i + 1000))],
+    );
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  await hub.close();
+  return { messagesPerSecond: total / seconds, rowsPerMessage: rows.length / total };
+}
+
 async function main() {
   const noop = await bullmqNoop(20_000);
-  const one = await endToEnd(1);
-  const two = await endToEnd(2);
-  console.log(`Pipeline end-to-end (${messages} stored ADT/ORU messages, 16 partitions, all five stages, PostgreSQL + Redis on this machine)`);
-  console.log(`  peer: BullMQ no-op jobs, 1 process, concurrency 16 : ${noop.toFixed(0)} jobs/s`);
-  console.log(`  1 worker process : ${one.toFixed(0)} msg/s`);
-  console.log(`  2 worker processes: ${two.toFixed(0)} msg/s`);
+  const ceiling = await insertCeiling(messages);
+  const rates: Array<[number, number]> = [];
+  const intake = { rate: 0 };
+  for (const n of workerCounts) rates.push([n, await endToEnd(n, REDIS_URL, messages, n === workerCounts[0] ? intake : undefined)]);
+  const best = Math.max(...rates.map(([, r]) => r));
+  const share = (peer: number) => `${((best / peer) * 100).toFixed(1)} %`;
+  console.log(`Pipeline end-to-end (${messages} stored ADT/ORU messages for 2,000 patients, 16 partitions, all five stages and the patient-index link, PostgreSQL + Redis on this machine)`);
+  for (const [n, rate] of rates) console.log(`  ${String(n).padStart(2)} worker process${n === 1 ? ' ' : 'es'}: ${rate.toFixed(0)} msg/s`);
+  console.log(`  peers (best end to end as a share of each):`);
+  console.log(`    BullMQ no-op jobs, 1 process, concurrency 16        : ${noop.toFixed(0)} jobs/s (${share(noop)})`);
+  console.log(`    PostgreSQL multi-row INSERT of the same resources     : ${ceiling.messagesPerSecond.toFixed(0)} msg/s, ${ceiling.rowsPerMessage.toFixed(1)} rows a message (${share(ceiling.messagesPerSecond)})`);
+  console.log(`    intake only (stored durably and queued, same messages): ${intake.rate.toFixed(0)} msg/s (${share(intake.rate)})`);
 }
 
 if (require.main === module) {

@@ -167,13 +167,17 @@ export interface RawMessage {
   received_at: Date;
 }
 
+const RAW_COLUMNS = `id, member_id, channel_id, sender, control_id, message_type, charset, content, status, revision, flags, patient_key, received_at`;
+
 export async function loadRaw(db: Sql, id: number): Promise<RawMessage | undefined> {
-  const result = await db.query<RawMessage>(
-    `SELECT id, member_id, channel_id, sender, control_id, message_type, charset, content, status, revision, flags, patient_key, received_at FROM raw_message WHERE id = $1`,
-    [id],
-    'load_raw_message',
-  );
-  return result.rows[0];
+  return (await loadRaws(db, [id]))[0];
+}
+
+/** Stored messages by id, in the order asked (those that do not exist left out): one read for a batch. */
+export async function loadRaws(db: Sql, ids: number[]): Promise<RawMessage[]> {
+  const result = await db.query<RawMessage>(`SELECT ${RAW_COLUMNS} FROM raw_message WHERE id = ANY($1::bigint[])`, [ids], 'load_raw_messages');
+  const byId = new Map(result.rows.map((r) => [Number(r.id), r]));
+  return ids.flatMap((id) => (byId.has(id) ? [byId.get(id)!] : []));
 }
 
 export async function upsertMembers(db: Sql, members: Array<{ id: string; name: string; tier: string }>): Promise<void> {

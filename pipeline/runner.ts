@@ -1,18 +1,21 @@
 /**
- * Runs one stored message through every stage: parse → convert → map → identify → merge. The stage
- * boundaries stay in code (each is timed and counted) while one job runs them all, because five
- * Redis hops per message would cap throughput near 2.8k msg/s before any real work (DESIGN budgets).
+ * Runs stored messages through every stage: parse → convert → map → identify → merge, a batch of
+ * one partition's messages at a time (pipeline/worker.ts). The stage boundaries stay in code (each
+ * is timed and counted) while one job runs them all, because five Redis hops per message would cap
+ * throughput near 2.8k msg/s before any real work (DESIGN budgets); a batch reads its messages in
+ * one query and links their patients in one step (hub/mpi/links.ts `linkSources`).
  * Bad input ends in quarantine; infrastructure failures are thrown for BullMQ to retry with backoff,
  * and become a dead letter (quarantine, status failed) on the last attempt.
  */
 import { charsetPolicyOf, utcOffsetOf, type HubConfig, type MemberConfig } from '../hub/config';
 import type { HubDb } from '../hub/sql';
-import { addQuarantine, FHIR_MESSAGE_PREFIX, loadRaw, type RawMessage } from '../hub/rawStore';
+import { addQuarantine, FHIR_MESSAGE_PREFIX, loadRaws, type RawMessage } from '../hub/rawStore';
 import { metrics } from '../hub/metrics';
 import { describeDbError, isDataDbError, isTransientDbError } from '../hub/pgErrors';
 import { asHubError, HubError } from '../mappings/outcome';
 import { convertStage, type ConvertedMessage } from './stages/convert';
-import { identifyStage, linkToPatientIndex, type IdentifiedMessage } from './stages/identify';
+import { identifyStage, sourcesToLink, type IdentifiedMessage } from './stages/identify';
+import { linkSources, type SourceRef } from '../hub/mpi/links';
 import { mapStage } from './stages/map';
 import { mergeStage, type MergeInput } from './stages/merge';
 import { parseStage, type ParsedMessage } from './stages/parse';
@@ -37,14 +40,15 @@ function timed<T>(stage: StageName, work: () => T): T {
 }
 
 /**
- * Identify's second half, after the merge committed: the source patient gets its golden patient now.
- * The message is already processed, so a failure here must not quarantine it; the index's periodic
- * sync (`yilian serve`, `yilian mpi sync`) matches whatever this step missed.
+ * Identify's second half, after the batch's merges committed: their source patients get their
+ * golden patients now. The messages are already processed, so a failure here must not quarantine
+ * them; the index's periodic sync (`yilian serve`, `yilian mpi sync`) matches whatever this step missed.
  */
-async function linkIdentity(ctx: RunnerContext, memberId: string, identified: Pick<IdentifiedMessage, 'patient' | 'merge'>): Promise<void> {
+async function linkIdentities(ctx: RunnerContext, refs: SourceRef[]): Promise<void> {
+  if (!refs.length) return;
   const end = metrics.stageSeconds.startTimer({ stage: 'identify' });
   try {
-    await linkToPatientIndex(ctx.db, memberId, identified);
+    await linkSources(ctx.db, refs);
   } catch {
     metrics.processed.inc({ stage: 'identify-deferred' });
   } finally {
@@ -91,13 +95,13 @@ const fhirSteps: MessageSteps<ParsedFhirResource, ConvertedFhirResource, Identif
   charset: (_parsed, { raw }) => raw.charset,
 };
 
-/** The five stages in order; `at.stage` says where a failure happened. */
-async function runStages<P, C extends Pick<ConvertedMessage, 'resources'>, I extends MergeInput>(
+/** A message through the four pure stages: what its merge writes. `at.stage` says where a failure happened. */
+function prepareStages<P, C extends Pick<ConvertedMessage, 'resources'>, I extends MergeInput>(
   ctx: RunnerContext,
   raw: RawMessage,
   steps: MessageSteps<P, C, I>,
   at: { stage: StageName },
-): Promise<void> {
+): { identified: I; charset: string } {
   const member = ctx.config.members.find((m) => m.id === raw.member_id);
   const source: MessageSource = { raw, config: ctx.config, member, utcOffsetMinutes: utcOffsetOf(ctx.config, raw.member_id) };
   const parsed = timed('parse', () => steps.parse(source));
@@ -108,15 +112,11 @@ async function runStages<P, C extends Pick<ConvertedMessage, 'resources'>, I ext
   at.stage = 'identify';
   const identified = timed('identify', () => steps.identify(mapped, source));
   at.stage = 'merge';
-  const end = metrics.stageSeconds.startTimer({ stage: 'merge' });
-  // What the merge writes is derived from the raw store, committed durably before the ACK: if
-  // PostgreSQL crashes before this commit reaches disk, the message is still `queued` and the
-  // reconciler runs it again — so the merge does not wait for its own WAL flush.
-  await mergeStage(ctx.db.derived, identified, { rawId: raw.id, memberId: raw.member_id, charset: steps.charset(parsed, source) });
-  end();
-  metrics.processed.inc({ stage: 'merge' });
-  await linkIdentity(ctx, raw.member_id, identified);
+  return { identified, charset: steps.charset(parsed, source) };
 }
+
+const prepare = (ctx: RunnerContext, raw: RawMessage, at: { stage: StageName }) =>
+  raw.message_type.startsWith(FHIR_MESSAGE_PREFIX) ? prepareStages(ctx, raw, fhirSteps, at) : prepareStages(ctx, raw, hl7v2Steps, at);
 
 /**
  * Transient or permanent. A HubError says so itself. PostgreSQL refusing a statement for its data
@@ -134,30 +134,63 @@ function classify(thrown: unknown): HubError {
 }
 
 /**
+ * Run a batch of stored messages, in order (one partition's, so per-patient order holds). Each
+ * message's outcome is its own: bad input quarantines that message only, and PostgreSQL refusing
+ * one message's data fails only that message's merge (each merge is its own statement). A transient
+ * failure (PostgreSQL or Redis away) is thrown for the whole batch unless `finalAttempt`: the
+ * messages merged before it stay processed, and the rest run again with the retried job.
  * @param finalAttempt true when BullMQ will not retry again: a transient failure is then dead-lettered.
  */
-export async function runPipeline(ctx: RunnerContext, rawId: number, finalAttempt: boolean): Promise<RunOutcome> {
-  const raw = await loadRaw(ctx.db, rawId);
-  if (!raw) return 'missing';
-  // Only a queued message is work: jobs are delivered at least once (a worker killed after its
-  // commit, a reconciler sweep racing a replay), and re-running a message that already ended
-  // quarantined or failed would add a second quarantine entry. Replay sets status 'queued' first.
-  if (raw.status !== 'queued') return 'already-done';
-  const at: { stage: StageName } = { stage: 'parse' };
+export async function runBatch(ctx: RunnerContext, rawIds: number[], finalAttempt: boolean, onEach?: (rawId: number, outcome: RunOutcome) => void): Promise<Map<number, RunOutcome>> {
+  const outcomes = new Map<number, RunOutcome>(rawIds.map((id) => [id, 'missing']));
+  const refs: SourceRef[] = [];
   try {
-    if (raw.message_type.startsWith(FHIR_MESSAGE_PREFIX)) await runStages(ctx, raw, fhirSteps, at);
-    else await runStages(ctx, raw, hl7v2Steps, at);
-    return 'processed';
-  } catch (thrown) {
-    const error = classify(thrown);
-    if (error.transient && !finalAttempt) throw error;
-    const { stage } = at;
-    const final = error.transient ? new HubError('exhausted', `${stage}: ${error.message}`, error.location) : error;
-    await ctx.db.transaction(async (tx) => {
-      await addQuarantine(tx, rawId, stage, final);
-      await tx.query(`UPDATE raw_message SET status = $2, last_stage = $3, attempts = attempts + 1 WHERE id = $1`, [rawId, error.transient ? 'failed' : 'quarantined', stage]);
-    });
-    metrics.quarantined.inc({ stage, code: final.code });
-    return error.transient ? 'dead-lettered' : 'quarantined';
+    for (const raw of await loadRaws(ctx.db, [...new Set(rawIds)])) {
+      // Only a queued message is work: jobs are delivered at least once (a worker killed after its
+      // commit, a reconciler sweep racing a replay), and re-running a message that already ended
+      // quarantined or failed would add a second quarantine entry. Replay sets status 'queued' first.
+      if (raw.status !== 'queued') {
+        outcomes.set(raw.id, 'already-done');
+        continue;
+      }
+      const at: { stage: StageName } = { stage: 'parse' };
+      try {
+        const { identified, charset } = prepare(ctx, raw, at);
+        const end = metrics.stageSeconds.startTimer({ stage: 'merge' });
+        // What the merge writes is derived from the raw store, committed durably before the ACK: if
+        // PostgreSQL crashes before this commit reaches disk, the message is still `queued` and the
+        // reconciler runs it again — so the merge does not wait for its own WAL flush.
+        await mergeStage(ctx.db.derived, identified, { rawId: raw.id, memberId: raw.member_id, charset });
+        end();
+        metrics.processed.inc({ stage: 'merge' });
+        refs.push(...sourcesToLink(identified).map((mrn) => ({ memberId: raw.member_id, mrn })));
+        outcomes.set(raw.id, 'processed');
+      } catch (thrown) {
+        outcomes.set(raw.id, await settleFailure(ctx, raw.id, thrown, at.stage, finalAttempt));
+      }
+    }
+  } finally {
+    // Also when a transient failure cut the batch short: the messages merged before it are processed.
+    await linkIdentities(ctx, refs);
   }
+  if (onEach) for (const [id, outcome] of outcomes) onEach(id, outcome);
+  return outcomes;
+}
+
+/** One message on its own (replay and fix run in the command's process). */
+export async function runPipeline(ctx: RunnerContext, rawId: number, finalAttempt: boolean): Promise<RunOutcome> {
+  return (await runBatch(ctx, [rawId], finalAttempt)).get(rawId)!;
+}
+
+/** A message that failed at `stage`: quarantined, dead-lettered, or (transient, not the last attempt) thrown for a retry. */
+async function settleFailure(ctx: RunnerContext, rawId: number, thrown: unknown, stage: StageName, finalAttempt: boolean): Promise<RunOutcome> {
+  const error = classify(thrown);
+  if (error.transient && !finalAttempt) throw error;
+  const final = error.transient ? new HubError('exhausted', `${stage}: ${error.message}`, error.location) : error;
+  await ctx.db.transaction(async (tx) => {
+    await addQuarantine(tx, rawId, stage, final);
+    await tx.query(`UPDATE raw_message SET status = $2, last_stage = $3, attempts = attempts + 1 WHERE id = $1`, [rawId, error.transient ? 'failed' : 'quarantined', stage]);
+  });
+  metrics.quarantined.inc({ stage, code: final.code });
+  return error.transient ? 'dead-lettered' : 'quarantined';
 }

@@ -3,6 +3,11 @@
  * global concurrency of 1 keeps per-patient order across processes). Run as many `yilian worker`
  * processes as wanted, on any machine that reaches Redis and PostgreSQL. close() is graceful:
  * in-flight jobs finish; a killed worker's jobs are detected as stalled and run again (idempotent).
+ *
+ * A job is one message, but a worker that takes one also runs the jobs waiting behind it in its
+ * partition, up to BATCH (`runBatch`: one read, one link step for all), then removes them: while
+ * the job is active no other worker can take them (global concurrency 1), so order holds, and if
+ * the worker dies first they are still queued and run again as `already-done` where merged.
  */
 import { syncTerminology } from '../hub/terminology/versions';
 import { startTerminologySync } from '../hub/terminology/reprocess';
@@ -12,7 +17,7 @@ import { partitionQueueName, type PipelineJob, type PipelineQueues } from './que
 import { redisConnection, type RedisConnection } from '../hub/redis';
 import { Reconciler } from './reconciler';
 import { postgresAnswers } from '../hub/probe';
-import { runPipeline, type RunnerContext, type RunOutcome } from './runner';
+import { runBatch, type RunnerContext, type RunOutcome } from './runner';
 
 /** A worker whose heartbeat is this old is no longer counted (it beats three times as often). */
 const HEARTBEAT_TTL_MS = 15_000;
@@ -21,6 +26,10 @@ const STORE_PROBE_MS = 500;
 /** A store that does not answer a trivial query within this is away (a pool connect may wait far longer). */
 const STORE_ANSWER_MS = 1000;
 const storeAnswers = async (db: RunnerContext['db']) => (await postgresAnswers(db, STORE_ANSWER_MS)) === undefined;
+
+/** Messages per batch, the taken job's included. */
+const BATCH = 64;
+const JOB_RAW_ID = /^raw-(\d+)(?:-|$)/;
 
 
 export interface WorkerOptions {
@@ -57,7 +66,7 @@ export class PipelineWorker {
     this.stopTerminologySync = startTerminologySync(this.ctx.db, 5000, this.options.log);
     const { prefix, partitions, attempts } = this.queues.options;
     for (let p = 0; p < partitions; p++) {
-      const worker = new Worker<PipelineJob>(partitionQueueName(p), (job) => this.process(job, attempts), {
+      const worker = new Worker<PipelineJob>(partitionQueueName(p), (job) => this.process(job, p, attempts), {
         connection: this.connection,
         prefix,
         concurrency: 1,
@@ -80,12 +89,16 @@ export class PipelineWorker {
     }
   }
 
-  private async process(job: Job<PipelineJob>, attempts: number): Promise<RunOutcome> {
+  private async process(job: Job<PipelineJob>, partition: number, attempts: number): Promise<RunOutcome> {
+    // A retried job runs alone: its attempts are its own, and a final one must not dead-letter
+    // messages that never failed.
+    const behind = job.attemptsMade === 0 ? await this.waitingBehind(partition, job.id) : [];
+    const rawIds = [job.data.rawId, ...behind.map((b) => b.rawId)];
     for (;;) {
       try {
-        const outcome = await runPipeline(this.ctx, job.data.rawId, job.attemptsMade + 1 >= attempts);
-        this.options.onProcessed?.(job.data.rawId, outcome);
-        return outcome;
+        const outcomes = await runBatch(this.ctx, rawIds, job.attemptsMade + 1 >= attempts, this.options.onProcessed);
+        await this.removeRun(partition, behind.map((b) => b.jobId));
+        return outcomes.get(job.data.rawId)!;
       } catch (error) {
         // PostgreSQL away (a restart, a failover) is no message's fault: the job waits for it and
         // runs again without spending one of its attempts — else a long outage would dead-letter
@@ -95,6 +108,25 @@ export class PipelineWorker {
         while (!this.closing && !(await storeAnswers(this.ctx.db))) await new Promise((r) => setTimeout(r, STORE_PROBE_MS));
       }
     }
+  }
+
+  /**
+   * The jobs next in line in this partition (the wait list's right end is its head), oldest first:
+   * one LRANGE of their ids (`raw-<id>`, a replay's with a suffix).
+   */
+  private async waitingBehind(partition: number, taken?: string): Promise<Array<{ jobId: string; rawId: number }>> {
+    const queue = this.queues.queues[partition]!;
+    const ids = await this.queues.redis.lrange(queue.keys.wait!, -(BATCH - 1), -1);
+    return ids.reverse().flatMap((jobId) => {
+      const m = JOB_RAW_ID.exec(jobId);
+      return m && jobId !== taken ? [{ jobId, rawId: Number(m[1]) }] : [];
+    });
+  }
+
+  /** The jobs a batch ran besides its own. One that could not be removed (taken meanwhile) runs as `already-done`. */
+  private async removeRun(partition: number, jobIds: string[]): Promise<void> {
+    const queue = this.queues.queues[partition]!;
+    await Promise.all(jobIds.map((id) => queue.remove(id)));
   }
 
   /** Stop taking jobs and wait for the ones in flight. */

@@ -3,7 +3,7 @@
  * member (its MR-typed identifier, else the first identifier, else `fhir:<server>|<id>`), with the
  * demographics it states; any other resource changes only its own record. The event time is
  * meta.lastUpdated (newer versions win in merge, whatever the arrival order). Pure; after the merge,
- * the Patient's source patient is linked in the patient index like an HL7 one (`linkToPatientIndex`
+ * the Patient's source patient is linked in the patient index like an HL7 one (`sourcesToLink`
  * in ./identify, which reads only `patient`).
  */
 import type { Patient } from 'fhir/r4';

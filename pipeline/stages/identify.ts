@@ -2,12 +2,10 @@
  * Stage "identify": whose record does this message change? Reads the member's patient number
  * (PID-3, MR-typed repetition first), the surviving patient of a merge (PID-3 when MRG-1 names the
  * retired one), the event time and the demographics the member states. Pure; then, once the merge
- * has applied the message to the member's source patient, `linkToPatientIndex` gives that source
- * patient its golden (cross-member) patient in the same job — the one part of this stage that does
- * I/O, kept apart from the pure part.
+ * has applied the message to the member's source patient, the runner gives the `sourcesToLink`
+ * their golden (cross-member) patients in the same job (hub/mpi/links.ts `linkSources`) — the one
+ * part of this stage that does I/O, kept apart from the pure part.
  */
-import type { HubDb } from '../../hub/sql';
-import { linkSourcePatients } from '../../hub/mpi/links';
 import { parseHl7Time } from '../../mappings/hl7v2/time';
 import type { Hl7Segment } from '../../mappings/hl7v2/message';
 import { xtnToContactPoint } from '../../mappings/hl7v2/datatypes';
@@ -63,16 +61,6 @@ export function identifyStage(mapped: MappedMessage, utcOffsetMinutes: number): 
 export function sourcesToLink(message: Pick<IdentifiedMessage, 'patient' | 'merge'>): string[] {
   if (message.merge) return [message.merge.survivor.mrn, message.merge.retired.mrn];
   return message.patient ? [message.patient.mrn] : [];
-}
-
-/**
- * After the merge: match these source patients in the patient index now (hub/mpi/links.ts
- * `linkSourcePatients`: the current state of each, so arrival order does not matter, and nothing is
- * written again on a replay). Returns MRN → golden id.
- */
-export async function linkToPatientIndex(db: HubDb, memberId: string, message: Pick<IdentifiedMessage, 'patient' | 'merge'>): Promise<Map<string, string>> {
-  const mrns = sourcesToLink(message);
-  return mrns.length ? linkSourcePatients(db, memberId, mrns) : new Map();
 }
 
 function mrTypedRepetition(pid: Hl7Segment): number {
