@@ -87,12 +87,14 @@ test('a birth date within a month (also after a one-keystroke year) and within t
   expect(level('19761228', '19770110')).toBe('within a month');
   expect(level('20080827', '20180901')).toBe('within a month');
   expect(level('19850521', '19860301')).toBe('within two years');
-  expect(level('19850521', '19900521')).toBe('different');
+  // Within ten years (a decade mistyped on a date misremembered: Splink's last date level) is weak, not "different".
+  expect(level('19850521', '19900521')).toBe('within ten years');
+  expect(level('19850521', '19960522')).toBe('different');
   // Weights are learned: the default model (Chinese registrations, where a date is mistyped in one
   // part, not drifted) counts a month apart as less than one part off, and a wholly different date lowest.
   const w = (x: string, y: string) => scorePair(model, featuresOf({ id: 'a', birthDate: x }), featuresOf({ id: 'b', birthDate: y })).fields.find((f) => f.field === 'birth')!.weight;
   expect(w('19710524', '19710624')).toBeGreaterThan(w('19770913', '19771010'));
-  expect(w('19770913', '19771010')).toBeGreaterThan(w('19850521', '19900521'));
+  expect(w('19770913', '19771010')).toBeGreaterThan(w('19850521', '19960522'));
   expect(w('19850521', '19860301')).toBeLessThan(0);
   // Two children of one household a year apart, different given names: never one person.
   const home = { family: '李', sex: 'M', address: '浙江省杭州市上城区人民路5号', phone: '13900000001' };
@@ -349,4 +351,33 @@ describe('training and accuracy', () => {
     // joined golden patients (2026-12-03: 0.9168).
     expect(r.f1).toBeGreaterThan(0.9);
   });
+});
+
+test('Latin names meet under their Soundex codes in either order (a typo in each part)', () => {
+  const a = blockingKeys(featuresOf({ id: 'a', given: 'Caleb', family: 'Rwoe', birthDate: '19921120' }));
+  const b = blockingKeys(featuresOf({ id: 'b', given: 'Rowe', family: 'Caleb', birthDate: '19921220' }));
+  expect(a.filter((k) => k.startsWith('sx:'))).toEqual(b.filter((k) => k.startsWith('sx:')));
+  expect(a.some((k) => k.startsWith('sx:'))).toBe(true);
+  // Hanzi names have their sound keys instead.
+  expect(blockingKeys(featuresOf({ id: 'c', family: '王', given: '芳' })).some((k) => k.startsWith('sx:'))).toBe(false);
+});
+
+test('name and birth date with every one of three ways to reach them different: review, not a link; a household without a birth date likewise', () => {
+  const felicia = (id: string, phone: string, address: string, city: string) => featuresOf({ id, family: 'Evans', given: 'Felicia', birthDate: '19950619', sex: 'F', phone, address, city, country: 'US' });
+  const s = scorePair(model, felicia('a', '+1 626 782 9929', '8464 Maple Ave', 'Pasadena'), felicia('b', '+1 310 432 3588', '3681 Pine Street', 'Santa Monica'));
+  expect(s.outcome).not.toBe('MATCH');
+  // A move (new phone and street address, same city) is no such conflict.
+  const moved = scorePair(model, felicia('a', '+1 626 782 9929', '8464 Maple Ave', 'Pasadena'), felicia('c', '+1 310 432 3588', '3681 Pine Street', 'Pasadena'));
+  expect(moved.rule).not.toBe('contact-conflict');
+  const kris = featuresOf({ id: 'k', family: 'Miller', given: 'Kris', birthDate: '19790510', sex: 'F', phone: '+1 3102655912', country: 'US' });
+  const shirley = featuresOf({ id: 's', family: 'Miller', given: 'Shirley', sex: 'F', phone: '+1 (310) 2655912', address: '760 Hill Street', city: 'Santa Monica', country: 'US' });
+  expect(scorePair(model, kris, shirley).outcome).not.toBe('MATCH');
+});
+
+test('u is counted without the matches among random pairs: on a small set full of duplicates an exact birth date weighs what it does between strangers', () => {
+  const records = loadSplinkFake1000().map(featuresOf);
+  const trained = trainModel(records, { randomPairs: 50_000 });
+  const birth = trained.fields.birth;
+  // 1,000 records of 251 people over some 60 years: two strangers share a birth date about once in 20,000 pairs.
+  expect(Math.log2(birth.m[0]! / birth.u[0]!)).toBeGreaterThan(11);
 });

@@ -4,7 +4,7 @@
  * storage. A field the member did not state stays undefined and counts neither for nor against.
  */
 import { isRealDate, parseResidentId, type ResidentId } from './residentId';
-import { hasHan, normaliseName, soundKey } from './names';
+import { hasHan, normaliseName, soundex, soundKey } from './names';
 import { decodeIdentity, type Identity } from './identity';
 import { normalisePhone } from './phones';
 import { addressKey } from './addresses';
@@ -168,6 +168,12 @@ export function blockingKeys(f: PersonFeatures): string[] {
   }
   // Latin given names also under each of their aliases (Robert / Bob): a nickname meets its name.
   if (f.familySound && f.givenSound && !f.han) for (const alias of aliasesOf(f.givenSound)) keys.push(`fa:${f.familySound}|${alias < f.givenSound ? `${alias}|${f.givenSound}` : `${f.givenSound}|${alias}`}`);
+  // Latin names also by their Soundex codes, both parts, in either order: a typo in each part
+  // (Rwoe Caleb / Caleb Rowe, Olievr Waton / Oliver Watson) keeps the codes of both.
+  if (f.familySound && f.givenSound && !f.han) {
+    const [x, y] = [soundex(f.familySound), soundex(f.givenSound)].sort();
+    keys.push(`sx:${x}|${y}`);
+  }
   if (f.phone) keys.push(`ph:${f.phone}`);
   for (const id of f.ids ?? []) if (id.value.length >= 4) keys.push(`oid:${id.system.split(':')[0]}|${id.value}`);
   if (f.email) keys.push(`em:${f.email}`);

@@ -66,6 +66,22 @@ export function soundKey(normalised: string | undefined, surname: boolean): stri
   return foldSound(normalised);
 }
 
+const SOUNDEX: Record<string, string> = { b: '1', f: '1', p: '1', v: '1', c: '2', g: '2', j: '2', k: '2', q: '2', s: '2', x: '2', z: '2', d: '3', t: '3', l: '4', m: '5', n: '5', r: '6' };
+
+/** American Soundex of a folded Latin name (a–z): its first letter and three consonant classes. */
+export function soundex(latin: string): string {
+  let out = latin.charAt(0);
+  let last = SOUNDEX[out];
+  for (let i = 1; i < latin.length && out.length < 4; i++) {
+    const ch = latin.charAt(i);
+    const code = SOUNDEX[ch];
+    if (code && code !== last) out += code;
+    // h and w do not separate two letters of one class; vowels do.
+    if (ch !== 'h' && ch !== 'w') last = code;
+  }
+  return out.padEnd(4, '0');
+}
+
 function foldSound(latin: string): string {
   return latin.replace(/([ln])(?:yu|v)/g, '$1u');
 }
