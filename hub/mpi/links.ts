@@ -5,13 +5,13 @@
  */
 import type { HubDb, Sql } from '../sql';
 import { BlockCache } from './blockCache';
-import { blockingKeys, featuresOf, type PersonRecord } from './features';
+import type { PersonRecord } from './features';
 import { refreshGolden, refreshGoldens } from './golden';
 import { populationModel } from './model';
 import { countSharedValues, type CrossedValue } from './sharedValues';
 import { RECORD_VERSION, recordOfSource, SOURCE_SELECT, type SourceRow } from './sourceRecord';
 import { BLOCK_CAP, finishRun, LOCK, lockIndex, matchSource, type MatchRun } from './matchRun';
-import { matchNewSources, newSources, readBlocks, scoreNewSources, writeNewSources } from './newSources';
+import { matchNewSources, newSources, readBlocks, scoreNewSources, writeNewSources, type NewSource } from './newSources';
 
 /** A member's source patient. */
 export interface SourceRef {
@@ -98,7 +98,8 @@ async function linkRound(db: HubDb, refs: SourceRef[], actor: string): Promise<M
   const rows = await readIndexed(db.derived, unique);
   const follow: Array<IndexedSourceRow & { golden_id: string }> = [];
   const fresh: IndexedSourceRow[] = [];
-  const rest: IndexedSourceRow[] = [];
+  /** Matched under the exclusive lock, or (`follow-locked`) first tried under the golden row's lock. */
+  const rest: Array<{ row: IndexedSourceRow; followLocked: boolean }> = [];
   for (const ref of unique) {
     const row = rows.get(refKey(ref.memberId, ref.mrn));
     if (!row) continue;
@@ -106,7 +107,7 @@ async function linkRound(db: HubDb, refs: SourceRef[], actor: string): Promise<M
     if (path === 'current') linked.set(refKey(row.member_id, row.mrn), row.golden_id!);
     else if (path === 'follow') follow.push(row as IndexedSourceRow & { golden_id: string });
     else if (path === 'new') fresh.push(row);
-    else rest.push(row);
+    else rest.push({ row, followLocked: path === 'follow-locked' });
   }
   if (follow.length) {
     await followTimes(db.derived, follow);
@@ -121,12 +122,12 @@ async function linkRound(db: HubDb, refs: SourceRef[], actor: string): Promise<M
       // broken by PostgreSQL after deadlock_timeout; the loser matches under the exclusive lock.
       if (!(error instanceof NeedsExclusive) && (error as { code?: string }).code !== '40P01') throw error;
       if (error instanceof NeedsExclusive) crossed = error.crossed;
-      rest.unshift(...fresh);
+      rest.unshift(...fresh.map((row) => ({ row, followLocked: false })));
     }
   }
   const exclusive: SourceRef[] = [];
-  for (const row of rest) {
-    const golden = pathOf(row) === 'follow-locked' ? await followUnderLock(db, row) : undefined;
+  for (const { row, followLocked } of rest) {
+    const golden = followLocked ? await followUnderLock(db, row) : undefined;
     if (golden) linked.set(refKey(row.member_id, row.mrn), golden);
     else exclusive.push({ memberId: row.member_id, mrn: row.mrn });
   }
@@ -249,14 +250,14 @@ const FULL_KEYS_KEPT = 100_000;
  * `followUnderLock` locks them. Returns `member|mrn` → golden id.
  */
 async function matchNewUnderKeys(db: HubDb, seen: IndexedSourceRow[], actor: string): Promise<Map<string, string>> {
-  const features = seen.map((row) => featuresOf(recordOfSource(row)));
+  const seenItems = new Map(newSources(seen).map((item) => [refKey(item.row.member_id, item.row.mrn), item]));
   // Counted first, on its own (idempotent: a person counts once per value): the counter of a value
   // many people carry (a placeholder phone, the hospital's address) is one row, which a count
   // inside the match would hold locked until the match commits, for every registration in turn.
-  const crossed = await countSharedValues(db.derived, features);
+  const crossed = await countSharedValues(db.derived, [...seenItems.values()].map((i) => i.features));
   if (crossed.length) throw new NeedsExclusive(crossed);
-  const keys = [...new Set(features.flatMap(blockingKeys))];
-  const open = keys.filter((k) => !fullKeys.has(k));
+  const keys = new Set([...seenItems.values()].flatMap((i) => i.keys));
+  const open = [...keys].filter((k) => !fullKeys.has(k));
   return db.transaction(async (tx) => {
     // Which keys are full is read before the locks, in the same statement: safe, as full stays full.
     const locked = await tx.query<{ full_keys: string[] | null }>(
@@ -272,14 +273,19 @@ async function matchNewUnderKeys(db: HubDb, seen: IndexedSourceRow[], actor: str
     // Read again under the locks: a sync may have matched them, or a newer message changed their keys.
     const linked = new Map<string, string>();
     const now = await readIndexed(tx, seen.map((r) => ({ memberId: r.member_id, mrn: r.mrn })));
-    const rows: IndexedSourceRow[] = [];
+    const items: NewSource[] = [];
     for (const row of now.values()) {
-      if (row.golden_id && row.current) linked.set(refKey(row.member_id, row.mrn), row.golden_id);
-      else if (isNew(row)) rows.push(row);
-      else throw new NeedsExclusive();
+      const key = refKey(row.member_id, row.mrn);
+      if (row.golden_id && row.current) linked.set(key, row.golden_id);
+      else if (!isNew(row)) throw new NeedsExclusive();
+      else {
+        // Unchanged since read: the record (and its keys) computed then; else read it again.
+        const before = seenItems.get(key);
+        const item = before && before.row.updated_text === row.updated_text ? { ...before, row } : newSources([row])[0]!;
+        if (item.keys.some((k) => !keys.has(k))) throw new NeedsExclusive(); // keys changed: not all locked
+        items.push(item);
+      }
     }
-    const items = newSources(rows);
-    if (items.some((i) => i.keys.some((k) => !keys.includes(k)))) throw new NeedsExclusive(); // keys changed: not all locked
     const run = newRun(actor);
     const model = await readBlocks(tx, tx, await populationModel(db, tx), items, run);
     if (run.crossed.length) throw new NeedsExclusive();
