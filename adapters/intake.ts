@@ -77,28 +77,15 @@ interface StoreDown {
 /** The longest derived text a message stored after PostgreSQL refused it keeps (sender, control id): far below a btree row's limit. */
 const FALLBACK_TEXT = 200;
 
-/** The most stored messages handed to the pipeline in one call: bounds one BullMQ transaction after a backlog. */
-const MAX_ENQUEUE = 1000;
-
-/**
- * The shortest time between two hand-overs of stored messages to the pipeline (enqueue()): at most
- * this is added to a message's way to the pipeline under load, never to its ACK.
- */
-const ENQUEUE_LINGER_MS = 50;
-
 export class RawIntake {
   private pending: Pending[] = [];
   private flushing = false;
-  /** Stored messages waiting for their turn to be handed to the pipeline (enqueue()). */
-  private toEnqueue: EnqueueItem[] = [];
-  private enqueuing = false;
-  private lastEnqueueAt = -Infinity;
   private enqueueChain: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly db: HubDb,
     private readonly pipeline: Enqueuer,
-    private readonly options: { maxBatch?: number; enqueueLingerMs?: number; log?: (text: string) => void } = {},
+    private readonly options: { maxBatch?: number; log?: (text: string) => void } = {},
   ) {}
 
   /**
@@ -250,45 +237,16 @@ export class RawIntake {
     return Math.min(this.options.maxBatch ?? 500, alone < 0 ? this.pending.length : alone);
   }
 
-  /**
-   * Hand stored messages to the pipeline, in commit order, off the ACKs' path (after the ACKs of
-   * the batch just settled are written), and at most once every `enqueueLingerMs`: under load the
-   * messages of the commits in between go in one call; a lone message goes at once. Each call costs
-   * a BullMQ transaction and a Redis write per partition it touches, whatever its size: with one
-   * call per commit (about 5 messages with 10 request/response connections) the listener's main
-   * thread made 0.85 Redis writes per message and the enqueue was a quarter of its time (profiled),
-   * taken from the ACKs on two shared cores.
-   */
   private enqueue(items: EnqueueItem[]): void {
-    for (const item of items) this.toEnqueue.push(item);
-    if (this.enqueuing) return;
-    this.enqueuing = true;
-    this.enqueueChain = this.sendEnqueued();
-  }
-
-  private async sendEnqueued(): Promise<void> {
-    const linger = this.options.enqueueLingerMs ?? ENQUEUE_LINGER_MS;
-    for (;;) {
-      const wait = this.lastEnqueueAt + linger - performance.now();
-      await new Promise((resolve) => (wait > 0 ? setTimeout(resolve, wait) : setImmediate(resolve)));
-      if (this.toEnqueue.length === 0) break;
-      this.lastEnqueueAt = performance.now();
-      const items = this.toEnqueue.splice(0, MAX_ENQUEUE);
-      try {
-        await this.pipeline.enqueue(items);
-      } catch (error) {
-        this.options.log?.(`enqueue failed (the reconciler will retry from the raw store): ${(error as Error).message}`);
-      }
-    }
-    this.enqueuing = false;
+    this.enqueueChain = this.enqueueChain
+      .then(() => this.pipeline.enqueue(items))
+      .catch((error) => this.options.log?.(`enqueue failed (the reconciler will retry from the raw store): ${(error as Error).message}`));
   }
 
   /** Wait until everything received so far is stored and handed to the queues. */
   async drain(): Promise<void> {
-    while (this.flushing || this.pending.length > 0 || this.enqueuing) {
-      await new Promise((r) => setTimeout(r, 2));
-      await this.enqueueChain;
-    }
+    while (this.flushing || this.pending.length > 0) await new Promise((r) => setTimeout(r, 2));
+    await this.enqueueChain;
   }
 }
 
