@@ -5,24 +5,17 @@
  * referencing the golden patient; search with paging; `$match`; scopes; every read audited and the
  * audit queryable by admins as AuditEvent.
  */
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
-import type { MemberConfig } from '../hub/config';
-import { createApi } from '../api/server';
 import { encodeAs } from '../cli/simulate';
-import { runPipeline } from '../pipeline/runner';
 import { exportLinks } from '../hub/mpi/review';
 import { syncPatientIndex } from '../hub/mpi/sync';
 import { makeResidentId } from '../hub/mpi/residentId';
-import { startTestHub, type TestHub } from './support/hub';
+import { receiveProcessed, startApiTestHub, type ApiTestHub } from './support/hub';
 
 const members = ['m1', 'm2', 'm3'].map((id) => ({ id, name: `Member ${id}`, tier: id === 'm1' ? 'tertiary' : 'primary', channels: [{ id: 'his', kind: 'mllp', port: 0 }], conversion: { residentIdField: 19 } }));
-const channel = { id: 'his', policy: { defaultCharset: 'UTF-8' as const }, ackMode: 'original' as const };
 const READER = 'reader-key-0123456789abcdef';
 const ADMIN = 'admin-key-0123456789abcdef0';
 const FEED = 'feed-key-0123456789abcdef00';
-let hub: TestHub;
-let server: Server;
+let hub: ApiTestHub;
 let base: string;
 let control = 0;
 const rid = makeResidentId('330106', '19650412', 77, 'F');
@@ -43,7 +36,7 @@ function messages(member: string, mrn: string, p: { family: string; given: strin
 }
 
 beforeAll(async () => {
-  hub = await startTestHub('fhir_api', {
+  hub = await startApiTestHub('fhir_api', {
     members,
     api: {
       port: 0,
@@ -60,19 +53,12 @@ beforeAll(async () => {
     ...messages('m3', '5531', { family: 'LIU', given: 'Shufen', birth: '19650412', sex: 'F' }, [['PLT', '230'], ['HGB', '121']]).map((m) => ['m3', m] as [string, string]),
     ...messages('m2', 'X78', { family: '刘', given: '建国', birth: '19600101', sex: 'M' }, [['HGB', '150']]).map((m) => ['m2', m] as [string, string]),
   ];
-  for (const [memberId, text] of send) {
-    const member = hub.config.members.find((m) => m.id === memberId) as MemberConfig;
-    const stored = await hub.runtime.intake.receive({ member, channel, bytes: encodeAs(text, 'UTF-8') });
-    expect(await runPipeline({ db: hub.runtime.db, config: hub.config }, stored.rawId, true)).toBe('processed');
-  }
+  for (const [memberId, text] of send) await receiveProcessed(hub, memberId, encodeAs(text, 'UTF-8'));
   await syncPatientIndex(hub.runtime.db);
-  server = createApi(hub.runtime).listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = hub.base;
 });
 
 afterAll(async () => {
-  await new Promise((r) => server?.close(r));
   await hub?.close();
 });
 
@@ -208,10 +194,8 @@ test('shared resources are searchable: members as Organizations with their tier'
 test('review queue over HTTP: read with patient.read, decisions only with admin, validated', async () => {
   // Two records that only possibly match: same family and birth date, different given names, no IDs.
   for (const [memberId, mrn, given] of [['m1', 'R-1', '小红'], ['m3', 'R-2', '小兰']] as const) {
-    const member = hub.config.members.find((m) => m.id === memberId) as MemberConfig;
     const [adt] = messages(memberId, mrn, { family: '赵', given, birth: '20150505', sex: 'F' }, []);
-    const stored = await hub.runtime.intake.receive({ member, channel, bytes: encodeAs(adt!, 'UTF-8') });
-    expect(await runPipeline({ db: hub.runtime.db, config: hub.config }, stored.rawId, true)).toBe('processed');
+    await receiveProcessed(hub, memberId, encodeAs(adt!, 'UTF-8'));
   }
   expect((await get('/api/mpi/review')).status).toBe(401);
   const queue = await get('/api/mpi/review', READER);

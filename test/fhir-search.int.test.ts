@@ -7,23 +7,16 @@
  * patients it returns; content negotiation (fhir+json, 406), 405, OperationOutcome errors; vread
  * and _history from stored versions; the CapabilityStatement generated from the search table.
  */
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
-import type { MemberConfig } from '../hub/config';
-import { createApi } from '../api/server';
 import { encodeAs } from '../cli/simulate';
-import { runPipeline } from '../pipeline/runner';
 import { syncPatientIndex } from '../hub/mpi/sync';
 import { searchTables } from '../api/fhirSearchParams';
-import { startTestHub, type TestHub } from './support/hub';
+import { receiveProcessed, startApiTestHub, type ApiTestHub } from './support/hub';
 
 const members = ['m1', 'm2'].map((id) => ({ id, name: `Member ${id}`, tier: 'primary', channels: [{ id: 'his', kind: 'mllp', port: 0 }], conversion: { residentIdField: 19 } }));
-const channel = { id: 'his', policy: { defaultCharset: 'UTF-8' as const }, ackMode: 'original' as const };
 const READER = 'reader-key-0123456789abcdef';
 const TERM = 'terminology-key-0123456789ab';
 const ADMIN = 'admin-key-0123456789abcdef0';
-let hub: TestHub;
-let server: Server;
+let hub: ApiTestHub;
 let base: string;
 let control = 0;
 
@@ -70,13 +63,11 @@ function oru(p: Person, code: string, value: string, day: number): string {
 }
 
 async function send(memberId: string, text: string): Promise<void> {
-  const member = hub.config.members.find((m) => m.id === memberId) as MemberConfig;
-  const stored = await hub.runtime.intake.receive({ member, channel, bytes: encodeAs(text, 'UTF-8') });
-  expect(await runPipeline({ db: hub.runtime.db, config: hub.config }, stored.rawId, true)).toBe('processed');
+  await receiveProcessed(hub, memberId, encodeAs(text, 'UTF-8'));
 }
 
 beforeAll(async () => {
-  hub = await startTestHub('fhir_search', {
+  hub = await startApiTestHub('fhir_search', {
     members,
     api: {
       port: 0,
@@ -92,13 +83,10 @@ beforeAll(async () => {
   await send('m1', oru(people[0]!, 'WBC', '5.1', 3));
   await send('m1', oru(people[1]!, 'HGB', '150', 4));
   await syncPatientIndex(hub.runtime.db);
-  server = createApi(hub.runtime).listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = hub.base;
 });
 
 afterAll(async () => {
-  await new Promise((r) => server?.close(r));
   await hub?.close();
 });
 

@@ -8,15 +8,11 @@
  */
 import { createHmac, createSign, generateKeyPairSync, sign as signWith, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { parseConfig } from '../hub/config';
 import { jwtVerifier } from '../api/jwt';
-import { createApi } from '../api/server';
-import { runPipeline } from '../pipeline/runner';
-import { startTestHub, type TestHub } from './support/hub';
+import { receiveProcessed, startApiTestHub, type ApiTestHub } from './support/hub';
 
 const SECRET = 'a-shared-secret-of-at-least-32-bytes!!';
 const API_KEY = 'reader-key-0123456789abcdef';
@@ -39,13 +35,12 @@ function token(alg: string, payload: Record<string, unknown>, key?: KeyObject | 
   return `${signed}.${signWith('sha256', Buffer.from(signed), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
 }
 
-let hub: TestHub;
-let server: Server;
+let hub: ApiTestHub;
 let base: string;
 
 beforeAll(async () => {
   process.env.YILIAN_TEST_JWT_SECRET = SECRET;
-  hub = await startTestHub('jwt', {
+  hub = await startApiTestHub('jwt', {
     members: [{ id: 'm1', name: 'Member 1', tier: 'tertiary', channels: [{ id: 'his', kind: 'mllp', port: 0 }] }],
     api: {
       keys: [{ name: 'clinic-his', key: API_KEY, scopes: ['patient.read'] }],
@@ -59,13 +54,10 @@ beforeAll(async () => {
       },
     },
   });
-  server = createApi(hub.runtime).listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = hub.base;
 });
 
 afterAll(async () => {
-  await new Promise((r) => server?.close(r));
   await hub?.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -127,10 +119,8 @@ test('a valid token without the route scope gets 403; admin in the token implies
 });
 
 test('a patient read with a token is audited under the token subject', async () => {
-  const member = hub.config.members[0]!;
   const adt = ['MSH|^~\\&|HIS|M1|YILIAN|HUB|20261101080000||ADT^A04^ADT_A01|J1|P|2.5|||||CHN|UNICODE UTF-8', 'EVN|A04|20261101080000', 'PID|1||J100^^^M1^MR||王^芳||19800101|F', 'PV1|1|O|内科^^^M1'].join('\r') + '\r';
-  const stored = await hub.runtime.intake.receive({ member, channel: { id: 'his', policy: { defaultCharset: 'UTF-8' as const }, ackMode: 'original' as const }, bytes: Buffer.from(adt) });
-  expect(await runPipeline({ db: hub.runtime.db, config: hub.config }, stored.rawId, true)).toBe('processed');
+  await receiveProcessed(hub, 'm1', Buffer.from(adt));
   const golden = (await hub.runtime.db.query<{ golden_id: string }>(`SELECT golden_id FROM mpi_link WHERE member_id = 'm1' AND mrn = 'J100' AND state = 'MATCH'`)).rows[0]!.golden_id;
   expect((await read(token('HS256', claims({ sub: 'dr-li' }), SECRET), `/fhir/Patient/${golden}`)).status).toBe(200);
   const audit = await hub.runtime.db.query(`SELECT actor, patient_key FROM audit_event WHERE actor = 'jwt:dr-li'`);

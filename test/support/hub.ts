@@ -7,8 +7,9 @@ import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
-import { parseConfig, type HubConfig } from '../../hub/config';
+import { parseConfig, type HubConfig, type MemberConfig } from '../../hub/config';
 import { openRuntime, type Runtime } from '../../cli/runtime';
+import { runPipeline } from '../../pipeline/runner';
 
 export const PG_ADMIN_URL = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -73,8 +74,43 @@ export async function listenApi(runtime: Runtime): Promise<{ server: Server; bas
   return { server, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
+/** A test hub with its HTTP API listening (see listenApi); `close` stops the server, then the hub. */
+export interface ApiTestHub extends TestHub {
+  server: Server;
+  base: string;
+}
+
+/** startTestHub, then listenApi on its runtime. */
+export async function startApiTestHub(label: string, configInput: Record<string, unknown> = {}): Promise<ApiTestHub> {
+  const hub = await startTestHub(label, configInput);
+  const { server, base } = await listenApi(hub.runtime);
+  return {
+    ...hub,
+    server,
+    base,
+    async close() {
+      await new Promise((r) => server.close(r));
+      await hub.close();
+    },
+  };
+}
+
+/** The HL7 v2 channel in-process tests receive on: UTF-8 unless MSH-18 says otherwise, original-mode ACKs. */
+export const TEST_CHANNEL = { id: 'his', policy: { defaultCharset: 'UTF-8' as const }, ackMode: 'original' as const };
+
+/**
+ * One HL7 v2 message as member `memberId` sends it on TEST_CHANNEL: stored by intake, then run
+ * through the stages in this process, where it must end `processed`. Returns its raw id.
+ */
+export async function receiveProcessed(hub: TestHub, memberId: string, bytes: Buffer): Promise<number> {
+  const member = hub.config.members.find((m) => m.id === memberId) as MemberConfig;
+  const stored = await hub.runtime.intake.receive({ member, channel: TEST_CHANNEL, bytes });
+  expect(await runPipeline({ db: hub.runtime.db, config: hub.config }, stored.rawId, true)).toBe('processed');
+  return stored.rawId;
+}
+
 /** Poll until `check` is true (integration tests wait on real processes, never on fixed sleeps). */
-export async function waitFor(check: () => Promise<boolean>, timeoutMs = 60_000, what = 'condition'): Promise<void> {
+export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 60_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
