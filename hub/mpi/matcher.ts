@@ -118,6 +118,16 @@ function nameLevels(a: PersonFeatures, b: PersonFeatures): [number | null, numbe
   return [family, given];
 }
 
+/**
+ * Two e-mail addresses one edit apart (a letter or a punctuation mark added, dropped or replaced)
+ * with the same digits in the same order: a typo. A digit that differs is not counted as one —
+ * numbers are how a provider tells namesakes apart (robert.smith12 / robert.smith13).
+ */
+function emailTypo(x: string, y: string): boolean {
+  if (Math.abs(x.length - y.length) > 1 || x.length < 6) return false;
+  return x.replace(/\D+/g, '') === y.replace(/\D+/g, '') && editDistance(x, y, 1) <= 1;
+}
+
 /** The street and number of an address key (without its city: a city spelt otherwise is the same address). */
 function streetOf(key: string): string {
   const bar = key.indexOf('|');
@@ -163,7 +173,23 @@ export const comparisons: Comparison[] = [
     tfMode: 'shared',
   },
   { field: 'phone', levels: ['same', 'one digit off', 'different'], level: (a, b) => simpleLevel(a.phone, b.phone, (x, y) => editDistance(x, y, 1) <= 1), tf: (f) => f.phone, tfLevels: [0], tfMode: 'shared' },
-  { field: 'email', levels: ['same', 'close', 'different'], level: (a, b) => simpleLevel(a.email, b.email, (x, y) => jaroWinkler(x, y) >= 0.9), tf: (f) => f.email, tfLevels: [0], tfMode: 'shared' },
+  {
+    // "One typo" is one address mistyped (j.t@pierce.biz / j.t@pierce.bi, emmalloyd / emmallod); "close"
+    // also holds what two namesakes have (john.smith12 / john.smith83 @gmail.com), so the rules count
+    // only the first as the same e-mail (`sharesIdentifier`, `agreesBeyondName`, `bridgeable`).
+    field: 'email',
+    levels: ['same', 'one typo', 'close', 'different'],
+    level: (a, b) => {
+      if (!a.email || !b.email) return null;
+      if (a.email === b.email) return 0;
+      if (emailTypo(a.email, b.email)) return 1;
+      return jaroWinkler(a.email, b.email) >= 0.9 ? 2 : 3;
+    },
+    tf: (f) => f.email,
+    tfLevels: [0, 1],
+    tfMode: 'shared',
+    legacy: { 3: [0, 1, 1, 2] },
+  },
   {
     field: 'address',
     levels: ['same', 'close', 'similar', 'different'],
@@ -616,7 +642,7 @@ function identityEvidence(a: PersonFeatures, b: PersonFeatures): { agrees: boole
 
 /**
  * Anything but the name agrees: birth date (to within a month), an identifier, phone, e-mail
- * (exactly: a close one, john.smith12 / john.smith83, is what two John Smiths have), address
+ * (the same or one typo: a close one, john.smith12 / john.smith83, is what two John Smiths have), address
  * (close), postcode. Sex and city are shared by too many to count.
  */
 function agreesBeyondName(levelOf: (field: FieldName) => number | null | undefined): boolean {
@@ -624,12 +650,11 @@ function agreesBeyondName(levelOf: (field: FieldName) => number | null | undefin
     const level = levelOf(field);
     return level !== null && level !== undefined && level <= most;
   };
-  return at('birth', 3) || at('rid', 2) || at('otherId', 2) || at('phone', 1) || at('email', 0) || at('address', 1) || at('postcode', 0);
+  return at('birth', 3) || at('rid', 2) || at('otherId', 2) || at('phone', 1) || at('email', 1) || at('address', 1) || at('postcode', 0);
 }
 
-/** Contact fields and the worst level at which each still agrees (one digit off, a typo, a close address). */
-const CONTACT_FIELDS = (['phone', 'email', 'address', 'city', 'postcode'] as FieldName[]).map((f) => FIELD_INDEX[f]);
-const CONTACT_AGREES = 1;
+/** Contact fields and the worst level at which each still agrees (one digit off, a typo, a close address; an e-mail merely close). */
+const CONTACT_FIELDS = (['phone', 'email', 'address', 'city', 'postcode'] as FieldName[]).map((f) => [FIELD_INDEX[f], f === 'email' ? 2 : 1] as const);
 
 /**
  * At least three contact fields stated on both records, and none of them agreeing even closely
@@ -640,20 +665,21 @@ const CONTACT_AGREES = 1;
  */
 function contactDiffers(levels: Array<number | null>): boolean {
   let differing = 0;
-  for (const i of CONTACT_FIELDS) {
+  for (const [i, agrees] of CONTACT_FIELDS) {
     const level = levels[i];
     if (level === null || level === undefined) continue;
-    if (level <= CONTACT_AGREES) return false;
+    if (level <= agrees) return false;
     differing++;
   }
   return differing >= 3;
 }
 
-/** An identifier agrees: a strong resident ID, another national number, or e-mail (a weak resident ID may be a parent's). */
+/** An identifier agrees: a strong resident ID, another national number, or e-mail (the same or one typo; a weak resident ID may be a parent's). */
 function sharesIdentifier(levelOf: (field: FieldName) => number | null | undefined): boolean {
   const rid = levelOf('rid');
   const other = levelOf('otherId');
-  return rid === 0 || (other !== null && other !== undefined && other <= 1) || levelOf('email') === 0;
+  const email = levelOf('email');
+  return rid === 0 || (other !== null && other !== undefined && other <= 1) || (email !== null && email !== undefined && email <= 1);
 }
 
 function round(x: number): number {
@@ -752,7 +778,7 @@ function bridgeable(fields: FieldScore[]): boolean {
   const different = fields.filter((f) => IDENTITY_FIELDS.has(f.field) && f.label.startsWith('different'));
   if (!different.length) return true;
   if (different.length > 1 || (different[0]!.field !== 'family' && different[0]!.field !== 'given' && different[0]!.field !== 'birth')) return false;
-  return fields.some((f) => (f.field === 'email' || f.field === 'otherId' || f.field === 'rid') && f.level === 0 && f.weight >= BRIDGE_IDENTIFIER_BITS);
+  return fields.some((f) => (f.field === 'otherId' || f.field === 'rid' ? f.level === 0 : f.field === 'email' && f.level !== null && f.level <= 1) && f.weight >= BRIDGE_IDENTIFIER_BITS);
 }
 
 /** An identifier's agreement this strong (log2: a coincidence of one in a thousand) carries a bridge across one contradicting identity field. */
