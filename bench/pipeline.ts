@@ -58,9 +58,11 @@ export async function endToEnd(workers: number, redisUrl = REDIS_URL, total = me
     );
   }
   for (;;) {
-    const r = await hub.runtime.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM raw_message WHERE status = 'queued'`);
-    if (r.rows[0]!.n === 0) break;
-    await new Promise((res) => setTimeout(res, 20));
+    // EXISTS on the partial index of queued messages: a count here cost PostgreSQL ~10 ms per poll
+    // at 20,000 queued (29 s of its time in one run, taken from the workers being measured); 100 ms apart, not 20.
+    const r = await hub.runtime.db.query<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM raw_message WHERE status = 'queued') AS any`);
+    if (!r.rows[0]!.any) break;
+    await new Promise((res) => setTimeout(res, 100));
   }
   const seconds = (performance.now() - t0) / 1000;
   for (const c of children) c.kill('SIGTERM');

@@ -5,7 +5,7 @@
  */
 import type { HubDb } from './sql';
 import { reprocessLeaseSql, terminologySchemaSql } from './terminology/schema';
-import { patientIndexChangesSql, patientIndexFollowSql, patientIndexSchemaSql, patientIndexSharedValuesSql, patientIndexWritesSql, patientIndexMergedSql, patientIndexModelVersionSql, patientIndexRecordVersionSql } from './mpi/schema';
+import { patientIndexChangesSql, patientIndexFollowSql, patientIndexSchemaSql, patientIndexSharedValuesSql, patientIndexWritesSql, patientIndexMergedSql, patientIndexModelVersionSql, patientIndexRecordVersionSql, patientIdentifierIndexSql } from './mpi/schema';
 import { recognitionSchemaSql } from './recognition/schema';
 import { DELETE_CONTAINER_REPORTS_SQL } from './recognition/resultIndex';
 import { costFeedSchemaSql } from './feeds/schema';
@@ -363,6 +363,11 @@ COMMENT ON INDEX raw_message_fix_fix IS 'A message page shows which original a f
     id: 21,
     name: 'pipeline lag: when a message was put back to queued, and an index on the queued messages by how long they have waited',
     sql: pipelineLagSql,
+  },
+  {
+    id: 22,
+    name: 'master patient index: the Patient-by-identifier index without a pending list (every ADT rewrites its Patient; each look-up scanned the list)',
+    sql: patientIdentifierIndexSql,
   },
 ];
 

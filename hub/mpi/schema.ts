@@ -174,3 +174,16 @@ export const patientIndexRecordVersionSql = `
 ALTER TABLE mpi_source ADD COLUMN record_version integer NOT NULL DEFAULT 1;
 COMMENT ON COLUMN mpi_source.record_version IS 'The version of the reading of source patients (recordOfSource) the stored record was made with; an older one is matched again by a full sync.';
 `;
+
+/**
+ * Migration 22: the Patient-by-identifier index without a pending list. Every ADT rewrites its
+ * Patient (a new index entry each time), so with fastupdate on the look-up the patient index makes
+ * per source (sourceRecord.ts SOURCE_SELECT) scanned up to 4 MB of pending entries: 4.1 ms per
+ * probe for 7 rows, 256 ms per link round of ~200 sources, 29 s of PostgreSQL's time in a
+ * 20,000-message run (bench/pipeline.ts with pg_stat_statements and auto_explain). Turning it off
+ * does not empty the list already there; gin_clean_pending_list does.
+ */
+export const patientIdentifierIndexSql = `
+ALTER INDEX resource_patient_identifier SET (fastupdate = off);
+SELECT gin_clean_pending_list('resource_patient_identifier'::regclass);
+`;
