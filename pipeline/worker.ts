@@ -27,6 +27,12 @@ const STORE_PROBE_MS = 500;
 const STORE_ANSWER_MS = 1000;
 const storeAnswers = async (db: RunnerContext['db']) => (await postgresAnswers(db, STORE_ANSWER_MS)) === undefined;
 
+/**
+ * How long a process holding more than its share of busy partitions leaves one of them to the
+ * others (`yieldIfOverShare`): long enough for a waiting process to take the partition's next job.
+ */
+const YIELD_MS = 500;
+
 /** Messages per batch, the taken job's included. */
 const BATCH = 64;
 const JOB_RAW_ID = /^raw-(\d+)(?:-|$)/;
@@ -50,6 +56,12 @@ export class PipelineWorker {
   private heartbeat?: NodeJS.Timeout;
   private closing = false;
   private readonly id = randomUUID();
+  /** Partitions whose job this process is running now. */
+  private readonly busy = new Set<number>();
+  /** Worker processes of this hub, as of this process's last heartbeat or the last join it saw. */
+  private liveWorkers = 1;
+  /** The hub's count of worker starts when liveWorkers was last read (see yieldIfOverShare). */
+  private joinsSeen = 0;
 
   constructor(
     private readonly ctx: RunnerContext,
@@ -79,8 +91,16 @@ export class PipelineWorker {
     }
     // Heartbeat, so that `status` and `ingest` count this hub's workers only (queues.workerCount).
     const beat = () =>
-      this.queues.beat(this.id, HEARTBEAT_TTL_MS).catch((error: Error) => this.options.log?.(`worker heartbeat: ${error.message}`));
+      this.queues
+        .beat(this.id, HEARTBEAT_TTL_MS)
+        .then(async () => {
+          this.liveWorkers = Math.max(1, await this.queues.workerCount());
+        })
+        .catch((error: Error) => this.options.log?.(`worker heartbeat: ${error.message}`));
     await beat();
+    // Counted so that a process holding more partitions than its share sees a newcomer at its next
+    // job, not at its next heartbeat: one GET, where counting the heartbeats scans the keyspace.
+    await this.queues.redis.incr(this.joinsKey);
     this.heartbeat = setInterval(() => void beat(), HEARTBEAT_TTL_MS / 3);
     this.heartbeat.unref();
     if (this.options.reconcile !== false) {
@@ -90,6 +110,48 @@ export class PipelineWorker {
   }
 
   private async process(job: Job<PipelineJob>, partition: number, attempts: number): Promise<RunOutcome> {
+    this.busy.add(partition);
+    try {
+      return await this.runJob(job, partition, attempts);
+    } finally {
+      // A failure here must not fail the job: the partition just stays with this process.
+      await this.yieldIfOverShare(partition).catch((error: Error) => this.options.log?.(`worker p${partition}: fair share: ${error.message}`));
+      this.busy.delete(partition);
+    }
+  }
+
+  private get joinsKey(): string {
+    return `${this.queues.options.prefix}:worker-joins`;
+  }
+
+  /**
+   * BullMQ gives a partition's next job to the worker that completes the last one, in the same
+   * Redis call (fetch-next), and the queue's global concurrency of 1 keeps everyone else out: a
+   * process started behind a backlog would get a partition only when one ran dry. So a process
+   * running more partitions than its share (partitions / live workers, rounded up) pauses this
+   * partition's Worker before the job completes (the completion then fetches nothing) and resumes
+   * it YIELD_MS later, by when a waiting process has taken the partition's next job. Order holds:
+   * still one job of a partition at a time. A process that would be over its share with one more
+   * worker checks the count of worker starts (one GET) and recounts the workers when it moved; one
+   * that stopped is noticed at the next heartbeat.
+   */
+  private async yieldIfOverShare(partition: number): Promise<void> {
+    const partitions = this.queues.options.partitions;
+    if (this.closing || this.busy.size <= Math.ceil(partitions / (this.liveWorkers + 1))) return;
+    const joins = Number(await this.queues.redis.get(this.joinsKey));
+    if (joins !== this.joinsSeen) {
+      this.joinsSeen = joins;
+      this.liveWorkers = Math.max(1, await this.queues.workerCount());
+    }
+    if (this.liveWorkers < 2 || this.busy.size <= Math.ceil(partitions / this.liveWorkers)) return;
+    const worker = this.workers[partition]!;
+    await worker.pause(true); // true: not waiting for the active job, which is this one
+    setTimeout(() => {
+      if (!this.closing) void worker.resume(); // resume reports its own failures as the Worker's 'error'
+    }, YIELD_MS).unref();
+  }
+
+  private async runJob(job: Job<PipelineJob>, partition: number, attempts: number): Promise<RunOutcome> {
     // A retried job runs alone: its attempts are its own, and a final one must not dead-letter
     // messages that never failed.
     const behind = job.attemptsMade === 0 ? await this.waitingBehind(partition, job.id) : [];
