@@ -91,8 +91,10 @@ async function main(): Promise<void> {
   for (const r of review) {
     const i = index.get(r.mrn)!;
     const same = entityOfGolden.get(r.golden)?.has(records[i]!.entity) ?? false;
-    const linkedOwn = golden[i] !== null && [...(entityOfGolden.get(golden[i]!) ?? [])].includes(records[i]!.entity);
-    const cls = `${same ? 'same person' : 'other person'} rule=${r.rule ?? '-'}${r.score < 6 ? ' weight<6' : ''} ${linkedOwn ? '(record linked with its own)' : '(record alone)'}`;
+    // The record's own link: it started a golden patient (its decision was at best review: the
+    // item is the proposal) or linked to one (the item is an alternative of a linked record).
+    const kind = r.linkRule === 'new-person' ? 'proposal' : 'alternative of a linked record';
+    const cls = `${same ? 'same person' : 'other person'} rule=${r.rule ?? '-'}${r.score < 6 ? ' weight<6' : ''} (${kind})`;
     reviewTally.set(cls, (reviewTally.get(cls) ?? 0) + 1);
     const j = r.against ? index.get(r.against.split('|')[1]!) : undefined;
     if (details)

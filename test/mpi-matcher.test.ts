@@ -223,6 +223,13 @@ describe('guards and outcomes', () => {
     expect(open.outcome).toBe('POSSIBLE_MATCH');
     expect(reviewAlternatives(open).map((a) => a.goldenId)).toEqual([open.goldenId === 'G1' ? 'G2' : 'G1']);
   });
+  test('a linked record\'s alternatives that a guard calls two people (another passport, a namesake reached nowhere) are no review items; too little evidence is', () => {
+    const alt = (goldenId: string, weight: number, rule?: string) => ({ goldenId, candidateId: `${goldenId}-1`, weight, outcome: 'POSSIBLE_MATCH' as const, ...(rule ? { rule } : {}), fields: [] });
+    const alternatives = [alt('G2', 14, 'identifier-differs'), alt('G3', 12, 'contact-conflict'), alt('G4', 3), alt('G5', 9, 'name-only'), alt('G6', 8, 'household-guard')];
+    expect(reviewAlternatives({ outcome: 'MATCH', goldenId: 'G1', alternatives }).map((a) => a.goldenId)).toEqual(['G4', 'G5']);
+    // Linked to no one: every alternative is the reviewer's.
+    expect(reviewAlternatives({ outcome: 'POSSIBLE_MATCH', goldenId: 'G1', alternatives }).map((a) => a.goldenId)).toEqual(['G2', 'G3', 'G4', 'G5', 'G6']);
+  });
   test('Hanzi family names that differ by sound are never auto-linked on given name and birth date alone', () => {
     const a = { id: 'a', family: '欧阳', given: '明轩', birthDate: '19750611', sex: 'M' };
     const b = { ...a, id: 'b', family: '司马' };

@@ -727,23 +727,30 @@ export function decide(model: MatchModel, record: PersonFeatures, candidates: Ca
 }
 
 /**
- * Guard rules that hold a pair back because it looks like two relatives: twins, a sibling or
- * spouse, a mother and daughter (`score`).
+ * Guard rules that hold a pair back on evidence that it is two people: two relatives (twins, a
+ * sibling or spouse, a mother and daughter, a household without a birth date to tell them by), two
+ * documents of one kind with different numbers (`identifier-differs`: a renewed passport or two
+ * people), or a namesake born the same day reached by none of the record's contact data
+ * (`contact-conflict`). Not `name-only` or a plain review-band weight: those say there is too
+ * little evidence either way, which is a reviewer's question.
  */
-const RELATIVE_RULES = new Set<PairScore['rule']>(['twin-guard', 'given-name-conflict', 'sex-conflict', 'surname-conflict', 'birth-conflict']);
+const TWO_PEOPLE_RULES = new Set<PairScore['rule']>(['twin-guard', 'given-name-conflict', 'sex-conflict', 'surname-conflict', 'birth-conflict', 'household-guard', 'identifier-differs', 'contact-conflict']);
 
 /**
  * The other golden patients a record goes to review with, beside the one it matched or was
  * proposed: every alternative at review level or above — except, once the record links to a
- * golden patient, those a relative's guard holds back. A record that found its person and
- * resembles that person's twin or mother is no question for a reviewer (and the guard already
- * says the two are most likely two people); a plain weight in the review band, a name-only or an
- * identifier-differs alternative still is (a possible duplicate of its golden patient). Measured
- * through the store (bench/mpi.ts, 2026-12-07): 68 of the Chinese generator's 102 review records
- * were twin-guard alternatives of records linked to their own person.
+ * golden patient, those a guard holds back as two people (`TWO_PEOPLE_RULES`). A record that found
+ * its person and resembles that person's twin, or a namesake with another passport, is no question
+ * for a reviewer (the guard already says the two are most likely two people); a plain weight in
+ * the review band, a MATCH-level alternative a bridge could not join or a name-only one still is
+ * (a possible duplicate of its golden patient). A record that links to no one is proposed with
+ * every alternative. Measured through the store (bench/mpiMisses.ts, 2026-12-07): the Chinese
+ * generator's twin-guard alternatives of linked records were 68 of its 102 review records; the
+ * world set's identifier-differs and contact-conflict alternatives of linked records were 60
+ * items of other people against 4 of the record's own person.
  */
 export function reviewAlternatives(decision: MatchDecision): MatchDecision['alternatives'] {
-  return decision.alternatives.filter((a) => a.outcome !== 'NO_MATCH' && !(decision.outcome === 'MATCH' && RELATIVE_RULES.has(a.rule as PairScore['rule'])));
+  return decision.alternatives.filter((a) => a.outcome !== 'NO_MATCH' && !(decision.outcome === 'MATCH' && TWO_PEOPLE_RULES.has(a.rule as PairScore['rule'])));
 }
 
 /** Fields of identity: one that disagrees outright (its "different" level) contradicts a pair. */
