@@ -10,7 +10,7 @@
  * endToEnd and bullmqNoop are the harness bench/redisCluster.ts runs on a Redis Cluster too.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Queue, Worker } from 'bullmq';
@@ -33,8 +33,36 @@ function mixMessage(i: number): string {
   return i % 2 ? simOru({ controlId: `E${i}`, patient, charset: 'UNICODE UTF-8' }, bloodCount) : simAdt({ controlId: `E${i}`, patient, charset: 'UNICODE UTF-8' });
 }
 
-/** Messages/s end to end; `intake` gets the rate at which the same messages were stored and queued. */
-export async function endToEnd(workers: number, redisUrl = REDIS_URL, total = messages, intake?: { rate: number }): Promise<number> {
+/** CPU seconds a process on this machine has used (Linux /proc; USER_HZ is 100 on mainstream kernels), undefined elsewhere. */
+function cpuSeconds(pid: number | undefined): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // the name may hold spaces
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds of the PostgreSQL backends serving the bench database, by pid (local PostgreSQL only). */
+async function backendCpu(db: { query<T>(sql: string): Promise<{ rows: T[] }> }): Promise<Map<number, number>> {
+  const pids = await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database()`);
+  return new Map(pids.rows.flatMap((r) => { const s = cpuSeconds(r.pid); return s === undefined ? [] : [[r.pid, s] as [number, number]]; }));
+}
+
+/** CPU seconds the Redis server has used, all its clients' work included (INFO cpu). */
+async function redisCpu(redis: { info(section: string): Promise<string> }): Promise<number> {
+  const info = await redis.info('cpu');
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  return field('used_cpu_user') + field('used_cpu_sys');
+}
+
+/**
+ * Messages/s end to end; `intake` gets the rate at which the same messages were stored and queued,
+ * `cpu` the CPU milliseconds a message cost the worker processes and PostgreSQL's backends (when
+ * PostgreSQL runs on this machine): what the two cores are spent on.
+ */
+export async function endToEnd(workers: number, redisUrl = REDIS_URL, total = messages, intake?: { rate: number }, cpu?: { workers: number; postgres?: number; redis?: number }): Promise<number> {
   const hub = await benchHub(`e2e${workers}`, [], redisUrl);
   const member = ensureMember(hub.runtime.config, 'bench', () => undefined);
   const channel = { id: 'bench', policy: { defaultCharset: 'UTF-8' as const }, ackMode: 'original' as const };
@@ -47,6 +75,8 @@ export async function endToEnd(workers: number, redisUrl = REDIS_URL, total = me
   const configFile = path.join(dir, 'config.json');
   writeFileSync(configFile, JSON.stringify({ pipeline: { queuePrefix: hub.prefix, partitions: 16 } }));
   const children: ChildProcess[] = [];
+  const backendsBefore = await backendCpu(hub.runtime.db);
+  const redisBefore = await redisCpu(hub.runtime.queues.redis);
   const t0 = performance.now();
   for (let w = 0; w < workers; w++) {
     children.push(
@@ -65,6 +95,12 @@ export async function endToEnd(workers: number, redisUrl = REDIS_URL, total = me
     await new Promise((res) => setTimeout(res, 100));
   }
   const seconds = (performance.now() - t0) / 1000;
+  if (cpu) {
+    cpu.workers = (children.reduce((sum, c) => sum + (cpuSeconds(c.pid) ?? 0), 0) * 1000) / total;
+    const backends = await backendCpu(hub.runtime.db);
+    cpu.redis = ((await redisCpu(hub.runtime.queues.redis)) - redisBefore) * 1000 / total;
+    if (backends.size) cpu.postgres = ([...backends].reduce((sum, [pid, s]) => sum + s - (backendsBefore.get(pid) ?? 0), 0) * 1000) / total;
+  }
   for (const c of children) c.kill('SIGTERM');
   await Promise.all(children.map((c) => new Promise((r) => c.once('exit', r))));
   const processed = await hub.runtime.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM raw_message WHERE status = 'processed'`);
@@ -129,13 +165,20 @@ async function insertCeiling(total: number): Promise<{ messagesPerSecond: number
 async function main() {
   const noop = await bullmqNoop(20_000);
   const ceiling = await insertCeiling(messages);
-  const rates: Array<[number, number]> = [];
+  const rates: Array<[number, number, { workers: number; postgres?: number; redis?: number }]> = [];
   const intake = { rate: 0 };
-  for (const n of workerCounts) rates.push([n, await endToEnd(n, REDIS_URL, messages, n === workerCounts[0] ? intake : undefined)]);
+  for (const n of workerCounts) {
+    const cpu = { workers: 0 } as { workers: number; postgres?: number; redis?: number };
+    rates.push([n, await endToEnd(n, REDIS_URL, messages, n === workerCounts[0] ? intake : undefined, cpu), cpu]);
+  }
   const best = Math.max(...rates.map(([, r]) => r));
   const share = (peer: number) => `${((best / peer) * 100).toFixed(1)} %`;
   console.log(`Pipeline end-to-end (${messages} stored ADT/ORU messages for 2,000 patients, 16 partitions, all five stages and the patient-index link, PostgreSQL + Redis on this machine)`);
-  for (const [n, rate] of rates) console.log(`  ${String(n).padStart(2)} worker process${n === 1 ? ' ' : 'es'}: ${rate.toFixed(0)} msg/s`);
+  for (const [n, rate, cpu] of rates) {
+    const postgres = cpu.postgres === undefined ? '' : `, PostgreSQL backends ${cpu.postgres.toFixed(2)} ms`;
+    const redis = cpu.redis === undefined ? '' : `, Redis ${cpu.redis.toFixed(2)} ms`;
+    console.log(`  ${String(n).padStart(2)} worker process${n === 1 ? ' ' : 'es'}: ${rate.toFixed(0)} msg/s (CPU a message: workers ${cpu.workers.toFixed(2)} ms${postgres}${redis})`);
+  }
   console.log(`  peers (best end to end as a share of each):`);
   console.log(`    BullMQ no-op jobs, 1 process, concurrency 16        : ${noop.toFixed(0)} jobs/s (${share(noop)})`);
   console.log(`    PostgreSQL multi-row INSERT of the same resources     : ${ceiling.messagesPerSecond.toFixed(0)} msg/s, ${ceiling.rowsPerMessage.toFixed(1)} rows a message (${share(ceiling.messagesPerSecond)})`);
