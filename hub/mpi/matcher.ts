@@ -125,7 +125,7 @@ function nameLevels(a: PersonFeatures, b: PersonFeatures): [number | null, numbe
  */
 function emailTypo(x: string, y: string): boolean {
   if (Math.abs(x.length - y.length) > 1 || x.length < 6) return false;
-  return x.replace(/\D+/g, '') === y.replace(/\D+/g, '') && editDistance(x, y, 1) <= 1;
+  return editDistance(x, y, 1) <= 1 && x.replace(/\D+/g, '') === y.replace(/\D+/g, '');
 }
 
 /** The street and number of an address key (without its city: a city spelt otherwise is the same address). */
