@@ -1,8 +1,8 @@
 /**
  * Patient-index matching accuracy: trains the Fellegi–Sunter model on each labelled set (no labels
  * used), links its records incrementally as the hub does, and prints pairwise precision, recall, F1
- * (a review counts as "not linked") and the share of records sent to review, against the target
- * F1 ≥ 0.99 with ≤ 2 % review. Run: `npx tsc -p . && node dist/bench/mpi.js [--persons N] [--only NAME] [--linker store|memory] [--path production|memory]`.
+ * (a review counts as "not linked") and the share of records sent to review, against each set's
+ * target (`targetOf`). Run: `npx tsc -p . && node dist/bench/mpi.js [--persons N] [--only NAME] [--linker store|memory] [--path production|memory]`.
  *
  * `production` (the default): each record is first written as the message a member sends (HL7 v2,
  * and every fourth as a FHIR Patient) and read by the pipeline's stages and `recordOfSource`
@@ -37,10 +37,24 @@ export interface Accuracy {
   reviewShare: number;
   comparisons: number;
   seconds: number;
-  meetsTarget: boolean;
+  /** undefined: the set is reported, with no target (targetOf). */
+  meetsTarget: boolean | undefined;
 }
 
 const pairs = (k: number) => (k * (k - 1)) / 2;
+
+/**
+ * Issue 20's target for a set: FEBRL and the Chinese generator F1 ≥ 0.99 with ≤ 1 % in review,
+ * Splink fake_1000 F1 ≥ 0.95 with ≤ 3 %; our world-identities set is reported, with no target.
+ */
+export function targetOf(set: string): { f1: number; review: number } | undefined {
+  if (set.includes('world')) return undefined;
+  return set.includes('fake_1000') ? { f1: 0.95, review: 0.03 } : { f1: 0.99, review: 0.01 };
+}
+
+function meets(target: { f1: number; review: number } | undefined, f1: number, reviewShare: number): boolean | undefined {
+  return target && f1 >= target.f1 && reviewShare <= target.review;
+}
 
 /** Pairwise accuracy of a linking (`golden[i]`: record i's golden patient at the end; null: never linked) against the labels. */
 export function accuracyOf(set: string, records: LabelledRecord[], golden: Array<string | null>, reviewed: number, extra: { comparisons: number; seconds: number }): Accuracy {
@@ -62,7 +76,7 @@ export function accuracyOf(set: string, records: LabelledRecord[], golden: Array
   const recall = truth ? tp / truth : 1;
   const f1 = precision + recall ? (2 * precision * recall) / (precision + recall) : 0;
   const reviewShare = reviewed / records.length;
-  return { set, records: records.length, truePairs: truth, falsePairs: predicted - tp, precision, recall, f1, reviewShare, ...extra, meetsTarget: f1 >= 0.99 && reviewShare <= 0.02 };
+  return { set, records: records.length, truePairs: truth, falsePairs: predicted - tp, precision, recall, f1, reviewShare, ...extra, meetsTarget: meets(targetOf(set), f1, reviewShare) };
 }
 
 /**
@@ -142,11 +156,11 @@ async function main(): Promise<void> {
     void model;
   }
   const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
-  process.stdout.write(`target: F1 >= 0.99 with <= 2 % of records in review, on each set\n`);
+  process.stdout.write(`targets: F1 >= 0.99 with <= 1 % of records in review (FEBRL, Chinese), F1 >= 0.95 with <= 3 % (fake_1000); world identities reported\n`);
   process.stdout.write(`${'set'.padEnd(34)} ${'records'.padStart(7)} ${'true pairs'.padStart(10)} ${'wrong'.padStart(5)} ${'precision'.padStart(9)} ${'recall'.padStart(7)} ${'F1'.padStart(7)} ${'review'.padStart(8)} ${'cmp/rec'.padStart(7)} ${'s'.padStart(6)}  target\n`);
   for (const r of results) {
     process.stdout.write(
-      `${r.set.padEnd(34)} ${String(r.records).padStart(7)} ${String(r.truePairs).padStart(10)} ${String(r.falsePairs).padStart(5)} ${r.precision.toFixed(4).padStart(9)} ${r.recall.toFixed(4).padStart(7)} ${r.f1.toFixed(4).padStart(7)} ${pct(r.reviewShare).padStart(8)} ${(Number.isNaN(r.comparisons) ? '-' : (r.comparisons / r.records).toFixed(1)).padStart(7)} ${r.seconds.toFixed(2).padStart(6)}  ${r.meetsTarget ? 'met' : 'NOT MET'}\n`,
+      `${r.set.padEnd(34)} ${String(r.records).padStart(7)} ${String(r.truePairs).padStart(10)} ${String(r.falsePairs).padStart(5)} ${r.precision.toFixed(4).padStart(9)} ${r.recall.toFixed(4).padStart(7)} ${r.f1.toFixed(4).padStart(7)} ${pct(r.reviewShare).padStart(8)} ${(Number.isNaN(r.comparisons) ? '-' : (r.comparisons / r.records).toFixed(1)).padStart(7)} ${r.seconds.toFixed(2).padStart(6)}  ${r.meetsTarget === undefined ? 'reported' : r.meetsTarget ? 'met' : 'NOT MET'}\n`,
     );
   }
 }
