@@ -220,11 +220,21 @@ export class RawIntake {
   /** After the commit: count, answer each member, and hand the stored ones to the pipeline. */
   private settle(batch: Pending[], stored: StoredRaw[]): void {
     const toEnqueue: EnqueueItem[] = [];
+    const handed = new Set<number>();
     batch.forEach((item, i) => {
       const result = resultOf(item, stored[i]!);
       metrics.stored.inc({ member: item.row.memberId, channel: item.row.channelId, outcome: result.outcome });
       if (result.outcome === 'quarantined') metrics.quarantined.inc({ stage: 'intake', code: item.error!.code });
-      if (result.outcome === 'stored') toEnqueue.push({ rawId: result.rawId, patientKey: item.row.patientKey });
+      // A resend of a message still queued is handed over again: a listener killed after the commit
+      // but before its hand-over (and its ACK) leaves the message stored and out of Redis, and the
+      // sender's resend is then a duplicate — without this it waited for the reconciler's stale sweep,
+      // minutes away (seen in test/chaos.int.test.ts). A job still waiting under its id makes the add a
+      // no-op, and the runner skips a message no longer queued, so a spare hand-over does nothing.
+      const handOver = result.outcome === 'stored' || (result.outcome === 'duplicate' && stored[i]!.status === 'queued');
+      if (handOver && !handed.has(result.rawId)) {
+        handed.add(result.rawId);
+        toEnqueue.push({ rawId: result.rawId, patientKey: item.row.patientKey });
+      }
       item.resolve(result);
     });
     if (toEnqueue.length) this.enqueue(toEnqueue);
