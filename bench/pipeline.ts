@@ -57,12 +57,19 @@ async function redisCpu(redis: { info(section: string): Promise<string> }): Prom
   return field('used_cpu_user') + field('used_cpu_sys');
 }
 
+/** CPU milliseconds a message cost: the worker processes, the bench database's PostgreSQL backends (local only), the Redis server. */
+export interface CpuPerMessage {
+  workers: number;
+  postgres?: number;
+  redis?: number;
+}
+
 /**
  * Messages/s end to end; `intake` gets the rate at which the same messages were stored and queued,
  * `cpu` the CPU milliseconds a message cost the worker processes and PostgreSQL's backends (when
  * PostgreSQL runs on this machine): what the two cores are spent on.
  */
-export async function endToEnd(workers: number, redisUrl = REDIS_URL, total = messages, intake?: { rate: number }, cpu?: { workers: number; postgres?: number; redis?: number }): Promise<number> {
+export async function endToEnd(workers: number, redisUrl = REDIS_URL, total = messages, intake?: { rate: number }, cpu?: CpuPerMessage): Promise<number> {
   const hub = await benchHub(`e2e${workers}`, [], redisUrl);
   const member = ensureMember(hub.runtime.config, 'bench', () => undefined);
   const channel = { id: 'bench', policy: { defaultCharset: 'UTF-8' as const }, ackMode: 'original' as const };
@@ -165,10 +172,10 @@ async function insertCeiling(total: number): Promise<{ messagesPerSecond: number
 async function main() {
   const noop = await bullmqNoop(20_000);
   const ceiling = await insertCeiling(messages);
-  const rates: Array<[number, number, { workers: number; postgres?: number; redis?: number }]> = [];
+  const rates: Array<[number, number, CpuPerMessage]> = [];
   const intake = { rate: 0 };
   for (const n of workerCounts) {
-    const cpu = { workers: 0 } as { workers: number; postgres?: number; redis?: number };
+    const cpu: CpuPerMessage = { workers: 0 };
     rates.push([n, await endToEnd(n, REDIS_URL, messages, n === workerCounts[0] ? intake : undefined, cpu), cpu]);
   }
   const best = Math.max(...rates.map(([, r]) => r));

@@ -8,13 +8,12 @@
 import type { MemberConfig } from '../hub/config';
 import { encodeAs, simAdt, simPatient } from '../cli/simulate';
 import { PipelineWorker } from '../pipeline/worker';
-import { startTestHub, waitFor, type TestHub } from './support/hub';
+import { startTestHub, TEST_CHANNEL, waitFor, type TestHub } from './support/hub';
 
 const PARTITIONS = 8;
 const PATIENTS = 160;
 const MESSAGES = 1600;
 const memberConfig = { id: 'm1', name: 'Member 1', tier: 'secondary', channels: [{ id: 'his', kind: 'mllp', port: 0 }] };
-const channel = { id: 'his', policy: { defaultCharset: 'UTF-8' as const }, ackMode: 'original' as const };
 
 let hub: TestHub;
 const workers: PipelineWorker[] = [];
@@ -39,7 +38,7 @@ test('a second worker started behind a backlog takes a share of it, in per-patie
   });
   const rawIds: number[] = [];
   for (let i = 0; i < texts.length; i += 400) {
-    const stored = await Promise.all(texts.slice(i, i + 400).map((text) => hub.runtime.intake.receive({ member, channel, bytes: encodeAs(text, 'UTF-8') })));
+    const stored = await Promise.all(texts.slice(i, i + 400).map((text) => hub.runtime.intake.receive({ member, channel: TEST_CHANNEL, bytes: encodeAs(text, 'UTF-8') })));
     rawIds.push(...stored.map((s) => s.rawId));
   }
   await hub.runtime.intake.drain();
