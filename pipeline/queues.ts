@@ -151,22 +151,29 @@ export class PipelineQueues {
   }
 
   /**
-   * Worker processes of this hub: those whose heartbeat key (beat()) is alive under this prefix, in
-   * this Redis database. Not BullMQ's getWorkers(): it reads CLIENT LIST, which is server-wide, so two
-   * hubs on one Redis server (another database, the same prefix) counted each other's workers and
-   * `yilian ingest` waited for work nobody took.
+   * Worker processes of this hub: those whose heartbeat (beat()) has not run out, in the registry
+   * under this prefix in this Redis database. Not BullMQ's getWorkers(): it reads CLIENT LIST, which
+   * is server-wide, so two hubs on one Redis server (another database, the same prefix) counted each
+   * other's workers and `yilian ingest` waited for work nobody took. One sorted set (member: the
+   * worker, score: when its heartbeat runs out, on the Redis server's clock) rather than a key per
+   * worker: counting those scanned the whole keyspace — a backlog's million job keys — every
+   * heartbeat of every worker.
    */
   async workerCount(): Promise<number> {
-    return (await scanKeys(this.redis, `${this.options.prefix}:worker:*`)).length;
+    return Number(await this.redis.eval(COUNT_WORKERS, 1, this.workersKey()));
   }
 
-  /** A worker says it is alive for the next `ttlMs`; end() removes the key when it stops. */
-  async beat(workerId: string, ttlMs: number): Promise<void> {
-    await this.redis.set(`${this.options.prefix}:worker:${workerId}`, `${os.hostname()}:${process.pid}`, 'PX', ttlMs);
+  /** A worker says it is alive for the next `ttlMs`; endBeat() removes it when it stops. Returns the live workers. */
+  async beat(workerId: string, ttlMs: number): Promise<number> {
+    return Number(await this.redis.eval(BEAT, 1, this.workersKey(), `${workerId}@${os.hostname()}:${process.pid}`, ttlMs));
   }
 
   async endBeat(workerId: string): Promise<void> {
-    await this.redis.del(`${this.options.prefix}:worker:${workerId}`);
+    await this.redis.zrem(this.workersKey(), `${workerId}@${os.hostname()}:${process.pid}`);
+  }
+
+  private workersKey(): string {
+    return `${this.options.prefix}:workers`;
   }
 
   /** Delete every key under this prefix (queues, events, epoch): for retiring a prefix, and for tests and benchmarks that share a Redis. */
@@ -179,6 +186,21 @@ export class PipelineQueues {
     this.redis.disconnect();
   }
 }
+
+/** Redis's own clock for heartbeats: workers on several machines need not agree on the time. */
+const NOW_MS = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+// The registry expires with the heartbeat that runs out last, so a retired prefix leaves nothing behind.
+const BEAT = `${NOW_MS}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return redis.call('ZCARD', KEYS[1])`;
+
+const COUNT_WORKERS = `${NOW_MS}
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')`;
 
 const MARK_EPOCH = `
 local info = redis.call('INFO', 'server')

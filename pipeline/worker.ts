@@ -58,10 +58,8 @@ export class PipelineWorker {
   private readonly id = randomUUID();
   /** Partitions whose job this process is running now. */
   private readonly busy = new Set<number>();
-  /** Worker processes of this hub, as of this process's last heartbeat or the last join it saw. */
+  /** Worker processes of this hub, as of this process's last heartbeat or share check. */
   private liveWorkers = 1;
-  /** The hub's count of worker starts when liveWorkers was last read (see yieldIfOverShare). */
-  private joinsSeen = 0;
 
   constructor(
     private readonly ctx: RunnerContext,
@@ -93,14 +91,11 @@ export class PipelineWorker {
     const beat = () =>
       this.queues
         .beat(this.id, HEARTBEAT_TTL_MS)
-        .then(async () => {
-          this.liveWorkers = Math.max(1, await this.queues.workerCount());
+        .then((live) => {
+          this.liveWorkers = Math.max(1, live);
         })
         .catch((error: Error) => this.options.log?.(`worker heartbeat: ${error.message}`));
     await beat();
-    // Counted so that a process holding more partitions than its share sees a newcomer at its next
-    // job, not at its next heartbeat: one GET, where counting the heartbeats scans the keyspace.
-    await this.queues.redis.incr(this.joinsKey);
     this.heartbeat = setInterval(() => void beat(), HEARTBEAT_TTL_MS / 3);
     this.heartbeat.unref();
     if (this.options.reconcile !== false) {
@@ -120,10 +115,6 @@ export class PipelineWorker {
     }
   }
 
-  private get joinsKey(): string {
-    return `${this.queues.options.prefix}:worker-joins`;
-  }
-
   /**
    * BullMQ gives a partition's next job to the worker that completes the last one, in the same
    * Redis call (fetch-next), and the queue's global concurrency of 1 keeps everyone else out: a
@@ -132,17 +123,12 @@ export class PipelineWorker {
    * partition's Worker before the job completes (the completion then fetches nothing) and resumes
    * it YIELD_MS later, by when a waiting process has taken the partition's next job. Order holds:
    * still one job of a partition at a time. A process that would be over its share with one more
-   * worker checks the count of worker starts (one GET) and recounts the workers when it moved; one
-   * that stopped is noticed at the next heartbeat.
+   * worker counts the workers again (one ZCOUNT), so a newcomer is seen at the next job.
    */
   private async yieldIfOverShare(partition: number): Promise<void> {
     const partitions = this.queues.options.partitions;
     if (this.closing || this.busy.size <= Math.ceil(partitions / (this.liveWorkers + 1))) return;
-    const joins = Number(await this.queues.redis.get(this.joinsKey));
-    if (joins !== this.joinsSeen) {
-      this.joinsSeen = joins;
-      this.liveWorkers = Math.max(1, await this.queues.workerCount());
-    }
+    this.liveWorkers = Math.max(1, await this.queues.workerCount());
     if (this.liveWorkers < 2 || this.busy.size <= Math.ceil(partitions / this.liveWorkers)) return;
     const worker = this.workers[partition]!;
     await worker.pause(true); // true: not waiting for the active job, which is this one

@@ -2,7 +2,7 @@
  * Two hubs on one Redis server — another database, the same queue prefix — never count each other's
  * workers (issue 18, row 11: BullMQ's getWorkers() reads CLIENT LIST, which is server-wide, so
  * `yilian ingest` on one hub waited 600 s for a worker of the other). Workers are counted by their
- * heartbeat keys, under this hub's prefix in this hub's database.
+ * heartbeats, in a registry under this hub's prefix in this hub's database.
  */
 import { PipelineQueues } from '../pipeline/queues';
 import { PipelineWorker } from '../pipeline/worker';
@@ -37,4 +37,17 @@ test("a hub counts its own workers only, and a stopped worker's heartbeat goes w
   await worker.close();
   worker = undefined;
   expect(await hub.runtime.queues.workerCount()).toBe(0);
+});
+
+test('a worker that stopped without saying so (killed) stops being counted when its heartbeat runs out, and the registry goes with the last one', async () => {
+  const queues = hub.runtime.queues;
+  expect(await queues.beat('killed-worker', 60_000)).toBe(1);
+  expect(await queues.beat('short-lived', 400)).toBe(2);
+  expect(await queues.workerCount()).toBe(2);
+  await waitFor(async () => (await queues.workerCount()) === 1, 30_000, 'the short heartbeat run out');
+  await queues.endBeat('killed-worker');
+  expect(await queues.workerCount()).toBe(0);
+  // Its last beat's TTL bounds the registry's life: nothing is left under a retired prefix.
+  await queues.beat('last', 300);
+  await waitFor(async () => (await queues.redis.exists(`${queues.options.prefix}:workers`)) === 0, 30_000, 'the registry expired with its last heartbeat');
 });
