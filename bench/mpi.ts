@@ -2,28 +2,23 @@
  * Patient-index matching accuracy: trains the Fellegi–Sunter model on each labelled set (no labels
  * used), links its records incrementally as the hub does, and prints pairwise precision, recall, F1
  * (a review counts as "not linked") and the share of records sent to review, against each set's
- * target (`targetOf`). Run: `npx tsc -p . && node dist/bench/mpi.js [--persons N] [--only NAME] [--linker store|memory] [--path production|memory]`.
+ * target (`targetOf`). Run: `npx tsc -p . && node dist/bench/mpi.js [--persons N] [--only NAME]`.
  *
- * `production` (the default): each record is first written as the message a member sends (HL7 v2,
+ * One path, the one users run: each record is first written as the message a member sends (HL7 v2,
  * and every fourth as a FHIR Patient) and read by the pipeline's stages and `recordOfSource`
- * (bench/mpiRecords.ts), as `yilian ingest` → the index reads it. `memory`: the labelled record
- * as it is (the figures before 2026-12-07).
- *
- * `--linker store` (the default, since 2026-12-07): the records are stored as the merge stage
- * stores source patients, in a private database of the machine's PostgreSQL (BENCH_PG_URL), the
- * model trained by `mpi train`'s function and the records linked by `syncPatientIndex`
- * (bench/mpiStore.ts); the review share is the records with an open review item at the end, as
- * `yilian mpi stats` counts it. So the figures are what a hub's users get. `--linker memory`: the
- * in-memory linker (hub/mpi/linker.ts), seconds instead of a database, for looking into misses.
+ * (bench/mpiRecords.ts), as `yilian ingest` → the index reads it; the records are stored as the
+ * merge stage stores source patients, in a private database of the machine's PostgreSQL
+ * (BENCH_PG_URL), the model trained by `mpi train`'s function and the records linked by
+ * `syncPatientIndex` (bench/mpiStore.ts); the review share is the records with an open review item
+ * at the end, as `yilian mpi stats` counts it. (An in-memory linker that gave figures in seconds
+ * was removed on 2026-12-07: it was not the store's decision function — it joined bridges at once
+ * and never re-checked values that became shared — and issue 20 keeps one only if it is.)
  */
-import { featuresOf } from '../hub/mpi/features';
-import { InMemoryLinker } from '../hub/mpi/linker';
-import { reviewAlternatives, trainModel, type MatchModel } from '../hub/mpi/matcher';
+import type { MatchModel } from '../hub/mpi/matcher';
 import defaultModel from '../hub/mpi/defaultModel.json';
 import { generateChineseSet, loadFebrl, loadSplinkFake1000, type LabelledRecord } from './mpiData';
-import { productionRecords } from './mpiRecords';
 import { linkInStore } from './mpiStore';
-import { generateWorldSet, worldIdentityConfig, worldIdentityTable } from './mpiWorld';
+import { generateWorldSet, worldIdentityConfig } from './mpiWorld';
 
 export interface Accuracy {
   set: string;
@@ -35,7 +30,6 @@ export interface Accuracy {
   recall: number;
   f1: number;
   reviewShare: number;
-  comparisons: number;
   seconds: number;
   /** undefined: the set is reported, with no target (targetOf). */
   meetsTarget: boolean | undefined;
@@ -57,7 +51,7 @@ function meets(target: { f1: number; review: number } | undefined, f1: number, r
 }
 
 /** Pairwise accuracy of a linking (`golden[i]`: record i's golden patient at the end; null: never linked) against the labels. */
-export function accuracyOf(set: string, records: LabelledRecord[], golden: Array<string | null>, reviewed: number, extra: { comparisons: number; seconds: number }): Accuracy {
+export function accuracyOf(set: string, records: LabelledRecord[], golden: Array<string | null>, reviewed: number, extra: { seconds: number }): Accuracy {
   const byGolden = new Map<string, number>();
   const byTruth = new Map<string, number>();
   const byBoth = new Map<string, number>();
@@ -80,46 +74,18 @@ export function accuracyOf(set: string, records: LabelledRecord[], golden: Array
 }
 
 /**
- * The labelled records linked in memory (hub/mpi/linker.ts): quick, for tests and for looking into
- * misses. The published figures are the store's (`evaluateInStore`).
+ * The labelled records through the store users run (bench/mpiStore.ts): trained by `mpi train`
+ * unless `builtIn`, linked by `syncPatientIndex`, in a database of their own on `adminUrl`'s server.
  */
-export function evaluate(set: string, records: LabelledRecord[], model?: MatchModel, path: 'production' | 'memory' = 'production', table = worldIdentityTable()): Accuracy & { model: MatchModel; failed: number } {
-  const started = process.hrtime.bigint();
-  const read = path === 'production' ? productionRecords(records, { table, fhirEvery: 4 }) : { records, failed: 0 };
-  const features = read.records.map(featuresOf);
-  const trained = model ?? trainModel(features);
-  const linker = new InMemoryLinker(trained);
-  const golden: string[] = [];
-  // The golden patients each record was proposed for (review items), as the store opens them: the
-  // one a POSSIBLE_MATCH proposes and every `reviewAlternatives` one.
-  const proposed: string[][] = [];
-  for (const f of features) {
-    const { goldenId, decision } = linker.add(f);
-    golden.push(goldenId);
-    proposed.push([...(decision.outcome === 'POSSIBLE_MATCH' && decision.goldenId ? [decision.goldenId] : []), ...reviewAlternatives(decision).map((a) => a.goldenId)]);
-  }
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  // Golden patients a later record bridged were joined: each record's golden patient as it ends.
-  for (let i = 0; i < golden.length; i++) golden[i] = linker.current(golden[i]!);
-  // In review, as `yilian mpi stats` counts it: a record with an item open at the end (an item for
-  // a golden patient since joined into the record's own is closed, as the store's merge closes it).
-  const reviews = proposed.filter((list, i) => list.some((g) => linker.current(g) !== golden[i])).length;
-  return { ...accuracyOf(set, records, golden, reviews, { comparisons: linker.comparisons, seconds }), model: trained, failed: read.failed };
-}
-
-/** The labelled records through the store users run (bench/mpiStore.ts): trained by `mpi train` unless `builtIn`, linked by `syncPatientIndex`. */
-export async function evaluateInStore(set: string, records: LabelledRecord[], builtIn = false): Promise<Accuracy & { failed: number; joined: number }> {
-  const out = await linkInStore(records, { identity: worldIdentityConfig(), builtIn });
-  return { ...accuracyOf(set, records, out.golden, out.inReview, { comparisons: NaN, seconds: out.seconds }), failed: out.failed, joined: out.joined };
+export async function evaluateInStore(set: string, records: LabelledRecord[], options: { builtIn?: boolean; adminUrl?: string } = {}): Promise<Accuracy & { failed: number; joined: number }> {
+  const out = await linkInStore(records, { identity: worldIdentityConfig(), ...options });
+  return { ...accuracyOf(set, records, out.golden, out.inReview, { seconds: out.seconds }), failed: out.failed, joined: out.joined };
 }
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const persons = Number(argv[argv.indexOf('--persons') + 1] ?? 0) || 5000;
-  const path = argv.includes('--path') ? (argv[argv.indexOf('--path') + 1] as 'production' | 'memory') : 'production';
   const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1]! : undefined;
-  // store (the default): linked as `yilian mpi train` + `yilian mpi sync` link them; memory: the in-memory linker (quicker, for looking into misses).
-  const linker = argv.includes('--linker') ? (argv[argv.indexOf('--linker') + 1] as 'store' | 'memory') : 'store';
   const sets: Array<[string, () => LabelledRecord[], MatchModel?]> = [
     ['febrl1', () => loadFebrl(['dataset1.csv'])],
     ['febrl2', () => loadFebrl(['dataset2.csv'])],
@@ -139,28 +105,19 @@ async function main(): Promise<void> {
     [`world identities (2,000 persons)`, () => generateWorldSet({ persons: 2000 })],
   ];
   const results: Accuracy[] = [];
-  if (linker === 'store' && path !== 'production') throw new Error('--linker store reads the records through the production path only');
-  process.stdout.write(`path: ${path}, linker: ${linker}\n`);
   for (const [name, load, given] of sets) {
     if (only && !name.includes(only)) continue;
-    if (linker === 'store') {
-      const { failed, joined, ...r } = await evaluateInStore(name, load(), given !== undefined);
-      results.push(r);
-      if (failed) process.stdout.write(`  ${name}: ${failed} records the pipeline could not read\n`);
-      void joined;
-      continue;
-    }
-    const { model, failed, ...r } = evaluate(name, load(), given, path);
+    const { failed, joined, ...r } = await evaluateInStore(name, load(), { builtIn: given !== undefined });
     results.push(r);
     if (failed) process.stdout.write(`  ${name}: ${failed} records the pipeline could not read\n`);
-    void model;
+    void joined;
   }
   const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
   process.stdout.write(`targets: F1 >= 0.99 with <= 1 % of records in review (FEBRL, Chinese), F1 >= 0.95 with <= 3 % (fake_1000); world identities reported\n`);
-  process.stdout.write(`${'set'.padEnd(34)} ${'records'.padStart(7)} ${'true pairs'.padStart(10)} ${'wrong'.padStart(5)} ${'precision'.padStart(9)} ${'recall'.padStart(7)} ${'F1'.padStart(7)} ${'review'.padStart(8)} ${'cmp/rec'.padStart(7)} ${'s'.padStart(6)}  target\n`);
+  process.stdout.write(`${'set'.padEnd(34)} ${'records'.padStart(7)} ${'true pairs'.padStart(10)} ${'wrong'.padStart(5)} ${'precision'.padStart(9)} ${'recall'.padStart(7)} ${'F1'.padStart(7)} ${'review'.padStart(8)} ${'s'.padStart(6)}  target\n`);
   for (const r of results) {
     process.stdout.write(
-      `${r.set.padEnd(34)} ${String(r.records).padStart(7)} ${String(r.truePairs).padStart(10)} ${String(r.falsePairs).padStart(5)} ${r.precision.toFixed(4).padStart(9)} ${r.recall.toFixed(4).padStart(7)} ${r.f1.toFixed(4).padStart(7)} ${pct(r.reviewShare).padStart(8)} ${(Number.isNaN(r.comparisons) ? '-' : (r.comparisons / r.records).toFixed(1)).padStart(7)} ${r.seconds.toFixed(2).padStart(6)}  ${r.meetsTarget === undefined ? 'reported' : r.meetsTarget ? 'met' : 'NOT MET'}\n`,
+      `${r.set.padEnd(34)} ${String(r.records).padStart(7)} ${String(r.truePairs).padStart(10)} ${String(r.falsePairs).padStart(5)} ${r.precision.toFixed(4).padStart(9)} ${r.recall.toFixed(4).padStart(7)} ${r.f1.toFixed(4).padStart(7)} ${pct(r.reviewShare).padStart(8)} ${r.seconds.toFixed(2).padStart(6)}  ${r.meetsTarget === undefined ? 'reported' : r.meetsTarget ? 'met' : 'NOT MET'}\n`,
     );
   }
 }

@@ -271,7 +271,7 @@ export function sharedValues(f: PersonFeatures): Array<{ field: FieldName; value
   return out;
 }
 
-/** Distinct people per shared value, in memory (training, InMemoryLinker). */
+/** Distinct people per shared value, in memory (training; the store keeps them in `mpi_shared_value`). */
 export class SharedValueTally implements SharedValueCounts {
   records = 0;
   private readonly names = new Map<FieldName, Map<string, Set<string>>>();
@@ -764,7 +764,7 @@ const GUARD_RULES = new Set<PairScore['rule']>(['resident-id-conflict', 'identif
  * joins, and with no identity field contradicting. Two earlier records of one person can share too
  * little to match each other (a typo in the name here, a missing birth date there) while a third
  * matches both; incremental matching alone leaves that person split in two, with a review item.
- * The store and the in-memory linker join such golden patients when `mayJoin` allows it. Measured
+ * The store joins such golden patients at the end of its round when `mayJoin` allows it. Measured
  * (bench/mpi.ts): Splink fake_1000 F1 0.850 → 0.917, the Chinese generator 0.9956 → 0.9968, no
  * wrong link more on any set; without the identity-field condition, a spouse at one address with
  * a birth date ten days apart was joined.
