@@ -165,11 +165,11 @@ export class PipelineQueues {
 
   /** A worker says it is alive for the next `ttlMs`; endBeat() removes it when it stops. Returns the live workers. */
   async beat(workerId: string, ttlMs: number): Promise<number> {
-    return Number(await this.redis.eval(BEAT, 1, this.workersKey(), `${workerId}@${os.hostname()}:${process.pid}`, ttlMs));
+    return Number(await this.redis.eval(BEAT, 1, this.workersKey(), registryEntry(workerId), ttlMs));
   }
 
   async endBeat(workerId: string): Promise<void> {
-    await this.redis.zrem(this.workersKey(), `${workerId}@${os.hostname()}:${process.pid}`);
+    await this.redis.zrem(this.workersKey(), registryEntry(workerId));
   }
 
   private workersKey(): string {
@@ -185,6 +185,11 @@ export class PipelineQueues {
     await Promise.all(this.queues.map((q) => q.close()));
     this.redis.disconnect();
   }
+}
+
+/** A worker in the registry: its id, and where it runs for whoever reads the set (ZRANGE). */
+function registryEntry(workerId: string): string {
+  return `${workerId}@${os.hostname()}:${process.pid}`;
 }
 
 /** Redis's own clock for heartbeats: workers on several machines need not agree on the time. */
