@@ -221,8 +221,9 @@ export class RawIntake {
   private settle(batch: Pending[], stored: StoredRaw[]): void {
     const toEnqueue: EnqueueItem[] = [];
     const handed = new Set<number>();
+    const results = batch.map((item, i) => resultOf(item, stored[i]!));
     batch.forEach((item, i) => {
-      const result = resultOf(item, stored[i]!);
+      const result = results[i]!;
       metrics.stored.inc({ member: item.row.memberId, channel: item.row.channelId, outcome: result.outcome });
       if (result.outcome === 'quarantined') metrics.quarantined.inc({ stage: 'intake', code: item.error!.code });
       // A resend of a message still queued is handed over again: a listener killed after the commit
@@ -235,9 +236,13 @@ export class RawIntake {
         handed.add(result.rawId);
         toEnqueue.push({ rawId: result.rawId, patientKey: item.row.patientKey });
       }
-      item.resolve(result);
     });
+    // Handed over before any ACK goes out: a listener killed between an ACK and its hand-over would
+    // leave a message stored, ACKed (so never resent) and out of Redis until the reconciler's stale
+    // sweep, minutes later (seen in test/chaos.int.test.ts under load, when a hand-over waited
+    // behind the previous one's reply). The jobs are written to Redis's socket now, the ACKs after.
     if (toEnqueue.length) this.enqueue(toEnqueue);
+    batch.forEach((item, i) => item.resolve(results[i]!));
   }
 
   /** How many pending messages go into the next batch: up to maxBatch, and a message with `within` alone. */
@@ -247,10 +252,12 @@ export class RawIntake {
     return Math.min(this.options.maxBatch ?? 500, alone < 0 ? this.pending.length : alone);
   }
 
+  /** Issued at once, not behind the previous hand-over's reply: one connection keeps their order in Redis. */
   private enqueue(items: EnqueueItem[]): void {
-    this.enqueueChain = this.enqueueChain
-      .then(() => this.pipeline.enqueue(items))
+    const handedOver = this.pipeline
+      .enqueue(items)
       .catch((error) => this.options.log?.(`enqueue failed (the reconciler will retry from the raw store): ${(error as Error).message}`));
+    this.enqueueChain = Promise.all([this.enqueueChain, handedOver]).then(() => undefined);
   }
 
   /** Wait until everything received so far is stored and handed to the queues. */

@@ -49,6 +49,8 @@ export class PipelineQueues {
   readonly redis: RedisConnection;
   /** The Redis server (run id) the last redisLostState() saw: markRedisRestored() vouches for that one only. */
   private checkedRunId?: string;
+  /** BullMQ's client of the partition queues (one connection for all), once it has been resolved. */
+  private client?: Awaited<Queue<PipelineJob>['backend']['client']>;
 
   constructor(readonly options: QueueOptions) {
     const problem = prefixProblem(options.redisUrl, options.prefix);
@@ -74,6 +76,11 @@ export class PipelineQueues {
     // A Queue is an EventEmitter: unhandled, a connection error while Redis is away would end the
     // process. The commands themselves wait for the reconnect (hub/redis.ts), so nothing is lost here.
     for (const queue of this.queues) queue.on('error', () => undefined);
+    // Known before the first hand-over, so that enqueue() writes its jobs without waiting (see there).
+    this.queues[0]!.backend.client.then(
+      (client) => (this.client ??= client),
+      () => undefined, // a connection that never comes up fails the commands themselves
+    );
   }
 
   partitionFor(item: EnqueueItem): number {
@@ -94,7 +101,9 @@ export class PipelineQueues {
    */
   async enqueue(items: EnqueueItem[], jobIdSuffix = ''): Promise<void> {
     if (items.length === 0) return;
-    const client = await this.queues[0]!.backend.client;
+    // Once the client is known the jobs are written before this returns its promise: the intake
+    // hands a group over before it lets the ACKs go (adapters/intake.ts settle()).
+    const client = this.client ?? (this.client = await this.queues[0]!.backend.client);
     const pipeline = client.pipeline();
     const added: Array<Promise<string>> = [];
     for (const item of items) {

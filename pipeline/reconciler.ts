@@ -19,6 +19,8 @@ const defaults: ReconcilerOptions = { staleAfterMs: 5 * 60_000, epochCheckMs: 20
 export class Reconciler {
   private timer?: NodeJS.Timeout;
   private lastStaleSweep = 0;
+  /** The first sweep of a process takes every queued message, not only the stale ones (see tick()). */
+  private sweptSinceStart = false;
   private running = false;
   private readonly options: ReconcilerOptions;
 
@@ -56,8 +58,18 @@ export class Reconciler {
       await this.queues.enforceOrdering();
       const n = await this.requeue(0);
       await this.queues.markRedisRestored();
+      this.sweptSinceStart = true;
       if (n > 0) this.options.log?.(`reconciler: Redis had lost its queues; re-enqueued ${n} stored messages`);
       this.lastStaleSweep = Date.now();
+    } else if (!this.sweptSinceStart) {
+      // A process starting may follow one that was killed between a commit and its hand-over to
+      // Redis (the intake writes the jobs before the ACKs, but a kill can still land between the
+      // two): those messages are recent, so the stale sweep would leave them for minutes. Re-adding
+      // a message whose job exists is a no-op.
+      const n = await this.requeue(0);
+      this.sweptSinceStart = true;
+      this.lastStaleSweep = Date.now();
+      if (n > 0) this.options.log?.(`reconciler: checked ${n} queued messages at start`);
     } else if (Date.now() - this.lastStaleSweep > this.options.staleAfterMs / 2) {
       this.lastStaleSweep = Date.now();
       await this.requeue(this.options.staleAfterMs);

@@ -196,7 +196,7 @@ test('5,000 messages over 8 senders through a worker kill, a Redis restart, a 20
     }
   };
   const fail = (reason: string): never => {
-    throw new Error(`${reason}\nunexpected exits: ${unexpectedExits.join('\n') || 'none'}\nfigures so far:\n${figures.join('\n')}\n${processTails()}`);
+    throw new Error(`${reason}\nunexpected exits: ${unexpectedExits.join('\n') || 'none'}\nfigures so far:\n${figures.join('\n')}\n${processTails()}\n\n(repeated) ${reason}`);
   };
   const figures: string[] = [];
   const log = (line: string) => {
@@ -368,6 +368,8 @@ test('5,000 messages over 8 senders through a worker kill, a Redis restart, a 20
   }
 
   if (Object.keys(problems).length > 0) {
-    throw new Error(`chaos run failed:\n${JSON.stringify(problems, null, 2)}\n\nfigures:\n${figures.join('\n')}\n\n${processTails()}`);
+    // The problems again at the end: CI keeps the head and the tail of a long output, not its middle.
+    const listed = JSON.stringify(problems, null, 2);
+    throw new Error(`chaos run failed:\n${listed}\n\nfigures:\n${figures.join('\n')}\n\n${processTails()}\n\nchaos run failed (repeated):\n${listed}`);
   }
 }, 300_000);

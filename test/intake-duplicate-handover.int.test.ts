@@ -62,3 +62,23 @@ it('a resend of a queued message is handed over again, once per batch; of a proc
   await intake.drain();
   expect(handed).toEqual([[first.rawId]]);
 });
+
+it('a group is handed over before its ACKs are released, without waiting for the previous hand-over', async () => {
+  // The first hand-over never gets its reply (Redis slow); later groups must still be handed over
+  // before their members hear back, or a kill between the ACK and the hand-over loses the job.
+  const calls: number[][] = [];
+  const events: string[] = [];
+  const intake = new RawIntake(db, {
+    enqueue: (items) => {
+      calls.push(items.map((i) => i.rawId));
+      events.push(`handed ${items.map((i) => i.rawId).join(',')}`);
+      return calls.length === 1 ? new Promise<void>(() => undefined) : Promise.resolve();
+    },
+  });
+  for (let i = 10; i < 14; i++) {
+    const result = await intake.receive(inbound(i));
+    events.push(`acked ${result.rawId}`);
+    expect(events.slice(-2)).toEqual([`handed ${result.rawId}`, `acked ${result.rawId}`]);
+  }
+  expect(calls).toHaveLength(4);
+});

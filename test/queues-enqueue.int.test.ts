@@ -47,3 +47,14 @@ it('a replay suffix makes a new job id; an empty call writes nothing', async () 
   expect(ids).toContain('raw-1000-replay-1');
   expect((await queues.depths()).waiting).toBe(42);
 });
+
+it('the jobs are written when enqueue() is called, before any later command on the connection', async () => {
+  // The intake releases its ACKs right after calling enqueue() (adapters/intake.ts): a process
+  // killed after an ACK must already have written that message's job.
+  const item = { rawId: 3000, patientKey: 'm1|MRN3000' };
+  const handedOver = queues.enqueue([item]);
+  const jobKey = queues.queues[queues.partitionFor(item)]!.toKey('raw-3000');
+  // Sent on the same connection after the call returned, so Redis runs it after whatever the call wrote.
+  expect(await queues.redis.exists(jobKey)).toBe(1);
+  await handedOver;
+});
