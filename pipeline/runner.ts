@@ -17,7 +17,7 @@ import { convertStage, type ConvertedMessage } from './stages/convert';
 import { identifyStage, sourcesToLink, type IdentifiedMessage } from './stages/identify';
 import { linkSources, type SourceRef } from '../hub/mpi/links';
 import { mapStage } from './stages/map';
-import { mergeStage, type MergeInput } from './stages/merge';
+import { mergeRounds, mergeStage, type MergeInput, type MergeItem, type PreparedMerge } from './stages/merge';
 import { parseStage, type ParsedMessage } from './stages/parse';
 import { fhirParseStage, type ParsedFhirResource } from './stages/fhirParse';
 import { fhirConvertStage, type ConvertedFhirResource } from './stages/fhirConvert';
@@ -134,17 +134,20 @@ function classify(thrown: unknown): HubError {
 }
 
 /**
- * Run a batch of stored messages, in order (one partition's, so per-patient order holds). Each
- * message's outcome is its own: bad input quarantines that message only, and PostgreSQL refusing
- * one message's data fails only that message's merge (each merge is its own statement). A transient
- * failure (PostgreSQL or Redis away) is thrown for the whole batch unless `finalAttempt`: the
- * messages merged before it stay processed, and the rest run again with the retried job.
+ * Run a batch of stored messages (one partition's, so per-patient order holds). Each message's
+ * outcome is its own: bad input quarantines that message only. The messages that pass the pure
+ * stages are merged a round at a time (stages/merge.ts `mergeRounds`: one statement for many
+ * messages); a round PostgreSQL refuses is merged again one message at a time, so that one
+ * message's data fails that message's merge only. A transient failure (PostgreSQL or Redis away)
+ * is thrown for the whole batch unless `finalAttempt`: the rounds merged before it stay processed,
+ * and the rest run again with the retried job.
  * @param finalAttempt true when BullMQ will not retry again: a transient failure is then dead-lettered.
  */
 export async function runBatch(ctx: RunnerContext, rawIds: number[], finalAttempt: boolean, onEach?: (rawId: number, outcome: RunOutcome) => void): Promise<Map<number, RunOutcome>> {
   const outcomes = new Map<number, RunOutcome>(rawIds.map((id) => [id, 'missing']));
   const refs: SourceRef[] = [];
   try {
+    const ready: MergeItem[] = [];
     for (const raw of await loadRaws(ctx.db, [...new Set(rawIds)])) {
       // Only a queued message is work: jobs are delivered at least once (a worker killed after its
       // commit, a reconciler sweep racing a replay), and re-running a message that already ended
@@ -156,17 +159,32 @@ export async function runBatch(ctx: RunnerContext, rawIds: number[], finalAttemp
       const at: { stage: StageName } = { stage: 'parse' };
       try {
         const { identified, charset } = prepare(ctx, raw, at);
-        const end = metrics.stageSeconds.startTimer({ stage: 'merge' });
-        // What the merge writes is derived from the raw store, committed durably before the ACK: if
-        // PostgreSQL crashes before this commit reaches disk, the message is still `queued` and the
-        // reconciler runs it again — so the merge does not wait for its own WAL flush.
-        await mergeStage(ctx.db.derived, identified, { rawId: raw.id, memberId: raw.member_id, charset });
-        end();
-        metrics.processed.inc({ stage: 'merge' });
-        refs.push(...sourcesToLink(identified).map((mrn) => ({ memberId: raw.member_id, mrn })));
-        outcomes.set(raw.id, 'processed');
+        ready.push({ message: identified, ctx: { rawId: raw.id, memberId: raw.member_id, charset } });
       } catch (thrown) {
         outcomes.set(raw.id, await settleFailure(ctx, raw.id, thrown, at.stage, finalAttempt));
+      }
+    }
+    for (const round of mergeRounds(ready)) {
+      try {
+        await mergeRound(ctx, round);
+        round.forEach(merged);
+        continue;
+      } catch (thrown) {
+        if (round.length === 1) {
+          outcomes.set(round[0]!.item.ctx.rawId, await settleFailure(ctx, round[0]!.item.ctx.rawId, thrown, 'merge', finalAttempt));
+          continue;
+        }
+        // PostgreSQL away: the whole batch waits for the retry (settleFailure's rule for one message)
+        if (classify(thrown).transient && !finalAttempt) throw thrown;
+      }
+      // Refused (or failing on the last attempt): each message of the round on its own.
+      for (const one of round) {
+        try {
+          await mergeRound(ctx, [one]);
+          merged(one);
+        } catch (thrown) {
+          outcomes.set(one.item.ctx.rawId, await settleFailure(ctx, one.item.ctx.rawId, thrown, 'merge', finalAttempt));
+        }
       }
     }
   } finally {
@@ -175,6 +193,24 @@ export async function runBatch(ctx: RunnerContext, rawIds: number[], finalAttemp
   }
   if (onEach) for (const [id, outcome] of outcomes) onEach(id, outcome);
   return outcomes;
+
+  function merged({ item }: PreparedMerge): void {
+    refs.push(...sourcesToLink(item.message).map((mrn) => ({ memberId: item.ctx.memberId, mrn })));
+    outcomes.set(item.ctx.rawId, 'processed');
+  }
+}
+
+/**
+ * One merge statement, timed as the merge stage. What it writes is derived from the raw store,
+ * committed durably before the ACK: if PostgreSQL crashes before this commit reaches disk, the
+ * messages are still `queued` and the reconciler runs them again — so the merge does not wait for
+ * its own WAL flush (`db.derived`).
+ */
+async function mergeRound(ctx: RunnerContext, round: PreparedMerge[]): Promise<void> {
+  const end = metrics.stageSeconds.startTimer({ stage: 'merge' });
+  await mergeStage(ctx.db.derived, round);
+  end();
+  metrics.processed.inc({ stage: 'merge' }, round.length);
 }
 
 /** One message on its own (replay and fix run in the command's process). */
