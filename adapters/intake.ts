@@ -80,7 +80,9 @@ const FALLBACK_TEXT = 200;
 export class RawIntake {
   private pending: Pending[] = [];
   private flushing = false;
-  private enqueueChain: Promise<void> = Promise.resolve();
+  /** Stored messages waiting for the hand-over in flight (one at a time: see handOver()). */
+  private toHandOver: EnqueueItem[] = [];
+  private handingOver?: Promise<void>;
 
   constructor(
     private readonly db: HubDb,
@@ -237,11 +239,11 @@ export class RawIntake {
         toEnqueue.push({ rawId: result.rawId, patientKey: item.row.patientKey });
       }
     });
-    // Handed over before any ACK goes out: a listener killed between an ACK and its hand-over would
-    // leave a message stored, ACKed (so never resent) and out of Redis until the reconciler's stale
-    // sweep, minutes later (seen in test/chaos.int.test.ts under load, when a hand-over waited
-    // behind the previous one's reply). The jobs are written to Redis's socket now, the ACKs after.
-    if (toEnqueue.length) this.enqueue(toEnqueue);
+    // Handed over before the ACKs go out when no hand-over is in flight (the jobs are written to
+    // Redis's socket now, the ACKs after): a listener killed between an ACK and its hand-over leaves
+    // a message stored, ACKed (so never resent) and out of Redis until a reconciler sweeps for it
+    // (a restarted process does at once: pipeline/reconciler.ts).
+    if (toEnqueue.length) this.handOver(toEnqueue);
     batch.forEach((item, i) => item.resolve(results[i]!));
   }
 
@@ -252,18 +254,33 @@ export class RawIntake {
     return Math.min(this.options.maxBatch ?? 500, alone < 0 ? this.pending.length : alone);
   }
 
-  /** Issued at once, not behind the previous hand-over's reply: one connection keeps their order in Redis. */
-  private enqueue(items: EnqueueItem[]): void {
-    const handedOver = this.pipeline
-      .enqueue(items)
-      .catch((error) => this.options.log?.(`enqueue failed (the reconciler will retry from the raw store): ${(error as Error).message}`));
-    this.enqueueChain = Promise.all([this.enqueueChain, handedOver]).then(() => undefined);
+  /**
+   * One hand-over in flight at a time, in commit order; what is stored meanwhile goes with the next
+   * one. Not one per group issued at once: on a Redis Cluster a failover retries a command after a
+   * pause, so a later hand-over could reach the new master first and a patient's messages run out
+   * of order (test/redis-cluster.int.test.ts caught that).
+   */
+  private handOver(items: EnqueueItem[]): void {
+    this.toHandOver.push(...items);
+    if (this.handingOver) return;
+    const next = (): Promise<void> | undefined => {
+      if (this.toHandOver.length === 0) return undefined;
+      const handing = this.toHandOver;
+      this.toHandOver = [];
+      return this.pipeline
+        .enqueue(handing)
+        .catch((error) => this.options.log?.(`enqueue failed (the reconciler will retry from the raw store): ${(error as Error).message}`))
+        .then(() => {
+          this.handingOver = next();
+        });
+    };
+    this.handingOver = next();
   }
 
   /** Wait until everything received so far is stored and handed to the queues. */
   async drain(): Promise<void> {
     while (this.flushing || this.pending.length > 0) await new Promise((r) => setTimeout(r, 2));
-    await this.enqueueChain;
+    while (this.handingOver) await this.handingOver;
   }
 }
 
