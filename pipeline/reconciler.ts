@@ -63,9 +63,9 @@ export class Reconciler {
       this.lastStaleSweep = Date.now();
     } else if (!this.sweptSinceStart) {
       // A process starting may follow one that was killed between a commit and its hand-over to
-      // Redis (the intake writes the jobs before the ACKs, but a kill can still land between the
-      // two): those messages are recent, so the stale sweep would leave them for minutes. Re-adding
-      // a message whose job exists is a no-op.
+      // Redis (the intake's ACKs may go out while an earlier hand-over is still in flight): those
+      // messages are recent, so the stale sweep would leave them for minutes. Re-adding a message
+      // whose job exists is a no-op.
       const n = await this.requeue(0);
       this.sweptSinceStart = true;
       this.lastStaleSweep = Date.now();
