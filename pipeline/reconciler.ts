@@ -54,22 +54,19 @@ export class Reconciler {
   }
 
   async tick(): Promise<void> {
-    if (await this.queues.redisLostState()) {
-      await this.queues.enforceOrdering();
+    const lost = await this.queues.redisLostState();
+    if (lost || !this.sweptSinceStart) {
+      // Every queued message, not only the stale ones: Redis lost its queues, or this process is
+      // starting and may follow one killed between a commit and its hand-over to Redis (the
+      // intake's ACKs may go out while an earlier hand-over is still in flight) — those messages
+      // are recent, so the stale sweep would leave them for minutes. Re-adding a message whose job
+      // exists is a no-op.
+      if (lost) await this.queues.enforceOrdering();
       const n = await this.requeue(0);
-      await this.queues.markRedisRestored();
-      this.sweptSinceStart = true;
-      if (n > 0) this.options.log?.(`reconciler: Redis had lost its queues; re-enqueued ${n} stored messages`);
-      this.lastStaleSweep = Date.now();
-    } else if (!this.sweptSinceStart) {
-      // A process starting may follow one that was killed between a commit and its hand-over to
-      // Redis (the intake's ACKs may go out while an earlier hand-over is still in flight): those
-      // messages are recent, so the stale sweep would leave them for minutes. Re-adding a message
-      // whose job exists is a no-op.
-      const n = await this.requeue(0);
+      if (lost) await this.queues.markRedisRestored();
       this.sweptSinceStart = true;
       this.lastStaleSweep = Date.now();
-      if (n > 0) this.options.log?.(`reconciler: checked ${n} queued messages at start`);
+      if (n > 0) this.options.log?.(lost ? `reconciler: Redis had lost its queues; re-enqueued ${n} stored messages` : `reconciler: checked ${n} queued messages at start`);
     } else if (Date.now() - this.lastStaleSweep > this.options.staleAfterMs / 2) {
       this.lastStaleSweep = Date.now();
       await this.requeue(this.options.staleAfterMs);
