@@ -204,12 +204,15 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     renameSync(path.join(dropDir, '.recognition.tmp'), path.join(dropDir, 'donghu-recognition.hl7'));
     const dropExpected = 40 / scale + communityTraffic.length;
 
-    // Wait for the file to be picked up and every stored message to be through every stage.
+    // Wait for the file to be picked up and every stored message to be through every stage — and
+    // for the last job to end: a batch's messages are processed when its merge commits, and its
+    // patient-index link follows before the job completes.
     for (let i = 0; i < 600; i++) {
       const left = await runtime.db.query<{ queued: number; drop: number }>(
         `SELECT count(*) FILTER (WHERE status = 'queued')::int AS queued, count(*) FILTER (WHERE channel_id = 'drop')::int AS drop FROM raw_message`,
       );
-      if (left.rows[0]!.queued === 0 && left.rows[0]!.drop >= dropExpected) break;
+      const jobs = await runtime.queues.depths();
+      if (left.rows[0]!.queued === 0 && left.rows[0]!.drop >= dropExpected && jobs.waiting + jobs.active + jobs.delayed === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     const seconds = (Date.now() - started) / 1000;
