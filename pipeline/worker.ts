@@ -58,6 +58,8 @@ export class PipelineWorker {
   private readonly id = randomUUID();
   /** Partitions whose job this process is running now. */
   private readonly busy = new Set<number>();
+  /** Partitions this process paused to leave to another (`yieldIfOverShare`), until their job has completed. */
+  private readonly yielded = new Set<number>();
   /** Worker processes of this hub, as of this process's last heartbeat or share check. */
   private liveWorkers = 1;
 
@@ -85,6 +87,11 @@ export class PipelineWorker {
         maxStalledCount: 10,
       });
       worker.on('error', (error) => this.options.log?.(`worker p${p}: ${error.message}`));
+      const handedOver = () => {
+        if (this.yielded.delete(p)) void this.wakeOthers(p);
+      };
+      worker.on('completed', handedOver);
+      worker.on('failed', handedOver);
       this.workers.push(worker);
     }
     // Heartbeat, so that `status` and `ingest` count this hub's workers only (queues.workerCount).
@@ -132,9 +139,25 @@ export class PipelineWorker {
     if (this.liveWorkers < 2 || this.busy.size <= Math.ceil(partitions / this.liveWorkers)) return;
     const worker = this.workers[partition]!;
     await worker.pause(true); // true: not waiting for the active job, which is this one
+    this.yielded.add(partition);
     setTimeout(() => {
       if (!this.closing) void worker.resume(); // resume reports its own failures as the Worker's 'error'
     }, YIELD_MS).unref();
+  }
+
+  /**
+   * The yielded job has completed, fetching nothing, and every Worker of the partition (the other
+   * processes', and this one's once it resumes) is asleep on its marker, which only an add sets:
+   * the partition would stand still until one of them polls again (BullMQ's drainDelay, 5 s, ten
+   * times the yield) — a second process joined a backlog 5.7 s late (bench/RESULTS.md). Setting the
+   * marker as an add does (`ZADD marker 0 "0"`) wakes one of them now.
+   */
+  private async wakeOthers(partition: number): Promise<void> {
+    try {
+      await this.queues.redis.zadd(this.queues.queues[partition]!.keys.marker!, 0, '0');
+    } catch (error) {
+      this.options.log?.(`worker p${partition}: waking the other workers: ${(error as Error).message}`); // they poll anyway
+    }
   }
 
   private async runJob(job: Job<PipelineJob>, partition: number, attempts: number): Promise<RunOutcome> {
