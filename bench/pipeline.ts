@@ -2,7 +2,7 @@
  * End-to-end pipeline throughput: messages already stored and queued, then N `yilian worker`
  * processes run every stage (parse → convert → map → identify → merge, the patient-index link
  * included) until all are processed.
- *   node dist/bench/pipeline.js [messages] [--workers 1,2,4,8]
+ *   node dist/bench/pipeline.js [messages] [--workers 1,2,4,8] [--identity-changes]
  * Peers in the same run: BullMQ's no-op job rate on the same Redis (one hop), PostgreSQL's
  * multi-row insert ceiling for the rows the pipeline writes (the converted resources of the same
  * messages, into the hub's own resource table), and our intake-only rate (storing and queueing the
@@ -26,11 +26,18 @@ const args = process.argv.slice(2);
 const workersAt = args.indexOf('--workers');
 const workerCounts = (workersAt >= 0 ? args[workersAt + 1] ?? '' : '1,2').split(',').map(Number);
 const messages = Number(args.find((a, i) => /^\d+$/.test(a) && i !== workersAt + 1) ?? 20_000);
+/**
+ * `--identity-changes`: every ADT states a new address, so each is a changed identity for the
+ * patient index (matched again under its exclusive lock, hub/mpi/links.ts) instead of one whose
+ * times only follow — half the messages, the worst case of a feed of demographic updates.
+ */
+const identityChanges = args.includes('--identity-changes');
 
 /** The ADT/ORU mix: message i of `total`, for 2,000 patients (one in ten messages a registration at 20,000). */
 function mixMessage(i: number): string {
   const patient = simPatient(i % 2000, 'E');
-  return i % 2 ? simOru({ controlId: `E${i}`, patient, charset: 'UNICODE UTF-8' }, bloodCount) : simAdt({ controlId: `E${i}`, patient, charset: 'UNICODE UTF-8' });
+  if (i % 2) return simOru({ controlId: `E${i}`, patient, charset: 'UNICODE UTF-8' }, bloodCount);
+  return simAdt({ controlId: `E${i}`, patient, charset: 'UNICODE UTF-8', ...(identityChanges ? { address: `解放路${i}号` } : {}) });
 }
 
 /** CPU seconds a process on this machine has used (Linux /proc; USER_HZ is 100 on mainstream kernels), undefined elsewhere. */
@@ -195,7 +202,7 @@ async function main() {
   }
   const best = Math.max(...rates.map(([, r]) => r));
   const share = (peer: number) => `${((best / peer) * 100).toFixed(1)} %`;
-  console.log(`Pipeline end-to-end (${messages} stored ADT/ORU messages for 2,000 patients, 16 partitions, all five stages and the patient-index link, PostgreSQL + Redis on this machine)`);
+  console.log(`Pipeline end-to-end (${messages} stored ADT/ORU messages for 2,000 patients${identityChanges ? ', every ADT a changed identity' : ''}, 16 partitions, all five stages and the patient-index link, PostgreSQL + Redis on this machine)`);
   for (const [n, rate, cpu, steady] of rates) {
     const postgres = cpu.postgres === undefined ? '' : `, PostgreSQL backends ${cpu.postgres.toFixed(2)} ms`;
     const redis = cpu.redis === undefined ? '' : `, Redis ${cpu.redis.toFixed(2)} ms`;
